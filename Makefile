@@ -1,0 +1,39 @@
+# Every target creates or reuses .venv itself, so a fresh clone needs nothing but python3.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DATA ?= $(CURDIR)/var
+
+.PHONY: run test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The embedded default: SQLite in ./var, a demo bank of generated benign images, then a match.
+run: $(STAMP)
+	DIGNITY_DATA_DIR=$(DATA) $(BIN)/dignity demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python bench/hashing.py
+	$(BIN)/python bench/matching.py
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,118 @@
+"""Root command group, shared helpers, and the exit-code mapping for every subcommand.
+
+Exit statuses: 0 success; 1 some inputs failed (each failure is reported in the output and the
+rest was processed); 2 usage error; 3 the request was refused (bad hash, unknown bank, ...);
+4 the database could not be opened; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from dignity import __version__
+from dignity.errors import DignityError, StorageError
+from dignity.matching.banks import BankService
+from dignity.matching.engine import MatchEngine
+from dignity.settings import Settings
+from dignity.storage.db import Database, open_database
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+EXIT_STORAGE = 4
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_PARTIAL: "some inputs failed; each failure is in the output",
+    EXIT_USAGE: "usage error",
+    EXIT_REFUSED: "request refused (bad input, unknown bank, ...)",
+    EXIT_STORAGE: "database unavailable",
+    130: "interrupted",
+}
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Context:
+    """Lazily opened settings, database and services for one CLI invocation."""
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self._db: Database | None = None
+        self._engine: MatchEngine | None = None
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = open_database(self.settings.resolved_database_url)
+        return self._db
+
+    @property
+    def banks(self) -> BankService:
+        return BankService(self.db)
+
+    def engine(self) -> MatchEngine:
+        if self._engine is None:
+            self._engine = MatchEngine(self.db, min_quality=self.settings.pdq_min_quality)
+            self._engine.load()
+        return self._engine
+
+
+def fail(exc: DignityError) -> None:
+    click.echo(f"dignity: error: {exc.code}: {exc.message}", err=True)
+    sys.exit(EXIT_STORAGE if isinstance(exc, StorageError) else EXIT_REFUSED)
+
+
+def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a DignityError escaping a command into one line on stderr and its exit status."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except DignityError as exc:
+            fail(exc)
+            raise AssertionError("unreachable") from exc
+
+    return wrapper
+
+
+def emit(obj: Any) -> None:
+    """One JSON object per line on stdout, flushed so pipelines see results as they come."""
+    sys.stdout.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
+    sys.stdout.flush()
+
+
+def read_input(path: str) -> bytes:
+    """Read a file for hashing, refusing anything over the byte limit before reading it all."""
+    return Path(path).read_bytes()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dignity")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """dignity: hash images, keep banks of known NCII hashes, and match uploads against them.
+
+    Settings come from DIGNITY_* environment variables (DIGNITY_DATABASE_URL,
+    DIGNITY_DATA_DIR, ...). Exit statuses: 0 ok, 1 some inputs failed, 2 usage,
+    3 refused, 4 database unavailable.
+    """
+    ctx.obj = Context()
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+# Subcommands register themselves on import.
+from dignity.cli import bank as _bank  # noqa: E402,F401
+from dignity.cli import demo as _demo  # noqa: E402,F401
+from dignity.cli import hashing as _hashing  # noqa: E402,F401
+from dignity.cli import scan as _scan  # noqa: E402,F401

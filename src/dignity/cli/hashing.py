@@ -1,0 +1,108 @@
+"""``dignity hash`` and ``dignity match``: per-file JSON lines, failures reported per file.
+
+Both decode each file once. A file that cannot be read or decoded yields ``{path, error}`` and
+the command carries on with the rest, exiting 1 at the end so scripts notice.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from dignity.cli.app import EXIT_PARTIAL, Context, cli, emit, handles_errors, pass_ctx
+from dignity.errors import DignityError, MediaError
+from dignity.hashing.signals import ImageHashes, hash_bytes
+from dignity.settings import Settings
+
+
+def hash_file(path: str, settings: Settings, *, dihedral: bool) -> ImageHashes:
+    """Hash one file; raises DignityError (MediaError for bad media or unreadable files)."""
+    try:
+        size = os.stat(path).st_size
+        if size > settings.max_bytes:
+            # Refuse before reading: a 10 GB file must not be pulled into memory to be rejected.
+            raise MediaError(
+                f"file is {size} bytes; the limit is {settings.max_bytes}",
+                code="media.too_large",
+                size=size,
+                limit=settings.max_bytes,
+            )
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except IsADirectoryError as exc:
+        raise MediaError("is a directory", code="input.unreadable") from exc
+    except OSError as exc:
+        raise MediaError(exc.strerror or str(exc), code="input.unreadable") from exc
+    return hash_bytes(data, settings=settings, dihedral=dihedral)
+
+
+def hashes_to_dict(path: str, h: ImageHashes, *, dihedral: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "path": path,
+        "pdq": h.pdq.hex if h.pdq else None,
+        "quality": h.pdq.quality if h.pdq else None,
+        "md5": h.md5,
+        "sha256": h.sha256,
+        "width": h.width,
+        "height": h.height,
+        "format": h.format,
+    }
+    if dihedral and h.pdq and h.pdq.dihedral:
+        out["pdq_dihedral"] = list(h.pdq.dihedral)
+    return out
+
+
+@cli.command("hash")
+@click.option("--dihedral", is_flag=True, help="Also print the 8 rotation/mirror PDQ hashes.")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@pass_ctx
+@handles_errors
+def hash_cmd(ctx: Context, dihedral: bool, files: tuple[str, ...]) -> None:
+    """Print PDQ (+quality), MD5 and SHA-256 of each FILE as one JSON object per line."""
+    failed = 0
+    for path in files:
+        try:
+            h = hash_file(path, ctx.settings, dihedral=dihedral)
+        except DignityError as exc:
+            failed += 1
+            emit({"path": path, "error": {"code": exc.code, "message": exc.message}})
+            continue
+        emit(hashes_to_dict(path, h, dihedral=dihedral))
+    if failed:
+        click.echo(f"dignity: {failed} of {len(files)} files failed", err=True)
+        sys.exit(EXIT_PARTIAL)
+
+
+@cli.command("match")
+@click.option(
+    "--dihedral/--no-dihedral",
+    default=None,
+    help="Match rotated/mirrored copies too (default: DIGNITY_MATCH_DIHEDRAL, on).",
+)
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@pass_ctx
+@handles_errors
+def match_cmd(ctx: Context, dihedral: bool | None, files: tuple[str, ...]) -> None:
+    """Match each FILE against every enabled bank; one JSON object per file.
+
+    Each object has ``path`` and ``matches`` (a list of {bank, entry_id, signal, distance});
+    when an allow bank matched, ``allowed_by`` and the ``suppressed`` matches are shown too.
+    """
+    use_dihedral = ctx.settings.match_dihedral if dihedral is None else dihedral
+    engine = ctx.engine()
+    failed = 0
+    for path in files:
+        try:
+            h = hash_file(path, ctx.settings, dihedral=use_dihedral)
+        except DignityError as exc:
+            failed += 1
+            emit({"path": path, "error": {"code": exc.code, "message": exc.message}})
+            continue
+        outcome = engine.match_image(h, dihedral=use_dihedral)
+        emit({"path": path, **outcome.to_dict()})
+    if failed:
+        click.echo(f"dignity: {failed} of {len(files)} files failed", err=True)
+        sys.exit(EXIT_PARTIAL)

@@ -1,0 +1,74 @@
+"""The one exception tree dignity's library raises, each class with a stable ``code``.
+
+Callers (the CLI, later the HTTP API) map codes to exit statuses or HTTP statuses in one place
+each, so a code, once published, never changes meaning. The tree::
+
+    DignityError                      dignity.error
+    ├── MediaError                    media.*      (bad or unsupported input bytes)
+    ├── HashError                     hash.*       (malformed hash strings, unknown signal types)
+    ├── BankError                     bank.*       (bank names, thresholds, duplicates)
+    │   └── NotFoundError             *.not_found  (a bank or entry that does not exist)
+    ├── ImportFormatError             import.*     (a line of a bulk import that cannot be read)
+    └── StorageError                  storage.*    (database unreachable or schema out of date)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DignityError(Exception):
+    """Base of every error dignity raises on purpose: a stable ``code`` and a ``message``."""
+
+    default_code = "dignity.error"
+
+    def __init__(self, message: str, *, code: str | None = None, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.detail: dict[str, Any] = detail
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class MediaError(DignityError):
+    """The bytes could not be turned into pixels: empty, too big, not an image, truncated, ..."""
+
+    default_code = "media.invalid"
+
+
+class HashError(DignityError):
+    """A hash value or signal type is malformed."""
+
+    default_code = "hash.invalid"
+
+
+class BankError(DignityError):
+    """A bank operation was refused (bad name, threshold out of range, name taken)."""
+
+    default_code = "bank.invalid"
+
+
+class NotFoundError(BankError):
+    """A bank or entry named by the caller does not exist."""
+
+    default_code = "bank.not_found"
+
+
+class ImportFormatError(DignityError):
+    """A line of a bulk import file could not be parsed; nothing from that file was written."""
+
+    default_code = "import.invalid"
+
+
+class StorageError(DignityError):
+    """The database could not be opened or migrated."""
+
+    default_code = "storage.error"

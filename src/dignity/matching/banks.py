@@ -1,0 +1,485 @@
+"""Banks and their entries: create, change, delete; add, withdraw, import, export.
+
+Every write that changes which hashes are live also appends to ``index_log`` in the same
+transaction, which is how in-memory indexes in this and other processes learn of it. Bulk
+operations validate every item before writing anything, so a bad line in an import leaves the
+database exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import delete, func, insert, literal, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dignity.errors import BankError, DignityError, ImportFormatError, NotFoundError
+from dignity.hashing.signals import SIGNAL_TYPES, normalize_hash
+from dignity.storage.db import Database
+from dignity.storage.models import Bank, Entry, IndexLog, utcnow
+
+BANK_PURPOSES = ("block", "review", "allow")
+ORIGIN_KINDS = ("case", "exchange", "person", "file", "import")
+DEFAULT_THRESHOLD = 31
+MAX_THRESHOLD = 63
+_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_CHUNK = 500  # rows per IN (...) lookup; well under every database's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class BankInfo:
+    id: int
+    name: str
+    purpose: str
+    threshold: int
+    enabled: bool
+    description: str
+    created_at: datetime | None = None
+    active_entries: int = 0
+    withdrawn_entries: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "purpose": self.purpose,
+            "threshold": self.threshold,
+            "enabled": self.enabled,
+            "description": self.description,
+            "active_entries": self.active_entries,
+            "withdrawn_entries": self.withdrawn_entries,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """A hash to add to a bank, with where it came from."""
+
+    signal: str
+    value: str
+    origin_kind: str = "person"
+    origin_ref: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    id: int
+    bank: str
+    signal: str
+    value: str
+    origin_kind: str
+    origin_ref: str
+    note: str
+    status: str
+    created_at: datetime | None
+    withdrawn_at: datetime | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "entry_id": self.id,
+            "bank": self.bank,
+            "signal": self.signal,
+            "value": self.value,
+            "origin": {"kind": self.origin_kind, "ref": self.origin_ref},
+            "note": self.note,
+            "status": self.status,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "withdrawn_at": self.withdrawn_at.isoformat() if self.withdrawn_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """Outcome of adding entries: new or re-activated ids, and those already there."""
+
+    added: list[int] = field(default_factory=list)
+    reactivated: list[int] = field(default_factory=list)
+    already_active: list[int] = field(default_factory=list)
+    # (signal, value) -> (entry id, "added" | "reactivated" | "already_active")
+    outcomes: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "added": len(self.added),
+            "reactivated": len(self.reactivated),
+            "already_active": len(self.already_active),
+            "entry_ids": self.added + self.reactivated + self.already_active,
+        }
+
+
+def _bank_info(bank: Bank, active: int = 0, withdrawn: int = 0) -> BankInfo:
+    return BankInfo(
+        id=bank.id,
+        name=bank.name,
+        purpose=bank.purpose,
+        threshold=bank.threshold,
+        enabled=bank.enabled,
+        description=bank.description,
+        created_at=bank.created_at,
+        active_entries=active,
+        withdrawn_entries=withdrawn,
+    )
+
+
+def _validate_bank_fields(purpose: str | None, threshold: int | None) -> None:
+    if purpose is not None and purpose not in BANK_PURPOSES:
+        raise BankError(
+            f"purpose must be one of {', '.join(BANK_PURPOSES)}; got {purpose!r}",
+            code="bank.bad_purpose",
+        )
+    if threshold is not None and not 0 <= threshold <= MAX_THRESHOLD:
+        raise BankError(
+            f"threshold must be between 0 and {MAX_THRESHOLD}; got {threshold}",
+            code="bank.bad_threshold",
+        )
+
+
+def _validate_entry(item: NewEntry, where: str = "") -> NewEntry:
+    signal, value = normalize_hash(item.signal, item.value)
+    if item.origin_kind not in ORIGIN_KINDS:
+        raise BankError(
+            f"{where}origin must be one of {', '.join(ORIGIN_KINDS)}; got {item.origin_kind!r}",
+            code="bank.bad_origin",
+        )
+    return NewEntry(signal, value, item.origin_kind, item.origin_ref, item.note)
+
+
+def parse_import_line(line: str, lineno: int, default_origin: str = "import") -> NewEntry | None:
+    """One line of a bulk import: JSON object, ``<signal> <hex>`` (HMA/py-tx text) or bare hex.
+
+    Bare hex is taken as PDQ when 64 digits and MD5 when 32; SHA-256 needs its signal name,
+    since its length is PDQ's. Blank lines and ``#`` comments are skipped (None).
+    """
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    try:
+        if text.startswith("{"):
+            obj = json.loads(text)
+            if not isinstance(obj, dict):
+                raise ValueError("not an object")
+            origin = obj.get("origin") or {}
+            if not isinstance(origin, dict):
+                origin = {"kind": default_origin, "ref": str(origin)}
+            item = NewEntry(
+                signal=str(obj.get("signal", "pdq")),
+                value=str(obj["value"]),
+                origin_kind=str(origin.get("kind", default_origin)),
+                origin_ref=str(origin.get("ref", "")),
+                note=str(obj.get("note", "")),
+            )
+        else:
+            parts = text.split()
+            if len(parts) == 1:
+                guess = {64: "pdq", 32: "md5"}.get(len(parts[0]))
+                if guess is None:
+                    raise ValueError("a bare hash must be 64 (pdq) or 32 (md5) hex digits")
+                parts = [guess, parts[0]]
+            if len(parts) != 2:
+                raise ValueError("expected '<signal> <hex>'")
+            item = NewEntry(parts[0], parts[1], origin_kind=default_origin)
+        return _validate_entry(item)
+    except (ValueError, KeyError, TypeError, DignityError) as exc:
+        why = exc.message if isinstance(exc, DignityError) else str(exc)
+        raise ImportFormatError(
+            f"line {lineno}: {why}; nothing was imported", code="import.bad_line", line=lineno
+        ) from exc
+
+
+class BankService:
+    """Banks and entries in the database. Thread-safe: each call uses its own session."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- banks ---------------------------------------------------------------------------
+    def create_bank(
+        self,
+        name: str,
+        *,
+        purpose: str = "block",
+        threshold: int = DEFAULT_THRESHOLD,
+        enabled: bool = True,
+        description: str = "",
+    ) -> BankInfo:
+        if not _NAME.match(name):
+            raise BankError(
+                "a bank name is 1-64 letters, digits, '_', '.' or '-', starting with a letter "
+                f"or digit; got {name!r}",
+                code="bank.bad_name",
+            )
+        _validate_bank_fields(purpose, threshold)
+        try:
+            with self.db.session() as s:
+                bank = Bank(
+                    name=name,
+                    purpose=purpose,
+                    threshold=threshold,
+                    enabled=enabled,
+                    description=description,
+                )
+                s.add(bank)
+                s.flush()
+                return _bank_info(bank)
+        except IntegrityError as exc:
+            raise BankError(f"a bank named {name!r} already exists", code="bank.exists") from exc
+
+    def _bank(self, s: Session, name: str) -> Bank:
+        bank = s.scalars(select(Bank).where(Bank.name == name)).one_or_none()
+        if bank is None:
+            raise NotFoundError(f"no bank named {name!r}", code="bank.not_found", bank=name)
+        return bank
+
+    def get_bank(self, name: str) -> BankInfo:
+        with self.db.session() as s:
+            bank = self._bank(s, name)
+            counts = dict(
+                s.execute(
+                    select(Entry.status, func.count())
+                    .where(Entry.bank_id == bank.id)
+                    .group_by(Entry.status)
+                ).all()
+            )
+            return _bank_info(bank, counts.get("active", 0), counts.get("withdrawn", 0))
+
+    def list_banks(self) -> list[BankInfo]:
+        with self.db.session() as s:
+            counts: dict[tuple[int, str], int] = {
+                (bank_id, status): n
+                for bank_id, status, n in s.execute(
+                    select(Entry.bank_id, Entry.status, func.count()).group_by(
+                        Entry.bank_id, Entry.status
+                    )
+                ).all()
+            }
+            return [
+                _bank_info(b, counts.get((b.id, "active"), 0), counts.get((b.id, "withdrawn"), 0))
+                for b in s.scalars(select(Bank).order_by(Bank.name))
+            ]
+
+    def update_bank(
+        self,
+        name: str,
+        *,
+        purpose: str | None = None,
+        threshold: int | None = None,
+        enabled: bool | None = None,
+        description: str | None = None,
+    ) -> BankInfo:
+        _validate_bank_fields(purpose, threshold)
+        with self.db.session() as s:
+            bank = self._bank(s, name)
+            if purpose is not None:
+                bank.purpose = purpose
+            if threshold is not None:
+                bank.threshold = threshold
+            if enabled is not None:
+                bank.enabled = enabled
+            if description is not None:
+                bank.description = description
+        return self.get_bank(name)
+
+    def delete_bank(self, name: str) -> int:
+        """Delete a bank and all its entries; returns how many entries went with it."""
+        with self.db.session() as s:
+            bank = self._bank(s, name)
+            s.execute(
+                insert(IndexLog).from_select(
+                    ["entry_id", "op", "at"],
+                    select(Entry.id, literal("remove"), literal(utcnow())).where(
+                        Entry.bank_id == bank.id, Entry.status == "active"
+                    ),
+                )
+            )
+            gone = s.execute(delete(Entry).where(Entry.bank_id == bank.id))
+            n = cast(CursorResult[Any], gone).rowcount
+            s.delete(bank)
+            return int(n or 0)
+
+    # -- entries -------------------------------------------------------------------------
+    def add_entries(self, bank_name: str, items: Iterable[NewEntry]) -> AddResult:
+        """Add hashes to a bank; a withdrawn hash is re-activated, duplicates are kept once."""
+        clean: dict[tuple[str, str], NewEntry] = {}
+        for item in items:
+            v = _validate_entry(item)
+            clean.setdefault((v.signal, v.value), v)
+        result = AddResult()
+        if not clean:
+            self.get_bank(bank_name)
+            return result
+        with self.db.session() as s:
+            bank = self._bank(s, bank_name)
+            keys = list(clean)
+            existing: dict[tuple[str, str], tuple[int, str]] = {}
+            for i in range(0, len(keys), _CHUNK):
+                chunk = keys[i : i + _CHUNK]
+                rows = s.execute(
+                    select(Entry.signal, Entry.value, Entry.id, Entry.status).where(
+                        Entry.bank_id == bank.id, Entry.value.in_([v for _, v in chunk])
+                    )
+                ).all()
+                for sig, val, eid, status in rows:
+                    existing[(sig, val)] = (eid, status)
+            now = utcnow()
+            fresh = [
+                {
+                    "bank_id": bank.id,
+                    "signal": e.signal,
+                    "value": e.value,
+                    "origin_kind": e.origin_kind,
+                    "origin_ref": e.origin_ref,
+                    "note": e.note,
+                    "status": "active",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for k, e in clean.items()
+                if k not in existing
+            ]
+            if fresh:
+                new_ids = list(
+                    s.scalars(
+                        insert(Entry).returning(Entry.id, sort_by_parameter_order=True), fresh
+                    )
+                )
+                result.added.extend(new_ids)
+                for row, eid in zip(fresh, new_ids, strict=True):
+                    result.outcomes[(str(row["signal"]), str(row["value"]))] = (eid, "added")
+            for key, (eid, status) in existing.items():
+                kind = "reactivated" if status == "withdrawn" else "already_active"
+                (result.reactivated if status == "withdrawn" else result.already_active).append(eid)
+                result.outcomes[key] = (eid, kind)
+            if result.reactivated:
+                for i in range(0, len(result.reactivated), _CHUNK):
+                    s.execute(
+                        update(Entry)
+                        .where(Entry.id.in_(result.reactivated[i : i + _CHUNK]))
+                        .values(status="active", withdrawn_at=None, updated_at=now)
+                    )
+            live = result.added + result.reactivated
+            if live:
+                s.execute(insert(IndexLog), [{"entry_id": i, "op": "add", "at": now} for i in live])
+        return result
+
+    def withdraw(self, bank_name: str, refs: Sequence[int | str]) -> int:
+        """Withdraw entries by id or by hash value; they stop matching. Returns how many changed."""
+        return self._retire(bank_name, refs, hard=False)
+
+    def delete_entries(self, bank_name: str, refs: Sequence[int | str]) -> int:
+        """Delete entries for good (by id or hash value). Returns how many were deleted."""
+        return self._retire(bank_name, refs, hard=True)
+
+    def _retire(self, bank_name: str, refs: Sequence[int | str], *, hard: bool) -> int:
+        ids = [r for r in refs if isinstance(r, int)]
+        values = [normalize_hash(_guess_signal(r), r)[1] for r in refs if isinstance(r, str)]
+        now = utcnow()
+        with self.db.session() as s:
+            bank = self._bank(s, bank_name)
+            targets: list[tuple[int, str]] = []
+            for i in range(0, len(ids), _CHUNK):
+                targets += s.execute(
+                    select(Entry.id, Entry.status).where(
+                        Entry.bank_id == bank.id, Entry.id.in_(ids[i : i + _CHUNK])
+                    )
+                ).all()
+            for i in range(0, len(values), _CHUNK):
+                targets += s.execute(
+                    select(Entry.id, Entry.status).where(
+                        Entry.bank_id == bank.id, Entry.value.in_(values[i : i + _CHUNK])
+                    )
+                ).all()
+            found = {eid: status for eid, status in targets}
+            missing = [r for r in ids if r not in found]
+            if missing:
+                raise NotFoundError(
+                    f"bank {bank_name!r} has no entry with id {missing[0]}",
+                    code="entry.not_found",
+                    entry_id=missing[0],
+                )
+            live = [eid for eid, status in found.items() if status == "active"]
+            changed = list(found) if hard else live
+            for i in range(0, len(changed), _CHUNK):
+                chunk = changed[i : i + _CHUNK]
+                if hard:
+                    s.execute(delete(Entry).where(Entry.id.in_(chunk)))
+                else:
+                    s.execute(
+                        update(Entry)
+                        .where(Entry.id.in_(chunk))
+                        .values(status="withdrawn", withdrawn_at=now, updated_at=now)
+                    )
+            if live:
+                s.execute(
+                    insert(IndexLog), [{"entry_id": i, "op": "remove", "at": now} for i in live]
+                )
+            return len(changed)
+
+    def list_entries(
+        self, bank_name: str, *, status: str | None = None, limit: int | None = None
+    ) -> list[EntryInfo]:
+        return list(self.iter_entries(bank_name, status=status, limit=limit))
+
+    def iter_entries(
+        self, bank_name: str, *, status: str | None = None, limit: int | None = None
+    ) -> Iterator[EntryInfo]:
+        with self.db.session() as s:
+            bank = self._bank(s, bank_name)
+            q = select(Entry).where(Entry.bank_id == bank.id).order_by(Entry.id)
+            if status:
+                q = q.where(Entry.status == status)
+            if limit:
+                q = q.limit(limit)
+            for e in s.scalars(q.execution_options(yield_per=2000)):
+                yield EntryInfo(
+                    id=e.id,
+                    bank=bank.name,
+                    signal=e.signal,
+                    value=e.value,
+                    origin_kind=e.origin_kind,
+                    origin_ref=e.origin_ref,
+                    note=e.note,
+                    status=e.status,
+                    created_at=e.created_at,
+                    withdrawn_at=e.withdrawn_at,
+                )
+
+    def import_lines(
+        self, bank_name: str, lines: Iterable[str], *, origin_ref: str = ""
+    ) -> AddResult:
+        """Parse every line first (JSON lines or ``signal hex``), then add all at once."""
+        self.get_bank(bank_name)
+        items: list[NewEntry] = []
+        for n, line in enumerate(lines, start=1):
+            item = parse_import_line(line, n)
+            if item is not None:
+                if origin_ref and not item.origin_ref:
+                    item = NewEntry(
+                        item.signal, item.value, item.origin_kind, origin_ref, item.note
+                    )
+                items.append(item)
+        return self.add_entries(bank_name, items)
+
+    def export_lines(self, bank_name: str, fmt: str = "jsonl") -> Iterator[str]:
+        """Active entries as JSON lines (everything) or ``signal hex`` text (HMA/py-tx style)."""
+        if fmt not in ("jsonl", "text"):
+            raise BankError(f"unknown export format {fmt!r} (jsonl, text)", code="bank.bad_format")
+        for e in self.iter_entries(bank_name, status="active"):
+            if fmt == "text":
+                yield f"{e.signal} {e.value}"
+            else:
+                d = e.to_dict()
+                d.pop("withdrawn_at", None)
+                yield json.dumps(d, separators=(",", ":"))
+
+
+def _guess_signal(value: str) -> str:
+    n = len(value.strip())
+    return "md5" if n == SIGNAL_TYPES["md5"] else "pdq"

@@ -1,0 +1,67 @@
+"""Runtime settings, read from ``DIGNITY_*`` environment variables; each is declared once here.
+
+Everything that an operator may tune lives in :class:`Settings` with its help text, so the CLI,
+the service and the docs all describe the same knob the same way. Library code receives a
+``Settings`` value rather than reading the environment itself, which keeps tests hermetic.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "dignity"
+
+
+class Settings(BaseSettings):
+    """All of dignity's settings. Environment: ``DIGNITY_<NAME>`` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="DIGNITY_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Directory for the default SQLite database and other local state.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the database; default: an SQLite file in data_dir.",
+    )
+    max_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        gt=0,
+        description="Largest media file accepted, in bytes; larger input is refused unread.",
+    )
+    max_pixels: int = Field(
+        default=100_000_000,
+        gt=0,
+        description="Largest image accepted, in pixels (width x height), checked from the header.",
+    )
+    pdq_min_quality: int = Field(
+        default=50,
+        ge=0,
+        le=100,
+        description="Images whose PDQ quality is below this get no PDQ entry and no PDQ match.",
+    )
+    match_dihedral: bool = Field(
+        default=True,
+        description="Match all 8 rotations/mirrors of a query image, so turned copies are found.",
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'dignity.sqlite3'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings read from the environment (tests build their own instead)."""
+    return Settings()

@@ -1,0 +1,91 @@
+"""Table definitions: banks, their entries, and the index change log.
+
+``index_log`` is an append-only list of entry changes (add / remove) with a monotonically
+increasing sequence number. An in-memory index remembers the last sequence it applied and
+replays only newer rows, so every process sees an add or withdrawal within one poll, without
+rebuilding. Hash values are stored as lowercase hex text: portable, greppable, and the same
+text python-threatexchange and HMA exchange.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Bank(Base):
+    __tablename__ = "banks"
+    __table_args__ = (
+        CheckConstraint("purpose IN ('block', 'review', 'allow')", name="ck_banks_purpose"),
+        CheckConstraint("threshold >= 0 AND threshold <= 63", name="ck_banks_threshold"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    purpose: Mapped[str] = mapped_column(String(16), nullable=False, default="block")
+    threshold: Mapped[int] = mapped_column(Integer, nullable=False, default=31)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class Entry(Base):
+    __tablename__ = "entries"
+    __table_args__ = (
+        UniqueConstraint("bank_id", "signal", "value", name="uq_entries_bank_signal_value"),
+        CheckConstraint("status IN ('active', 'withdrawn')", name="ck_entries_status"),
+        Index("ix_entries_signal_value", "signal", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    bank_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("banks.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    signal: Mapped[str] = mapped_column(String(16), nullable=False)
+    value: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Where the hash came from: kind is one of case, exchange, person, file, import.
+    origin_kind: Mapped[str] = mapped_column(String(16), nullable=False, default="person")
+    origin_ref: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    note: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class IndexLog(Base):
+    __tablename__ = "index_log"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    entry_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    op: Mapped[str] = mapped_column(String(8), nullable=False)  # 'add' | 'remove'
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
