@@ -27,8 +27,8 @@ def upgrade() -> None:
         sa.Column("threshold", sa.Integer(), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True)),
-        sa.Column("updated_at", sa.DateTime(timezone=True)),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("purpose IN ('block', 'review', 'allow')", name="ck_banks_purpose"),
         sa.CheckConstraint("threshold >= 0 AND threshold <= 63", name="ck_banks_threshold"),
     )
@@ -47,8 +47,8 @@ def upgrade() -> None:
         sa.Column("origin_ref", sa.Text(), nullable=False),
         sa.Column("note", sa.Text(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True)),
-        sa.Column("updated_at", sa.DateTime(timezone=True)),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=True),
         sa.UniqueConstraint("bank_id", "signal", "value", name="uq_entries_bank_signal_value"),
         sa.CheckConstraint("status IN ('active', 'withdrawn')", name="ck_entries_status"),
@@ -60,7 +60,7 @@ def upgrade() -> None:
         sa.Column("seq", BigId, primary_key=True, autoincrement=True),
         sa.Column("entry_id", sa.BigInteger(), nullable=False),
         sa.Column("op", sa.String(8), nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True)),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     )
 
 
