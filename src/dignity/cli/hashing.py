@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -55,6 +56,24 @@ def hashes_to_dict(path: str, h: ImageHashes, *, dihedral: bool) -> dict[str, An
     return out
 
 
+def each_hashed(
+    files: tuple[str, ...], settings: Settings, *, dihedral: bool
+) -> Iterator[tuple[str, ImageHashes]]:
+    """Hash each file in turn, emitting ``{path, error}`` for failures; exit 1 at the end if any."""
+    failed = 0
+    for path in files:
+        try:
+            h = hash_file(path, settings, dihedral=dihedral)
+        except DignityError as exc:
+            failed += 1
+            emit({"path": path, "error": {"code": exc.code, "message": exc.message}})
+            continue
+        yield path, h
+    if failed:
+        click.echo(f"dignity: {failed} of {len(files)} files failed", err=True)
+        sys.exit(EXIT_PARTIAL)
+
+
 @cli.command("hash")
 @click.option("--dihedral", is_flag=True, help="Also print the 8 rotation/mirror PDQ hashes.")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
@@ -62,18 +81,8 @@ def hashes_to_dict(path: str, h: ImageHashes, *, dihedral: bool) -> dict[str, An
 @handles_errors
 def hash_cmd(ctx: Context, dihedral: bool, files: tuple[str, ...]) -> None:
     """Print PDQ (+quality), MD5 and SHA-256 of each FILE as one JSON object per line."""
-    failed = 0
-    for path in files:
-        try:
-            h = hash_file(path, ctx.settings, dihedral=dihedral)
-        except DignityError as exc:
-            failed += 1
-            emit({"path": path, "error": {"code": exc.code, "message": exc.message}})
-            continue
+    for path, h in each_hashed(files, ctx.settings, dihedral=dihedral):
         emit(hashes_to_dict(path, h, dihedral=dihedral))
-    if failed:
-        click.echo(f"dignity: {failed} of {len(files)} files failed", err=True)
-        sys.exit(EXIT_PARTIAL)
 
 
 @cli.command("match")
@@ -93,16 +102,6 @@ def match_cmd(ctx: Context, dihedral: bool | None, files: tuple[str, ...]) -> No
     """
     use_dihedral = ctx.settings.match_dihedral if dihedral is None else dihedral
     engine = ctx.engine()
-    failed = 0
-    for path in files:
-        try:
-            h = hash_file(path, ctx.settings, dihedral=use_dihedral)
-        except DignityError as exc:
-            failed += 1
-            emit({"path": path, "error": {"code": exc.code, "message": exc.message}})
-            continue
+    for path, h in each_hashed(files, ctx.settings, dihedral=use_dihedral):
         outcome = engine.match_image(h, dihedral=use_dihedral)
         emit({"path": path, **outcome.to_dict()})
-    if failed:
-        click.echo(f"dignity: {failed} of {len(files)} files failed", err=True)
-        sys.exit(EXIT_PARTIAL)
