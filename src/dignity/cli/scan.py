@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -107,19 +108,22 @@ def _done_paths(report: Path, fmt: str) -> set[str]:
 
 
 def _results(
-    paths: list[str], settings: Settings, dihedral: bool, workers: int
+    paths: list[str], settings: Settings, dihedral: bool, workers: int, stack: ExitStack
 ) -> Iterator[tuple[str, ImageHashes | tuple[str, str]]]:
     if workers <= 1:
         _init_worker(settings, dihedral)
-        for p in paths:
-            yield _work(p)
-        return
-    # fork is cheapest and safe here: the pool is made before any thread (progress bar) starts.
-    mp = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=mp, initializer=_init_worker, initargs=(settings, dihedral)
-    ) as pool:
-        yield from pool.map(_work, paths, chunksize=8)
+        return map(_work, paths)
+    # fork is cheapest, and safe because map() below starts every worker now, before any
+    # thread (the progress bar) exists in this process.
+    pool = stack.enter_context(
+        ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_init_worker,
+            initargs=(settings, dihedral),
+        )
+    )
+    return pool.map(_work, paths, chunksize=8)
 
 
 @cli.command("scan")
@@ -169,11 +173,12 @@ def scan(
     new_file = not report.exists() or report.stat().st_size == 0
     console = Console(stderr=True)
     started = time.monotonic()
-    with open(report, "a", encoding="utf-8", newline="") as out:
+    with ExitStack() as stack:
+        out = stack.enter_context(open(report, "a", encoding="utf-8", newline=""))
         writer = csv.DictWriter(out, fieldnames=CSV_FIELDS) if fmt == "csv" else None
         if writer and new_file:
             writer.writeheader()
-        results = _results(todo, ctx.settings, use_dihedral, n_workers)
+        results = _results(todo, ctx.settings, use_dihedral, n_workers, stack)
         progress = Progress(
             TextColumn("scanning"),
             BarColumn(),

@@ -5,15 +5,15 @@ bits, and by the pigeonhole principle an entry within distance ``d`` of a query 
 chunk close to the query's chunk, so a search only enumerates the buckets near each query chunk,
 gathers the rows listed there and verifies every candidate with a popcount of the XOR. Buckets are
 compact CSR arrays (an offsets table per chunk plus one flat array of row positions), never Python
-containers, so a million entries cost about 100 bytes each. Updates are LSM style: new entries go to
-a small brute-force tail, a full tail is frozen into an immutable MIH segment, and segments of
-similar size are merged, so an add costs amortised O(log n) and no add rebuilds the whole index.
-Removals are tombstones that merges and compactions drop. Mutations run under a lock and publish a
-new immutable snapshot, so a concurrent search always sees one consistent state without locking.
-Whenever enumerating buckets would cost more than reading every row (large distances, or a query
-that lands in hugely popular buckets), a segment is scanned exhaustively instead, so results stay
-exact at any distance. ``BruteForceIndex`` is the deliberately simple reference the tests compare
-against; it is also perfectly adequate for a few thousand entries.
+containers, so a million entries take about 105 bytes each, hashes included. Updates are LSM
+style: new entries go to a small brute-force tail, a full tail is frozen into an immutable MIH
+segment, and segments of similar size are merged (large merges in a background thread), so an add
+costs amortised O(log n) and never waits for a rebuild of the whole index. Removals are tombstones
+that merges and compactions drop. Mutations run under a lock and publish a new immutable snapshot,
+so a concurrent search always sees one consistent state without locking. Whenever enumerating
+buckets would cost more than reading every row (large distances, or a query that lands in hugely
+popular buckets), a segment is scanned exhaustively instead, so results stay exact at any
+distance. ``BruteForceIndex`` is the deliberately simple reference the tests compare against.
 """
 
 from __future__ import annotations
@@ -790,6 +790,8 @@ class MihIndex:
     def remove(self, ids: I64) -> int:
         """Remove entries by id (unknown ids are ignored); returns how many were live."""
         ids_ = np.sort(_check_ints(ids, "ids", np.int64))
+        if ids_.size == 0:
+            return 0
         ids_ = ids_[np.concatenate([[True], ids_[1:] != ids_[:-1]])]
         if ids_.shape[0] == 0:
             return 0
