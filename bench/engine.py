@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from dignity.matching import BankService, MatchEngine, NewEntry  # noqa: E402
-from dignity.storage.db import open_database  # noqa: E402
+from dignity.matching import BankService, MatchEngine, NewEntry
+from dignity.storage.db import open_database
 
 
 def flip(value: int, bits: int, rng: random.Random) -> int:
