@@ -34,6 +34,7 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python bench/hashing.py
 	$(BIN)/python bench/matching.py
+	$(BIN)/python bench/engine.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

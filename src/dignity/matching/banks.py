@@ -317,17 +317,22 @@ class BankService:
             return result
         with self.db.session() as s:
             bank = self._bank(s, bank_name)
-            keys = list(clean)
             existing: dict[tuple[str, str], tuple[int, str]] = {}
-            for i in range(0, len(keys), _CHUNK):
-                chunk = keys[i : i + _CHUNK]
-                rows = s.execute(
-                    select(Entry.signal, Entry.value, Entry.id, Entry.status).where(
-                        Entry.bank_id == bank.id, Entry.value.in_([v for _, v in chunk])
-                    )
-                ).all()
-                for sig, val, eid, status in rows:
-                    existing[(sig, val)] = (eid, status)
+            by_signal: dict[str, list[str]] = {}
+            for sig, val in clean:
+                by_signal.setdefault(sig, []).append(val)
+            for sig, vals in by_signal.items():
+                # bank_id, signal, value: the unique index answers this without a scan.
+                for i in range(0, len(vals), _CHUNK):
+                    rows = s.execute(
+                        select(Entry.value, Entry.id, Entry.status).where(
+                            Entry.bank_id == bank.id,
+                            Entry.signal == sig,
+                            Entry.value.in_(vals[i : i + _CHUNK]),
+                        )
+                    ).all()
+                    for val, eid, status in rows:
+                        existing[(sig, val)] = (eid, status)
             now = utcnow()
             fresh = [
                 {
@@ -393,7 +398,10 @@ class BankService:
             for i in range(0, len(values), _CHUNK):
                 targets += s.execute(
                     select(Entry.id, Entry.status).where(
-                        Entry.bank_id == bank.id, Entry.value.in_(values[i : i + _CHUNK])
+                        Entry.bank_id == bank.id,
+                        # Naming every signal lets the (bank, signal, value) index serve.
+                        Entry.signal.in_(list(SIGNAL_TYPES)),
+                        Entry.value.in_(values[i : i + _CHUNK]),
                     )
                 ).all()
             found = {eid: status for eid, status in targets}
