@@ -53,6 +53,36 @@ class Settings(BaseSettings):
         default=True,
         description="Match all 8 rotations/mirrors of a query image, so turned copies are found.",
     )
+    # -- HTTP service ------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Address `dignity serve` listens on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port `dignity serve` listens on.")
+    rate_per_minute: int = Field(
+        default=600, gt=0, description="Requests per minute per API key (unless the key says)."
+    )
+    max_concurrency: int = Field(
+        default=4,
+        gt=0,
+        description="Heavy requests (hashing, matching, imports) one process runs at once.",
+    )
+    queue_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long a heavy request waits for a slot before 503."
+    )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="Heavy requests taking longer are answered with 503."
+    )
+    index_refresh_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often a server replays the change log (bank changes reach it by then).",
+    )
+    max_import_bytes: int = Field(
+        default=1024 * 1024 * 1024, gt=0, description="Largest bulk import body, in bytes."
+    )
+    url_timeout_s: float = Field(default=10.0, gt=0, description="Budget for hashing by URL.")
+    url_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="If set, hashing by URL may fetch only from these hosts (*.example.com ok).",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -431,16 +431,28 @@ class BankService:
             return len(changed)
 
     def list_entries(
-        self, bank_name: str, *, status: str | None = None, limit: int | None = None
+        self,
+        bank_name: str,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        after_id: int | None = None,
     ) -> list[EntryInfo]:
-        return list(self.iter_entries(bank_name, status=status, limit=limit))
+        return list(self.iter_entries(bank_name, status=status, limit=limit, after_id=after_id))
 
     def iter_entries(
-        self, bank_name: str, *, status: str | None = None, limit: int | None = None
+        self,
+        bank_name: str,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        after_id: int | None = None,
     ) -> Iterator[EntryInfo]:
         with self.db.session() as s:
             bank = self._bank(s, bank_name)
             q = select(Entry).where(Entry.bank_id == bank.id).order_by(Entry.id)
+            if after_id is not None:
+                q = q.where(Entry.id > after_id)
             if status:
                 q = q.where(Entry.status == status)
             if limit:

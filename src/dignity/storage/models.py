@@ -89,3 +89,23 @@ class IndexLog(Base):
     entry_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     op: Mapped[str] = mapped_column(String(8), nullable=False)  # 'add' | 'remove'
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key: only the SHA-256 of the key is kept (keys are 256-bit random, so a fast hash
+    is enough: there is nothing to brute-force); the key itself is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('admin', 'curator', 'platform', 'reviewer')", name="ck_api_keys_role"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False, default="")
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    rate_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

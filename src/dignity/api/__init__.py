@@ -1,0 +1,223 @@
+"""The HTTP service: ``create_app()`` builds the FastAPI app (native ``/v1`` API, HMA-compatible
+routes, health and metrics) over one process's services.
+
+Every route but ``/healthz``, ``/readyz`` and the docs needs ``Authorization: Bearer <key>``.
+Request bodies are capped before they are read (413), heavy work runs under a concurrency cap
+and a time limit (503), and errors are JSON ``{code, message, detail}`` mapped in errors.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from dignity import __version__
+from dignity.api import errors
+from dignity.api.deps import Services, ServicesDep, require
+from dignity.api.metrics import Metrics
+from dignity.api.schemas import Health
+from dignity.keys import KeyService
+from dignity.matching.banks import BankService
+from dignity.matching.engine import MatchEngine
+from dignity.settings import Settings
+from dignity.storage.db import open_database
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Routes whose bodies may be large (bulk import); every other body is capped near max_bytes.
+_IMPORT_SUFFIX = "/import"
+_MULTIPART_SLACK = 64 * 1024  # multipart boundaries and headers around the file itself
+
+
+class BodyLimit:
+    """Refuse bodies over the limit with 413, from Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        limit = (
+            self.settings.max_import_bytes
+            if path.endswith(_IMPORT_SUFFIX)
+            else self.settings.max_bytes + _MULTIPART_SLACK
+        )
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > limit:
+                    await self._refuse(send, limit)
+                    return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send, limit)
+
+    @staticmethod
+    async def _refuse(send: Send, limit: int) -> None:
+        response = JSONResponse(
+            errors.error_body("request.too_large", f"the body is larger than {limit} bytes"),
+            status_code=413,
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(k.encode(), v.encode()) for k, v in response.headers.items()],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+
+
+class _TooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+def build_services(settings: Settings) -> Services:
+    db = open_database(settings.resolved_database_url)
+    services = Services(
+        settings=settings,
+        db=db,
+        engine=MatchEngine(db, min_quality=settings.pdq_min_quality),
+        banks=BankService(db),
+        keys=KeyService(db),
+    )
+    _install_actions(services)
+    return services
+
+
+def _install_actions(services: Services) -> None:
+    """Wire the actions layer (events, outbox) into the services, when it is present."""
+    try:
+        from dignity.actions import install  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    install(services)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(settings)
+        services.start()
+        app.state.services = services
+        try:
+            yield
+        finally:
+            services.stop()
+
+    app = FastAPI(
+        title="dignity",
+        version=__version__,
+        description=(
+            "Hash images, keep banks of known NCII hashes, match and scan uploads. "
+            "Authenticate with `Authorization: Bearer <key>` (`dignity key create --role ...`)."
+        ),
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    metrics = Metrics()
+    app.state.metrics = metrics
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        metrics.observe(request.method, template, response.status_code, time.perf_counter() - start)
+        return response
+
+    from dignity.api.v1 import router as v1
+
+    app.include_router(v1)
+    try:
+        from dignity.api.hma import router as hma
+    except ImportError:
+        pass
+    else:
+        app.include_router(hma)
+
+    @app.get("/healthz", response_model=Health, tags=["health"], summary="The process is up")
+    def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        tags=["health"],
+        responses={503: {"model": Health}},
+        summary="The index is loaded and the database answers",
+    )
+    def readyz(services: ServicesDep) -> Any:
+        if not services.engine.loaded:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        return Health(status="ready", entries=len(services.engine))
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        tags=["health"],
+        summary="Prometheus metrics (admin key)",
+    )
+    def metrics_route(services: ServicesDep, _: Any = require_admin) -> PlainTextResponse:
+        return PlainTextResponse(
+            metrics.render(services), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    app.add_middleware(BodyLimit, settings=settings)  # type: ignore[arg-type]
+    return app
+
+
+from fastapi import Depends  # noqa: E402
+
+require_admin = Depends(require("admin"))
+
+
+def app_factory() -> FastAPI:
+    """For ``uvicorn --factory dignity.api:app_factory`` (settings from DIGNITY_*)."""
+    return create_app()
+
+
+__all__ = ["KeyService", "app_factory", "build_services", "create_app"]

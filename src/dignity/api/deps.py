@@ -1,0 +1,170 @@
+"""What every route needs: the process's services, the caller's key and role, and fair limits.
+
+``Services`` is built once per process (database, bank service, match engine kept current by a
+refresher thread, key service). ``require(*roles)`` authenticates ``Authorization: Bearer`` keys
+(admin may do everything), applies the per-key token-bucket rate limit (429 + Retry-After), and
+returns the key. ``run_heavy`` runs CPU-bound work off the event loop under a per-process
+concurrency cap (503 when no slot frees up in time) and a time limit, so a flood of large uploads
+slows nobody's health checks and never hangs a worker.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar
+
+import anyio
+from fastapi import Depends, Request
+
+from dignity.errors import DignityError
+from dignity.keys import AuthError, KeyInfo, KeyService
+from dignity.matching.banks import BankService
+from dignity.matching.engine import MatchEngine
+from dignity.settings import Settings
+from dignity.storage.db import Database
+
+T = TypeVar("T")
+
+
+class RateLimiter:
+    """Token bucket per key: ``rate`` requests a minute, bursts up to ``rate`` at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buckets: dict[int, tuple[float, float]] = {}  # key id -> (tokens, last time)
+
+    def take(self, key_id: int, rate: int) -> float:
+        """0 if allowed, else seconds until a token is available."""
+        now = time.monotonic()
+        per_s = rate / 60.0
+        with self._lock:
+            tokens, last = self._buckets.get(key_id, (float(rate), now))
+            tokens = min(float(rate), tokens + (now - last) * per_s)
+            if tokens >= 1.0:
+                self._buckets[key_id] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key_id] = (tokens, now)
+            return (1.0 - tokens) / per_s
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    engine: MatchEngine
+    banks: BankService
+    keys: KeyService
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    slots: threading.BoundedSemaphore = field(init=False)
+    # Hooks the actions layer fills in (events for scans, outbox depth for /metrics).
+    on_scan: Callable[[Any, Any, Any, KeyInfo], None] | None = None
+    outbox_depth: Callable[[], int] | None = None
+    last_refresh: float = 0.0
+    started: float = field(default_factory=time.time)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        self.slots = threading.BoundedSemaphore(self.settings.max_concurrency)
+
+    def start(self) -> None:
+        """Load the index, then keep it current from the change log in a background thread."""
+        self.engine.load()
+        self.last_refresh = time.time()
+        self._thread = threading.Thread(
+            target=self._refresh_loop, name="index-refresh", daemon=True
+        )
+        self._thread.start()
+
+    def _refresh_loop(self) -> None:
+        import logging
+
+        log = logging.getLogger("dignity.api")
+        while not self._stop.wait(self.settings.index_refresh_s):
+            try:
+                self.engine.refresh()
+                self.last_refresh = time.time()
+            except Exception:  # a database blip must not end the loop; lag shows in /metrics
+                log.exception("index refresh failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.db.close()
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise AuthError(
+            "an API key is required: Authorization: Bearer <key>", code="auth.missing_key"
+        )
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("use Authorization: Bearer <key>", code="auth.missing_key")
+    return token.strip()
+
+
+def require(*roles: str) -> Callable[..., KeyInfo]:
+    """Dependency: a valid key whose role is one of ``roles`` (admin always passes)."""
+    allowed = frozenset(roles) | {"admin"}
+
+    def dependency(request: Request, services: ServicesDep) -> KeyInfo:
+        key = services.keys.verify(_bearer(request))
+        if key.role not in allowed:
+            raise AuthError(
+                f"a {key.role} key may not do this (needs {', '.join(sorted(allowed))})",
+                code="auth.forbidden",
+            )
+        wait = services.limiter.take(
+            key.id, key.rate_per_minute or services.settings.rate_per_minute
+        )
+        if wait > 0:
+            raise DignityError(
+                "rate limit reached for this key",
+                code="rate.limited",
+                retry_after=max(1, math.ceil(wait)),
+            )
+        request.state.key = key
+        return key
+
+    return dependency
+
+
+async def run_heavy(services: Services, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` in a worker thread under the concurrency cap and the time limit."""
+    settings = services.settings
+
+    def guarded() -> T:
+        try:
+            return fn(*args)
+        finally:
+            services.slots.release()
+
+    got = await anyio.to_thread.run_sync(
+        lambda: services.slots.acquire(timeout=settings.queue_timeout_s)
+    )
+    if not got:
+        raise DignityError("the server is busy; try again", code="server.busy", retry_after=1)
+    try:
+        with anyio.fail_after(settings.request_timeout_s):
+            # abandon_on_cancel: on timeout we answer at once; the thread finishes and frees
+            # its slot by itself (work is bounded by the byte and pixel limits).
+            return await anyio.to_thread.run_sync(guarded, abandon_on_cancel=True)
+    except TimeoutError as exc:
+        raise DignityError(
+            "the request took too long", code="request.timeout", retry_after=1
+        ) from exc

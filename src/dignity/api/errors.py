@@ -1,0 +1,110 @@
+"""Error codes -> HTTP statuses, in this one place, and the JSON body `{code, message, detail}`.
+
+Library code raises :class:`~dignity.errors.DignityError` with a stable code; this module decides
+what HTTP status each code means. Unknown codes fall back by prefix, then to 400. Anything that is
+not a DignityError is a bug: it is logged and answered 500 with code ``internal``, never a trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dignity.errors import DignityError
+
+log = logging.getLogger("dignity.api")
+
+STATUS_BY_CODE: dict[str, int] = {
+    "auth.missing_key": 401,
+    "auth.invalid_key": 401,
+    "auth.forbidden": 403,
+    "rate.limited": 429,
+    "server.busy": 503,
+    "request.timeout": 503,
+    "request.too_large": 413,
+    "request.unsupported_media_type": 415,
+    "media.too_large": 413,
+    "media.too_many_pixels": 413,
+    "bank.not_found": 404,
+    "entry.not_found": 404,
+    "key.not_found": 404,
+    "event.not_found": 404,
+    "webhook.not_found": 404,
+    "not_found": 404,
+    "bank.exists": 409,
+    "url.timeout": 504,
+    "url.fetch_failed": 502,
+    "url.http_error": 502,
+    "index.not_ready": 503,
+}
+STATUS_BY_PREFIX: dict[str, int] = {
+    "media.": 422,
+    "hash.": 422,
+    "bank.": 422,
+    "entry.": 422,
+    "import.": 422,
+    "url.": 422,
+    "request.": 422,
+    "key.": 422,
+    "webhook.": 422,
+    "event.": 422,
+    "auth.": 401,
+    "storage.": 503,
+}
+
+
+def status_for(code: str) -> int:
+    if code in STATUS_BY_CODE:
+        return STATUS_BY_CODE[code]
+    for prefix, status in STATUS_BY_PREFIX.items():
+        if code.startswith(prefix):
+            return status
+    return 400
+
+
+def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "detail": detail}
+
+
+def error_response(exc: DignityError) -> JSONResponse:
+    status = status_for(exc.code)
+    headers = {}
+    if status in (429, 503) and "retry_after" in exc.detail:
+        headers["Retry-After"] = str(exc.detail["retry_after"])
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.detail or None), status_code=status, headers=headers
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DignityError)
+    async def _dignity(_: Request, exc: DignityError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
+        ]
+        return JSONResponse(
+            error_body("request.invalid", "the request is not valid", errors), status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http.error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("internal", "internal error"), status_code=500)

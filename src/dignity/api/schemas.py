@@ -1,0 +1,176 @@
+"""Pydantic models for the HTTP API: request and response shapes, with examples for OpenAPI.
+
+These exist only at the edge; the core speaks in frozen dataclasses and the routes convert.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PDQ_EXAMPLE = "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22"
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["bank.not_found"])
+    message: str = Field(examples=["no bank named 'x'"])
+    detail: object | None = None
+
+
+class HashOut(BaseModel):
+    pdq: str | None = Field(None, examples=[PDQ_EXAMPLE])
+    quality: int | None = Field(None, examples=[100])
+    md5: str = Field(examples=["0cc175b9c0f1b6a831c399e269772661"])
+    sha256: str
+    width: int
+    height: int
+    format: str = Field(examples=["JPEG"])
+    pdq_dihedral: list[str] | None = None
+
+
+class HashByUrl(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=4096, examples=["https://cdn.example.com/u/123.jpg"])
+
+
+class SignalValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    signal: Literal["pdq", "md5", "sha256"] = "pdq"
+    value: str = Field(min_length=1, max_length=128, examples=[PDQ_EXAMPLE])
+
+
+class MatchByHashes(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"hashes": [{"signal": "pdq", "value": PDQ_EXAMPLE}]}]},
+    )
+    hashes: list[SignalValue] = Field(min_length=1, max_length=1000)
+
+
+class MatchOut(BaseModel):
+    bank: str
+    entry_id: int
+    signal: str
+    distance: int
+    purpose: str
+    transform: str | None = None
+
+
+class MatchResult(BaseModel):
+    matches: list[MatchOut]
+    suppressed: list[MatchOut] = []
+    allowed_by: list[MatchOut] = []
+    notes: list[str] = []
+
+
+class DecisionOut(BaseModel):
+    action: Literal["allow", "label", "review", "block"]
+    rule: str
+    reasons: list[str]
+
+
+class ScanOut(BaseModel):
+    hashes: HashOut
+    result: MatchResult
+    decision: DecisionOut
+
+
+class BankIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "ncii-block", "purpose": "block", "threshold": 31}]
+        },
+    )
+    name: str = Field(min_length=1, max_length=64)
+    purpose: Literal["block", "review", "allow"] = "block"
+    threshold: int = Field(31, ge=0, le=63)
+    enabled: bool = True
+    description: str = Field("", max_length=2000)
+
+
+class BankPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    purpose: Literal["block", "review", "allow"] | None = None
+    threshold: int | None = Field(None, ge=0, le=63)
+    enabled: bool | None = None
+    description: str | None = Field(None, max_length=2000)
+
+
+class BankOut(BaseModel):
+    name: str
+    purpose: str
+    threshold: int
+    enabled: bool
+    description: str
+    active_entries: int
+    withdrawn_entries: int
+    created_at: str | None
+
+
+class Origin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["case", "exchange", "person", "file", "import"] = "person"
+    ref: str = Field("", max_length=512)
+
+
+class EntryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    signal: Literal["pdq", "md5", "sha256"] = "pdq"
+    value: str = Field(min_length=1, max_length=128, examples=[PDQ_EXAMPLE])
+    origin: Origin = Field(default_factory=lambda: Origin(kind="person", ref=""))
+    note: str = Field("", max_length=2000)
+
+
+class EntriesIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"entries": [{"signal": "pdq", "value": PDQ_EXAMPLE, "note": "case 17"}]}]
+        },
+    )
+    entries: list[EntryIn] = Field(min_length=1, max_length=10000)
+
+
+class AddOut(BaseModel):
+    added: int
+    reactivated: int
+    already_active: int
+    entry_ids: list[int]
+
+
+class EntryOut(BaseModel):
+    entry_id: int
+    bank: str
+    signal: str
+    value: str
+    origin: Origin
+    note: str
+    status: str
+    created_at: str | None
+    withdrawn_at: str | None
+
+
+class WithdrawIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"entry_ids": [17], "values": []}]}
+    )
+    entry_ids: list[int] = Field(default_factory=list, max_length=10000)
+    values: list[str] = Field(default_factory=list, max_length=10000)
+
+
+class CountOut(BaseModel):
+    count: int
+
+
+class ImportOut(BaseModel):
+    added: int
+    reactivated: int
+    already_active: int
+    lines: int
+
+
+class Health(BaseModel):
+    status: str
+    entries: int | None = None

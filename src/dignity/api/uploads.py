@@ -1,0 +1,91 @@
+"""Reading request bodies safely: one uploaded file (multipart field ``file``) or a JSON object.
+
+Routes that accept either an upload or JSON (``/v1/hash`` takes a file or ``{"url": ...}``)
+read the body here, so size limits and error codes are the same everywhere: 413 past the byte
+limit (read no further), 415 for other content types, 422 for a missing field or bad JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from dignity.errors import DignityError
+
+M = TypeVar("M", bound=BaseModel)
+
+UPLOAD_FIELD = "file"
+
+
+def too_large(limit: int) -> DignityError:
+    return DignityError(
+        f"the upload is larger than {limit} bytes", code="request.too_large", limit=limit
+    )
+
+
+async def read_file(upload: UploadFile, max_bytes: int) -> bytes:
+    data = await upload.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise too_large(max_bytes)
+    return data
+
+
+async def read_upload_or_json(request: Request, model: type[M], max_bytes: int) -> bytes | M:
+    """The uploaded file's bytes, or the JSON body parsed as ``model``."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        try:
+            form = await request.form(max_files=1, max_fields=10)
+        except Exception as exc:  # malformed multipart: the client's fault
+            raise DignityError(
+                f"cannot read the multipart body: {exc}", code="request.invalid"
+            ) from exc
+        upload = form.get(UPLOAD_FIELD)
+        if not isinstance(upload, UploadFile):
+            raise DignityError(
+                f"send the image in the multipart field {UPLOAD_FIELD!r}", code="request.invalid"
+            )
+        return await read_file(upload, max_bytes)
+    if ctype == "application/json":
+        return parse_json(await request.body(), model)
+    raise DignityError(
+        "send multipart/form-data with a 'file' field, or application/json",
+        code="request.unsupported_media_type",
+    )
+
+
+def parse_json(body: bytes, model: type[M]) -> M:
+    try:
+        raw: Any = json.loads(body)
+    except ValueError as exc:
+        raise DignityError(f"the body is not JSON: {exc}", code="request.invalid") from exc
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        raise DignityError(
+            "the request is not valid", code="request.invalid", errors=detail
+        ) from exc
+
+
+def openapi_upload_or_json(schema_ref: str) -> dict[str, Any]:
+    """OpenAPI requestBody for a route taking a multipart ``file`` or a JSON ``schema_ref``."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": [UPLOAD_FIELD],
+                        "properties": {UPLOAD_FIELD: {"type": "string", "format": "binary"}},
+                    }
+                },
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}},
+            },
+        }
+    }

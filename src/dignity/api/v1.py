@@ -1,0 +1,337 @@
+"""The native API under ``/v1``: hashing, matching, scanning, banks and entries, bulk import.
+
+Roles: ``platform`` hashes, matches and scans; ``curator`` manages banks (and may hash, to add
+files); ``reviewer`` may read banks and entries; ``admin`` may do everything. Heavy work (decode,
+hash, bulk writes) runs through :func:`~dignity.api.deps.run_heavy`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from dignity.api.deps import Services, ServicesDep, require, run_heavy
+from dignity.api.schemas import (
+    AddOut,
+    BankIn,
+    BankOut,
+    BankPatch,
+    CountOut,
+    EntriesIn,
+    EntryOut,
+    ErrorBody,
+    HashByUrl,
+    HashOut,
+    ImportOut,
+    MatchByHashes,
+    MatchResult,
+    ScanOut,
+    WithdrawIn,
+)
+from dignity.api.uploads import openapi_upload_or_json, read_upload_or_json
+from dignity.errors import DignityError
+from dignity.hashing.signals import ImageHashes, hash_bytes
+from dignity.keys import KeyInfo
+from dignity.matching.banks import NewEntry, parse_import_line
+from dignity.policy import decide
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
+}
+
+router = APIRouter(prefix="/v1", responses=ERRORS)
+
+Platform = Annotated[KeyInfo, Depends(require("platform"))]
+Hasher = Annotated[KeyInfo, Depends(require("platform", "curator"))]
+Curator = Annotated[KeyInfo, Depends(require("curator"))]
+Reader = Annotated[KeyInfo, Depends(require("curator", "reviewer"))]
+
+
+def hashes_out(h: ImageHashes, *, dihedral: bool) -> HashOut:
+    return HashOut(
+        pdq=h.pdq.hex if h.pdq else None,
+        quality=h.pdq.quality if h.pdq else None,
+        md5=h.md5,
+        sha256=h.sha256,
+        width=h.width,
+        height=h.height,
+        format=h.format,
+        pdq_dihedral=list(h.pdq.dihedral) if dihedral and h.pdq and h.pdq.dihedral else None,
+    )
+
+
+def fetch(services: Services, url: str) -> bytes:
+    from dignity.fetch import FetchPolicy, fetch_url
+
+    s = services.settings
+    policy = FetchPolicy(
+        max_bytes=s.max_bytes,
+        timeout_s=s.url_timeout_s,
+        allow_hosts=frozenset(h.lower() for h in s.url_allow_hosts),
+    )
+    return fetch_url(url, policy)
+
+
+async def media_bytes(request: Request, services: Services) -> bytes:
+    """An uploaded file, or the bytes behind ``{"url": ...}`` fetched with the SSRF guard."""
+    got = await read_upload_or_json(request, HashByUrl, services.settings.max_bytes)
+    if isinstance(got, HashByUrl):
+        return await run_heavy(services, fetch, services, got.url)
+    return got
+
+
+@router.post(
+    "/hash",
+    response_model=HashOut,
+    openapi_extra=openapi_upload_or_json("HashByUrl"),
+    summary='Hash an uploaded image (field `file`) or an image by URL (`{"url": ...}`)',
+)
+async def hash_route(
+    request: Request, services: ServicesDep, _: Hasher, dihedral: bool = False
+) -> HashOut:
+    data = await media_bytes(request, services)
+    h = await run_heavy(services, _hash, data, services, dihedral)
+    return hashes_out(h, dihedral=dihedral)
+
+
+def _hash(data: bytes, services: Services, dihedral: bool) -> ImageHashes:
+    return hash_bytes(data, settings=services.settings, dihedral=dihedral)
+
+
+def result_out(outcome: Any) -> MatchResult:
+    return MatchResult.model_validate(
+        {
+            "matches": [m.to_dict() for m in outcome.matches],
+            "suppressed": [m.to_dict() for m in outcome.suppressed],
+            "allowed_by": [m.to_dict() for m in outcome.allowed_by],
+            "notes": list(outcome.notes),
+        }
+    )
+
+
+@router.post(
+    "/match",
+    response_model=MatchResult,
+    openapi_extra=openapi_upload_or_json("MatchByHashes"),
+    summary="Match an uploaded image, or hashes, against every enabled bank",
+)
+async def match_route(request: Request, services: ServicesDep, _: Platform) -> MatchResult:
+    got = await read_upload_or_json(request, MatchByHashes, services.settings.max_bytes)
+    if isinstance(got, MatchByHashes):
+        pairs = [(h.signal, h.value) for h in got.hashes]
+        outcome = await run_heavy(services, services.engine.match_hashes, pairs)
+    else:
+        outcome = await run_heavy(services, _match_upload, got, services)
+    return result_out(outcome)
+
+
+def _match_upload(data: bytes, services: Services) -> Any:
+    dihedral = services.settings.match_dihedral
+    h = hash_bytes(data, settings=services.settings, dihedral=dihedral)
+    return services.engine.match_image(h, dihedral=dihedral)
+
+
+@router.post(
+    "/scan",
+    response_model=ScanOut,
+    openapi_extra=openapi_upload_or_json("HashByUrl"),
+    summary="Scan an upload: hashes, bank matches and the policy's decision with reasons",
+)
+async def scan_route(request: Request, services: ServicesDep, key: Platform) -> ScanOut:
+    data = await media_bytes(request, services)
+    return await run_heavy(services, _scan, data, services, key)
+
+
+def _scan(data: bytes, services: Services, key: KeyInfo) -> ScanOut:
+    dihedral = services.settings.match_dihedral
+    h = hash_bytes(data, settings=services.settings, dihedral=dihedral)
+    outcome = services.engine.match_image(h, dihedral=dihedral)
+    decision = decide(outcome)
+    if services.on_scan is not None:
+        services.on_scan(h, outcome, decision, key)
+    return ScanOut.model_validate(
+        {
+            "hashes": hashes_out(h, dihedral=False).model_dump(),
+            "result": result_out(outcome).model_dump(),
+            "decision": decision.to_dict(),
+        }
+    )
+
+
+# -- banks ----------------------------------------------------------------------------------
+def written(services: Services) -> None:
+    """After a write, catch this process's index up at once: read-your-writes for the caller.
+    Other processes catch up on their next refresh tick."""
+    services.engine.refresh()
+
+
+def bank_out(info: Any) -> BankOut:
+    return BankOut.model_validate(info.to_dict())
+
+
+@router.get("/banks", response_model=list[BankOut], summary="List banks with entry counts")
+def list_banks(services: ServicesDep, _: Reader) -> list[BankOut]:
+    return [bank_out(b) for b in services.banks.list_banks()]
+
+
+@router.post("/banks", response_model=BankOut, status_code=201, summary="Create a bank")
+def create_bank(body: BankIn, services: ServicesDep, _: Curator) -> BankOut:
+    info = services.banks.create_bank(
+        body.name,
+        purpose=body.purpose,
+        threshold=body.threshold,
+        enabled=body.enabled,
+        description=body.description,
+    )
+    written(services)
+    return bank_out(info)
+
+
+@router.get("/banks/{name}", response_model=BankOut, summary="One bank")
+def get_bank(name: str, services: ServicesDep, _: Reader) -> BankOut:
+    return bank_out(services.banks.get_bank(name))
+
+
+@router.patch("/banks/{name}", response_model=BankOut, summary="Change a bank")
+def patch_bank(name: str, body: BankPatch, services: ServicesDep, _: Curator) -> BankOut:
+    info = services.banks.update_bank(
+        name,
+        purpose=body.purpose,
+        threshold=body.threshold,
+        enabled=body.enabled,
+        description=body.description,
+    )
+    written(services)
+    return bank_out(info)
+
+
+@router.delete("/banks/{name}", response_model=CountOut, summary="Delete a bank and its entries")
+def delete_bank(name: str, services: ServicesDep, _: Curator) -> CountOut:
+    count = services.banks.delete_bank(name)
+    written(services)
+    return CountOut(count=count)
+
+
+@router.get("/banks/{name}/entries", response_model=list[EntryOut], summary="Entries, by id")
+def list_entries(
+    name: str,
+    services: ServicesDep,
+    _: Reader,
+    status: Annotated[str | None, Query(pattern="^(active|withdrawn)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after_id: Annotated[int | None, Query(ge=0)] = None,
+) -> list[EntryOut]:
+    entries = services.banks.list_entries(name, status=status, limit=limit, after_id=after_id)
+    return [EntryOut.model_validate(e.to_dict()) for e in entries]
+
+
+@router.post(
+    "/banks/{name}/entries",
+    response_model=AddOut,
+    openapi_extra=openapi_upload_or_json("EntriesIn"),
+    summary="Add hashes (JSON) or an image (multipart `file`: its PDQ and MD5) to a bank",
+)
+async def add_entries(
+    name: str, request: Request, response: Response, services: ServicesDep, _: Curator
+) -> AddOut:
+    got = await read_upload_or_json(request, EntriesIn, services.settings.max_bytes)
+    if isinstance(got, EntriesIn):
+        items = [
+            NewEntry(e.signal, e.value, e.origin.kind, e.origin.ref, e.note) for e in got.entries
+        ]
+    else:
+        h = await run_heavy(services, _hash, got, services, False)
+        wanted = ("pdq", "md5")
+        items = [
+            NewEntry(sig, val, "file")
+            for sig, val in h.values(services.settings.pdq_min_quality)
+            if sig in wanted
+        ]
+    result = await run_heavy(services, services.banks.add_entries, name, items)
+    written(services)
+    response.status_code = 201 if result.added or result.reactivated else 200
+    return AddOut.model_validate(result.to_dict())
+
+
+@router.post(
+    "/banks/{name}/import",
+    response_model=ImportOut,
+    summary="Bulk import, streamed: one hash per line (JSON lines or `signal hex`); all or nothing",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/plain": {
+                    "schema": {"type": "string"},
+                    "example": "pdq 0f1e...\nmd5 00ff...\n",
+                },
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def import_entries(
+    name: str, request: Request, services: ServicesDep, _: Curator
+) -> ImportOut:
+    services.banks.get_bank(name)  # 404 before reading a large body
+    limit = services.settings.max_import_bytes
+    items: list[NewEntry] = []
+    pending = b""
+    lineno = 0
+    size = 0
+    # Parse while the body streams in: memory holds parsed entries, never the whole upload.
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise DignityError(
+                f"the import is larger than {limit} bytes", code="request.too_large", limit=limit
+            )
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            lineno += 1
+            item = parse_import_line(_text(raw, lineno), lineno)
+            if item is not None:
+                items.append(item)
+    if pending.strip():
+        lineno += 1
+        item = parse_import_line(_text(pending, lineno), lineno)
+        if item is not None:
+            items.append(item)
+    result = await run_heavy(services, services.banks.add_entries, name, items)
+    written(services)
+    return ImportOut(
+        added=len(result.added),
+        reactivated=len(result.reactivated),
+        already_active=len(result.already_active),
+        lines=lineno,
+    )
+
+
+def _text(raw: bytes, lineno: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DignityError(
+            f"line {lineno}: not UTF-8; nothing was imported", code="import.bad_line", line=lineno
+        ) from exc
+
+
+@router.post("/banks/{name}/withdraw", response_model=CountOut, summary="Withdraw entries")
+def withdraw(name: str, body: WithdrawIn, services: ServicesDep, _: Curator) -> CountOut:
+    refs: list[int | str] = [*body.entry_ids, *body.values]
+    if not refs:
+        raise DignityError("name entry_ids or values to withdraw", code="request.invalid")
+    count = services.banks.withdraw(name, refs)
+    written(services)
+    return CountOut(count=count)
+
+
+@router.delete(
+    "/banks/{name}/entries/{entry_id}", response_model=CountOut, summary="Delete an entry"
+)
+def delete_entry(name: str, entry_id: int, services: ServicesDep, _: Curator) -> CountOut:
+    count = services.banks.delete_entries(name, [entry_id])
+    written(services)
+    return CountOut(count=count)

@@ -1,0 +1,85 @@
+"""``dignity serve``, ``dignity key create|list|revoke`` and ``dignity db upgrade``.
+
+``serve`` runs uvicorn over :func:`dignity.api.create_app`; with ``--workers`` > 1 each worker
+process loads its own index and follows the database's change log, so a bank change made
+through any of them reaches all within ``DIGNITY_INDEX_REFRESH_S``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from dignity.cli.app import Context, cli, emit, handles_errors, pass_ctx
+from dignity.keys import ROLES, KeyService
+
+
+@cli.command("serve")
+@click.option("--host", default=None, help="Listen address (default: DIGNITY_HOST, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Default: 8080.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--log-level", default="info", show_default=True)
+@pass_ctx
+@handles_errors
+def serve(ctx: Context, host: str | None, port: int | None, workers: int, log_level: str) -> None:
+    """Run the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
+    import uvicorn
+
+    ctx.db.migrate()  # once, here, rather than racing in every worker
+    uvicorn.run(
+        "dignity.api:app_factory",
+        factory=True,
+        host=host or ctx.settings.host,
+        port=port or ctx.settings.port,
+        workers=workers,
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@cli.group("key")
+def key() -> None:
+    """API keys: each has a role (admin, curator, platform, reviewer)."""
+
+
+@key.command("create")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--name", default="", help="Who or what uses the key.")
+@click.option("--rate", type=click.IntRange(1), default=None, help="Requests per minute.")
+@pass_ctx
+@handles_errors
+def key_create(ctx: Context, role: str, name: str, rate: int | None) -> None:
+    """Create a key and print {id, role, key}; the key is shown only this once."""
+    info, secret = KeyService(ctx.db).create(role, name=name, rate_per_minute=rate)
+    emit({"id": info.id, "role": info.role, "key": secret, "name": info.name})
+
+
+@key.command("list")
+@pass_ctx
+@handles_errors
+def key_list(ctx: Context) -> None:
+    """List keys (never the keys themselves)."""
+    for info in KeyService(ctx.db).list():
+        emit(info.to_dict())
+
+
+@key.command("revoke")
+@click.argument("key_id", type=int)
+@pass_ctx
+@handles_errors
+def key_revoke(ctx: Context, key_id: int) -> None:
+    """Revoke key KEY_ID; it stops working at once."""
+    emit(KeyService(ctx.db).revoke(key_id).to_dict())
+
+
+@cli.group("db")
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_ctx
+@handles_errors
+def upgrade(ctx: Context) -> None:
+    """Run migrations up to the newest schema (dignity also does this when it opens the DB)."""
+    ctx.db.migrate()
+    emit({"database": ctx.settings.resolved_database_url.split("@")[-1], "status": "up to date"})

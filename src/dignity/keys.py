@@ -1,0 +1,102 @@
+"""API keys: create (shown once), list, revoke, and verify a presented key to its role.
+
+A key is ``dg_`` plus 43 URL-safe characters (256 random bits). Only its SHA-256 is stored, so
+a database leak reveals no usable key; verification is one indexed lookup by that digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from dignity.errors import DignityError, NotFoundError
+from dignity.storage.db import Database
+from dignity.storage.models import ApiKey, utcnow
+
+ROLES = ("admin", "curator", "platform", "reviewer")
+KEY_PREFIX = "dg_"
+
+
+class AuthError(DignityError):
+    """A request carried no key, an unknown or revoked key, or a key of the wrong role."""
+
+    default_code = "auth.invalid_key"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    name: str
+    role: str
+    rate_per_minute: int | None
+    created_at: datetime | None
+    revoked_at: datetime | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "rate_per_minute": self.rate_per_minute,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _info(k: ApiKey) -> KeyInfo:
+    return KeyInfo(k.id, k.name, k.role, k.rate_per_minute, k.created_at, k.revoked_at)
+
+
+class KeyService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(
+        self, role: str, *, name: str = "", rate_per_minute: int | None = None
+    ) -> tuple[KeyInfo, str]:
+        """A new key of ``role``; returns its record and the key itself (never stored)."""
+        if role not in ROLES:
+            raise DignityError(
+                f"role must be one of {', '.join(ROLES)}; got {role!r}", code="key.bad_role"
+            )
+        if rate_per_minute is not None and rate_per_minute <= 0:
+            raise DignityError("rate_per_minute must be positive", code="key.bad_rate")
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self.db.session() as s:
+            row = ApiKey(
+                name=name, role=role, key_hash=_digest(key), rate_per_minute=rate_per_minute
+            )
+            s.add(row)
+            s.flush()
+            return _info(row), key
+
+    def list(self) -> list[KeyInfo]:
+        with self.db.session() as s:
+            return [_info(k) for k in s.scalars(select(ApiKey).order_by(ApiKey.id))]
+
+    def revoke(self, key_id: int) -> KeyInfo:
+        with self.db.session() as s:
+            row = s.get(ApiKey, key_id)
+            if row is None:
+                raise NotFoundError(f"no API key with id {key_id}", code="key.not_found")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            return _info(row)
+
+    def verify(self, key: str) -> KeyInfo:
+        """The live key record for a presented key, or ``AuthError`` (401)."""
+        if not key.startswith(KEY_PREFIX) or len(key) > 128:
+            raise AuthError("the API key is not valid")
+        with self.db.session() as s:
+            row = s.scalars(select(ApiKey).where(ApiKey.key_hash == _digest(key))).one_or_none()
+            if row is None or row.revoked_at is not None:
+                raise AuthError("the API key is not valid or has been revoked")
+            return _info(row)
