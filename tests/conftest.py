@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from dignity.settings import Settings
 from dignity.storage.db import Database, open_database
@@ -25,9 +28,43 @@ def shared_fixture(*parts: str) -> Path:
     return path
 
 
+POSTGRES_ENV = "DIGNITY_TEST_POSTGRES_URL"
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test (or module), dropped afterwards; yields its URL."""
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must set {POSTGRES_ENV}")
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV} (CI sets it to the local server)")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each repository test runs on an SQLite file and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'dignity.sqlite3'}"
+        return
+    with postgres_schema() as url:
+        yield url
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=None)
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=database_url)
 
 
 @pytest.fixture

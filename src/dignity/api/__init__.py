@@ -14,13 +14,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic.json_schema import models_json_schema
 
 from dignity import __version__
 from dignity.api import errors
 from dignity.api.deps import Services, ServicesDep, require
 from dignity.api.metrics import Metrics
-from dignity.api.schemas import Health
+from dignity.api.schemas import EntriesIn, ErrorBody, HashByUrl, Health, MatchByHashes
 from dignity.keys import KeyService
 from dignity.matching.banks import BankService
 from dignity.matching.engine import MatchEngine
@@ -126,7 +128,7 @@ def build_services(settings: Settings) -> Services:
 def _install_actions(services: Services) -> None:
     """Wire the actions layer (events, outbox) into the services, when it is present."""
     try:
-        from dignity.actions import install  # type: ignore[attr-defined]
+        from dignity.actions import install
     except ImportError:
         return
     install(services)
@@ -178,6 +180,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pass
     else:
         app.include_router(hma)
+    try:
+        from dignity.api.events import router as events_router
+    except ImportError:
+        pass
+    else:
+        app.include_router(events_router)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="The process is up")
     def healthz() -> Health:
@@ -199,6 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/metrics",
         response_class=PlainTextResponse,
         tags=["health"],
+        responses={s: {"model": ErrorBody} for s in (401, 403, 429)},
         summary="Prometheus metrics (admin key)",
     )
     def metrics_route(services: ServicesDep, _: Any = require_admin) -> PlainTextResponse:
@@ -206,7 +215,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics.render(services), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    app.add_middleware(BodyLimit, settings=settings)  # type: ignore[arg-type]
+    def openapi() -> dict[str, Any]:
+        # Routes that take "a file or JSON" declare their JSON bodies by reference; FastAPI
+        # only emits components for models used as parameters, so add those here.
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            _, defs = models_json_schema(
+                [(m, "validation") for m in (HashByUrl, MatchByHashes, EntriesIn)],
+                ref_template="#/components/schemas/{model}",
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, body in defs.get("$defs", {}).items():
+                components.setdefault(name, body)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, settings=settings)
     return app
 
 

@@ -5,10 +5,11 @@ These exist only at the edge; the core speaks in frozen dataclasses and the rout
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_ID = 2**63 - 1  # entry ids are 64-bit signed integers in every database we support
 PDQ_EXAMPLE = "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22"
 
 
@@ -156,7 +157,9 @@ class WithdrawIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"entry_ids": [17], "values": []}]}
     )
-    entry_ids: list[int] = Field(default_factory=list, max_length=10000)
+    entry_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        default_factory=list, max_length=10000
+    )
     values: list[str] = Field(default_factory=list, max_length=10000)
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from dignity.api.deps import Services, ServicesDep, require, run_heavy
 from dignity.api.schemas import (
+    MAX_ID,
     AddOut,
     BankIn,
     BankOut,
@@ -220,7 +221,7 @@ def list_entries(
     _: Reader,
     status: Annotated[str | None, Query(pattern="^(active|withdrawn)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after_id: Annotated[int | None, Query(ge=0)] = None,
+    after_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
 ) -> list[EntryOut]:
     entries = services.banks.list_entries(name, status=status, limit=limit, after_id=after_id)
     return [EntryOut.model_validate(e.to_dict()) for e in entries]
@@ -331,7 +332,12 @@ def withdraw(name: str, body: WithdrawIn, services: ServicesDep, _: Curator) -> 
 @router.delete(
     "/banks/{name}/entries/{entry_id}", response_model=CountOut, summary="Delete an entry"
 )
-def delete_entry(name: str, entry_id: int, services: ServicesDep, _: Curator) -> CountOut:
+def delete_entry(
+    name: str,
+    entry_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    services: ServicesDep,
+    _: Curator,
+) -> CountOut:
     count = services.banks.delete_entries(name, [entry_id])
     written(services)
     return CountOut(count=count)

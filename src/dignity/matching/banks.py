@@ -20,6 +20,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dignity.actions.outbox import emit_bank_deleted, emit_entries
 from dignity.errors import BankError, DignityError, ImportFormatError, NotFoundError
 from dignity.hashing.signals import SIGNAL_TYPES, normalize_hash
 from dignity.storage.db import Database
@@ -30,6 +31,7 @@ ORIGIN_KINDS = ("case", "exchange", "person", "file", "import")
 DEFAULT_THRESHOLD = 31
 MAX_THRESHOLD = 63
 _NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_MAX_ID = 2**63 - 1
 _CHUNK = 500  # rows per IN (...) lookup; well under every database's bound-parameter limit
 
 
@@ -301,6 +303,7 @@ class BankService:
             )
             gone = s.execute(delete(Entry).where(Entry.bank_id == bank.id))
             n = cast(CursorResult[Any], gone).rowcount
+            emit_bank_deleted(s, bank, int(n or 0))
             s.delete(bank)
             return int(n or 0)
 
@@ -372,6 +375,7 @@ class BankService:
             live = result.added + result.reactivated
             if live:
                 s.execute(insert(IndexLog), [{"entry_id": i, "op": "add", "at": now} for i in live])
+                emit_entries(s, "entry.added", bank, live)
         return result
 
     def withdraw(self, bank_name: str, refs: Sequence[int | str]) -> int:
@@ -384,6 +388,13 @@ class BankService:
 
     def _retire(self, bank_name: str, refs: Sequence[int | str], *, hard: bool) -> int:
         ids = [r for r in refs if isinstance(r, int)]
+        out_of_range = [r for r in ids if not 0 < r <= _MAX_ID]
+        if out_of_range:  # no database could hold it, and SQLite would overflow asking
+            raise NotFoundError(
+                f"bank {bank_name!r} has no entry with id {out_of_range[0]}",
+                code="entry.not_found",
+                entry_id=out_of_range[0],
+            )
         values = [normalize_hash(_guess_signal(r), r)[1] for r in refs if isinstance(r, str)]
         now = utcnow()
         with self.db.session() as s:
@@ -414,6 +425,7 @@ class BankService:
                 )
             live = [eid for eid, status in found.items() if status == "active"]
             changed = list(found) if hard else live
+            emit_entries(s, "entry.deleted" if hard else "entry.withdrawn", bank, changed)
             for i in range(0, len(changed), _CHUNK):
                 chunk = changed[i : i + _CHUNK]
                 if hard:
@@ -452,7 +464,7 @@ class BankService:
             bank = self._bank(s, bank_name)
             q = select(Entry).where(Entry.bank_id == bank.id).order_by(Entry.id)
             if after_id is not None:
-                q = q.where(Entry.id > after_id)
+                q = q.where(Entry.id > min(after_id, _MAX_ID))
             if status:
                 q = q.where(Entry.status == status)
             if limit:

@@ -1,0 +1,781 @@
+"""HMA 2.0 ("Open Media Match") compatible routes, so an HMA client switches by its base URL.
+
+The hasher (``/h``), matcher (``/m``) and curator (``/c``) routes and ``/status`` take and
+return the same query parameters, multipart fields, JSON bodies, status codes and response
+shapes as OpenMediaMatch, over dignity's own services. Differences, each on purpose:
+
+* Every route needs ``Authorization: Bearer <key>`` (HMA has no auth): hasher routes a
+  platform or curator key, matcher routes a platform key, curator routes a curator key
+  (a reviewer may read banks), ``/status`` any valid key. 401/403/429 bodies are ours.
+* Error bodies are dignity's ``{code, message, detail}``; HMA's clients read ``message``,
+  which is there. Statuses follow HMA: bad input is 400 (dignity says 422 elsewhere), a
+  bank that already exists is 403, a failed or refused URL fetch is 400.
+* HMA banks are dignity banks; ``matching_enabled_ratio`` is dignity's ``enabled`` flag, so
+  only 0 and 1 are accepted (a fractional coin-flip ratio is refused rather than rounded).
+  Banks made here are ``block`` banks with the default threshold. An ``allow`` bank made
+  elsewhere still suppresses matches in ``/m/lookup`` (not in ``/m/raw_lookup``).
+* A bank content id is a dignity entry id. One entry holds one hash, so content added with
+  several signals gets one entry per signal and ``id`` is the first one's.
+* Signal types: HMA's ``pdq`` is ours; HMA's ``video_md5`` is our ``md5`` (MD5 of the file
+  bytes, for any file); ``md5`` and ``sha256`` are also accepted by their dignity names.
+  Content types are ``photo`` (decoded; PDQ) and ``video`` (bytes only; video_md5).
+* Distances are strings as in HMA; an exact-hash match reports ``"0"`` (HMA prints ``"-"``).
+* Uploaded photos are matched with all 8 rotations/mirrors when ``match_dihedral`` is on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import UploadFile
+
+from dignity.api import errors
+from dignity.api.deps import Services, ServicesDep, require, run_heavy
+from dignity.api.schemas import MAX_ID, ErrorBody
+from dignity.api.uploads import read_file
+from dignity.api.v1 import Curator, Hasher, Platform, Reader, fetch, written
+from dignity.errors import DignityError, NotFoundError
+from dignity.hashing.digests import md5_hex, sha256_hex
+from dignity.hashing.signals import ImageHashes, hash_bytes, normalize_hash, pdq_distance
+from dignity.keys import ROLES, KeyInfo
+from dignity.matching.banks import DEFAULT_THRESHOLD, BankInfo, EntryInfo, NewEntry
+from dignity.matching.engine import Match, MatchOutcome
+
+# -- errors --------------------------------------------------------------------------------
+# Where HMA answers a case with its own status, these win over errors.STATUS_BY_CODE.
+_HMA_STATUS: dict[str, int] = {
+    "bank.exists": 403,  # HMA: 403 "Bank already exists"
+    "url.too_large": 413,  # HMA: 413 "Content too large"
+    "url.unavailable": 501,  # this server was built without the URL fetcher
+}
+
+
+def hma_error(exc: DignityError) -> Response:
+    """Our error body with HMA's status: bad input is 400, never 415/422."""
+    response = errors.error_response(exc)
+    status = errors.status_for(exc.code)
+    if exc.code in _HMA_STATUS:
+        status = _HMA_STATUS[exc.code]
+    elif exc.code.startswith("url."):
+        status = 400  # HMA answers every refused or failed fetch with 400
+    elif status in (415, 422):
+        status = 400
+    response.status_code = status
+    return response
+
+
+class HmaRoute(APIRoute):
+    """Routes whose DignityErrors and validation errors get HMA's statuses (see hma_error)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except DignityError as exc:
+                return hma_error(exc)
+            except RequestValidationError as exc:
+                detail = [
+                    {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))}
+                    for e in exc.errors()
+                ]
+                return JSONResponse(
+                    errors.error_body("request.invalid", "the request is not valid", detail),
+                    status_code=400,
+                )
+
+        return route
+
+
+def bad(message: str, code: str = "request.invalid", **detail: Any) -> DignityError:
+    return DignityError(message, code=code, **detail)
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 413, 429, 503)
+}
+
+router = APIRouter(tags=["hma"], route_class=HmaRoute, responses=ERRORS)
+
+AnyKey = Annotated[KeyInfo, Depends(require(*ROLES))]
+
+# -- signal and content types --------------------------------------------------------------
+# HMA signal type name -> dignity signal. HMA's video_md5 is the MD5 of the file's bytes,
+# which is exactly our md5 (StopNCII and NCMEC exchange it for videos and files alike).
+SIGNAL_TYPES: dict[str, str] = {"pdq": "pdq", "video_md5": "md5", "md5": "md5", "sha256": "sha256"}
+# dignity signal -> the HMA name it is reported under when the client did not name one.
+HMA_NAMES: dict[str, str] = {"pdq": "pdq", "md5": "video_md5", "sha256": "sha256"}
+# Content type -> (signal types it can be hashed to, those hashed when `types` is not given).
+CONTENT_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "photo": (("pdq", "md5", "sha256"), ("pdq",)),
+    "video": (("video_md5", "md5", "sha256"), ("video_md5",)),
+}
+# HMA bank names (its storage refuses others); ours also caps the length and bars a leading _.
+_HMA_BANK_NAME = re.compile(r"\A[A-Z_][A-Z0-9_]*\Z")
+# HMA's /status turns INDEX-STALE when the matcher's index has not refreshed for 65 s.
+_STALE_AFTER_S = 65.0
+
+
+def our_signal(signal_type: str) -> str:
+    try:
+        return SIGNAL_TYPES[signal_type]
+    except KeyError:
+        raise bad(f"No such SignalType '{signal_type}'", code="hash.unknown_signal") from None
+
+
+def content_type_of(name: str) -> str:
+    if name not in CONTENT_TYPES:
+        raise bad(f"no such content_type: '{name}' (photo, video)")
+    return name
+
+
+def signal_types_for(content_type: str, types: str | None) -> tuple[str, ...]:
+    """The signal types to hash ``content_type`` to: HMA's ``types=a,b`` or the default."""
+    allowed, default = CONTENT_TYPES[content_type]
+    if types is None:
+        return default
+    chosen: list[str] = []
+    for raw in types.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        if name not in allowed:
+            raise bad(f"signal type '{name}' doesn't exist or is disabled for {content_type}")
+        if name not in chosen:
+            chosen.append(name)
+    if not chosen:
+        raise bad("empty signal type selection")
+    return tuple(chosen)
+
+
+def _looks_like_video(data: bytes) -> bool:
+    """Container magic numbers, for a URL fetched without ``content_type`` (HMA reads the
+    response's Content-Type; our fetcher hands back only bytes)."""
+    head = data[:16]
+    return (
+        head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free")  # MP4 / MOV
+        or head.startswith(b"\x1a\x45\xdf\xa3")  # Matroska / WebM
+        or (head.startswith(b"RIFF") and head[8:12] == b"AVI ")
+        or head.startswith(b"FLV")
+    )
+
+
+@dataclass(frozen=True)
+class Hashed:
+    """One piece of content hashed: HMA signal type -> value, and the image's hashes if any."""
+
+    content_type: str
+    values: dict[str, str]
+    image: ImageHashes | None = None
+
+
+def hash_content(
+    services: Services,
+    data: bytes,
+    content_type: str,
+    types: Sequence[str],
+    *,
+    dihedral: bool = False,
+) -> Hashed:
+    if content_type == "photo":
+        s = services.settings
+        image = hash_bytes(data, settings=s, dihedral=dihedral)
+        # Like HMA (PdqSignal.hash_from_bytes), a PDQ below the quality floor is "".
+        pdq = image.pdq.hex if image.pdq and image.pdq.quality >= s.pdq_min_quality else ""
+        every = {"pdq": pdq, "md5": image.md5, "sha256": image.sha256}
+        return Hashed(content_type, {t: every[t] for t in types}, image)
+    md5 = md5_hex(data)
+    every = {"video_md5": md5, "md5": md5, "sha256": sha256_hex(data)}
+    return Hashed(content_type, {t: every[t] for t in types})
+
+
+async def read_upload(request: Request, services: Services) -> tuple[str, bytes]:
+    """HMA's upload: one multipart file whose *field name* is its content type."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "multipart/form-data":
+        raise bad("Missing multipart/form-data file upload")
+    try:
+        form = await request.form(max_files=2, max_fields=10)
+    except Exception as exc:  # malformed multipart, or more than 2 files: the client's fault
+        raise bad(f"cannot read the multipart body: {exc}") from exc
+    try:
+        files = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile)]
+        if not files:
+            raise bad("Missing multipart/form-data file upload")
+        if len(files) > 1:
+            raise bad("Only one file allowed per request")
+        field, upload = files[0]
+        return content_type_of(field), await read_file(upload, services.settings.max_bytes)
+    finally:
+        await form.close()
+
+
+async def fetch_url(services: Services, url: str) -> bytes:
+    """The bytes behind ``url``, through the SSRF-guarded fetcher (never a fetcher of our own)."""
+    try:
+        return await run_heavy(services, fetch, services, url)
+    except ImportError as exc:
+        raise bad("hashing by URL is not available on this server", code="url.unavailable") from exc
+
+
+async def hash_url(
+    services: Services,
+    url: str,
+    content_type: str | None,
+    types: str | None,
+    *,
+    dihedral: bool = False,
+) -> Hashed:
+    if content_type:  # refuse bad parameters before fetching anything
+        signal_types_for(content_type_of(content_type), types)
+    data = await fetch_url(services, url)
+    ctype = content_type or ("video" if _looks_like_video(data) else "photo")
+    chosen = signal_types_for(ctype, types)
+    return await run_heavy(services, _hash, services, data, ctype, chosen, dihedral)
+
+
+def _hash(
+    services: Services, data: bytes, ctype: str, types: Sequence[str], dihedral: bool
+) -> Hashed:
+    return hash_content(services, data, ctype, types, dihedral=dihedral)
+
+
+# -- hasher --------------------------------------------------------------------------------
+@router.get(
+    "/h/hash",
+    response_model=dict[str, str],
+    summary="Hash media by URL: {signal_type: hash}",
+)
+async def hash_get(
+    services: ServicesDep,
+    _: Hasher,
+    url: str | None = None,
+    content_type: Annotated[str | None, Query(description="photo or video")] = None,
+    types: Annotated[str | None, Query(description="comma-separated signal types")] = None,
+) -> dict[str, str]:
+    if url is None:
+        raise bad("url is required")
+    hashed = await hash_url(services, url, content_type, types)
+    return hashed.values
+
+
+@router.post(
+    "/h/hash",
+    response_model=dict[str, str],
+    summary="Hash an uploaded file (multipart field named `photo` or `video`)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "photo": {"type": "string", "format": "binary"},
+                            "video": {"type": "string", "format": "binary"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def hash_post(
+    request: Request,
+    services: ServicesDep,
+    _: Hasher,
+    types: Annotated[str | None, Query(description="comma-separated signal types")] = None,
+) -> dict[str, str]:
+    ctype, data = await read_upload(request, services)
+    chosen = signal_types_for(ctype, types)
+    hashed = await run_heavy(services, _hash, services, data, ctype, chosen, False)
+    return hashed.values
+
+
+# -- matcher -------------------------------------------------------------------------------
+MatchList = list[dict[str, Any]]
+
+
+def _distance(m: Match) -> str:
+    return str(m.distance)
+
+
+def group_by_bank(matches: Iterable[Match], banks: set[str] | None) -> dict[str, MatchList]:
+    out: dict[str, MatchList] = {}
+    for m in matches:
+        if banks is not None and m.bank not in banks:
+            continue
+        out.setdefault(m.bank, []).append({"bank_content_id": m.entry_id, "distance": _distance(m)})
+    return out
+
+
+def _banks_param(banks: str | None) -> set[str] | None:
+    return {b.strip() for b in banks.split(",") if b.strip()} if banks else None
+
+
+def _signal_pair(signal_type: str, signal: str) -> tuple[str, str]:
+    sig = our_signal(signal_type)
+    try:
+        return normalize_hash(sig, signal)
+    except DignityError as exc:
+        raise bad(f"invalid signal: {exc.message}", code="hash.malformed") from exc
+
+
+def lookup_hashed(services: Services, hashed: Hashed) -> MatchOutcome:
+    """Match content hashed here: an image with all its hashes (and its dihedral family)."""
+    if hashed.image is not None:
+        return services.engine.match_image(hashed.image, dihedral=services.settings.match_dihedral)
+    pairs = [(SIGNAL_TYPES[t], v) for t, v in hashed.values.items() if v]
+    return services.engine.match_hashes(pairs)
+
+
+def by_signal_type(
+    hashed: Hashed, outcome: MatchOutcome, banks: set[str] | None
+) -> dict[str, dict[str, MatchList]]:
+    """HMA's ``{signal_type: {bank: [{bank_content_id, distance}]}}`` from one outcome."""
+    out: dict[str, dict[str, MatchList]] = {}
+    for name, value in hashed.values.items():
+        ours = SIGNAL_TYPES[name]
+        wanted = [m for m in outcome.matches if m.signal == ours] if value else []
+        out[name] = group_by_bank(wanted, banks)
+    return out
+
+
+@router.get(
+    "/m/lookup",
+    response_model=dict[str, Any],
+    summary="Banks matching a hash ({bank: [...]}) or a URL ({signal_type: {bank: [...]}})",
+)
+async def lookup_get(
+    services: ServicesDep,
+    _: Platform,
+    signal: str | None = None,
+    signal_type: str | None = None,
+    url: str | None = None,
+    content_type: str | None = None,
+    types: str | None = None,
+    banks: Annotated[str | None, Query(description="comma-separated bank names")] = None,
+    seed: Annotated[str | None, Query(description="accepted; ratios are 0 or 1")] = None,
+    bypass_coinflip: Annotated[bool, Query(description="accepted; no effect here")] = False,
+) -> dict[str, Any]:
+    wanted = _banks_param(banks)
+    if url:
+        hashed = await hash_url(
+            services, url, content_type, types, dihedral=services.settings.match_dihedral
+        )
+        outcome = await run_heavy(services, lookup_hashed, services, hashed)
+        result = by_signal_type(hashed, outcome, wanted)
+        if signal_type is not None:  # HMA elides the outer object when a type is named
+            return dict(result.get(signal_type, {}))
+        return dict(result)
+    if not signal or not signal_type:
+        raise bad("Either url or both signal and signal_type are required")
+    pair = _signal_pair(signal_type, signal)
+    outcome = await run_heavy(services, services.engine.match_hashes, [pair])
+    return dict(group_by_bank(outcome.matches, wanted))
+
+
+@router.post(
+    "/m/lookup",
+    response_model=dict[str, dict[str, list[dict[str, Any]]]],
+    summary="Banks matching an uploaded file: {signal_type: {bank: [...]}}",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "photo": {"type": "string", "format": "binary"},
+                            "video": {"type": "string", "format": "binary"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def lookup_post(
+    request: Request,
+    services: ServicesDep,
+    _: Platform,
+    types: str | None = None,
+    banks: str | None = None,
+    seed: str | None = None,
+    bypass_coinflip: bool = False,
+) -> dict[str, dict[str, MatchList]]:
+    ctype, data = await read_upload(request, services)
+    chosen = signal_types_for(ctype, types)
+    dihedral = services.settings.match_dihedral
+    hashed = await run_heavy(services, _hash, services, data, ctype, chosen, dihedral)
+    outcome = await run_heavy(services, lookup_hashed, services, hashed)
+    return by_signal_type(hashed, outcome, _banks_param(banks))
+
+
+@router.get(
+    "/m/raw_lookup",
+    response_model=dict[str, list[Any]],
+    summary="Content ids matching a hash, allow banks not applied: {matches: [...]}",
+)
+async def raw_lookup(
+    services: ServicesDep,
+    _: Platform,
+    signal: str | None = None,
+    signal_type: str | None = None,
+    include_distance: bool = False,
+    banks: str | None = None,
+) -> dict[str, list[Any]]:
+    if signal is None:
+        raise bad("signal is required")
+    if signal_type is None:
+        raise bad("signal_type is required")
+    pair = _signal_pair(signal_type, signal)
+    outcome = await run_heavy(services, services.engine.match_hashes, [pair])
+    wanted = _banks_param(banks)
+    # Raw: every hit in an enabled bank, before an allow bank cancels anything.
+    hits = sorted(
+        [*outcome.matches, *outcome.suppressed, *outcome.allowed_by],
+        key=lambda m: (m.distance, m.entry_id),
+    )
+    hits = [m for m in hits if wanted is None or m.bank in wanted]
+    if include_distance:
+        return {
+            "matches": [{"bank_content_id": m.entry_id, "distance": _distance(m)} for m in hits]
+        }
+    return {"matches": [m.entry_id for m in hits]}
+
+
+@router.post(
+    "/m/compare",
+    response_model=dict[str, Any],
+    summary='Compare pairs of hashes: {"pdq": [a, b]} -> {"pdq": [match, {"distance": d}]}',
+)
+async def compare(request: Request, _: Platform) -> dict[str, Any]:
+    body = _json_body(await request.body())
+    if not isinstance(body, dict):
+        raise bad("Request input was not a dict")
+    out: dict[str, Any] = {}
+    for name, pair in body.items():
+        if not isinstance(pair, list):
+            raise bad(f"Comparison hashes for {name} was not a list")
+        if len(pair) != 2:
+            raise bad("Comparison hash list length must be exactly 2")
+        sig = our_signal(name)
+        if not all(isinstance(v, str) for v in pair):
+            raise bad(f"Invalid {name} hash: hashes are strings")
+        try:
+            left = normalize_hash(sig, pair[0])[1]
+            right = normalize_hash(sig, pair[1])[1]
+        except DignityError as exc:
+            raise bad(f"Invalid {name} hash: {exc.message}", code="hash.malformed") from exc
+        if sig == "pdq":
+            # HMA's PdqSignal.compare_hash: a match within the confident threshold, 31.
+            dist = pdq_distance(left, right)
+            out[name] = [dist <= DEFAULT_THRESHOLD, {"distance": dist}]
+        else:
+            # Exact hashes have no distance (HMA's SignalSimilarityInfo carries no fields).
+            out[name] = [left == right, {}]
+    return out
+
+
+def _json_body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw.strip() else None
+    except ValueError as exc:
+        raise bad(f"the body is not JSON: {exc}") from exc
+
+
+# -- curator: banks ------------------------------------------------------------------------
+class HmaBank(BaseModel):
+    name: str
+    matching_enabled_ratio: float
+
+
+class BankCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "TEST_BANK"}]})
+    name: str = Field(max_length=64)
+    enabled_ratio: float | None = None
+    enabled: bool | None = None
+
+
+class BankUpdate(BaseModel):
+    name: str | None = Field(None, max_length=64)
+    enabled_ratio: float | None = None
+    enabled: bool | None = None
+
+
+class SuccessOut(BaseModel):
+    message: str
+
+
+class ContentAdded(BaseModel):
+    id: int
+    signals: dict[str, str]
+
+
+def hma_bank(info: BankInfo) -> HmaBank:
+    return HmaBank(name=info.name, matching_enabled_ratio=1.0 if info.enabled else 0.0)
+
+
+def enabled_from(ratio: float | None, enabled: bool | None) -> bool | None:
+    """HMA's matching_enabled_ratio as our enabled flag; a coin-flip ratio has no equivalent."""
+    if ratio is not None:
+        if ratio not in (0.0, 1.0):
+            raise bad(
+                "enabled_ratio must be 0 or 1 here: a bank either matches or does not",
+                code="bank.bad_ratio",
+            )
+        return ratio == 1.0
+    return enabled
+
+
+def check_bank_name(name: str) -> None:
+    if not _HMA_BANK_NAME.match(name) or name.startswith("_"):
+        raise bad(
+            "Bank names must be UPPER_WITH_UNDERSCORE, starting with a letter", code="bank.bad_name"
+        )
+
+
+@router.get("/c/banks", response_model=list[HmaBank], summary="List banks")
+def banks_index(services: ServicesDep, _: Reader) -> list[HmaBank]:
+    return [hma_bank(b) for b in services.banks.list_banks()]
+
+
+@router.post("/c/banks", response_model=HmaBank, status_code=201, summary="Create a bank")
+def bank_create(body: BankCreate, services: ServicesDep, _: Curator) -> HmaBank:
+    check_bank_name(body.name)
+    enabled = enabled_from(body.enabled_ratio, body.enabled)
+    info = services.banks.create_bank(
+        body.name,
+        purpose="block",
+        threshold=DEFAULT_THRESHOLD,
+        enabled=True if enabled is None else enabled,
+        description="created through the HMA-compatible API",
+    )
+    written(services)
+    return hma_bank(info)
+
+
+@router.get("/c/bank/{bank_name}", response_model=HmaBank, summary="One bank")
+def bank_show(bank_name: str, services: ServicesDep, _: Reader) -> HmaBank:
+    return hma_bank(services.banks.get_bank(bank_name))
+
+
+@router.put("/c/bank/{bank_name}", response_model=HmaBank, summary="Change (or rename) a bank")
+def bank_update(bank_name: str, body: BankUpdate, services: ServicesDep, _: Curator) -> HmaBank:
+    info = services.banks.get_bank(bank_name)  # 404 first, as HMA does
+    enabled = enabled_from(body.enabled_ratio, body.enabled)
+    if body.name is not None and body.name != info.name:
+        check_bank_name(body.name)
+        rename = getattr(services.banks, "rename_bank", None)
+        if rename is None:
+            raise bad("renaming a bank is not supported by this server", code="bank.no_rename")
+        rename(info.name, body.name)
+        bank_name = body.name
+    if enabled is not None:
+        services.banks.update_bank(bank_name, enabled=enabled)
+    written(services)
+    return hma_bank(services.banks.get_bank(bank_name))
+
+
+@router.delete("/c/bank/{bank_name}", response_model=SuccessOut, summary="Delete a bank")
+def bank_delete(bank_name: str, services: ServicesDep, _: Curator) -> SuccessOut:
+    with contextlib.suppress(NotFoundError):  # HMA: deleting a missing bank succeeds
+        services.banks.delete_bank(bank_name)
+    written(services)
+    return SuccessOut(message="Done")
+
+
+# -- curator: bank content -----------------------------------------------------------------
+_METADATA_KEYS = frozenset({"content_id", "content_uri", "json", "collab"})
+
+
+def content_metadata(body: Any) -> dict[str, Any] | None:
+    """HMA's optional ``{"metadata": {content_id, content_uri, json}}`` JSON body."""
+    if not isinstance(body, dict):
+        return None
+    metadata = body.get("metadata")
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise bad("metadata should be a json object")
+    unexpected = sorted(set(metadata) - _METADATA_KEYS)
+    if unexpected:
+        raise bad(f"Invalid metadata: unexpected keys {', '.join(unexpected)}")
+    return metadata
+
+
+def add_signals(
+    services: Services,
+    bank_name: str,
+    values: dict[str, str],
+    origin_kind: str,
+    metadata: dict[str, Any] | None = None,
+) -> ContentAdded:
+    """Validate every signal, then add them all; one entry per signal, id is the first's."""
+    if not values:
+        raise bad("No signals given")
+    items: list[NewEntry] = []
+    normalized: dict[str, str] = {}
+    ref = ""
+    note = ""
+    if metadata:
+        ref = str(metadata.get("content_id") or "")[:512]
+        note = json.dumps(metadata, separators=(",", ":"), sort_keys=True)[:2000]
+    for name, value in values.items():
+        sig = our_signal(name)
+        if not isinstance(value, str) or not value:
+            raise bad(f"Invalid {name} signal: expected a non-empty hex string")
+        try:
+            _, val = normalize_hash(sig, value)
+        except DignityError as exc:
+            raise bad(f"Invalid {name} signal: {exc.message}", code="hash.malformed") from exc
+        normalized[name] = val
+        items.append(NewEntry(sig, val, origin_kind, ref, note))
+    result = services.banks.add_entries(bank_name, items)
+    written(services)
+    first = items[0]
+    entry_id, _ = result.outcomes[(first.signal, first.value)]
+    return ContentAdded(id=entry_id, signals=normalized)
+
+
+@router.post(
+    "/c/bank/{bank_name}/content",
+    response_model=ContentAdded,
+    summary="Add content by upload (field `photo`/`video`) or by `?url=`: {id, signals}",
+)
+async def bank_add_content(
+    bank_name: str,
+    request: Request,
+    services: ServicesDep,
+    _: Curator,
+    url: str | None = None,
+    content_type: str | None = None,
+    types: str | None = None,
+) -> ContentAdded:
+    await anyio.to_thread.run_sync(services.banks.get_bank, bank_name)  # 404 before the body
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    metadata = None
+    if ctype == "application/json":
+        metadata = content_metadata(_json_body(await request.body()))
+    if url:
+        hashed = await hash_url(services, url, content_type, types)
+    elif ctype == "multipart/form-data":
+        kind, data = await read_upload(request, services)
+        chosen = signal_types_for(kind, types)
+        hashed = await run_heavy(services, _hash, services, data, kind, chosen, False)
+    else:
+        raise bad("Neither `url` nor multipart file upload was received")
+    if "pdq" in hashed.values and not hashed.values["pdq"]:
+        raise bad(
+            "Invalid pdq signal: the image's PDQ quality is below "
+            f"{services.settings.pdq_min_quality}; it would match unrelated images",
+            code="hash.low_quality",
+        )
+    return await run_heavy(
+        services, add_signals, services, bank_name, hashed.values, "file", metadata
+    )
+
+
+@router.post(
+    "/c/bank/{bank_name}/signal",
+    response_model=ContentAdded,
+    summary='Add hashes directly: {"pdq": "<hex>"} -> {id, signals}',
+)
+async def bank_add_signal(
+    bank_name: str, request: Request, services: ServicesDep, _: Curator
+) -> ContentAdded:
+    await anyio.to_thread.run_sync(services.banks.get_bank, bank_name)
+    body = _json_body(await request.body())
+    if not isinstance(body, dict):
+        raise bad('send a JSON object of signal types to hashes, e.g. {"pdq": "<hex>"}')
+    return await run_heavy(services, add_signals, services, bank_name, body, "person", None)
+
+
+def _entry(services: Services, bank_name: str, content_id: int) -> EntryInfo:
+    for e in services.banks.list_entries(bank_name, after_id=content_id - 1, limit=1):
+        if e.id == content_id:
+            return e
+    raise NotFoundError(f"content '{content_id}' not found", code="entry.not_found")
+
+
+@router.get(
+    "/c/bank/{bank_name}/content/{content_id}",
+    response_model=dict[str, Any],
+    summary="One content item: {id, disable_until_ts, original_media_uri, bank[, signals]}",
+)
+def bank_get_content(
+    bank_name: str,
+    content_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    services: ServicesDep,
+    _: Reader,
+    include_signals: bool = False,
+    signal_type: str | None = None,
+) -> dict[str, Any]:
+    bank = services.banks.get_bank(bank_name)
+    wanted = None if signal_type is None else our_signal(signal_type)
+    e = _entry(services, bank_name, content_id)
+    out: dict[str, Any] = {
+        "id": e.id,
+        # HMA's magic values: 1 = enabled, 0 = disabled (a withdrawn entry).
+        "disable_until_ts": 1 if e.status == "active" else 0,
+        "original_media_uri": None,
+        "bank": hma_bank(bank).model_dump(),
+    }
+    if include_signals or signal_type is not None:
+        # With ?signal_type= (older HMA), only that type's signal, so possibly none.
+        if wanted is None or wanted == e.signal:
+            out["signals"] = {signal_type or HMA_NAMES[e.signal]: e.value}
+        else:
+            out["signals"] = {}
+    return out
+
+
+@router.delete(
+    "/c/bank/{bank_name}/content/{content_id}",
+    response_model=dict[str, int],
+    summary="Remove a content item: {deleted: n}",
+)
+def bank_delete_content(
+    bank_name: str,
+    content_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    services: ServicesDep,
+    _: Curator,
+) -> dict[str, int]:
+    services.banks.get_bank(bank_name)
+    try:
+        count = services.banks.delete_entries(bank_name, [content_id])
+    except NotFoundError as exc:
+        if exc.code != "entry.not_found":
+            raise
+        count = 0
+    written(services)
+    return {"deleted": count}
+
+
+# -- status --------------------------------------------------------------------------------
+@router.get(
+    "/status",
+    response_class=PlainTextResponse,
+    summary="I-AM-ALIVE, or INDEX-STALE (503) when the match index has fallen behind",
+    responses={503: {"description": "the match index is not loaded or has stopped refreshing"}},
+)
+def status(services: ServicesDep, _: AnyKey) -> PlainTextResponse:
+    stale_after = max(_STALE_AFTER_S, 10 * services.settings.index_refresh_s)
+    if not services.engine.loaded or time.time() - services.last_refresh > stale_after:
+        return PlainTextResponse("INDEX-STALE", status_code=503)
+    return PlainTextResponse("I-AM-ALIVE")
