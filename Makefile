@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA ?= $(CURDIR)/var
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run serve test lint typecheck unit bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,10 +31,15 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# A longer schemathesis run than the bounded one inside `make test`.
+fuzz: $(STAMP)
+	DIGNITY_FUZZ_EXAMPLES=100 DIGNITY_FUZZ_SECONDS=900 $(BIN)/python -m pytest -q tests/integration/test_openapi_fuzz.py
+
 bench: $(STAMP)
 	$(BIN)/python bench/hashing.py
 	$(BIN)/python bench/matching.py
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

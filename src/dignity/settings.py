@@ -78,6 +78,22 @@ class Settings(BaseSettings):
     max_import_bytes: int = Field(
         default=1024 * 1024 * 1024, gt=0, description="Largest bulk import body, in bytes."
     )
+    # -- webhook delivery (outbox) -------------------------------------------------------
+    outbox_workers: int = Field(
+        default=2, ge=0, description="Delivery threads per server process (0: deliver nothing)."
+    )
+    outbox_poll_s: float = Field(
+        default=1.0, gt=0, description="How often idle delivery threads look for due events."
+    )
+    outbox_lease_s: float = Field(
+        default=60.0, gt=0, description="How long a claimed delivery is held (> webhook timeout)."
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+    outbox_backoff_base_s: float = Field(default=30.0, gt=0, description="First retry delay.")
+    outbox_backoff_cap_s: float = Field(default=3600.0, gt=0, description="Longest retry delay.")
+    outbox_max_attempts: int = Field(
+        default=8, ge=1, description="Attempts before a delivery is dead-lettered."
+    )
     url_timeout_s: float = Field(default=10.0, gt=0, description="Budget for hashing by URL.")
     url_allow_hosts: list[str] = Field(
         default_factory=list,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import secrets
 import threading
@@ -86,9 +85,6 @@ class DeliveryConfig:
             name = names[f.name]
             cast: Callable[[Any], Any] = int if f.type in ("int", int) else float
             value = getattr(settings, name, None)
-            if value is None:
-                # Until Settings declares these, read the variables it would read.
-                value = os.environ.get(f"DIGNITY_{name.upper()}")
             if value is not None:
                 values[f.name] = cast(value)
         return cls(**values)

@@ -25,6 +25,7 @@ from dignity.actions.models import OutboxDelivery, Webhook
 from dignity.actions.outbox import EVENT_TYPES, aware
 from dignity.errors import DignityError, NotFoundError
 from dignity.storage.db import Database
+from dignity.text import clean_text
 
 MIN_SECRET = 16
 MAX_SECRET = 256
@@ -133,7 +134,8 @@ class WebhookService:
         description: str = "",
     ) -> tuple[WebhookInfo, str]:
         """Add a webhook; returns it and its secret (generated when none is given)."""
-        url = check_url(url)
+        clean_text(description, "description", code="webhook.bad_text")
+        url = check_url(clean_text(url, "url", code="webhook.bad_url"))
         secret = check_secret(secret) if secret is not None else new_secret()
         kinds = parse_events(events)
         with self.db.session() as s:
@@ -145,7 +147,8 @@ class WebhookService:
             return _info(w), secret
 
     def _get(self, s: Session, webhook_id: int) -> Webhook:
-        w = s.get(Webhook, webhook_id)
+        # Ids past 64 bits exist nowhere, and SQLite would overflow looking for them.
+        w = s.get(Webhook, webhook_id) if 0 < webhook_id < 2**63 else None
         if w is None:
             raise NotFoundError(
                 f"no webhook with id {webhook_id}", code="webhook.not_found", webhook_id=webhook_id
@@ -185,7 +188,11 @@ class WebhookService:
         description: str | None = None,
     ) -> WebhookInfo:
         """Change a webhook. A new secret signs every request from now on, retries included."""
-        clean_url = check_url(url) if url is not None else None
+        if description is not None:
+            clean_text(description, "description", code="webhook.bad_text")
+        clean_url = (
+            check_url(clean_text(url, "url", code="webhook.bad_url")) if url is not None else None
+        )
         clean_secret = check_secret(secret) if secret is not None else None
         kinds = parse_events(events) if events is not None else None
         with self.db.session() as s:

@@ -11,22 +11,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dignity.actions.outbox import EVENT_TYPES, OutboxService
 from dignity.actions.webhooks import WebhookInfo, WebhookService
 from dignity.api.deps import ServicesDep, require
-from dignity.api.schemas import ErrorBody
+from dignity.api.schemas import MAX_ID, ErrorBody
 from dignity.keys import KeyInfo
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (401, 403, 404, 422, 429, 503)
+    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 }
 
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["webhooks"])
 
 Admin = Annotated[KeyInfo, Depends(require("admin"))]
+WebhookId = Annotated[int, Path(ge=1, le=MAX_ID)]
 _EVENTS_EXAMPLE = ["entry.added", "entry.withdrawn"]
 
 
@@ -129,13 +130,13 @@ def create_webhook(body: WebhookIn, services: ServicesDep, _: Admin) -> WebhookC
 
 
 @router.get("/webhooks/{webhook_id}", response_model=WebhookOut, summary="One webhook")
-def get_webhook(webhook_id: int, services: ServicesDep, _: Admin) -> WebhookOut:
+def get_webhook(webhook_id: WebhookId, services: ServicesDep, _: Admin) -> WebhookOut:
     return _out(WebhookService(services.db).get(webhook_id))
 
 
 @router.patch("/webhooks/{webhook_id}", response_model=WebhookOut, summary="Change a webhook")
 def patch_webhook(
-    webhook_id: int, body: WebhookPatch, services: ServicesDep, _: Admin
+    webhook_id: WebhookId, body: WebhookPatch, services: ServicesDep, _: Admin
 ) -> WebhookOut:
     info = WebhookService(services.db).update(
         webhook_id,
@@ -153,7 +154,7 @@ def patch_webhook(
     response_model=RemovedOut,
     summary="Remove a webhook and its deliveries",
 )
-def delete_webhook(webhook_id: int, services: ServicesDep, _: Admin) -> RemovedOut:
+def delete_webhook(webhook_id: WebhookId, services: ServicesDep, _: Admin) -> RemovedOut:
     n = WebhookService(services.db).remove(webhook_id)
     return RemovedOut(id=webhook_id, deliveries_removed=n)
 
@@ -168,7 +169,7 @@ def list_events(
     _: Admin,
     status: Annotated[str | None, Query(pattern="^(pending|delivered|dead)$")] = None,
     type: Annotated[str | None, Query(max_length=64)] = None,
-    webhook_id: Annotated[int | None, Query(ge=1)] = None,
+    webhook_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EventOut]:
     events = OutboxService(services.db).list_events(
@@ -186,13 +187,14 @@ def get_event(event_id: str, services: ServicesDep, _: Admin) -> EventOut:
     "/events/{event_id}/redeliver",
     response_model=RedeliverOut,
     summary="Send an event again: dead or delivered deliveries go back to pending",
+    responses={202: {"model": RedeliverOut, "description": "re-queued"}},
 )
 def redeliver(
     event_id: str,
     services: ServicesDep,
     _: Admin,
     response: Response,
-    webhook_id: Annotated[int | None, Query(ge=1)] = None,
+    webhook_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> RedeliverOut:
     n = OutboxService(services.db).redeliver(event_id, webhook_id=webhook_id)
     response.status_code = 202 if n else 200

@@ -232,6 +232,7 @@ def list_entries(
     response_model=AddOut,
     openapi_extra=openapi_upload_or_json("EntriesIn"),
     summary="Add hashes (JSON) or an image (multipart `file`: its PDQ and MD5) to a bank",
+    responses={201: {"model": AddOut, "description": "something was added or re-activated"}},
 )
 async def add_entries(
     name: str, request: Request, response: Response, services: ServicesDep, _: Curator

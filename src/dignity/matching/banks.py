@@ -25,6 +25,7 @@ from dignity.errors import BankError, DignityError, ImportFormatError, NotFoundE
 from dignity.hashing.signals import SIGNAL_TYPES, normalize_hash
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, IndexLog, utcnow
+from dignity.text import clean_text
 
 BANK_PURPOSES = ("block", "review", "allow")
 ORIGIN_KINDS = ("case", "exchange", "person", "file", "import")
@@ -146,6 +147,8 @@ def _validate_bank_fields(purpose: str | None, threshold: int | None) -> None:
 
 def _validate_entry(item: NewEntry, where: str = "") -> NewEntry:
     signal, value = normalize_hash(item.signal, item.value)
+    clean_text(item.note, "note", code="bank.bad_text")
+    clean_text(item.origin_ref, "origin ref", code="bank.bad_text")
     if item.origin_kind not in ORIGIN_KINDS:
         raise BankError(
             f"{where}origin must be one of {', '.join(ORIGIN_KINDS)}; got {item.origin_kind!r}",
@@ -219,6 +222,7 @@ class BankService:
                 code="bank.bad_name",
             )
         _validate_bank_fields(purpose, threshold)
+        clean_text(description, "description", code="bank.bad_text")
         try:
             with self.db.session() as s:
                 bank = Bank(
@@ -277,6 +281,8 @@ class BankService:
         description: str | None = None,
     ) -> BankInfo:
         _validate_bank_fields(purpose, threshold)
+        if description is not None:
+            clean_text(description, "description", code="bank.bad_text")
         with self.db.session() as s:
             bank = self._bank(s, name)
             if purpose is not None:
