@@ -15,7 +15,8 @@ from rich.table import Table
 
 from dignity.cli.app import Context, cli, handles_errors, pass_ctx
 from dignity.cli.hashing import hash_file
-from dignity.errors import NotFoundError
+from dignity.errors import DignityError, NotFoundError
+from dignity.keys import KeyService
 from dignity.matching.banks import NewEntry
 from dignity.samples import edited_copies, encode, landscape
 
@@ -85,8 +86,32 @@ def demo(ctx: Context) -> None:
         else:
             table.add_row(path.name, "[green]no match[/]", "", "", "")
     console.print(table)
+    _demo_key(ctx, root)
+    base = f"http://{ctx.settings.host}:{ctx.settings.port}"
     console.print(
         "Try it yourself: [bold]dignity match FILE[/], [bold]dignity bank list[/], "
         "[bold]dignity scan DIR[/].  Files: " + str(root)
     )
+    console.print(
+        f"An admin API key for this demo is in {root / 'admin.key'}. With the service up:\n"
+        f'  curl -H "Authorization: Bearer $(cat {root / "admin.key"})" '
+        f"-F file=@{uploads[3]} {base}/v1/scan"
+    )
     click.echo()
+
+
+def _demo_key(ctx: Context, root: Path) -> str:
+    """The demo's admin key, made once and kept (owner-readable only) beside the demo files."""
+    path = root / "admin.key"
+    keys = KeyService(ctx.db)
+    if path.exists():
+        secret = path.read_text().strip()
+        try:
+            keys.verify(secret)
+            return secret
+        except DignityError:
+            pass  # revoked, or a different database: make a new one
+    _, secret = keys.create("admin", name="demo")
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
