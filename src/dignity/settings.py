@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(
         default=8, ge=1, description="Attempts before a delivery is dead-lettered."
     )
+    import_timeout_s: float = Field(
+        default=900.0, gt=0, description="Time limit for one bulk import request."
+    )
     url_timeout_s: float = Field(default=10.0, gt=0, description="Budget for hashing by URL.")
     url_allow_hosts: list[str] = Field(
         default_factory=list,

@@ -236,3 +236,19 @@ def test_restart_reloads_without_rehashing(db: Database) -> None:
     assert len(engine) == 1000
     probe = _flip(values[500], 12, rng)
     assert [m.distance for m in engine.match_hashes([("pdq", probe)]).matches] == [12]
+
+
+def test_rename_keeps_entries(db: Database) -> None:
+    svc = BankService(db)
+    svc.create_bank("old")
+    svc.create_bank("taken")
+    r = svc.add_entries("old", [NewEntry("md5", "2" * 32)])
+    assert svc.rename_bank("old", "new").active_entries == 1
+    with pytest.raises(NotFoundError):
+        svc.get_bank("old")
+    with pytest.raises(BankError) as e:
+        svc.rename_bank("new", "taken")
+    assert e.value.code == "bank.exists"
+    with pytest.raises(BankError):
+        svc.rename_bank("new", "bad name")
+    assert [x.id for x in svc.list_entries("new")] == r.added

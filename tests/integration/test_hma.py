@@ -200,11 +200,10 @@ def test_bank_lifecycle(live: LiveServer, curator: httpx.Client) -> None:
     assert curator.put("/c/bank/LIFECYCLE_BANK", json={"name": "1_invalid"}).status_code == 400
     assert curator.put("/c/bank/NO_SUCH_BANK", json={"enabled": True}).status_code == 404
     r = curator.put("/c/bank/LIFECYCLE_BANK", json={"name": "LIFECYCLE_RENAMED"})
-    if r.status_code == 200:  # once BankService can rename
-        assert r.json() == {"name": "LIFECYCLE_RENAMED", "matching_enabled_ratio": 1.0}
-        curator.put("/c/bank/LIFECYCLE_RENAMED", json={"name": "LIFECYCLE_BANK"})
-    else:
-        assert r.status_code == 400 and r.json()["code"] == "bank.no_rename"
+    assert r.json() == {"name": "LIFECYCLE_RENAMED", "matching_enabled_ratio": 1.0}
+    assert curator.get("/c/bank/LIFECYCLE_BANK").status_code == 404
+    r = curator.put("/c/bank/LIFECYCLE_RENAMED", json={"name": "LIFECYCLE_BANK"})
+    assert r.status_code == 200
 
     r = curator.delete("/c/bank/LIFECYCLE_BANK")
     assert r.status_code == 200

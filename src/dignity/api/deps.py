@@ -144,8 +144,11 @@ def require(*roles: str) -> Callable[..., KeyInfo]:
     return dependency
 
 
-async def run_heavy(services: Services, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(*args)`` in a worker thread under the concurrency cap and the time limit."""
+async def run_heavy(
+    services: Services, fn: Callable[..., T], *args: Any, timeout_s: float | None = None
+) -> T:
+    """Run ``fn(*args)`` in a worker thread under the concurrency cap and the time limit
+    (``timeout_s``, default the request timeout)."""
     settings = services.settings
 
     def guarded() -> T:
@@ -160,7 +163,7 @@ async def run_heavy(services: Services, fn: Callable[..., T], *args: Any) -> T:
     if not got:
         raise DignityError("the server is busy; try again", code="server.busy", retry_after=1)
     try:
-        with anyio.fail_after(settings.request_timeout_s):
+        with anyio.fail_after(timeout_s or settings.request_timeout_s):
             # abandon_on_cancel: on timeout we answer at once; the thread finishes and frees
             # its slot by itself (work is bounded by the byte and pixel limits).
             return await anyio.to_thread.run_sync(guarded, abandon_on_cancel=True)

@@ -581,10 +581,7 @@ def bank_update(bank_name: str, body: BankUpdate, services: ServicesDep, _: Cura
     enabled = enabled_from(body.enabled_ratio, body.enabled)
     if body.name is not None and body.name != info.name:
         check_bank_name(body.name)
-        rename = getattr(services.banks, "rename_bank", None)
-        if rename is None:
-            raise bad("renaming a bank is not supported by this server", code="bank.no_rename")
-        rename(info.name, body.name)
+        services.banks.rename_bank(info.name, body.name)
         bank_name = body.name
     if enabled is not None:
         services.banks.update_bank(bank_name, enabled=enabled)

@@ -132,6 +132,15 @@ def _bank_info(bank: Bank, active: int = 0, withdrawn: int = 0) -> BankInfo:
     )
 
 
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise BankError(
+            "a bank name is 1-64 letters, digits, '_', '.' or '-', starting with a letter "
+            f"or digit; got {name!r}",
+            code="bank.bad_name",
+        )
+
+
 def _validate_bank_fields(purpose: str | None, threshold: int | None) -> None:
     if purpose is not None and purpose not in BANK_PURPOSES:
         raise BankError(
@@ -215,12 +224,7 @@ class BankService:
         enabled: bool = True,
         description: str = "",
     ) -> BankInfo:
-        if not _NAME.match(name):
-            raise BankError(
-                "a bank name is 1-64 letters, digits, '_', '.' or '-', starting with a letter "
-                f"or digit; got {name!r}",
-                code="bank.bad_name",
-            )
+        _check_name(name)
         _validate_bank_fields(purpose, threshold)
         clean_text(description, "description", code="bank.bad_text")
         try:
@@ -294,6 +298,19 @@ class BankService:
             if description is not None:
                 bank.description = description
         return self.get_bank(name)
+
+    def rename_bank(self, name: str, new_name: str) -> BankInfo:
+        """Give bank ``name`` a new name; entries, ids and settings stay as they are."""
+        _check_name(new_name)
+        try:
+            with self.db.session() as s:
+                bank = self._bank(s, name)
+                bank.name = new_name
+        except IntegrityError as exc:
+            raise BankError(
+                f"a bank named {new_name!r} already exists", code="bank.exists"
+            ) from exc
+        return self.get_bank(new_name)
 
     def delete_bank(self, name: str) -> int:
         """Delete a bank and all its entries; returns how many entries went with it."""
