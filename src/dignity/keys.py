@@ -102,6 +102,15 @@ class KeyService:
                 row.revoked_at = utcnow()
             return _info(row)
 
+    def cached(self, key: str) -> KeyInfo | None:
+        """The key's record if it was verified less than ``cache_s`` ago, else None."""
+        digest = _digest(key)
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and time.monotonic() - hit[0] < self.cache_s:
+            return hit[1]
+        return None
+
     def verify(self, key: str) -> KeyInfo:
         """The live key record for a presented key, or ``AuthError`` (401)."""
         if not key.startswith(KEY_PREFIX) or len(key) > 128:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic.json_schema import models_json_schema
@@ -106,6 +106,36 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": response.body})
 
 
+class Measure:
+    """Count and time every request by route template (pure ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.observe(
+                scope.get("method", ""), template, status, time.perf_counter() - start
+            )
+
+
 class _TooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
@@ -159,17 +189,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     metrics = Metrics()
     app.state.metrics = metrics
-
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        metrics.observe(request.method, template, response.status_code, time.perf_counter() - start)
-        return response
 
     from dignity.api.v1 import router as v1
 
@@ -237,6 +256,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(Measure, metrics=metrics)
     return app
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
@@ -118,12 +118,16 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def require(*roles: str) -> Callable[..., KeyInfo]:
+def require(*roles: str) -> Callable[..., Awaitable[KeyInfo]]:
     """Dependency: a valid key whose role is one of ``roles`` (admin always passes)."""
     allowed = frozenset(roles) | {"admin"}
 
-    def dependency(request: Request, services: ServicesDep) -> KeyInfo:
-        key = services.keys.verify(_bearer(request))
+    async def dependency(request: Request, services: ServicesDep) -> KeyInfo:
+        token = _bearer(request)
+        # A cached answer costs nothing; only a cache miss goes to the database, off the loop.
+        key = services.keys.cached(token)
+        if key is None:
+            key = await anyio.to_thread.run_sync(services.keys.verify, token)
         if key.role not in allowed:
             raise AuthError(
                 f"a {key.role} key may not do this (needs {', '.join(sorted(allowed))})",
@@ -157,7 +161,8 @@ async def run_heavy(
         finally:
             services.slots.release()
 
-    got = await anyio.to_thread.run_sync(
+    # A free slot is taken at once; only when all are busy do we wait for one, off the loop.
+    got = services.slots.acquire(blocking=False) or await anyio.to_thread.run_sync(
         lambda: services.slots.acquire(timeout=settings.queue_timeout_s)
     )
     if not got:

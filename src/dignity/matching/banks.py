@@ -33,7 +33,8 @@ DEFAULT_THRESHOLD = 31
 MAX_THRESHOLD = 63
 _NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _MAX_ID = 2**63 - 1
-_CHUNK = 500  # rows per IN (...) lookup; well under every database's bound-parameter limit
+_CHUNK = 500
+_WRITE_BATCH = 5000  # rows per IN (...) lookup; well under every database's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -375,12 +376,15 @@ class BankService:
                 for k, e in clean.items()
                 if k not in existing
             ]
-            if fresh:
-                new_ids = list(
-                    s.scalars(
-                        insert(Entry).returning(Entry.id, sort_by_parameter_order=True), fresh
-                    )
+            new_ids: list[int] = []
+            # In slices: one statement per few thousand rows keeps each C call (and its hold on
+            # the GIL) short, so a server stays responsive during a million-row import.
+            for i in range(0, len(fresh), _WRITE_BATCH):
+                new_ids += s.scalars(
+                    insert(Entry).returning(Entry.id, sort_by_parameter_order=True),
+                    fresh[i : i + _WRITE_BATCH],
                 )
+            if fresh:
                 result.added.extend(new_ids)
                 for row, eid in zip(fresh, new_ids, strict=True):
                     result.outcomes[(str(row["signal"]), str(row["value"]))] = (eid, "added")
@@ -396,8 +400,12 @@ class BankService:
                         .values(status="active", withdrawn_at=None, updated_at=now)
                     )
             live = result.added + result.reactivated
+            for i in range(0, len(live), _WRITE_BATCH):
+                s.execute(
+                    insert(IndexLog),
+                    [{"entry_id": e, "op": "add", "at": now} for e in live[i : i + _WRITE_BATCH]],
+                )
             if live:
-                s.execute(insert(IndexLog), [{"entry_id": i, "op": "add", "at": now} for i in live])
                 emit_entries(s, "entry.added", bank, live)
         return result
 
