@@ -260,3 +260,26 @@ def test_exif_rotated_copy_matches_stored_upright(cli: Cli, tmp_path: Path) -> N
     turned.write_bytes(buf.getvalue())
     m = cli.lines("match", str(turned))[0]["matches"]
     assert isinstance(m, list) and m and m[0]["distance"] <= 31
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_db_upgrade_and_keys(cli: Cli, tmp_path: Path, backend: str) -> None:
+    from contextlib import ExitStack
+
+    from tests.conftest import postgres_schema
+
+    with ExitStack() as stack:
+        if backend == "postgresql":
+            cli.env["DIGNITY_DATABASE_URL"] = stack.enter_context(postgres_schema())
+        up = cli.lines("db", "upgrade")[0]
+        assert up["status"] == "up to date"
+        created = cli.lines("key", "create", "--role", "platform", "--name", "pipeline")[0]
+        assert created["role"] == "platform" and str(created["key"]).startswith("dg_")
+        listed = cli.lines("key", "list")
+        assert [k["id"] for k in listed] == [created["id"]]
+        assert "key" not in listed[0]  # the key itself is never shown again
+        assert cli.lines("key", "revoke", str(created["id"]))[0]["revoked_at"]
+        r = cli("key", "create", "--role", "root")
+        assert r.returncode == 2
+        r = cli("key", "revoke", "999")
+        assert r.returncode == 3 and "key.not_found" in r.stderr
