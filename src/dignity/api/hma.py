@@ -272,26 +272,30 @@ async def hash_get(
     return hashed.values
 
 
+# HMA's uploads: one file in a multipart field named after its content type.
+MEDIA_UPLOAD: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "photo": {"type": "string", "format": "binary"},
+                        "video": {"type": "string", "format": "binary"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
 @router.post(
     "/h/hash",
     response_model=dict[str, str],
     summary="Hash an uploaded file (multipart field named `photo` or `video`)",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "photo": {"type": "string", "format": "binary"},
-                            "video": {"type": "string", "format": "binary"},
-                        },
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=MEDIA_UPLOAD,
 )
 async def hash_post(
     request: Request,
@@ -392,22 +396,7 @@ async def lookup_get(
     "/m/lookup",
     response_model=dict[str, dict[str, list[dict[str, Any]]]],
     summary="Banks matching an uploaded file: {signal_type: {bank: [...]}}",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "photo": {"type": "string", "format": "binary"},
-                            "video": {"type": "string", "format": "binary"},
-                        },
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=MEDIA_UPLOAD,
 )
 async def lookup_post(
     request: Request,
