@@ -11,8 +11,8 @@ Why not call ``pdqhash`` (the C++ code behind a Cython binding) for the last ste
 pixel of the 512 x 512 buffer and computes luma in float64 first: ~7 ms an image, twice the
 time of decoding a 0.8 MP JPEG. The blur-and-sample step is linear, so we fold it into two small
 matrices (64 x H and 64 x W) built once per image size from the reference's own box-filter edge
-rules and apply them with two BLAS products; the result equals the reference up to float
-rounding. ``pdqhash`` stays the oracle in our tests (bit-for-bit agreement on every fixture).
+rules, and apply them as banded sums (each output reads ~7 inputs a side); the result equals
+the reference up to float rounding. ``pdqhash`` stays the oracle in our tests (bit-for-bit agreement on every fixture).
 """
 
 from __future__ import annotations
@@ -103,15 +103,28 @@ def _box_matrix(n: int, window: int) -> NDArray[np.float64]:
 
 
 @lru_cache(maxsize=1024)
-def _blur_and_sample(n: int) -> NDArray[np.float32]:
-    """64 x n matrix: two box passes along an axis of length n, then the 64-point decimation."""
+def _blur_and_sample(n: int) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+    """Two box passes along an axis of length n, then the 64-point decimation, as a band.
+
+    The 64 x n matrix has at most ~2 windows of non-zeros per row, so it is kept as (64, k)
+    column indices and weights: applying it is a gather and a k-term sum, a third of the time
+    of a dense product.
+    """
     window = (n + 2 * _GRID - 1) // (2 * _GRID)
     box = _box_matrix(n, window)
     tent = np.linalg.matrix_power(box, _JAROSZ_PASSES)
     # decimateFloat samples "centers not corners": index int((i + 0.5) * n / 64).
     picks = ((np.arange(_GRID) + 0.5) * n / _GRID).astype(np.intp)
-    result: NDArray[np.float32] = np.ascontiguousarray(tent[picks], dtype=np.float32)
-    return result
+    dense = tent[picks]
+    nonzero = dense != 0
+    lo = nonzero.argmax(axis=1)
+    hi = n - 1 - nonzero[:, ::-1].argmax(axis=1)
+    k = int((hi - lo + 1).max())
+    span = lo[:, None] + np.arange(k)[None, :]
+    index = np.minimum(span, n - 1)
+    weights = np.take_along_axis(dense, index, axis=1).astype(np.float32)
+    weights[span > hi[:, None]] = 0.0  # clipped positions past the band count for nothing
+    return index, weights
 
 
 def _dct_matrix() -> NDArray[np.float32]:
@@ -153,12 +166,19 @@ _DIHEDRAL: tuple[tuple[bool, NDArray[np.float32]], ...] = (
 
 def _luma64(small: NDArray[np.uint8]) -> NDArray[np.float32]:
     rows, cols = small.shape[:2]
-    luma = small.astype(np.float32) @ _LUMA
     if rows == _GRID and cols == _GRID:
-        # The reference copies a 64 x 64 input unfiltered; our matrices reduce to the identity
-        # there anyway, so this only saves the two products.
+        # The reference copies a 64 x 64 input unfiltered (our band would be the identity).
+        luma: NDArray[np.float32] = small.astype(np.float32) @ _LUMA
         return luma
-    result: NDArray[np.float32] = _blur_and_sample(rows) @ luma @ _blur_and_sample(cols).T
+    row_index, row_weights = _blur_and_sample(rows)
+    col_index, col_weights = _blur_and_sample(cols)
+    # Everything here is linear, so the vertical pass runs first, on only the rows it reads and
+    # still in RGB; luma comes after, on 64 rows instead of 512. One pass over the pixels
+    # instead of three: on a freshly decoded photo this halves the cost (cache misses).
+    k = row_index.shape[1]
+    picked = small[row_index].reshape(_GRID, k, cols * 3).astype(np.float32)
+    across = np.matmul(row_weights[:, None, :], picked)[:, 0, :].reshape(_GRID, cols, 3) @ _LUMA
+    result: NDArray[np.float32] = np.einsum("ck,rck->rc", col_weights, across[:, col_index])
     return result
 
 
