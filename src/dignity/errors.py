@@ -3,13 +3,19 @@
 Callers (the CLI, later the HTTP API) map codes to exit statuses or HTTP statuses in one place
 each, so a code, once published, never changes meaning. The tree::
 
-    DignityError                      dignity.error
+    DignityError                      dignity.error; also request.*, rate.limited, server.busy
     ├── MediaError                    media.*      (bad or unsupported input bytes)
     ├── HashError                     hash.*       (malformed hash strings, unknown signal types)
     ├── BankError                     bank.*       (bank names, thresholds, duplicates)
-    │   └── NotFoundError             *.not_found  (a bank or entry that does not exist)
+    │   └── NotFoundError             *.not_found  (a bank, entry, key, webhook or event)
     ├── ImportFormatError             import.*     (a line of a bulk import that cannot be read)
-    └── StorageError                  storage.*    (database unreachable or schema out of date)
+    ├── StorageError                  storage.*    (database unreachable or schema out of date)
+    ├── AuthError (keys.py)           auth.*       (no key, bad or revoked key, wrong role)
+    ├── UrlError (fetch.py)           url.*        (hash-by-URL refused or failed)
+    └── WebhookError, EventError,     webhook.*, event.*  (actions/: webhooks and the outbox)
+        SignatureError (actions/)
+
+Each lives next to the code that raises it; ``api/errors.py`` maps every code to an HTTP status.
 """
 
 from __future__ import annotations
