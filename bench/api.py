@@ -16,12 +16,9 @@ from __future__ import annotations
 import argparse
 import glob
 import io
-import json
 import multiprocessing
-import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 from PIL import Image
+from tests.integration.server import LiveServer
 
 from dignity.samples import landscape
 
@@ -118,59 +116,6 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(p * len(s)))] * 1000 if s else float("nan")
 
 
-class Server:
-    def __init__(self, data: Path, workers: int) -> None:
-        self.env = {
-            **os.environ,
-            "DIGNITY_DATA_DIR": str(data),
-            "DIGNITY_RATE_PER_MINUTE": "100000000",
-            "DIGNITY_MAX_CONCURRENCY": "8",
-        }
-        self.url = f"sqlite:///{data / 'dignity.sqlite3'}"
-        out = subprocess.run(
-            [sys.executable, "-m", "dignity", "key", "create", "--role", "admin"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        self.key = json.loads(out.stdout)["key"]
-        self.port = 18000 + random.randrange(1000)
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dignity",
-                "serve",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(workers),
-                "--log-level",
-                "warning",
-            ],
-            env=self.env,
-        )
-        for _ in range(600):
-            try:
-                if httpx.get(self.base + "/readyz").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("server did not start")
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.base, headers={"Authorization": f"Bearer {self.key}"}, timeout=600
-        )
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--photos", type=int, default=48)
@@ -181,9 +126,19 @@ def main() -> None:
     w, h = (int(x) for x in args.size.split("x"))
     datas = photos(args.photos, (w, h))
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp), workers=2)
+        # The same launcher the integration tests use: a real `dignity serve` subprocess.
+        server = LiveServer(
+            Path(tmp),
+            workers=2,
+            env={
+                "DIGNITY_RATE_PER_MINUTE": "100000000",
+                "DIGNITY_MAX_CONCURRENCY": "8",
+                "DIGNITY_INDEX_REFRESH_S": "0.5",
+            },
+        )
+        server.start()
         try:
-            with server.client() as c:
+            with server.client("admin", timeout=600) as c:
                 c.post("/v1/banks", json={"name": "bench"})
                 rng = random.Random(1)
                 stored = [f"{rng.getrandbits(256):064x}" for _ in range(args.lookup_entries)]
@@ -199,7 +154,7 @@ def main() -> None:
             rate_lib = in_process(server.url, datas, rounds=3)
             rate_http, lat, errs = load(
                 server.base,
-                server.key,
+                server.keys["admin"],
                 lambda c, i: c.post(
                     "/v1/scan", files={"file": ("p.jpg", datas[i % len(datas)], "image/jpeg")}
                 ),
@@ -225,7 +180,7 @@ def main() -> None:
             queries = [near(i) for i in range(4096)]
             rate_lookup, lat2, errs2 = load(
                 server.base,
-                server.key,
+                server.keys["admin"],
                 lambda c, i: c.get(
                     "/m/lookup", params={"signal": queries[i % 4096], "signal_type": "pdq"}
                 ),

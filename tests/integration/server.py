@@ -51,9 +51,9 @@ class LiveServer:
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
 
-    def client(self, role: str | None = None, **kw: object) -> httpx.Client:
+    def client(self, role: str | None = None, *, timeout: float = 30) -> httpx.Client:
         headers = self.headers(role) if role else {}
-        return httpx.Client(base_url=self.base, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
+        return httpx.Client(base_url=self.base, headers=headers, timeout=timeout)
 
     def start(self) -> None:
         self.data.mkdir(parents=True, exist_ok=True)
