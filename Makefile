@@ -10,7 +10,8 @@ DATA ?= $(CURDIR)/var
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,nudenet]'
+	$(BIN)/python -m pip install --quiet --no-deps 'invisible-watermark==0.2.0'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -42,6 +43,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/matching.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/scan.py
+	$(BIN)/python bench/watermark.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """HTTP service throughput: POST /v1/scan vs the library in-process, and /m/lookup at 1e6 entries.
 
-1. The same photos are scanned (decode, PDQ + MD5 + SHA-256, match, decide) by the library in
+1. The same photos are scanned (decode, hashes, signals, match, decide) by the library in
    2 worker processes (in-process throughput on 2 cores), then through `dignity serve
    --workers 2` by 16 concurrent clients; prints images/s for both, the ratio (target >= 0.8),
    and p50/p99 request latency. Client and server share the machine's 2 cores, so the client's
@@ -47,25 +47,25 @@ def photos(n: int, size: tuple[int, int]) -> list[bytes]:
     return out
 
 
-_engine = None
+_scanner = None
 
 
 def _init(url: str) -> None:
-    global _engine
+    global _scanner
     from dignity.matching import MatchEngine
+    from dignity.scanning import Scanner
+    from dignity.settings import Settings
     from dignity.storage.db import open_database
 
-    _engine = MatchEngine(open_database(url))
-    _engine.load()
+    engine = MatchEngine(open_database(url))
+    engine.load()
+    # The very pipeline /v1/scan runs: decode, hashes, every signal plug-in, match, policy.
+    _scanner = Scanner(Settings(database_url=url, match_dihedral=True), engine)
 
 
 def _scan(data: bytes) -> str:
-    from dignity.hashing import hash_bytes
-    from dignity.policy import decide
-
-    assert _engine is not None
-    h = hash_bytes(data, dihedral=True)
-    return decide(_engine.match_image(h)).action
+    assert _scanner is not None
+    return _scanner.scan(data).decision.action
 
 
 def in_process(url: str, datas: list[bytes], rounds: int) -> float:

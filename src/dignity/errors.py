@@ -12,8 +12,11 @@ each, so a code, once published, never changes meaning. The tree::
     ├── StorageError                  storage.*    (database unreachable or schema out of date)
     ├── AuthError (keys.py)           auth.*       (no key, bad or revoked key, wrong role)
     ├── UrlError (fetch.py)           url.*        (hash-by-URL refused or failed)
-    └── WebhookError, EventError,     webhook.*, event.*  (actions/: webhooks and the outbox)
-        SignatureError (actions/)
+    ├── WebhookError, EventError,     webhook.*, event.*  (actions/: webhooks and the outbox)
+    │   SignatureError (actions/)
+    ├── PolicyError (policy/rules.py) policy.invalid (a policy file with mistakes, all listed)
+    └── SignalConfigError             config.signals (signal plug-ins that cannot be set up)
+        (signals/runner.py)
 
 Each lives next to the code that raises it; ``api/errors.py`` maps every code to an HTTP status.
 """

@@ -17,9 +17,10 @@ import importlib
 import io
 import struct
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -114,6 +115,10 @@ class Media:
     orientation: int
     frames: int
     reduced: bool
+    # The bytes as uploaded and the container's metadata as Pillow read it (PNG text chunks,
+    # ``exif``, ``xmp``, ...), for the signals that read what the file says about itself.
+    data: bytes = b""
+    info: Mapping[str, Any] = field(default_factory=dict)
 
     @cached_property
     def pixels(self) -> NDArray[np.uint8]:
@@ -134,12 +139,14 @@ def decode(
     max_bytes: int | None = None,
     max_pixels: int | None = None,
     min_size: int | None = None,
+    reduce_above: int = 0,
 ) -> Media:
     """Decode ``data`` into RGB pixels, refusing anything too big, unsupported or damaged.
 
     ``max_bytes`` and ``max_pixels`` default to the process settings. With ``min_size``, a JPEG
     may be decoded at 1/2, 1/4 or 1/8 scale as long as both sides stay at least ``min_size``
     (``reduced`` then says so); ``width`` and ``height`` always describe the full image.
+    ``reduce_above`` keeps images of that many pixels or fewer at full size even so.
     Raises :class:`MediaError` (``media.*`` codes) and nothing else for bad input.
     """
     if max_bytes is None or max_pixels is None:
@@ -167,7 +174,7 @@ def decode(
         image = _open(stream, data, max_pixels)
         # Not closed: Pillow's close() frees the pixels, and the RGB image we return may be
         # this very object. The stream is in memory, so no file handle is held.
-        return _read(image, stream, data, max_pixels, min_size)
+        return _read(image, stream, data, max_pixels, min_size, reduce_above)
 
 
 def _open(stream: _ShortReadStream, data: bytes, max_pixels: int) -> ImageFile.ImageFile:
@@ -188,6 +195,7 @@ def _read(
     data: bytes,
     max_pixels: int,
     min_size: int | None,
+    reduce_above: int = 0,
 ) -> Media:
     fmt = image.format or "unknown"
     if fmt == "MPO":  # a JPEG with more JPEGs appended (stereo pairs, phone depth maps)
@@ -200,7 +208,11 @@ def _read(
     mode = image.mode
     try:
         reduced = False
-        if min_size is not None and isinstance(image, JpegImagePlugin.JpegImageFile):
+        if (
+            min_size is not None
+            and width * height > reduce_above
+            and isinstance(image, JpegImagePlugin.JpegImageFile)
+        ):
             side = max(1, min_size)
             # A square request: the guarantee holds whichever way the orientation turns it.
             image.draft("RGB", (side, side))
@@ -256,6 +268,8 @@ def _read(
         orientation=orientation,
         frames=frames,
         reduced=reduced,
+        data=data,
+        info={str(k): v for k, v in image.info.items()},
     )
 
 

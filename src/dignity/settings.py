@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -101,6 +102,18 @@ class Settings(BaseSettings):
     url_allow_hosts: list[str] = Field(
         default_factory=list,
         description="If set, hashing by URL may fetch only from these hosts (*.example.com ok).",
+    )
+    policy_file: Path | None = Field(
+        default=None,
+        description="Policy (rules as TOML) for scan decisions; default: the shipped policy.",
+    )
+    nudity_classifier: Literal["opennsfw", "nudenet", "none"] = Field(
+        default="opennsfw",
+        description="Nudity model: opennsfw (default), nudenet (extra dignity[nudenet]), none.",
+    )
+    signals_disabled: list[str] = Field(
+        default_factory=list,
+        description="Signal plug-ins (by name, e.g. watermark) not to run during scans.",
     )
 
     @property

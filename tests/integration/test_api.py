@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from dignity.samples import edited_copies, encode, landscape
+from tests.conftest import shared_fixture
 from tests.integration.server import LiveServer
 
 JPEG = encode(landscape(1), quality=92)
@@ -95,7 +96,7 @@ def test_hash_match_scan_and_withdraw(live: LiveServer) -> None:
     scan = plat.post("/v1/scan", files=upload(ROTATED)).json()
     assert scan["decision"]["action"] == "block" and scan["decision"]["reasons"]
     clean = plat.post("/v1/scan", files=upload(OTHER)).json()
-    assert clean["decision"]["action"] == "allow" and clean["result"]["matches"] == []
+    assert clean["decision"]["action"] == "allow" and clean["matches"] == []
     ids = [e for e in added.json()["entry_ids"]]
     cur.post("/v1/banks/ncii/withdraw", json={"entry_ids": ids})
     # The writing process sees its own withdrawal at once.
@@ -348,3 +349,21 @@ def test_revoked_key_is_refused_within_a_second(live: LiveServer) -> None:
                 time.sleep(0.05)
     finally:
         db.close()
+
+
+def test_scan_reports_signals_and_a_statement(live: LiveServer) -> None:
+    with live.client("platform") as plat:
+        photo = plat.post("/v1/scan", files=upload(OTHER, "x.png"))
+        assert photo.status_code == 200, photo.text
+        body = photo.json()
+        assert {"pdq", "quality", "md5", "sha256", "matches", "signals", "decision"} <= set(body)
+        assert body["signals"]["ai_evidence"] == [] and body["signals"]["nudity"] < 0.2
+        assert body["signals"]["c2pa"]["state"] == "none"
+        assert {p["name"] for p in body["signals"]["plugins"]} >= {"c2pa", "opennsfw"}
+        assert body["decision"]["action"] == "allow" and body["decision"]["statement"]["redress"]
+        c2pa = shared_fixture("c2pa", "C.jpg")
+        made = plat.post("/v1/scan", files=upload(c2pa.read_bytes(), "C.jpg")).json()
+        assert made["signals"]["c2pa"]["state"] == "valid"
+        assert made["signals"]["ai_evidence"][0]["source"] == "c2pa"
+        assert made["decision"]["action"] == "label"
+        assert made["decision"]["labels"] == ["AI-generated"]

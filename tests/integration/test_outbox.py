@@ -495,7 +495,7 @@ def test_api_webhooks_and_events(live: LiveServer, receiver: Receiver) -> None:
         types = {e["type"] for e in receiver.received}
         assert types == {"entry.added", "scan.match"}, receiver.rejected
         scan_event = next(e for e in receiver.received if e["type"] == "scan.match")
-        assert scan_event["payload"]["hashes"]["sha256"] == scan.json()["hashes"]["sha256"]
+        assert scan_event["payload"]["hashes"]["sha256"] == scan.json()["sha256"]
 
         events = admin.get("/v1/events", params={"status": "delivered"}).json()
         assert {e["id"] for e in events} >= receiver.ids()

@@ -14,7 +14,8 @@ Event types and payloads (hashes as lowercase hex, never media)::
     entry.withdrawn  the same shape: entries that stopped matching
     entry.deleted    the same shape: entries deleted for good
     bank.deleted     {bank, bank_id, purpose, entries_deleted}
-    scan.match       {decision: {action, rule, reasons}, matches: [{bank, entry_id, signal,
+    scan.match       {decision: {action, priority, rules, labels, reasons, statement, ...},
+                      matches: [{bank, entry_id, signal,
                       distance, purpose}], hashes: {pdq, pdq_quality, md5, sha256}, key: {id, name}}
 
 Entry events carry at most ``MAX_ENTRIES_PER_EVENT`` entries; a bulk change is split into

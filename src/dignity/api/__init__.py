@@ -26,6 +26,7 @@ from dignity.api.schemas import EntriesIn, ErrorBody, HashByUrl, Health, MatchBy
 from dignity.keys import KeyService
 from dignity.matching.banks import BankService
 from dignity.matching.engine import MatchEngine
+from dignity.scanning import Scanner
 from dignity.settings import Settings
 from dignity.storage.db import open_database
 
@@ -144,12 +145,20 @@ class _TooLarge(Exception):
 
 def build_services(settings: Settings) -> Services:
     db = open_database(settings.resolved_database_url)
+    engine = MatchEngine(db, min_quality=settings.pdq_min_quality)
+    try:
+        # Built before serving: a policy file with mistakes stops the service at start.
+        scanner = Scanner(settings, engine)
+    except Exception:
+        db.close()
+        raise
     services = Services(
         settings=settings,
         db=db,
-        engine=MatchEngine(db, min_quality=settings.pdq_min_quality),
+        engine=engine,
         banks=BankService(db),
         keys=KeyService(db),
+        scanner=scanner,
     )
     _install_actions(services)
     return services

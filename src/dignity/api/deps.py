@@ -24,6 +24,7 @@ from dignity.errors import DignityError
 from dignity.keys import AuthError, KeyInfo, KeyService
 from dignity.matching.banks import BankService
 from dignity.matching.engine import MatchEngine
+from dignity.scanning import Scanner
 from dignity.settings import Settings
 from dignity.storage.db import Database
 
@@ -58,6 +59,7 @@ class Services:
     engine: MatchEngine
     banks: BankService
     keys: KeyService
+    scanner: Scanner
     limiter: RateLimiter = field(default_factory=RateLimiter)
     slots: threading.BoundedSemaphore = field(init=False)
     # Hooks the actions layer fills in (events for scans, outbox depth for /metrics).
@@ -74,6 +76,7 @@ class Services:
     def start(self) -> None:
         """Load the index, then keep it current from the change log in a background thread."""
         self.engine.load()
+        self.scanner.warm()
         self.last_refresh = time.time()
         self._thread = threading.Thread(
             target=self._refresh_loop, name="index-refresh", daemon=True

@@ -5,7 +5,7 @@ These exist only at the edge; the core speaks in frozen dataclasses and the rout
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,15 +65,68 @@ class MatchResult(BaseModel):
     notes: list[str] = []
 
 
+class ReasonOut(BaseModel):
+    rule: str
+    signal: str
+    value: Any = None
+
+
+class StatementOut(BaseModel):
+    """A statement of reasons with the fields of EU DSA Art. 17(3)."""
+
+    restriction: str | None
+    facts: list[str]
+    automated_detection: bool
+    automated_decision: bool
+    automated_means: str
+    legal_ground: str | None
+    contractual_ground: str | None
+    redress: str | None
+    policy: str
+
+
 class DecisionOut(BaseModel):
     action: Literal["allow", "label", "review", "block"]
+    priority: int = Field(ge=0, le=100)
     rule: str
-    reasons: list[str]
+    rules: list[str]
+    labels: list[str]
+    reasons: list[ReasonOut]
+    statement: StatementOut
+    policy: str
 
 
-class ScanOut(BaseModel):
-    hashes: HashOut
-    result: MatchResult
+class EvidenceOut(BaseModel):
+    source: Literal["c2pa", "xmp", "metadata", "watermark"]
+    detail: str
+
+
+class PluginOut(BaseModel):
+    name: str
+    kind: Literal["provenance", "classifier"]
+    version: str
+    ms: float
+    error: str | None
+
+
+class SignalsOut(BaseModel):
+    """Every signal plug-in's report under its name; the built-ins' keys are listed."""
+
+    model_config = ConfigDict(extra="allow")
+    ai_evidence: list[EvidenceOut]
+    c2pa: dict[str, Any] | None = None
+    xmp: dict[str, Any] | None = None
+    generator: dict[str, Any] | None = None
+    watermark: dict[str, Any] | None = None
+    nudity: float | None = Field(None, ge=0, le=1)
+    classifiers: dict[str, Any] = {}
+    plugins: list[PluginOut] = []
+
+
+class ScanOut(HashOut, MatchResult):
+    """The hash fields of /v1/hash, the matches of /v1/match, the signals and the decision."""
+
+    signals: SignalsOut
     decision: DecisionOut
 
 

@@ -36,7 +36,6 @@ from dignity.errors import DignityError
 from dignity.hashing.signals import ImageHashes, hash_bytes
 from dignity.keys import KeyInfo
 from dignity.matching.banks import NewEntry, parse_import_line
-from dignity.policy import decide
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
@@ -146,19 +145,10 @@ async def scan_route(request: Request, services: ServicesDep, key: Platform) -> 
 
 
 def _scan(data: bytes, services: Services, key: KeyInfo) -> ScanOut:
-    dihedral = services.settings.match_dihedral
-    h = hash_bytes(data, settings=services.settings, dihedral=dihedral)
-    outcome = services.engine.match_image(h, dihedral=dihedral)
-    decision = decide(outcome)
+    result = services.scanner.scan(data)
     if services.on_scan is not None:
-        services.on_scan(h, outcome, decision, key)
-    return ScanOut.model_validate(
-        {
-            "hashes": hashes_out(h, dihedral=False).model_dump(),
-            "result": result_out(outcome).model_dump(),
-            "decision": decision.to_dict(),
-        }
-    )
+        services.on_scan(result.analysis.hashes, result.outcome, result.decision, key)
+    return ScanOut.model_validate(result.to_dict())
 
 
 # -- banks ----------------------------------------------------------------------------------

@@ -21,6 +21,11 @@ from dignity.settings import Settings
 
 def hash_file(path: str, settings: Settings, *, dihedral: bool) -> ImageHashes:
     """Hash one file; raises DignityError (MediaError for bad media or unreadable files)."""
+    return hash_bytes(read_upload_file(path, settings), settings=settings, dihedral=dihedral)
+
+
+def read_upload_file(path: str, settings: Settings) -> bytes:
+    """A file's bytes, refused (MediaError) when unreadable or over the upload size limit."""
     try:
         size = os.stat(path).st_size
         if size > settings.max_bytes:
@@ -32,25 +37,15 @@ def hash_file(path: str, settings: Settings, *, dihedral: bool) -> ImageHashes:
                 limit=settings.max_bytes,
             )
         with open(path, "rb") as fh:
-            data = fh.read()
+            return fh.read()
     except IsADirectoryError as exc:
         raise MediaError("is a directory", code="input.unreadable") from exc
     except OSError as exc:
         raise MediaError(exc.strerror or str(exc), code="input.unreadable") from exc
-    return hash_bytes(data, settings=settings, dihedral=dihedral)
 
 
 def hashes_to_dict(path: str, h: ImageHashes, *, dihedral: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "path": path,
-        "pdq": h.pdq.hex if h.pdq else None,
-        "quality": h.pdq.quality if h.pdq else None,
-        "md5": h.md5,
-        "sha256": h.sha256,
-        "width": h.width,
-        "height": h.height,
-        "format": h.format,
-    }
+    out: dict[str, Any] = {"path": path, **h.fields()}
     if dihedral and h.pdq and h.pdq.dihedral:
         out["pdq_dihedral"] = list(h.pdq.dihedral)
     return out

@@ -1,9 +1,11 @@
-"""``dignity scan DIR``: hash and match every image under a directory on all cores, resumably.
+"""``dignity scan PATH...``: hashes, matches, signals and a decision for every image, on all cores.
 
-Workers (processes, one per core by default) decode and hash; the parent matches against the
-in-memory index and appends one report row per file, flushed as it goes. Re-running with the
-same report skips files already in it, so an interrupted scan of millions of files resumes
-where it stopped; a half-written last line from a crash is cut off first.
+Workers (processes, one per core by default) decode, hash and run the signal plug-ins; the
+parent matches against the in-memory index, applies the policy and writes one row per file,
+flushed as it goes. Files given by name print their rows on stdout; a directory scan writes a
+report file instead, and re-running with the same report skips files already in it, so an
+interrupted scan of millions of files resumes where it stopped (a half-written last line from a
+crash is cut off first).
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from rich.progress import (
 from rich.table import Table
 
 from dignity.cli.app import EXIT_PARTIAL, EXIT_REFUSED, Context, cli, handles_errors, pass_ctx
-from dignity.cli.hashing import hash_file
+from dignity.cli.hashing import read_upload_file
 from dignity.errors import DignityError
-from dignity.hashing.signals import ImageHashes
+from dignity.scanning import Analysis, Scanner, analyze
 from dignity.settings import Settings
+from dignity.signals.runner import SignalSuite
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
@@ -45,6 +48,11 @@ IMAGE_SUFFIXES = frozenset(
 CSV_FIELDS = [
     "path",
     "status",
+    "action",
+    "priority",
+    "rules",
+    "ai_evidence",
+    "nudity",
     "match_count",
     "banks",
     "best_distance",
@@ -57,18 +65,21 @@ CSV_FIELDS = [
 ]
 
 _settings: Settings | None = None
+_suite: SignalSuite | None = None
 _dihedral = True
 
 
-def _init_worker(settings: Settings, dihedral: bool) -> None:
-    global _settings, _dihedral
-    _settings, _dihedral = settings, dihedral
+def _init_worker(settings: Settings, dihedral: bool, suite: SignalSuite | None = None) -> None:
+    global _settings, _dihedral, _suite
+    # Each worker builds its own plug-ins: model sessions are not shared across fork.
+    _settings, _dihedral, _suite = settings, dihedral, suite or SignalSuite.from_settings(settings)
 
 
-def _work(path: str) -> tuple[str, ImageHashes | tuple[str, str]]:
-    assert _settings is not None
+def _work(path: str) -> tuple[str, Analysis | tuple[str, str]]:
+    assert _settings is not None and _suite is not None
     try:
-        return path, hash_file(path, _settings, dihedral=_dihedral)
+        data = read_upload_file(path, _settings)
+        return path, analyze(data, _settings, _suite, dihedral=_dihedral)
     except DignityError as exc:
         return path, (exc.code, exc.message)
     except Exception as exc:  # a worker must report, never die silently mid-scan
@@ -108,10 +119,10 @@ def _done_paths(report: Path, fmt: str) -> set[str]:
 
 
 def _results(
-    paths: list[str], settings: Settings, dihedral: bool, workers: int, stack: ExitStack
-) -> Iterator[tuple[str, ImageHashes | tuple[str, str]]]:
+    paths: list[str], scanner: Scanner, workers: int, stack: ExitStack
+) -> Iterator[tuple[str, Analysis | tuple[str, str]]]:
     if workers <= 1:
-        _init_worker(settings, dihedral)
+        _init_worker(scanner.settings, scanner.dihedral, scanner.suite)
         return map(_work, paths)
     # fork is cheapest, and safe because map() below starts every worker now, before any
     # thread (the progress bar) exists in this process.
@@ -120,19 +131,19 @@ def _results(
             max_workers=workers,
             mp_context=multiprocessing.get_context("fork"),
             initializer=_init_worker,
-            initargs=(settings, dihedral),
+            initargs=(scanner.settings, scanner.dihedral),
         )
     )
     return pool.map(_work, paths, chunksize=8)
 
 
 @cli.command("scan")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--report",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Report file (default: scan-report.jsonl or .csv in the current directory).",
+    help="Report file. Default: stdout when every PATH is a file, else scan-report.jsonl/.csv.",
 )
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes (default: cores).")
@@ -143,7 +154,7 @@ def _results(
 @handles_errors
 def scan(
     ctx: Context,
-    directory: Path,
+    paths: tuple[Path, ...],
     report: Path | None,
     fmt: str,
     workers: int | None,
@@ -151,34 +162,48 @@ def scan(
     all_files: bool,
     dihedral: bool | None,
 ) -> None:
-    """Hash and match every image under DIRECTORY; write a report and print a summary.
+    """Scan each image FILE, or every image under each DIRECTORY: hashes, bank matches,
+    signals (AI provenance, nudity) and the policy's decision with reasons.
 
-    Resumable: run the same command again and files already in the report are skipped.
-    Exit status 0 when every file was read, 1 when some could not be (they are in the report).
+    One JSON object per file: path, status, the hash fields of `dignity hash`, matches,
+    signals and decision. Files named on the command line print to stdout; directories write
+    a resumable report (run the same command again and files already in it are skipped).
+    Exit status 0 when every file was read, 1 when some could not be (they are reported).
     """
+    if dihedral is not None:
+        ctx.settings = ctx.settings.model_copy(update={"match_dihedral": dihedral})
+    to_stdout = report is None and all(p.is_file() for p in paths)
+    if to_stdout and fmt == "csv":
+        to_stdout = False
     report = report or Path(f"scan-report.{fmt}")
-    use_dihedral = ctx.settings.match_dihedral if dihedral is None else dihedral
-    if restart and report.exists():
+    if restart and not to_stdout and report.exists():
         report.unlink()
     try:
-        done = _done_paths(report, fmt)
+        done = set() if to_stdout else _done_paths(report, fmt)
     except OSError as exc:
         click.echo(f"dignity: error: cannot read report {report}: {exc}", err=True)
         sys.exit(EXIT_REFUSED)
-    paths = discover(directory, all_files)
-    todo = [p for p in paths if p not in done]
-    engine = ctx.engine()
+    found: list[str] = []
+    for given in paths:
+        found.extend(discover(given, all_files) if given.is_dir() else [str(given)])
+    todo = [p for p in found if p not in done]
+    scanner = Scanner(ctx.settings, ctx.engine())
     n_workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
     stats = {"matched": 0, "no_match": 0, "error": 0, "low_quality": 0}
-    new_file = not report.exists() or report.stat().st_size == 0
+    actions = dict.fromkeys(("allow", "label", "review", "block"), 0)
     console = Console(stderr=True)
     started = time.monotonic()
     with ExitStack() as stack:
-        out = stack.enter_context(open(report, "a", encoding="utf-8", newline=""))
+        if to_stdout:
+            out = sys.stdout
+            new_file = False
+        else:
+            new_file = not report.exists() or report.stat().st_size == 0
+            out = stack.enter_context(open(report, "a", encoding="utf-8", newline=""))
         writer = csv.DictWriter(out, fieldnames=CSV_FIELDS) if fmt == "csv" else None
         if writer and new_file:
             writer.writeheader()
-        results = _results(todo, ctx.settings, use_dihedral, n_workers, stack)
+        results = _results(todo, scanner, n_workers, stack)
         progress = Progress(
             TextColumn("scanning"),
             BarColumn(),
@@ -189,11 +214,14 @@ def scan(
             TimeRemainingColumn(),
             console=console,
             transient=False,
+            disable=to_stdout,
         )
         with progress:
             task = progress.add_task("scan", total=len(todo), rate="-")
             for i, (path, res) in enumerate(results, start=1):
-                row = _row(path, res, engine, use_dihedral, stats)
+                row = _row(path, res, scanner, stats)
+                if "decision" in row:
+                    actions[row["decision"]["action"]] += 1
                 if writer:
                     writer.writerow(_csv_row(row))
                 else:
@@ -201,18 +229,37 @@ def scan(
                 out.flush()
                 elapsed = time.monotonic() - started
                 progress.update(task, advance=1, rate=f"{i / elapsed:.1f}" if elapsed else "-")
+    if not to_stdout:
+        _summary(console, paths, found, todo, stats, actions, started, report)
+    if stats["error"]:
+        if to_stdout:
+            click.echo(f"dignity: {stats['error']} of {len(todo)} files failed", err=True)
+        sys.exit(EXIT_PARTIAL)
+
+
+def _summary(
+    console: Console,
+    paths: tuple[Path, ...],
+    found: list[str],
+    todo: list[str],
+    stats: dict[str, int],
+    actions: dict[str, int],
+    started: float,
+    report: Path,
+) -> None:
     elapsed = time.monotonic() - started
-    table = Table(title=f"Scan of {directory}")
+    table = Table(title=f"Scan of {', '.join(str(p) for p in paths)}")
     table.add_column("what")
     table.add_column("count", justify="right")
     for label, value in (
-        ("image files found", len(paths)),
-        ("already in report (skipped)", len(paths) - len(todo)),
+        ("image files found", len(found)),
+        ("already in report (skipped)", len(found) - len(todo)),
         ("scanned now", len(todo)),
         ("matched", stats["matched"]),
         ("no match", stats["no_match"]),
         ("errors", stats["error"]),
         ("pdq quality too low to match", stats["low_quality"]),
+        *((f"decision: {action}", n) for action, n in actions.items()),
     ):
         table.add_row(label, str(value))
     table.add_row(
@@ -220,42 +267,40 @@ def scan(
     )
     table.add_row("report", str(report))
     console.print(table)
-    if stats["error"]:
-        sys.exit(EXIT_PARTIAL)
 
 
 def _row(
     path: str,
-    res: ImageHashes | tuple[str, str],
-    engine: Any,
-    dihedral: bool,
+    res: Analysis | tuple[str, str],
+    scanner: Scanner,
     stats: dict[str, int],
 ) -> dict[str, Any]:
     if isinstance(res, tuple):
         stats["error"] += 1
         return {"path": path, "status": "error", "error": {"code": res[0], "message": res[1]}}
-    outcome = engine.match_image(res, dihedral=dihedral)
-    if res.pdq is not None and res.pdq.quality < engine.min_quality:
+    result = scanner.finish(res)
+    pdq = res.hashes.pdq
+    if pdq is not None and pdq.quality < scanner.engine.min_quality:
         stats["low_quality"] += 1
-    status = "matched" if outcome.matches else "no_match"
+    status = "matched" if result.outcome.matches else "no_match"
     stats[status] += 1
-    return {
-        "path": path,
-        "status": status,
-        **outcome.to_dict(),
-        "pdq": res.pdq.hex if res.pdq else None,
-        "quality": res.pdq.quality if res.pdq else None,
-        "md5": res.md5,
-        "sha256": res.sha256,
-    }
+    return {"path": path, "status": status, **result.to_dict()}
 
 
 def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
     matches = row.get("matches") or []
     err = row.get("error") or {}
+    decision = row.get("decision") or {}
+    signals = row.get("signals") or {}
+    nudity = signals.get("nudity")
     return {
         "path": row["path"],
         "status": row["status"],
+        "action": decision.get("action", ""),
+        "priority": decision.get("priority", ""),
+        "rules": ";".join(decision.get("rules", [])),
+        "ai_evidence": ";".join(sorted({e["source"] for e in signals.get("ai_evidence", [])})),
+        "nudity": "" if nudity is None else nudity,
         "match_count": len(matches),
         "banks": ";".join(sorted({m["bank"] for m in matches})),
         "best_distance": min((m["distance"] for m in matches), default=""),

@@ -28,6 +28,12 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int, log_le
     from uvicorn.supervisors import Multiprocess
 
     ctx.db.migrate()  # once, here, rather than racing in every worker
+    # The policy and plug-ins are checked here too, so a mistake is one clear line and exit 3
+    # rather than a traceback from every worker.
+    from dignity.scanning import load_policy
+    from dignity.signals.runner import SignalSuite
+
+    load_policy(ctx.settings, SignalSuite.from_settings(ctx.settings))
     config = uvicorn.Config(
         "dignity.api:app_factory",
         factory=True,

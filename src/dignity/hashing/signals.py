@@ -20,6 +20,11 @@ from dignity.settings import Settings, get_settings
 SIGNAL_TYPES: dict[str, int] = {"pdq": 64, "md5": 32, "sha256": 64}
 DISTANCE_SIGNALS = frozenset({"pdq"})
 
+# JPEGs up to this many pixels are decoded at full size, larger ones in the DCT domain at reduced
+# size: generators' native outputs (SD 512-768 px, SDXL ~1 MP) keep the exact pixels that
+# watermark decoding needs, and photos from cameras (2 MP and up) still hash fast.
+FULL_SIZE_PIXELS = 2_000_000
+
 _HEX = re.compile(r"\A[0-9a-fA-F]+\Z")
 
 
@@ -62,6 +67,18 @@ class ImageHashes:
     height: int
     format: str
 
+    def fields(self) -> dict[str, object]:
+        """The hash fields of ``dignity hash`` output (and of scan results)."""
+        return {
+            "pdq": self.pdq.hex if self.pdq else None,
+            "quality": self.pdq.quality if self.pdq else None,
+            "md5": self.md5,
+            "sha256": self.sha256,
+            "width": self.width,
+            "height": self.height,
+            "format": self.format,
+        }
+
     def values(self, min_quality: int, *, dihedral: bool = False) -> list[tuple[str, str]]:
         """(signal, hex) pairs worth storing or matching; PDQ below ``min_quality`` is left out."""
         out: list[tuple[str, str]] = []
@@ -83,11 +100,22 @@ def hash_media(media: Media, data: bytes, *, dihedral: bool = False) -> ImageHas
     )
 
 
+def decode_upload(data: bytes, settings: Settings) -> Media:
+    """The one decode every upload gets, for hashing and for signals alike, so that ``dignity
+    hash`` and ``dignity scan`` agree on the PDQ of the same file."""
+    return decode(
+        data,
+        max_bytes=settings.max_bytes,
+        max_pixels=settings.max_pixels,
+        min_size=PDQ_DOWNSAMPLE,
+        reduce_above=FULL_SIZE_PIXELS,
+    )
+
+
 def hash_bytes(
     data: bytes, *, settings: Settings | None = None, dihedral: bool = False
 ) -> ImageHashes:
-    """Decode ``data`` once (JPEGs in the DCT domain down to >= 512 px) and compute every hash."""
-    s = settings or get_settings()
-    # The reference resamples to 512 px anyway, so a JPEG never needs more than 512 px a side.
-    media = decode(data, max_bytes=s.max_bytes, max_pixels=s.max_pixels, min_size=PDQ_DOWNSAMPLE)
+    """Decode ``data`` once (JPEGs over ``FULL_SIZE_PIXELS`` in the DCT domain down to >= 512 px)
+    and compute every hash."""
+    media = decode_upload(data, settings or get_settings())
     return hash_media(media, data, dihedral=dihedral)
