@@ -115,6 +115,10 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Signal plug-ins (by name, e.g. watermark) not to run during scans.",
     )
+    # -- index at scale (issue 8) --
+    # -- edited-derivative detection (issue 7) --
+    # -- victim portal and cases (issue 5) --
+    # -- hash exchanges (issue 5) --
 
     @property
     def resolved_database_url(self) -> str:

@@ -29,6 +29,8 @@ ALLOWED: list[tuple[str, str, set[str]]] = [
     ("POST", r"/c/banks|/c/bank/\{bank_name\}/(content|signal)", {"curator"}),
     ("PUT|DELETE", r"/c/bank/\{bank_name\}(/content/\{content_id\})?", {"curator"}),
     ("GET", r"/status", ALL),
+    # -- victim portal, cases, partner feed (issue 5) --
+    # -- registered source photos (issue 7) --
 ]
 
 

@@ -185,3 +185,12 @@ def test_signals_lists_plugins(cli: Cli) -> None:
     infos = cli.lines("signals")
     assert {i["name"] for i in infos} >= {"c2pa", "xmp", "generator", "watermark", "opennsfw"}
     assert all(i["version"] for i in infos)
+
+
+def test_serve_refuses_a_broken_policy(cli: Cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[rule]]\nid = 'x'\nwhen = ['match.block']\naction = 'delete'\n")
+    cli.env["DIGNITY_POLICY_FILE"] = str(bad)
+    r = cli("serve", "--port", "1")  # never reached: the policy is checked before binding
+    assert r.returncode == 3
+    assert "policy.invalid" in r.stderr and f"{bad}:1: rule 'x': action must be" in r.stderr

@@ -214,6 +214,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pass
     else:
         app.include_router(events_router)
+    # Each feature's routes live in its own module with a ``router``.
+    from dignity.api import feed, portal, sources
+
+    for module in (portal, feed, sources):
+        app.include_router(module.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="The process is up")
     def healthz() -> Health:

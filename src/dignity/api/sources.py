@@ -1,0 +1,7 @@
+"""Registered source photos for edited-derivative detection (role-scoped)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

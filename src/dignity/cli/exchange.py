@@ -1,0 +1,3 @@
+"""``dignity exchange ...``: hash exchanges (StopNCII, NCMEC, ThreatExchange, files, feeds)."""
+
+from __future__ import annotations
