@@ -15,6 +15,9 @@ each, so a code, once published, never changes meaning. The tree::
     ├── WebhookError, EventError,     webhook.*, event.*  (actions/: webhooks and the outbox)
     │   SignatureError (actions/)
     ├── PolicyError (policy/rules.py) policy.invalid (a policy file with mistakes, all listed)
+    ├── CaseError (cases/service.py)  case.*       (bad hashes, wrong number/PIN, locked case)
+    ├── ExchangeError (exchanges/)    exchange.*   (exchange config, credentials, busy, feedback)
+    ├── SourceError, FeatureError     source.*     (derivatives/: consent record, photo too plain)
     └── SignalConfigError             config.signals (signal plug-ins that cannot be set up)
         (signals/runner.py)
 

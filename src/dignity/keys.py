@@ -19,7 +19,8 @@ from dignity.errors import DignityError, NotFoundError
 from dignity.storage.db import Database
 from dignity.storage.models import ApiKey, utcnow
 
-ROLES = ("admin", "curator", "platform", "reviewer")
+# partner: reads the partner feed of case hashes (/v1/feed) and nothing else.
+ROLES = ("admin", "curator", "platform", "reviewer", "partner")
 KEY_PREFIX = "dg_"
 
 

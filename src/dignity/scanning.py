@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dignity.hashing.signals import ImageHashes, decode_upload, hash_media
 from dignity.matching.engine import MatchEngine, MatchOutcome
@@ -27,6 +27,9 @@ from dignity.policy import (
 from dignity.settings import Settings
 from dignity.signals.runner import SignalSuite
 
+if TYPE_CHECKING:
+    from dignity.derivatives import DerivativeMatcher
+
 
 @dataclass(frozen=True)
 class Analysis:
@@ -37,10 +40,22 @@ class Analysis:
 
 
 def analyze(
-    data: bytes, settings: Settings, suite: SignalSuite, *, dihedral: bool = False
+    data: bytes,
+    settings: Settings,
+    suite: SignalSuite,
+    *,
+    dihedral: bool = False,
+    derivatives: DerivativeMatcher | None = None,
 ) -> Analysis:
     media = decode_upload(data, settings)
-    return Analysis(hash_media(media, data, dihedral=dihedral), suite.run(media))
+    signals = suite.run(media)
+    # An edited copy of a registered photo (issue 7): the evidence, or None.
+    signals["derivative_of"] = None
+    if derivatives is not None:
+        from dignity.derivatives import match_media
+
+        signals["derivative_of"] = match_media(derivatives, media)
+    return Analysis(hash_media(media, data, dihedral=dihedral), signals)
 
 
 @dataclass(frozen=True)
@@ -88,9 +103,11 @@ class Scanner:
         engine: MatchEngine,
         suite: SignalSuite | None = None,
         policy: Policy | None = None,
+        derivatives: DerivativeMatcher | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
+        self.derivatives = derivatives
         self.suite = suite or SignalSuite.from_settings(settings)
         self.policy = policy or load_policy(settings, self.suite)
         self.dihedral = settings.match_dihedral
@@ -103,7 +120,9 @@ class Scanner:
         self.analyze(encode(landscape(0, size=(96, 64)), "PNG"))
 
     def analyze(self, data: bytes) -> Analysis:
-        return analyze(data, self.settings, self.suite, dihedral=self.dihedral)
+        return analyze(
+            data, self.settings, self.suite, dihedral=self.dihedral, derivatives=self.derivatives
+        )
 
     def finish(self, analysis: Analysis) -> ScanResult:
         outcome = self.engine.match_image(analysis.hashes, dihedral=self.dihedral)

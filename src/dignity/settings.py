@@ -116,9 +116,66 @@ class Settings(BaseSettings):
         description="Signal plug-ins (by name, e.g. watermark) not to run during scans.",
     )
     # -- index at scale (issue 8) --
+    index_snapshot: bool = Field(
+        default=True,
+        description=(
+            "Keep a snapshot of the PDQ index in data_dir/index, so a restart of the service "
+            "reads it and replays newer changes instead of every entry (a damaged, stale or "
+            "foreign snapshot is ignored)."
+        ),
+    )
     # -- edited-derivative detection (issue 7) --
     # -- victim portal and cases (issue 5) --
+    portal_enabled: bool = Field(
+        default=True,
+        description="Serve the victim portal (hashing page, accountless case API) at /portal.",
+    )
+    portal_bank: str = Field(
+        default="cases",
+        description="Bank that case hashes go into (created as a block bank on first use).",
+    )
+    case_max_hashes: int = Field(
+        default=200, ge=1, le=10000, description="Most hashes one case may submit at once."
+    )
+    case_pin_attempts: int = Field(
+        default=5, ge=1, description="Wrong PINs in a row before a case is locked."
+    )
+    case_lockout_s: float = Field(
+        default=900.0, gt=0, description="How long a case stays locked after too many wrong PINs."
+    )
+    portal_ip_failures_per_hour: int = Field(
+        default=20, ge=1, description="Wrong case number/PIN tries per client address an hour."
+    )
+    portal_ip_cases_per_hour: int = Field(
+        default=30, ge=1, description="Cases one client address may open an hour."
+    )
+    portal_client_ip_header: str = Field(
+        default="",
+        description="Behind a reverse proxy: header holding the client address (e.g. "
+        "X-Forwarded-For; its last address is used). Empty: the TCP peer.",
+    )
     # -- hash exchanges (issue 5) --
+    exchange_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often `dignity exchange run` fetches each enabled exchange, unless the "
+        "exchange sets its own interval.",
+    )
+    exchange_lease_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a fetch holds its exchange between two pages; an exchange whose "
+        "fetcher died is free again after this.",
+    )
+    exchange_timeout_s: float = Field(
+        default=60.0, gt=0, description="Per-request timeout of the dignity_feed client."
+    )
+    exchange_secret_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="Fernet key that encrypts stored exchange credentials (same on every host); "
+        "default: the file exchange-secret.key in data_dir, created on first use.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -11,7 +11,7 @@ import re
 from tests.integration.server import LiveServer
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
-ALL = {"admin", "curator", "platform", "reviewer"}
+ALL = {"admin", "curator", "platform", "reviewer", "partner"}
 
 # (method, path regex) -> roles allowed besides admin (admin may call everything).
 ALLOWED: list[tuple[str, str, set[str]]] = [
@@ -30,7 +30,10 @@ ALLOWED: list[tuple[str, str, set[str]]] = [
     ("PUT|DELETE", r"/c/bank/\{bank_name\}(/content/\{content_id\})?", {"curator"}),
     ("GET", r"/status", ALL),
     # -- victim portal, cases, partner feed (issue 5) --
+    ("GET", r"/v1/feed", {"partner"}),
     # -- registered source photos (issue 7) --
+    ("GET", r"/v1/sources(/\{source_id\})?", {"curator", "reviewer"}),
+    ("POST|DELETE", r"/v1/sources(/\{source_id\})?", {"curator"}),
 ]
 
 

@@ -146,9 +146,12 @@ class _TooLarge(Exception):
 def build_services(settings: Settings) -> Services:
     db = open_database(settings.resolved_database_url)
     engine = MatchEngine(db, min_quality=settings.pdq_min_quality)
+    from dignity.derivatives.service import SourceIndex
+
+    sources = SourceIndex(db)  # loaded in Services.start, refreshed with the bank index
     try:
         # Built before serving: a policy file with mistakes stops the service at start.
-        scanner = Scanner(settings, engine)
+        scanner = Scanner(settings, engine, derivatives=sources.matcher)
     except Exception:
         db.close()
         raise
@@ -159,8 +162,12 @@ def build_services(settings: Settings) -> Services:
         banks=BankService(db),
         keys=KeyService(db),
         scanner=scanner,
+        sources=sources,
     )
     _install_actions(services)
+    from dignity.cases import install as install_cases
+
+    install_cases(services)
     return services
 
 

@@ -66,6 +66,9 @@ class Services:
     on_scan: Callable[[Any, Any, Any, KeyInfo], None] | None = None
     outbox_depth: Callable[[], int] | None = None
     last_refresh: float = 0.0
+    # Registered source photos for edited-derivative detection (issue 7); its matcher is the
+    # scanner's, kept current by the same refresh loop.
+    sources: Any = None
     started: float = field(default_factory=time.time)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -76,6 +79,8 @@ class Services:
     def start(self) -> None:
         """Load the index, then keep it current from the change log in a background thread."""
         self.engine.load()
+        if self.sources is not None:
+            self.sources.load()
         self.scanner.warm()
         self.last_refresh = time.time()
         self._thread = threading.Thread(
@@ -93,6 +98,11 @@ class Services:
                 self.last_refresh = time.time()
             except Exception:  # a database blip must not end the loop; lag shows in /metrics
                 log.exception("index refresh failed")
+            if self.sources is not None:
+                try:
+                    self.sources.refresh()
+                except Exception:
+                    log.exception("source photo refresh failed")
 
     def stop(self) -> None:
         self._stop.set()

@@ -41,6 +41,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "url.fetch_failed": 502,
     "url.http_error": 502,
     "index.not_ready": 503,
+    "source.not_found": 404,
+    "case.bad_credentials": 403,
+    "case.locked": 429,
+    "case.not_found": 404,
 }
 STATUS_BY_PREFIX: dict[str, int] = {
     "media.": 422,
@@ -55,6 +59,8 @@ STATUS_BY_PREFIX: dict[str, int] = {
     "event.": 422,
     "auth.": 401,
     "storage.": 503,
+    "source.": 422,
+    "case.": 422,
 }
 
 

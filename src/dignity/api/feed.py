@@ -1,7 +1,101 @@
-"""The partner feed: case hashes and their withdrawals, for partner platforms."""
+"""The partner feed: victims' case hashes, and their withdrawals, for partner platforms to block.
+
+A helpline running dignity shares the hashes of its cases with partner platforms through
+``GET /v1/feed``, and the same items go to a file with ``dignity feed export``. Only keys with
+the ``partner`` role (or ``admin``) may read it; a partner key may do nothing else (``/status``,
+a liveness check open to any key, aside). The format, which a subscribing dignity instance (an
+exchange of kind ``dignity_feed``) and any other client rely on::
+
+    GET /v1/feed?cursor=<int, default 0>&limit=<1..1000, default 500>
+    Authorization: Bearer <partner key>
+
+    200 {"items": [ITEM, ...], "next_cursor": <int>, "has_more": <bool>}
+
+    ITEM = {"seq": 17,                          # position in the feed, strictly increasing
+            "id": "cs_5GQ7V3X9MTRK2W4H",        # case-scoped entry id: one hash of one case
+            "signal": "pdq",                    # "pdq" (64 hex) or "md5" (32 hex)
+            "value": "f8f8...",                 # lowercase hex, MSB first (py-tx / HMA text)
+            "status": "active",                 # "active" (added) or "withdrawn"
+            "updated_at": "2026-11-27T10:00:00.123456+00:00"}   # when this change happened (UTC)
+
+* **Cursor.** Start with ``cursor=0`` (or none). Each page holds the changes with
+  ``seq > cursor`` in ``seq`` order; ask again with ``cursor=next_cursor`` while ``has_more`` is
+  true, then poll later with the last ``next_cursor`` (store it only after applying the page:
+  re-reading a page is harmless, every item is idempotent). ``next_cursor`` is the last item's
+  ``seq``, or the cursor given when the page is empty. Cursors are plain integers and never
+  expire. A cursor that is not a non-negative integer, or a limit out of range, is 422
+  ``request.invalid``.
+* **Items are changes, not rows.** An ``id`` first appears ``active`` when the case is submitted
+  and appears again, ``withdrawn``, when the person (or helpline staff) withdraws the case; the
+  item with the higher ``seq`` wins. A withdrawn ``id`` never becomes active again (a new
+  submission gets new ids). Withdrawal items carry ``signal`` and ``value`` too, so a
+  subscriber that did not keep ids can still find the hash.
+* **The same hash under several ids.** Two cases may hold the same hash (two people submitted
+  the same picture); each has its own ``id``. A subscriber must treat a value as live while
+  *any* id carrying it is active, so one case's withdrawal never unblocks another's picture.
+* **Exactly once, in order.** A change is served only once every change before it is
+  committed: on PostgreSQL sequence numbers are handed out before commit, so a page stops
+  before a ``seq`` gap that is younger than a couple of seconds (the gap is then either filled
+  or known to be a rolled-back write). A client therefore never skips a change by moving its
+  cursor past it.
+* **What is shared.** Hashes only: no case number, PIN, contact detail, note, quality, match
+  count or media. Ids are random and say nothing about the case or the person; the items of
+  one case are not grouped.
+* **Export.** ``dignity feed export [--cursor N] [--output FILE]`` writes the same ITEMs, one
+  JSON object a line, in ``seq`` order (``--format text`` writes the currently active hashes
+  as ``<signal> <hex>`` lines, python-threatexchange's local-file style, without withdrawals).
+
+Errors are the usual ``{code, message, detail}``: 401 without a valid key, 403 for any other
+role, 429 + ``Retry-After`` over the key's rate.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from dignity.api.deps import Services, ServicesDep, require
+from dignity.api.schemas import ErrorBody
+from dignity.cases.service import FEED_DEFAULT_LIMIT, FEED_MAX_LIMIT, CaseService
+from dignity.keys import KeyInfo
+
+router = APIRouter(tags=["feed"])
+Partner = Annotated[KeyInfo, Depends(require("partner"))]
+
+
+class FeedItemOut(BaseModel):
+    seq: int
+    id: str
+    signal: Literal["pdq", "md5"]
+    value: str
+    status: Literal["active", "withdrawn"]
+    updated_at: str
+
+
+class FeedPageOut(BaseModel):
+    items: list[FeedItemOut]
+    next_cursor: int
+    has_more: bool
+
+
+def case_service(services: Services) -> CaseService:
+    svc: CaseService = CaseService.from_settings(services.db, services.settings, services.banks)
+    return svc
+
+
+@router.get(
+    "/v1/feed",
+    response_model=FeedPageOut,
+    responses={s: {"model": ErrorBody} for s in (401, 403, 422, 429)},
+    summary="Case hashes added and withdrawn since a cursor (partner key)",
+)
+def feed_route(
+    services: ServicesDep,
+    _: Partner,
+    cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=FEED_MAX_LIMIT)] = FEED_DEFAULT_LIMIT,
+) -> FeedPageOut:
+    page = case_service(services).feed(cursor, limit)
+    return FeedPageOut.model_validate(page.to_dict())

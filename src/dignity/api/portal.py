@@ -1,7 +1,225 @@
-"""The victim portal: the on-device hashing page and accountless cases (number + PIN)."""
+"""The victim portal: the on-device hashing page and accountless cases (number + PIN).
+
+No API key: the person has no account. The page (``/portal``; ``/`` redirects there) and its
+static files are served with a strict Content-Security-Policy (scripts and connections to this
+origin only), so even a tampered script could not send a picture elsewhere. The case API takes
+JSON bodies of at most ``_MAX_BODY`` bytes, read with a cap before parsing:
+
+* ``POST /portal/api/cases`` ``{"hashes": [{"signal": "pdq", "value": hex, "quality": 0-100} |
+  {"signal": "md5", "value": hex}], "adult": true}`` -> 201 ``{"case_number", "pin",
+  "hashes"}``: the PIN is shown this once and stored only as a scrypt hash.
+* ``POST /portal/api/cases/status`` ``{"case_number", "pin"}`` -> ``{"case_number", "status",
+  "hashes", "matched", "matches", "created_at", "withdrawn_at"}`` (counts only).
+* ``POST /portal/api/cases/withdraw`` ``{"case_number", "pin"}`` -> the same, status
+  ``withdrawn``: every hash stops matching in every process within one index refresh.
+
+Number and PIN travel in bodies, never in URLs (which end up in logs). Limits: cases per client
+address an hour, wrong number/PIN tries per address an hour (429 ``rate.limited``), wrong PINs
+per case (423-like 429 ``case.locked`` with Retry-After), and the slow PIN check runs under the
+process's heavy-work cap (503 when saturated). These routes are left out of the OpenAPI
+document: they are the page's private API, not part of the keyed service.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dignity.api.deps import Services, ServicesDep, run_heavy
+from dignity.cases.service import CaseError, CaseService, FailureLimiter, HashIn
+from dignity.errors import DignityError
 
 router = APIRouter()
+
+_MAX_BODY = 256 * 1024
+_TAKE_IT_DOWN = "https://takeitdown.ncmec.org/"
+_STATIC = {
+    "pdq.js": "text/javascript; charset=utf-8",
+    "md5.js": "text/javascript; charset=utf-8",
+    "portal.js": "text/javascript; charset=utf-8",
+    "portal.css": "text/css; charset=utf-8",
+}
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' blob:; media-src 'self' blob:; form-action 'self'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+class _HashModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    signal: Annotated[str, Field(max_length=16)]
+    value: Annotated[str, Field(max_length=128)]
+    quality: Annotated[int | None, Field(ge=0, le=100)] = None
+
+
+class _CaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hashes: Annotated[list[_HashModel], Field(max_length=10000)]
+    adult: bool = False
+
+
+class _Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    case_number: Annotated[str, Field(max_length=64)]
+    pin: Annotated[str, Field(max_length=64)]
+
+
+class _Limits:
+    def __init__(self, services: Services) -> None:
+        s = services.settings
+        self.failures = FailureLimiter(s.portal_ip_failures_per_hour)
+        self.creations = FailureLimiter(s.portal_ip_cases_per_hour)
+
+
+def _enabled(services: Services) -> None:
+    if not services.settings.portal_enabled:
+        raise DignityError("the portal is not enabled on this server", code="not_found")
+
+
+def _limits(request: Request, services: Services) -> _Limits:
+    limits: _Limits | None = getattr(request.app.state, "portal_limits", None)
+    if limits is None:
+        limits = _Limits(services)
+        request.app.state.portal_limits = limits
+    return limits
+
+
+def client_address(request: Request, services: Services) -> str:
+    header = services.settings.portal_client_ip_header
+    if header:
+        value = request.headers.get(header, "")
+        # The last hop is the one our own proxy added; earlier ones are the client's word.
+        last = value.split(",")[-1].strip()
+        if last:
+            return last[:64]
+    return request.client.host if request.client else "unknown"
+
+
+def _cases(services: Services) -> CaseService:
+    svc: CaseService = CaseService.from_settings(services.db, services.settings, services.banks)
+    return svc
+
+
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > _MAX_BODY):
+        raise DignityError(f"the body is larger than {_MAX_BODY} bytes", code="request.too_large")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > _MAX_BODY:
+            raise DignityError(
+                f"the body is larger than {_MAX_BODY} bytes", code="request.too_large"
+            )
+    ctype = request.headers.get("content-type", "")
+    if ctype.split(";")[0].strip().lower() != "application/json":
+        raise DignityError(
+            "send JSON (content-type: application/json)", code="request.unsupported_media_type"
+        )
+    return bytes(data)
+
+
+def _parse(model: type[BaseModel], data: bytes) -> Any:
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        raise DignityError(
+            "the request is not valid", code="request.invalid", errors=errors
+        ) from exc
+
+
+def _static(name: str) -> bytes:
+    return resources.files("dignity.web").joinpath("static", name).read_bytes()
+
+
+@router.get("/", include_in_schema=False)
+def root(services: ServicesDep) -> Response:
+    _enabled(services)
+    return RedirectResponse("/portal", status_code=307)
+
+
+@router.get("/portal", include_in_schema=False)
+def page(services: ServicesDep) -> Response:
+    _enabled(services)
+    html = resources.files("dignity.web").joinpath("portal.html").read_bytes()
+    return Response(html, media_type="text/html; charset=utf-8", headers=_SECURITY_HEADERS)
+
+
+@router.get("/portal/static/{name}", include_in_schema=False)
+def static(name: str, services: ServicesDep) -> Response:
+    _enabled(services)
+    if name not in _STATIC:
+        raise DignityError(f"no static file {name!r}", code="not_found")
+    return Response(_static(name), media_type=_STATIC[name], headers=_SECURITY_HEADERS)
+
+
+@router.post("/portal/api/cases", include_in_schema=False)
+async def create_case(request: Request, services: ServicesDep) -> Response:
+    _enabled(services)
+    limits = _limits(request, services)
+    client = client_address(request, services)
+    limits.creations.check(client)
+    body: _CaseIn = _parse(_CaseIn, await _body(request))
+    if not body.adult:
+        raise CaseError(
+            "this service is for adults (18 or over) sharing images of themselves; if you are "
+            f"under 18, or were when the images were taken, use Take It Down: {_TAKE_IT_DOWN}",
+            code="case.not_adult",
+            help=_TAKE_IT_DOWN,
+        )
+    items = [HashIn(h.signal, h.value, h.quality) for h in body.hashes]
+    cases = _cases(services)
+    cases.validate(items)  # cheap checks first, before any slow work or rate budget
+    limits.creations.add(client)
+    created = await run_heavy(services, cases.create, items)
+    services.engine.refresh()  # this process matches the new hashes at once
+    return JSONResponse(created.to_dict(), status_code=201, headers={"Cache-Control": "no-store"})
+
+
+async def _with_credentials(request: Request, services: Services, action: str) -> dict[str, object]:
+    _enabled(services)
+    limits = _limits(request, services)
+    client = client_address(request, services)
+    limits.failures.check(client)
+    creds: _Credentials = _parse(_Credentials, await _body(request))
+    cases = _cases(services)
+    fn = cases.withdraw if action == "withdraw" else cases.status
+    try:
+        await run_heavy(services, cases.release_pending)
+        result = await run_heavy(services, fn, creds.case_number, creds.pin)
+    except CaseError as exc:
+        if exc.code in ("case.bad_credentials", "case.locked"):
+            limits.failures.add(client)
+        raise
+    if action == "withdraw":
+        services.engine.refresh()  # stops matching here at once; elsewhere within a refresh
+    out: dict[str, object] = result.to_dict()
+    return out
+
+
+@router.post("/portal/api/cases/status", include_in_schema=False)
+async def case_status(request: Request, services: ServicesDep) -> Response:
+    out = await _with_credentials(request, services, "status")
+    return JSONResponse(out, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/portal/api/cases/withdraw", include_in_schema=False)
+async def case_withdraw(request: Request, services: ServicesDep) -> Response:
+    out = await _with_credentials(request, services, "withdraw")
+    return JSONResponse(out, headers={"Cache-Control": "no-store"})
+
+
+__all__ = ["client_address", "router"]

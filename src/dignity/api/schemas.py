@@ -109,6 +109,25 @@ class PluginOut(BaseModel):
     error: str | None
 
 
+class ChangedRegionOut(BaseModel):
+    """Where the scanned image differs from the registered photo after alignment (coarse)."""
+
+    box: list[int] | None = Field(None, description="[x, y, width, height] in scanned pixels")
+    share: float = Field(ge=0, le=1, description="Share of the compared cells that changed")
+    grid: int = Field(ge=1, description="Cells per side of mask")
+    mask: list[str] = Field(description="Rows: '#' changed, '.' matched, ' ' no evidence")
+
+
+class DerivativeOut(BaseModel):
+    """The upload looks like an edited copy of a registered source photo."""
+
+    source_id: int
+    subject: str
+    confidence: float = Field(ge=0, le=1)
+    matched_area: float = Field(ge=0, le=1, description="Share of the upload the match covers")
+    changed_region: ChangedRegionOut
+
+
 class SignalsOut(BaseModel):
     """Every signal plug-in's report under its name; the built-ins' keys are listed."""
 
@@ -121,6 +140,7 @@ class SignalsOut(BaseModel):
     nudity: float | None = Field(None, ge=0, le=1)
     classifiers: dict[str, Any] = {}
     plugins: list[PluginOut] = []
+    derivative_of: DerivativeOut | None = None
 
 
 class ScanOut(HashOut, MatchResult):

@@ -37,6 +37,8 @@ from rich.table import Table
 
 from dignity.cli.app import EXIT_PARTIAL, EXIT_REFUSED, Context, cli, handles_errors, pass_ctx
 from dignity.cli.hashing import read_upload_file
+from dignity.derivatives import DerivativeMatcher
+from dignity.derivatives.service import load_matcher
 from dignity.errors import DignityError
 from dignity.scanning import Analysis, Scanner, analyze
 from dignity.settings import Settings
@@ -67,19 +69,27 @@ CSV_FIELDS = [
 _settings: Settings | None = None
 _suite: SignalSuite | None = None
 _dihedral = True
+_derivatives: DerivativeMatcher | None = None
 
 
-def _init_worker(settings: Settings, dihedral: bool, suite: SignalSuite | None = None) -> None:
-    global _settings, _dihedral, _suite
+def _init_worker(
+    settings: Settings,
+    dihedral: bool,
+    suite: SignalSuite | None = None,
+    derivatives: DerivativeMatcher | None = None,
+) -> None:
+    global _settings, _dihedral, _suite, _derivatives
     # Each worker builds its own plug-ins: model sessions are not shared across fork.
     _settings, _dihedral, _suite = settings, dihedral, suite or SignalSuite.from_settings(settings)
+    # The matcher is read-only here and inherited through fork (never pickled): loaded once.
+    _derivatives = derivatives
 
 
 def _work(path: str) -> tuple[str, Analysis | tuple[str, str]]:
     assert _settings is not None and _suite is not None
     try:
         data = read_upload_file(path, _settings)
-        return path, analyze(data, _settings, _suite, dihedral=_dihedral)
+        return path, analyze(data, _settings, _suite, dihedral=_dihedral, derivatives=_derivatives)
     except DignityError as exc:
         return path, (exc.code, exc.message)
     except Exception as exc:  # a worker must report, never die silently mid-scan
@@ -122,7 +132,7 @@ def _results(
     paths: list[str], scanner: Scanner, workers: int, stack: ExitStack
 ) -> Iterator[tuple[str, Analysis | tuple[str, str]]]:
     if workers <= 1:
-        _init_worker(scanner.settings, scanner.dihedral, scanner.suite)
+        _init_worker(scanner.settings, scanner.dihedral, scanner.suite, scanner.derivatives)
         return map(_work, paths)
     # fork is cheapest, and safe because map() below starts every worker now, before any
     # thread (the progress bar) exists in this process.
@@ -131,7 +141,7 @@ def _results(
             max_workers=workers,
             mp_context=multiprocessing.get_context("fork"),
             initializer=_init_worker,
-            initargs=(scanner.settings, scanner.dihedral),
+            initargs=(scanner.settings, scanner.dihedral, None, scanner.derivatives),
         )
     )
     return pool.map(_work, paths, chunksize=8)
@@ -187,7 +197,7 @@ def scan(
     for given in paths:
         found.extend(discover(given, all_files) if given.is_dir() else [str(given)])
     todo = [p for p in found if p not in done]
-    scanner = Scanner(ctx.settings, ctx.engine())
+    scanner = Scanner(ctx.settings, ctx.engine(), derivatives=load_matcher(ctx.db))
     n_workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
     stats = {"matched": 0, "no_match": 0, "error": 0, "low_quality": 0}
     actions = dict.fromkeys(("allow", "label", "review", "block"), 0)

@@ -98,7 +98,7 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = (
         CheckConstraint(
-            "role IN ('admin', 'curator', 'platform', 'reviewer')", name="ck_api_keys_role"
+            "role IN ('admin', 'curator', 'platform', 'reviewer', 'partner')", name="ck_api_keys_role"
         ),
     )
 

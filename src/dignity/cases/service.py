@@ -1,0 +1,741 @@
+"""Victim cases: open a case from hashes, check its status, withdraw it, and feed partners.
+
+A person submits hashes computed on their own device; :meth:`CaseService.create` puts them in
+the configured bank (origin kind ``case``, the case number as origin ref) and returns the case
+number and a PIN, both shown once. With number and PIN, :meth:`status` says how many hashes the
+case holds and how many times they matched (counts only), and :meth:`withdraw` withdraws every
+hash: the case and its feed items first, in one transaction, then the bank entries through
+:class:`~dignity.matching.banks.BankService`, whose change log takes the withdrawal to every
+process's index within one refresh. A bank entry is withdrawn only when no other open case
+holds the same hash and it was not already live from another origin (an exchange, a curator)
+before the case named it: one person's withdrawal never unblocks another's picture. A crash
+between the two steps leaves the case marked withdrawn but not released; every later
+status, withdrawal or listing finishes it first (:meth:`release_pending`).
+
+PIN guessing is bounded per case in the database (``case_pin_attempts`` wrong PINs, then locked
+for ``case_lockout_s``; an attempt is counted *before* the slow check, so parallel guesses
+cannot slip past the limit) and per client address in each process (:class:`FailureLimiter`).
+Wrong number and wrong PIN get the same answer in the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from dignity.cases.models import Case, CaseFeedLog, CaseHash
+from dignity.cases.pins import (
+    group,
+    hash_pin,
+    new_number,
+    new_pin,
+    normalize_number,
+    normalize_pin,
+    verify_pin,
+)
+from dignity.errors import DignityError, NotFoundError
+from dignity.hashing.signals import normalize_hash
+from dignity.matching.banks import BankService, NewEntry
+from dignity.storage.db import Database
+from dignity.storage.models import Bank, Entry, utcnow
+
+CASE_SIGNALS = ("pdq", "md5")
+FEED_MAX_LIMIT = 1000
+FEED_DEFAULT_LIMIT = 500
+# A feed page stops before a sequence gap younger than this: on PostgreSQL a lower number may
+# still be committing. Case writes are single short transactions, far below this.
+FEED_SETTLE_S = 2.0
+_CHUNK = 500
+_ZERO_PDQ = "0" * 64
+
+
+class CaseError(DignityError):
+    """A case request was refused: bad hashes, wrong number or PIN, locked, unknown case."""
+
+    default_code = "case.invalid"
+
+
+@dataclass(frozen=True)
+class HashIn:
+    """One submitted hash: ``pdq`` (with the quality the device computed) or ``md5``."""
+
+    signal: str
+    value: str
+    quality: int | None = None
+
+
+@dataclass(frozen=True)
+class CaseCreated:
+    number: str  # grouped, as shown
+    pin: str  # grouped, as shown; exists nowhere else after this
+    hashes: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"case_number": self.number, "pin": self.pin, "hashes": self.hashes}
+
+
+@dataclass(frozen=True)
+class CaseStatus:
+    number: str
+    status: str
+    hashes: int
+    matches: int
+    created_at: datetime | None
+    withdrawn_at: datetime | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "case_number": self.number,
+            "status": self.status,
+            "hashes": self.hashes,
+            "matched": self.matches > 0,
+            "matches": self.matches,
+            "created_at": _iso(self.created_at),
+            "withdrawn_at": _iso(self.withdrawn_at),
+        }
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    seq: int
+    id: str
+    signal: str
+    value: str
+    status: str
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "seq": self.seq,
+            "id": self.id,
+            "signal": self.signal,
+            "value": self.value,
+            "status": self.status,
+            "updated_at": _iso(self.updated_at),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    items: list[FeedItem]
+    next_cursor: int
+    has_more: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "items": [i.to_dict() for i in self.items],
+            "next_cursor": self.next_cursor,
+            "has_more": self.has_more,
+        }
+
+
+def _iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:  # SQLite hands back naive datetimes; we only ever store UTC
+        from datetime import UTC
+
+        dt = dt.replace(tzinfo=UTC)
+    return dt.isoformat()
+
+
+def _aware(dt: datetime) -> datetime:
+    from datetime import UTC
+
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def _bad_credentials() -> CaseError:
+    return CaseError("the case number or PIN is not right", code="case.bad_credentials")
+
+
+class FailureLimiter:
+    """Failed tries per client address in a sliding window (this process only).
+
+    The per-case lockout in the database is the real bound on guessing one case's PIN; this
+    one slows a single address that tries many case numbers."""
+
+    def __init__(self, limit: int, window_s: float = 3600.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._seen: dict[str, deque[float]] = {}
+
+    def _trim(self, client: str, now: float) -> deque[float]:
+        q = self._seen.setdefault(client, deque())
+        while q and now - q[0] >= self.window_s:
+            q.popleft()
+        return q
+
+    def check(self, client: str) -> None:
+        """Raise ``rate.limited`` when ``client`` used up its tries."""
+        now = time.monotonic()
+        with self._lock:
+            q = self._trim(client, now)
+            if len(q) >= self.limit:
+                wait = max(1, math.ceil(self.window_s - (now - q[0])))
+                raise DignityError(
+                    "too many tries from this address; wait and try again",
+                    code="rate.limited",
+                    retry_after=wait,
+                )
+
+    def add(self, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) > 100_000:  # an address flood: forget rather than grow
+                self._seen.clear()
+            self._trim(client, now).append(now)
+
+
+class CaseService:
+    """Cases in the database; thread-safe (each call uses its own sessions)."""
+
+    def __init__(
+        self,
+        db: Database,
+        banks: BankService | None = None,
+        *,
+        bank_name: str = "cases",
+        max_hashes: int = 200,
+        pin_attempts: int = 5,
+        lockout_s: float = 900.0,
+        min_quality: int = 50,
+    ) -> None:
+        self.db = db
+        self.banks = banks or BankService(db)
+        self.bank_name = bank_name
+        self.max_hashes = max_hashes
+        self.pin_attempts = pin_attempts
+        self.lockout_s = lockout_s
+        self.min_quality = min_quality
+
+    @classmethod
+    def from_settings(cls, db: Database, settings: Any, banks: BankService | None = None) -> Any:
+        return cls(
+            db,
+            banks,
+            bank_name=settings.portal_bank,
+            max_hashes=settings.case_max_hashes,
+            pin_attempts=settings.case_pin_attempts,
+            lockout_s=settings.case_lockout_s,
+            min_quality=settings.pdq_min_quality,
+        )
+
+    # -- creating ------------------------------------------------------------------------
+    def validate(self, hashes: Sequence[HashIn]) -> list[HashIn]:
+        """Checked, normalised, de-duplicated hashes, or ``CaseError`` naming the bad one."""
+        if not hashes:
+            raise CaseError("a case needs at least one hash", code="case.no_hashes")
+        if len(hashes) > self.max_hashes:
+            raise CaseError(
+                f"a case holds at most {self.max_hashes} hashes; got {len(hashes)}",
+                code="case.too_many_hashes",
+                limit=self.max_hashes,
+            )
+        clean: dict[tuple[str, str], HashIn] = {}
+        for n, h in enumerate(hashes):
+            where = f"hash {n + 1}: "
+            if h.signal not in CASE_SIGNALS:
+                raise CaseError(
+                    f"{where}a case takes pdq or md5 hashes; got {h.signal!r}",
+                    code="case.bad_hash",
+                    index=n,
+                )
+            try:
+                signal, value = normalize_hash(h.signal, h.value)
+            except DignityError as exc:
+                raise CaseError(where + exc.message, code="case.bad_hash", index=n) from exc
+            if signal == "pdq":
+                if value == _ZERO_PDQ:
+                    raise CaseError(
+                        f"{where}an all-zero PDQ hash matches nothing useful",
+                        code="case.bad_hash",
+                        index=n,
+                    )
+                if h.quality is not None and not 0 <= h.quality <= 100:
+                    raise CaseError(f"{where}quality is 0-100", code="case.bad_hash", index=n)
+                if h.quality is not None and h.quality < self.min_quality:
+                    raise CaseError(
+                        f"{where}PDQ quality {h.quality} is below {self.min_quality}: such a "
+                        "hash would match unrelated pictures",
+                        code="case.low_quality",
+                        index=n,
+                    )
+            clean.setdefault((signal, value), HashIn(signal, value, h.quality))
+        return list(clean.values())
+
+    def _bank(self) -> tuple[int, str]:
+        try:
+            info = self.banks.get_bank(self.bank_name)
+        except NotFoundError:
+            try:
+                info = self.banks.create_bank(
+                    self.bank_name,
+                    purpose="block",
+                    description="Hashes people submitted through the victim portal (cases).",
+                )
+            except DignityError as exc:
+                if exc.code != "bank.exists":
+                    raise
+                info = self.banks.get_bank(self.bank_name)  # another process made it first
+        return info.id, info.name
+
+    def create(self, hashes: Sequence[HashIn]) -> CaseCreated:
+        """Open a case: the hashes go into the bank; returns the number and PIN (shown once)."""
+        items = self.validate(hashes)
+        bank_id, bank_name = self._bank()
+        pin = new_pin()
+        pin_hash = hash_pin(pin)
+        # 1. The case and its hashes, not yet linked to entries.
+        for _ in range(5):
+            number = new_number()
+            try:
+                with self.db.session() as s:
+                    case = Case(number=number, pin_hash=pin_hash, status="open", bank_id=bank_id)
+                    s.add(case)
+                    s.flush()
+                    case_id = case.id
+                    s.add_all(
+                        CaseHash(
+                            case_id=case_id,
+                            public_id="cs_" + secrets.token_hex(10),
+                            signal=h.signal,
+                            value=h.value,
+                            quality=h.quality,
+                            status="active",
+                            owns_entry=True,
+                            matches=0,
+                        )
+                        for h in items
+                    )
+                break
+            except IntegrityError:  # a number (or id) drawn twice in 2^60: draw again
+                continue
+        else:  # pragma: no cover - five collisions in a 60-bit space
+            raise CaseError("could not draw a free case number", code="case.internal")
+        # 2. The bank entries; 3. link them and publish to the feed.
+        try:
+            self._link(case_id, bank_name, number)
+        except BaseException:
+            with self.db.session() as s:
+                s.execute(delete(Case).where(Case.id == case_id))
+            raise
+        return CaseCreated(group(number), group(pin), len(items))
+
+    def _link(self, case_id: int, bank_name: str, number: str) -> None:
+        with self.db.session() as s:
+            rows = s.execute(
+                select(CaseHash.id, CaseHash.signal, CaseHash.value)
+                .where(CaseHash.case_id == case_id)
+                .order_by(CaseHash.id)
+            ).all()
+        result = self.banks.add_entries(
+            bank_name,
+            [
+                NewEntry(sig, val, origin_kind="case", origin_ref=group(number))
+                for _, sig, val in rows
+            ],
+        )
+        pre_existing = [eid for eid, kind in result.outcomes.values() if kind == "already_active"]
+        with self.db.session() as s:
+            origin = (
+                dict(
+                    s.execute(
+                        select(Entry.id, Entry.origin_kind).where(Entry.id.in_(pre_existing))
+                    ).all()
+                )
+                if pre_existing
+                else {}
+            )
+            now = utcnow()
+            for hid, sig, val in rows:
+                eid, kind = result.outcomes[(sig, val)]
+                owns = kind != "already_active" or origin.get(eid) == "case"
+                s.execute(
+                    update(CaseHash)
+                    .where(CaseHash.id == hid)
+                    .values(entry_id=eid, owns_entry=owns, updated_at=now)
+                )
+            s.add_all(CaseFeedLog(case_hash_id=hid, status="active", at=now) for hid, _, _ in rows)
+
+    # -- checking number and PIN ---------------------------------------------------------
+    def authenticate(self, number: str, pin: str) -> int:
+        """The case id for a right number and PIN; ``case.bad_credentials`` or ``case.locked``."""
+        norm = normalize_number(number)
+        norm_pin = normalize_pin(pin)
+        with self.db.session() as s:
+            row = (
+                s.execute(select(Case.id, Case.pin_hash).where(Case.number == norm)).one_or_none()
+                if norm
+                else None
+            )
+        if row is None:
+            verify_pin(norm_pin, None)  # the same time as a real check
+            raise _bad_credentials()
+        case_id, stored = row
+        now = utcnow()
+        # Count the attempt first: parallel guesses each take a slot, none slips past the limit.
+        with self.db.session() as s:
+            s.execute(
+                update(Case)
+                .where(
+                    Case.id == case_id,
+                    or_(Case.locked_until.is_(None), Case.locked_until <= now),
+                )
+                .values(failed_attempts=Case.failed_attempts + 1)
+            )
+            attempts, locked_until = s.execute(
+                select(Case.failed_attempts, Case.locked_until).where(Case.id == case_id)
+            ).one()
+        if locked_until is not None and _aware(locked_until) > now:
+            raise self._locked(_aware(locked_until), now)
+        if attempts > self.pin_attempts:
+            raise self._lock(case_id, now)
+        ok = verify_pin(norm_pin, stored)
+        if ok:
+            with self.db.session() as s:
+                s.execute(update(Case).where(Case.id == case_id).values(failed_attempts=0))
+            return int(case_id)
+        if attempts >= self.pin_attempts:
+            raise self._lock(case_id, now)
+        raise _bad_credentials()
+
+    def _lock(self, case_id: int, now: datetime) -> CaseError:
+        until = now + timedelta(seconds=self.lockout_s)
+        with self.db.session() as s:
+            s.execute(
+                update(Case)
+                .where(
+                    Case.id == case_id,
+                    or_(Case.locked_until.is_(None), Case.locked_until <= now),
+                )
+                .values(locked_until=until, failed_attempts=0)
+            )
+            stored = s.execute(select(Case.locked_until).where(Case.id == case_id)).scalar_one()
+        return self._locked(_aware(stored) if stored else until, now)
+
+    @staticmethod
+    def _locked(until: datetime, now: datetime) -> CaseError:
+        wait = max(1, math.ceil((until - now).total_seconds()))
+        return CaseError(
+            "too many wrong PINs for this case; it is locked for a while",
+            code="case.locked",
+            retry_after=wait,
+        )
+
+    # -- status and withdrawal -----------------------------------------------------------
+    def status(self, number: str, pin: str) -> CaseStatus:
+        return self._status(self.authenticate(number, pin))
+
+    def _status(self, case_id: int) -> CaseStatus:
+        with self.db.session() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise _bad_credentials()
+            n, matches = s.execute(
+                select(func.count(), func.coalesce(func.sum(CaseHash.matches), 0)).where(
+                    CaseHash.case_id == case_id
+                )
+            ).one()
+            return CaseStatus(
+                group(case.number),
+                case.status,
+                int(n),
+                int(matches),
+                case.created_at,
+                case.withdrawn_at,
+            )
+
+    def withdraw(self, number: str, pin: str) -> CaseStatus:
+        """Withdraw every hash of the case (number + PIN); stops matching everywhere."""
+        return self._withdraw(self.authenticate(number, pin))
+
+    def withdraw_by_number(self, number: str) -> CaseStatus:
+        """Helpline staff: withdraw a case by its number alone (the CLI)."""
+        return self._withdraw(self._case_id(number))
+
+    def _case_id(self, number: str) -> int:
+        norm = normalize_number(number)
+        with self.db.session() as s:
+            case_id = (
+                s.execute(select(Case.id).where(Case.number == norm)).scalar_one_or_none()
+                if norm
+                else None
+            )
+        if case_id is None:
+            raise CaseError(f"no case numbered {number!r}", code="case.not_found")
+        return int(case_id)
+
+    def _withdraw(self, case_id: int) -> CaseStatus:
+        now = utcnow()
+        with self.db.session() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise CaseError("the case is gone", code="case.not_found")
+            if case.status != "withdrawn":
+                case.status = "withdrawn"
+                case.withdrawn_at = now
+                live = list(
+                    s.scalars(
+                        select(CaseHash.id).where(
+                            CaseHash.case_id == case_id, CaseHash.status == "active"
+                        )
+                    )
+                )
+                for i in range(0, len(live), _CHUNK):
+                    s.execute(
+                        update(CaseHash)
+                        .where(CaseHash.id.in_(live[i : i + _CHUNK]))
+                        .values(status="withdrawn", updated_at=now)
+                    )
+                s.add_all(CaseFeedLog(case_hash_id=h, status="withdrawn", at=now) for h in live)
+        self._release(case_id)
+        return self._status(case_id)
+
+    def _release(self, case_id: int) -> int:
+        """Withdraw the bank entries of a withdrawn case that no open case still holds."""
+        with self.db.session() as s:
+            case = s.get(Case, case_id)
+            if case is None or case.status != "withdrawn" or case.released_at is not None:
+                return 0
+            mine = set(
+                s.scalars(
+                    select(CaseHash.entry_id).where(
+                        CaseHash.case_id == case_id,
+                        CaseHash.owns_entry.is_(True),
+                        CaseHash.entry_id.is_not(None),
+                    )
+                )
+            )
+            held: set[int] = set()
+            ids = sorted(i for i in mine if i is not None)
+            for i in range(0, len(ids), _CHUNK):
+                held.update(
+                    s.scalars(
+                        select(CaseHash.entry_id)
+                        .join(Case, Case.id == CaseHash.case_id)
+                        .where(
+                            CaseHash.entry_id.in_(ids[i : i + _CHUNK]),
+                            CaseHash.case_id != case_id,
+                            Case.status == "open",
+                        )
+                    )
+                )
+            release = [i for i in ids if i not in held]
+            bank_name = s.execute(
+                select(Bank.name).where(Bank.id == case.bank_id)
+            ).scalar_one_or_none()
+            existing: list[int] = []
+            if bank_name is not None:
+                for i in range(0, len(release), _CHUNK):
+                    existing += s.scalars(
+                        select(Entry.id).where(
+                            Entry.id.in_(release[i : i + _CHUNK]),
+                            Entry.bank_id == case.bank_id,
+                        )
+                    )
+        changed = 0
+        if bank_name is not None and existing:
+            try:
+                changed = self.banks.withdraw(bank_name, existing)
+            except NotFoundError:
+                # The bank or an entry was deleted meanwhile: deleted entries match nothing;
+                # withdraw what is left, one by one.
+                for eid in existing:
+                    try:
+                        changed += self.banks.withdraw(bank_name, [eid])
+                    except NotFoundError:
+                        continue
+        with self.db.session() as s:
+            s.execute(
+                update(Case)
+                .where(Case.id == case_id, Case.released_at.is_(None))
+                .values(released_at=utcnow())
+            )
+        return changed
+
+    def release_pending(self) -> int:
+        """Finish withdrawals that a crash interrupted; returns how many cases it finished."""
+        with self.db.session() as s:
+            pending = list(
+                s.scalars(
+                    select(Case.id).where(Case.status == "withdrawn", Case.released_at.is_(None))
+                )
+            )
+        for case_id in pending:
+            self._release(case_id)
+        return len(pending)
+
+    # -- matches -------------------------------------------------------------------------
+    def record_matches(self, entry_ids: Sequence[int]) -> int:
+        """Count a match for each active case hash behind ``entry_ids``; returns rows touched."""
+        ids = sorted(set(entry_ids))
+        if not ids:
+            return 0
+        touched = 0
+        with self.db.session() as s:
+            for i in range(0, len(ids), _CHUNK):
+                result = s.execute(
+                    update(CaseHash)
+                    .where(CaseHash.entry_id.in_(ids[i : i + _CHUNK]), CaseHash.status == "active")
+                    .values(matches=CaseHash.matches + 1)
+                )
+                touched += int(getattr(result, "rowcount", 0) or 0)
+        return touched
+
+    # -- staff views ---------------------------------------------------------------------
+    def list_cases(
+        self, *, status: str | None = None, limit: int = 100, after_id: int = 0
+    ) -> list[dict[str, object]]:
+        self.release_pending()
+        with self.db.session() as s:
+            counts = (
+                select(
+                    CaseHash.case_id.label("cid"),
+                    func.count().label("n"),
+                    func.coalesce(func.sum(CaseHash.matches), 0).label("m"),
+                )
+                .group_by(CaseHash.case_id)
+                .subquery()
+            )
+            q = (
+                select(Case, counts.c.n, counts.c.m)
+                .outerjoin(counts, counts.c.cid == Case.id)
+                .where(Case.id > after_id)
+                .order_by(Case.id)
+                .limit(limit)
+            )
+            if status:
+                q = q.where(Case.status == status)
+            return [
+                {
+                    "id": c.id,
+                    "case_number": group(c.number),
+                    "status": c.status,
+                    "hashes": int(n or 0),
+                    "matches": int(m or 0),
+                    "locked": c.locked_until is not None and _aware(c.locked_until) > utcnow(),
+                    "created_at": _iso(c.created_at),
+                    "withdrawn_at": _iso(c.withdrawn_at),
+                }
+                for c, n, m in s.execute(q).all()
+            ]
+
+    def show(self, number: str, *, with_hashes: bool = False) -> dict[str, object]:
+        case_id = self._case_id(number)
+        self.release_pending()
+        out = self._status(case_id).to_dict()
+        with self.db.session() as s:
+            case = s.get(Case, case_id)
+            assert case is not None
+            out["locked_until"] = _iso(case.locked_until)
+            out["bank_id"] = case.bank_id
+            if with_hashes:
+                out["hash_list"] = [
+                    {
+                        "id": h.public_id,
+                        "signal": h.signal,
+                        "value": h.value,
+                        "status": h.status,
+                        "entry_id": h.entry_id,
+                        "matches": h.matches,
+                    }
+                    for h in s.scalars(
+                        select(CaseHash).where(CaseHash.case_id == case_id).order_by(CaseHash.id)
+                    )
+                ]
+        return out
+
+    def unlock(self, number: str) -> None:
+        case_id = self._case_id(number)
+        with self.db.session() as s:
+            s.execute(
+                update(Case).where(Case.id == case_id).values(locked_until=None, failed_attempts=0)
+            )
+
+    # -- the partner feed ----------------------------------------------------------------
+    def feed(self, cursor: int = 0, limit: int = FEED_DEFAULT_LIMIT) -> FeedPage:
+        """Changes after ``cursor`` in sequence order, stopping before an unsettled gap."""
+        if cursor < 0:
+            raise CaseError("cursor must be 0 or more", code="request.invalid")
+        if not 1 <= limit <= FEED_MAX_LIMIT:
+            raise CaseError(f"limit must be 1-{FEED_MAX_LIMIT}", code="request.invalid")
+        cursor = min(cursor, 2**63 - 1)
+        with self.db.session() as s:
+            rows = s.execute(
+                select(
+                    CaseFeedLog.seq,
+                    CaseHash.public_id,
+                    CaseHash.signal,
+                    CaseHash.value,
+                    CaseFeedLog.status,
+                    CaseFeedLog.at,
+                )
+                .join(CaseHash, CaseHash.id == CaseFeedLog.case_hash_id)
+                .where(CaseFeedLog.seq > cursor)
+                .order_by(CaseFeedLog.seq)
+                .limit(limit + 1)
+            ).all()
+        now = utcnow()
+        items: list[FeedItem] = []
+        expected = cursor + 1
+        held_back = False
+        for seq, pid, sig, val, status, at in rows:
+            at = _aware(at)
+            if seq != expected and (now - at).total_seconds() < FEED_SETTLE_S:
+                held_back = True  # a lower seq may still commit: serve it first, next time
+                break
+            if len(items) == limit:
+                break
+            items.append(FeedItem(int(seq), pid, sig, val, status, at))
+            expected = int(seq) + 1
+        has_more = not held_back and len(rows) > len(items)
+        next_cursor = items[-1].seq if items else cursor
+        return FeedPage(items, next_cursor, has_more)
+
+    def iter_feed(self, cursor: int = 0) -> Iterator[FeedItem]:
+        """Every settled change after ``cursor``, page by page."""
+        while True:
+            page = self.feed(cursor, FEED_MAX_LIMIT)
+            yield from page.items
+            cursor = page.next_cursor
+            if not page.has_more:
+                return
+
+    def active_hashes(self) -> Iterator[tuple[str, str]]:
+        """(signal, value) of every active case hash, once each, for text exports."""
+        with self.db.session() as s:
+            q = (
+                select(CaseHash.signal, CaseHash.value)
+                .where(CaseHash.status == "active")
+                .group_by(CaseHash.signal, CaseHash.value)
+                .order_by(CaseHash.signal, CaseHash.value)
+            )
+            yield from ((str(sig), str(val)) for sig, val in s.execute(q))
+
+
+__all__ = [
+    "CaseCreated",
+    "CaseError",
+    "CaseService",
+    "CaseStatus",
+    "FailureLimiter",
+    "FeedItem",
+    "FeedPage",
+    "HashIn",
+]

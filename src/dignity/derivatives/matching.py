@@ -1,0 +1,442 @@
+"""Find whether a scanned image is an edited copy of a registered photo, and show the evidence.
+
+Two stages. **Shortlist**: every stored keypoint sits in a hash table keyed by
+:data:`KEY_BITS` fixed bits of its descriptor (locality-sensitive hashing by bit sampling).
+Each keypoint of the scanned image (as scanned and mirrored) looks up its own key and every key
+one bit away, keeps the stored keypoints whose full descriptor is within
+:data:`SHORTLIST_DISTANCE` bits, and votes for their photo; the photos with the most votes go
+on. **Verification**: each shortlisted photo's keypoints are matched to the scanned image's
+(nearest neighbour, ratio test, one-to-one), and RANSAC fits a similarity transform (scale,
+rotation, shift); it counts only with at least :data:`MIN_INLIERS` inliers and a transform an
+edit would make (scale near 1 since both sides are normalised, little rotation). A photo taken
+against the same background can pass this, which is why the policy only ever sends
+derivatives to review.
+
+The index is an immutable snapshot swapped in one assignment, so scans on other threads never
+see half an update: a large *main* segment and a small *tail* of recent additions (rebuilt on
+every change, folded into main when it grows), plus tombstones for removed ids.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from dignity.derivatives.features import Features, QueryFeatures, query_features
+
+KEY_BITS = 20  # bits per hash key: 1M buckets, ~10 keypoints each at 1e5 photos
+SHORTLIST_DISTANCE = 48  # descriptor bits; ORB matches under edits are mostly under 40
+MAX_BUCKET = 256  # a key shared by more stored keypoints says nothing (flat sky, a wall)
+SHORTLIST_SIZE = 8  # photos verified per scan
+MIN_VOTES = 4  # a photo with fewer shortlist votes is not worth verifying
+RATIO = 0.85  # nearest / second-nearest descriptor distance (Lowe's ratio test)
+MATCH_DISTANCE = 64
+MIN_INLIERS = 8  # unrelated pairs in the evaluation never exceed 5
+REPROJECTION_PX = 6.0  # in the normalised 512 px frame
+SCALE_RANGE = (0.7, 1.6)  # crops of up to 10% a side enlarge by at most 1.25
+MAX_ROTATION_DEG = 12.0
+MIN_COVERAGE = 0.1  # inliers' hull over the hull of all the photo's keypoints, projected
+CHANGE_GRID = 6  # cells per side of the changed-region mask
+_TAIL_LIMIT = 2048  # records in the tail before it is folded into the main segment
+
+# Fixed, spread-out bit positions of the 256-bit descriptor used as the hash key. Fixed so
+# that every process (and every version reading the same stored descriptors) agrees.
+_KEY_POSITIONS = np.asarray([(i * 97 + 13) % 256 for i in range(KEY_BITS)], dtype=np.intp)
+
+
+def _keys(desc: NDArray[np.uint8]) -> NDArray[np.int64]:
+    """Each descriptor's hash key: its bits at :data:`_KEY_POSITIONS`, MSB first."""
+    key = np.zeros(len(desc), np.int64)
+    for pos in _KEY_POSITIONS.tolist():
+        bit = (desc[:, pos // 8] >> (7 - pos % 8)) & 1
+        key = (key << 1) | bit.astype(np.int64)
+    return key
+
+
+_PROBES = np.concatenate(
+    [np.zeros(1, np.int64), np.left_shift(np.int64(1), np.arange(KEY_BITS, dtype=np.int64))]
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One registered photo as the index holds it."""
+
+    source_id: int
+    subject: str
+    features: Features
+
+
+@dataclass(frozen=True, eq=False)
+class _Segment:
+    ids: NDArray[np.int64]  # (R,) source ids
+    subjects: tuple[str, ...]
+    offsets: NDArray[np.int64]  # (R + 1,) keypoint rows of record r: offsets[r]:offsets[r + 1]
+    desc: NDArray[np.uint8]  # (K, 32)
+    xy: NDArray[np.uint16]  # (K, 2) in 1/32 px
+    sizes: NDArray[np.uint16]  # (R, 2) normalised width, height
+    starts: NDArray[np.int32]  # (2**KEY_BITS + 1,) CSR row starts by key
+    postings: NDArray[np.int32]  # (K,) keypoint rows ordered by key
+
+    @classmethod
+    def build(cls, records: Sequence[Record]) -> _Segment:
+        counts = np.asarray([len(r.features) for r in records], dtype=np.int64)
+        offsets = np.zeros(len(records) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        if records:
+            desc = np.concatenate([r.features.descriptors for r in records]).astype(np.uint8)
+            xy = np.concatenate([r.features.xy for r in records])
+        else:
+            desc, xy = np.zeros((0, 32), np.uint8), np.zeros((0, 2), np.float32)
+        xy16 = np.clip(np.rint(xy * 32), 0, 65535).astype(np.uint16)
+        keys = _keys(desc) if len(desc) else np.zeros(0, np.int64)
+        postings = np.argsort(keys, kind="stable").astype(np.int32)
+        starts = np.searchsorted(keys[postings], np.arange(2**KEY_BITS + 1)).astype(np.int32)
+        return cls(
+            ids=np.asarray([r.source_id for r in records], dtype=np.int64),
+            subjects=tuple(r.subject for r in records),
+            offsets=offsets,
+            desc=np.ascontiguousarray(desc),
+            xy=xy16,
+            sizes=np.asarray(
+                [(r.features.width, r.features.height) for r in records], dtype=np.uint16
+            ).reshape(-1, 2),
+            starts=starts,
+            postings=postings,
+        )
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def record(self, row: int) -> Record:
+        a, b = int(self.offsets[row]), int(self.offsets[row + 1])
+        w, h = (int(v) for v in self.sizes[row])
+        feats = Features(self.desc[a:b], (self.xy[a:b] / 32).astype(np.float32), w, h)
+        return Record(int(self.ids[row]), self.subjects[row], feats)
+
+    def records(self) -> list[Record]:
+        return [self.record(i) for i in range(len(self))]
+
+    def nbytes(self) -> int:
+        arrays = (self.ids, self.offsets, self.desc, self.xy, self.sizes, self.starts)
+        return sum(a.nbytes for a in arrays) + self.postings.nbytes
+
+    def votes(self, qdesc: NDArray[np.uint8], dead: frozenset[int]) -> dict[int, int]:
+        """Source id -> number of its keypoints near some query keypoint (by key and bits)."""
+        if len(self) == 0 or len(qdesc) == 0:
+            return {}
+        probes = (_keys(qdesc)[:, None] ^ _PROBES[None, :]).ravel()
+        lo = self.starts[probes].astype(np.int64)
+        n = self.starts[probes + 1].astype(np.int64) - lo
+        # Flatten the variable-length bucket ranges without a Python loop; crowded buckets
+        # are skipped like stop words: they would cost the most and tell the least.
+        keep = (n > 0) & (n <= MAX_BUCKET)
+        total = int(n[keep].sum())
+        if total == 0:
+            return {}
+        lo, n = lo[keep], n[keep]
+        qrow = np.repeat(np.repeat(np.arange(len(qdesc)), len(_PROBES))[keep], n)
+        first = np.cumsum(n) - n
+        idx = np.arange(total, dtype=np.int64) - np.repeat(first - lo, n)
+        rows = self.postings[idx]
+        q64 = np.ascontiguousarray(qdesc).view(np.uint64)
+        s64 = self.desc.view(np.uint64)
+        dist = np.bitwise_count(q64[qrow] ^ s64[rows]).sum(axis=1, dtype=np.int32)
+        near = np.unique(rows[dist <= SHORTLIST_DISTANCE])
+        if near.size == 0:
+            return {}
+        owners = np.searchsorted(self.offsets, near, side="right") - 1
+        counts = np.bincount(owners)
+        found = np.flatnonzero(counts >= MIN_VOTES)
+        out: dict[int, int] = {}
+        for row in found.tolist():
+            sid = int(self.ids[row])
+            if sid not in dead:
+                out[sid] = int(counts[row])
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class _Snapshot:
+    main: _Segment
+    tail: _Segment
+    dead: frozenset[int]  # removed ids still present in main
+    where: dict[int, tuple[bool, int]] = field(default_factory=dict)  # id -> (in tail, row)
+
+    @classmethod
+    def of(cls, main: _Segment, tail: _Segment, dead: frozenset[int]) -> _Snapshot:
+        where = {int(i): (False, r) for r, i in enumerate(main.ids.tolist()) if i not in dead}
+        where.update({int(i): (True, r) for r, i in enumerate(tail.ids.tolist())})
+        return cls(main, tail, dead, where)
+
+    def record(self, source_id: int) -> Record | None:
+        spot = self.where.get(source_id)
+        if spot is None:
+            return None
+        return (self.tail if spot[0] else self.main).record(spot[1])
+
+
+@dataclass(frozen=True)
+class DerivativeMatch:
+    """The evidence that a scanned image is an edited copy of registered photo ``source_id``."""
+
+    source_id: int
+    subject: str
+    confidence: float
+    matched_area: float  # share of the scanned image covered by the inliers' hull
+    changed_region: dict[str, Any]
+    inliers: int
+    mirrored: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's shape: ``{source_id, subject, confidence, matched_area,
+        changed_region}``."""
+        return {
+            "source_id": self.source_id,
+            "subject": self.subject,
+            "confidence": self.confidence,
+            "matched_area": self.matched_area,
+            "changed_region": self.changed_region,
+        }
+
+
+_BF = cv2.BFMatcher(cv2.NORM_HAMMING)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    inliers: int
+    transform: NDArray[np.float64]
+    src_xy: NDArray[np.float32]
+    dst_xy: NDArray[np.float32]
+    inlier_mask: NDArray[np.bool_]
+    src_rows: NDArray[np.intp]
+
+
+def _fit(source: Features, view: Features) -> _Fit | None:
+    if len(view) < 2 or len(source) < 2:
+        return None
+    pairs = _BF.knnMatch(source.descriptors, view.descriptors, k=2)
+    src_rows: list[int] = []
+    dst_rows: list[int] = []
+    used: set[int] = set()
+    for pair in sorted((p for p in pairs if len(p) == 2), key=lambda p: p[0].distance):
+        best, second = pair
+        if (
+            best.distance <= MATCH_DISTANCE
+            and best.distance < RATIO * second.distance
+            and best.trainIdx not in used
+        ):
+            used.add(best.trainIdx)
+            src_rows.append(best.queryIdx)
+            dst_rows.append(best.trainIdx)
+    if len(src_rows) < MIN_INLIERS:
+        return None
+    src = source.xy[src_rows]
+    dst = view.xy[dst_rows]
+    transform, mask = cv2.estimateAffinePartial2D(
+        src,
+        dst,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=REPROJECTION_PX,
+        maxIters=500,
+        confidence=0.995,
+        refineIters=10,
+    )
+    if transform is None or mask is None:
+        return None
+    scale = math.hypot(float(transform[0, 0]), float(transform[1, 0]))
+    angle = math.degrees(math.atan2(float(transform[1, 0]), float(transform[0, 0])))
+    if not (SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]) or abs(angle) > MAX_ROTATION_DEG:
+        return None
+    inlier = mask.ravel().astype(bool)
+    rows = np.asarray(src_rows, dtype=np.intp)
+    return _Fit(int(inlier.sum()), np.asarray(transform, np.float64), src, dst, inlier, rows)
+
+
+def _hull_share(points: NDArray[np.float32], width: int, height: int) -> float:
+    if len(points) < 3:
+        return 0.0
+    hull = cv2.convexHull(points.reshape(-1, 1, 2).astype(np.float32))
+    return min(1.0, float(cv2.contourArea(hull)) / float(max(1, width * height)))
+
+
+def _changed_region(
+    source: Features, view: Features, fit: _Fit, mirrored: bool, full: tuple[int, int]
+) -> dict[str, Any]:
+    """Where the scanned image differs from the source after alignment, coarsely: the source's
+    keypoints are projected into the scanned frame; a grid cell whose projected keypoints
+    (at least 2) almost all failed to match is marked changed. ``mask`` rows are strings,
+    ``#`` changed, ``.`` matched, `` `` no evidence; ``box`` is [x, y, width, height] in the
+    scanned image's pixels around the changed cells, or null when none changed."""
+    g = CHANGE_GRID
+    ones = np.ones((len(source), 1), np.float32)
+    projected = np.hstack([source.xy, ones]) @ fit.transform.T.astype(np.float32)
+    matched = np.zeros(len(source), bool)
+    matched[fit.src_rows[fit.inlier_mask]] = True
+    inside = (
+        (projected[:, 0] >= 0)
+        & (projected[:, 0] < view.width)
+        & (projected[:, 1] >= 0)
+        & (projected[:, 1] < view.height)
+    )
+    cx = np.minimum((projected[inside, 0] * g / view.width).astype(int), g - 1)
+    cy = np.minimum((projected[inside, 1] * g / view.height).astype(int), g - 1)
+    total = np.zeros((g, g), int)
+    hits = np.zeros((g, g), int)
+    np.add.at(total, (cy, cx), 1)
+    np.add.at(hits, (cy, cx), matched[inside].astype(int))
+    changed = (total >= 2) & (hits <= total * 0.2)
+    evidence = (total >= 2) & ~changed
+    if mirrored:  # the fit was made on the mirrored view: show the image as it was scanned
+        changed, evidence = changed[:, ::-1], evidence[:, ::-1]
+    mask = [
+        "".join("#" if changed[y, x] else "." if evidence[y, x] else " " for x in range(g))
+        for y in range(g)
+    ]
+    box = None
+    if changed.any():
+        # The box goes round the largest connected group of changed cells: single cells
+        # elsewhere are mostly keypoints JPEG or resizing lost, not edits.
+        grid: Any = changed.astype(np.uint8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(grid, connectivity=4)
+        biggest = 1 + int(np.argmax(stats[1:count, cv2.CC_STAT_AREA]))
+        ys, xs = np.nonzero(labels == biggest)
+        fw, fh = full
+        x0, x1 = xs.min() * fw // g, (xs.max() + 1) * fw // g
+        y0, y1 = ys.min() * fh // g, (ys.max() + 1) * fh // g
+        box = [int(x0), int(y0), int(x1 - x0), int(y1 - y0)]
+    share = float(changed.sum()) / float(max(1, int(changed.sum() + evidence.sum())))
+    return {"box": box, "share": round(share, 3), "grid": g, "mask": mask}
+
+
+def confidence_of(inliers: int) -> float:
+    """0.5 at :data:`MIN_INLIERS`; every 4 more inliers halve the remaining doubt."""
+    doubt: float = 0.5 * 0.5 ** (float(inliers - MIN_INLIERS) / 4.0)
+    return round(1.0 - doubt, 4)
+
+
+class DerivativeMatcher:
+    """In-memory index of registered photos' features; safe for concurrent ``match`` calls
+    while one thread applies changes (``add``/``remove``/``replace``)."""
+
+    def __init__(self, records: Iterable[Record] = ()) -> None:
+        self._lock = threading.Lock()
+        empty = _Segment.build([])
+        self._snap = _Snapshot.of(_Segment.build(list(records)), empty, frozenset())
+
+    def __len__(self) -> int:
+        return len(self._snap.where)
+
+    def __contains__(self, source_id: object) -> bool:
+        return source_id in self._snap.where
+
+    def ids(self) -> set[int]:
+        return set(self._snap.where)
+
+    def memory_bytes(self) -> int:
+        snap = self._snap
+        strings = sum(len(s) + 49 for s in snap.main.subjects + snap.tail.subjects)
+        return snap.main.nbytes() + snap.tail.nbytes() + strings
+
+    def replace(self, records: Iterable[Record]) -> None:
+        """Swap in a freshly built index of exactly ``records``."""
+        main = _Segment.build(list(records))
+        with self._lock:
+            self._snap = _Snapshot.of(main, _Segment.build([]), frozenset())
+
+    def add(self, records: Sequence[Record]) -> None:
+        """Add (or replace, by id) records; visible to the next ``match``."""
+        if not records:
+            return
+        with self._lock:
+            snap = self._snap
+            new_ids = {r.source_id for r in records}
+            tail = [r for r in snap.tail.records() if r.source_id not in new_ids] + list(records)
+            dead = snap.dead | (new_ids & {int(i) for i in snap.main.ids.tolist()})
+            self._swap(snap.main, tail, dead)
+
+    def remove(self, ids: Iterable[int]) -> int:
+        """Remove records by id (unknown ids are ignored); returns how many were present."""
+        gone = {int(i) for i in ids}
+        with self._lock:
+            snap = self._snap
+            present = gone & set(snap.where)
+            if not present:
+                return 0
+            tail = [r for r in snap.tail.records() if r.source_id not in gone]
+            in_main = present & {int(i) for i in snap.main.ids.tolist()}
+            self._swap(snap.main, tail, snap.dead | in_main)
+            return len(present)
+
+    def _swap(self, main: _Segment, tail: list[Record], dead: frozenset[int]) -> None:
+        if len(tail) > _TAIL_LIMIT or len(dead) > max(_TAIL_LIMIT, len(main) // 10):
+            live = [r for r in main.records() if r.source_id not in dead] + tail
+            self._snap = _Snapshot.of(_Segment.build(live), _Segment.build([]), frozenset())
+        else:
+            self._snap = _Snapshot.of(main, _Segment.build(tail), dead)
+
+    def match(
+        self, image: Image.Image, full_size: tuple[int, int] | None = None
+    ) -> DerivativeMatch | None:
+        """The registered photo ``image`` is an edited copy of, with the evidence, or None.
+        ``full_size`` is the scanned image's real size (``image`` may be a reduced decode)."""
+        snap = self._snap
+        if not snap.where:
+            return None
+        return self.match_features(query_features(image), full_size or image.size, snap)
+
+    def match_features(
+        self,
+        query: QueryFeatures,
+        full_size: tuple[int, int],
+        snap: _Snapshot | None = None,
+    ) -> DerivativeMatch | None:
+        snap = snap or self._snap
+        # Votes per view (as scanned, mirrored): only the view a photo was voted for is
+        # verified against it, which halves the verification work.
+        ranked: list[tuple[int, int, int]] = []  # (-votes, source id, view)
+        for v, view in enumerate(query.views):
+            votes = snap.main.votes(view.descriptors, snap.dead)
+            votes.update(snap.tail.votes(view.descriptors, frozenset()))
+            ranked += [(-n, sid, v) for sid, n in votes.items()]
+        ranked.sort()
+        best: tuple[int, Record, Features, _Fit, bool] | None = None
+        for _n, sid, v in ranked[:SHORTLIST_SIZE]:
+            record = snap.record(sid)
+            if record is None:
+                continue
+            view, mirrored = query.views[v], query.mirrored[v]
+            fit = _fit(record.features, view)
+            if fit is None or fit.inliers < MIN_INLIERS:
+                continue
+            if best is None or fit.inliers > best[0]:
+                best = (fit.inliers, record, view, fit, mirrored)
+        if best is None:
+            return None
+        inliers, record, view, fit, mirrored = best
+        area = _hull_share(fit.dst_xy[fit.inlier_mask], view.width, view.height)
+        # Inliers bunched in a small part of where the photo's keypoints land are more
+        # likely a repeated pattern than the same picture.
+        ones = np.ones((len(record.features), 1), np.float32)
+        projected = np.hstack([record.features.xy, ones]) @ fit.transform.T.astype(np.float32)
+        spread_area = _hull_share(projected, view.width, view.height)
+        if area < MIN_COVERAGE * spread_area:
+            return None
+        return DerivativeMatch(
+            source_id=record.source_id,
+            subject=record.subject,
+            confidence=confidence_of(inliers),
+            matched_area=round(area, 3),
+            changed_region=_changed_region(record.features, view, fit, mirrored, full_size),
+            inliers=inliers,
+            mirrored=mirrored,
+        )

@@ -1,0 +1,303 @@
+"""Registering, listing and removing source photos, and keeping a process's matcher current.
+
+:class:`SourceService` is the only writer: ``register`` computes the features of every photo
+first and writes all of them (and their ``add`` log rows) in one transaction, or none;
+``remove`` deletes the row (descriptors included) and logs ``remove`` in the same transaction.
+:class:`SourceIndex` owns one process's :class:`~dignity.derivatives.matching.DerivativeMatcher`:
+``load`` reads every source once, ``refresh`` replays only log rows it has not seen, so a photo
+registered or removed by any process counts in every other within one refresh interval.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select
+
+from dignity.derivatives.features import Features, source_features
+from dignity.derivatives.matching import DerivativeMatcher, Record
+from dignity.derivatives.models import DerivativeLog, DerivativeSource
+from dignity.errors import DignityError, NotFoundError
+from dignity.media import Media
+from dignity.storage.db import Database
+
+MAX_SUBJECT = 128
+MAX_CONSENT_FIELD = 256
+# A log sequence number missing from the log may belong to a transaction not committed yet
+# (PostgreSQL hands out sequence values before commit); it is looked for again this long.
+_GAP_PATIENCE_S = 60.0
+
+
+class SourceError(DignityError):
+    """A registration was refused (empty subject, over-long consent fields)."""
+
+    default_code = "source.invalid"
+
+
+@dataclass(frozen=True)
+class NewSource:
+    """A photo to register: its decoded media plus the consent record."""
+
+    media: Media
+    subject: str
+    consent_by: str = ""
+    for_whom: str = ""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    id: int
+    subject: str
+    consent_by: str
+    for_whom: str
+    consented_at: datetime
+    width: int
+    height: int
+    keypoints: int
+    stored_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source_id": self.id,
+            "subject": self.subject,
+            "consent": {
+                "by": self.consent_by,
+                "for": self.for_whom,
+                "at": self.consented_at.isoformat(),
+            },
+            "width": self.width,
+            "height": self.height,
+            "keypoints": self.keypoints,
+            "stored_bytes": self.stored_bytes,
+        }
+
+
+def _clean(value: str, name: str, limit: int, *, required: bool = False) -> str:
+    text = value.strip()
+    if required and not text:
+        raise SourceError(f"{name} must not be empty", code="source.bad_subject")
+    if len(text) > limit:
+        raise SourceError(f"{name} is longer than {limit} characters", code=f"source.bad_{name}")
+    if any(ord(c) < 32 for c in text):
+        raise SourceError(f"{name} contains control characters", code=f"source.bad_{name}")
+    return text
+
+
+def _info(row: Any) -> SourceInfo:
+    at = row.consented_at
+    return SourceInfo(
+        id=int(row.id),
+        subject=row.subject,
+        consent_by=row.consent_by,
+        for_whom=row.for_whom,
+        consented_at=at,
+        width=int(row.width),
+        height=int(row.height),
+        keypoints=int(row.keypoints),
+        stored_bytes=int(row.stored_bytes),
+    )
+
+
+_INFO_COLUMNS = (
+    DerivativeSource.id,
+    DerivativeSource.subject,
+    DerivativeSource.consent_by,
+    DerivativeSource.for_whom,
+    DerivativeSource.consented_at,
+    DerivativeSource.width,
+    DerivativeSource.height,
+    DerivativeSource.keypoints,
+    func.length(DerivativeSource.features).label("stored_bytes"),
+)
+
+
+class SourceService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def prepare(self, new: NewSource) -> tuple[NewSource, Features]:
+        """Check the consent record and compute the features; writes nothing. Raises
+        :class:`SourceError` or ``FeatureError`` (``source.too_plain``)."""
+        checked = NewSource(
+            new.media,
+            _clean(new.subject, "subject", MAX_SUBJECT, required=True),
+            _clean(new.consent_by, "consent_by", MAX_CONSENT_FIELD),
+            _clean(new.for_whom, "for_whom", MAX_CONSENT_FIELD),
+        )
+        return checked, source_features(new.media.image)
+
+    def register(self, prepared: Sequence[tuple[NewSource, Features]]) -> list[SourceInfo]:
+        """Store prepared sources (see :meth:`prepare`) in one transaction: all or none."""
+        rows = []
+        with self.db.session() as s:
+            for new, feats in prepared:
+                row = DerivativeSource(
+                    subject=new.subject,
+                    consent_by=new.consent_by,
+                    for_whom=new.for_whom,
+                    width=new.media.width,
+                    height=new.media.height,
+                    keypoints=len(feats),
+                    features=feats.pack(),
+                )
+                s.add(row)
+                rows.append(row)
+            s.flush()
+            for row in rows:
+                s.add(DerivativeLog(source_id=row.id, op="add"))
+        return [
+            SourceInfo(
+                r.id,
+                r.subject,
+                r.consent_by,
+                r.for_whom,
+                r.consented_at,
+                r.width,
+                r.height,
+                r.keypoints,
+                len(r.features),
+            )
+            for r in rows
+        ]
+
+    def list(
+        self, *, subject: str | None = None, limit: int = 100, after_id: int = 0
+    ) -> list[SourceInfo]:
+        query = select(*_INFO_COLUMNS).where(DerivativeSource.id > after_id)
+        if subject is not None:
+            query = query.where(DerivativeSource.subject == subject)
+        query = query.order_by(DerivativeSource.id).limit(limit)
+        with self.db.engine.connect() as conn:
+            return [_info(r) for r in conn.execute(query).all()]
+
+    def get(self, source_id: int) -> SourceInfo:
+        with self.db.engine.connect() as conn:
+            row = conn.execute(
+                select(*_INFO_COLUMNS).where(DerivativeSource.id == source_id)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no source photo {source_id}", code="source.not_found")
+        return _info(row)
+
+    def remove(self, source_id: int) -> SourceInfo:
+        """Delete the source and its descriptors; every matcher drops it on its next refresh."""
+        with self.db.session() as s:
+            conn = s.connection()
+            if conn.dialect.name == "sqlite":
+                # Overwrite the deleted row's bytes in the file instead of leaving them in a
+                # free page: removal means the descriptors are gone, not merely unlinked.
+                conn.exec_driver_sql("PRAGMA secure_delete = ON")
+            row = conn.execute(
+                select(*_INFO_COLUMNS).where(DerivativeSource.id == source_id)
+            ).first()
+            if row is None:
+                raise NotFoundError(f"no source photo {source_id}", code="source.not_found")
+            s.execute(delete(DerivativeSource).where(DerivativeSource.id == source_id))
+            s.add(DerivativeLog(source_id=source_id, op="remove"))
+        return _info(row)
+
+    def count(self) -> int:
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(select(func.count(DerivativeSource.id))).scalar_one())
+
+
+def _records(conn: Connection, ids: Sequence[int] | None = None) -> list[Record]:
+    query = select(DerivativeSource.id, DerivativeSource.subject, DerivativeSource.features)
+    out: list[Record] = []
+    if ids is None:
+        rows = conn.execute(query.order_by(DerivativeSource.id)).all()
+    else:
+        rows = []
+        for i in range(0, len(ids), 500):
+            rows += conn.execute(query.where(DerivativeSource.id.in_(ids[i : i + 500]))).all()
+    for sid, subject, blob in rows:
+        out.append(Record(int(sid), subject, Features.unpack(bytes(blob))))
+    return out
+
+
+class SourceIndex:
+    """One process's matcher over every registered source, kept current from the log."""
+
+    def __init__(self, db: Database, matcher: DerivativeMatcher | None = None) -> None:
+        self.db = db
+        self.matcher = matcher or DerivativeMatcher()
+        self.loaded = False
+        self._lock = threading.Lock()
+        # One refresh at a time: two interleaved replays could apply an add after the remove
+        # that followed it.
+        self._refreshing = threading.Lock()
+        self._last_seq = 0
+        self._gaps: dict[int, float] = {}
+
+    def load(self) -> None:
+        with self.db.engine.connect() as conn, conn.begin():
+            # High-water mark first: a change committed while we read is replayed once more
+            # by the next refresh, which is harmless (adds and removes are idempotent).
+            last = conn.execute(select(func.coalesce(func.max(DerivativeLog.seq), 0))).scalar()
+            records = _records(conn)
+        with self._lock:
+            self.matcher.replace(records)
+            self._last_seq = int(last or 0)
+            self._gaps.clear()
+            self.loaded = True
+
+    def refresh(self) -> int:
+        """Apply log rows not yet seen; returns how many sources changed."""
+        with self._refreshing:
+            return self._refresh()
+
+    def _refresh(self) -> int:
+        if not self.loaded:
+            self.load()
+            return 0
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_seq
+            gaps = [s for s, t in self._gaps.items() if now - t < _GAP_PATIENCE_S]
+        with self.db.engine.connect() as conn:
+            cond = DerivativeLog.seq > last
+            if gaps:
+                cond = cond | DerivativeLog.seq.in_(gaps)
+            log = conn.execute(
+                select(DerivativeLog.seq, DerivativeLog.source_id, DerivativeLog.op)
+                .where(cond)
+                .order_by(DerivativeLog.seq)
+            ).all()
+            if not log:
+                with self._lock:
+                    self._note_gaps(last, set(), now)
+                return 0
+            final: dict[int, str] = {}
+            for _seq, sid, op in log:
+                final[int(sid)] = op
+            adds = [sid for sid, op in final.items() if op == "add"]
+            records = _records(conn, adds) if adds else []
+        with self._lock:
+            found = {r.source_id for r in records}
+            # An 'add' whose row is gone was removed since; its 'remove' may not be visible yet.
+            self.matcher.remove([sid for sid in final if sid not in found])
+            self.matcher.add(records)
+            self._note_gaps(last, {int(seq) for seq, _, _ in log}, now)
+        return len(final)
+
+    def _note_gaps(self, last: int, seen: set[int], now: float) -> None:
+        for seq in list(self._gaps):
+            if seq in seen or now - self._gaps[seq] >= _GAP_PATIENCE_S:
+                del self._gaps[seq]
+        top = max(seen, default=last)
+        for seq in range(last + 1, top):
+            if seq not in seen:
+                self._gaps.setdefault(seq, now)
+        self._last_seq = max(last, top)
+
+
+def load_matcher(db: Database) -> DerivativeMatcher:
+    """A matcher over every source registered now (for one-shot use: ``dignity scan``)."""
+    index = SourceIndex(db)
+    index.load()
+    return index.matcher

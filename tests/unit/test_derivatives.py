@@ -1,0 +1,162 @@
+"""Edited-derivative matching on a small set of generated scenes: features, index, evidence.
+
+The edits are benign region replacements (a flat patch, OpenCV inpainting) plus crop, resize,
+JPEG and mirror, as in ``bench/derivatives.py``; unrelated scenes come from other seeds of the
+same generator, the hardest kind of unrelated image for a local-feature matcher (same shapes,
+same palette).
+"""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from dignity.derivatives import FeatureError, Features, match_media, source_features
+from dignity.derivatives import matching as matching_mod
+from dignity.derivatives.features import STORED_KEYPOINTS
+from dignity.derivatives.matching import DerivativeMatcher, Record
+from dignity.matching.engine import MatchOutcome
+from dignity.media import decode
+from dignity.policy import decide
+from dignity.samples import landscape
+
+SEEDS = range(6)
+
+
+def _jpeg(img: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def flat_patch(img: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    out = img.copy()
+    out.paste((200, 170, 120), box)
+    return out
+
+
+def inpainted(img: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    arr = np.asarray(img).copy()
+    mask = np.zeros(arr.shape[:2], np.uint8)
+    x0, y0, x1, y1 = box
+    mask[y0:y1, x0:x1] = 255
+    return Image.fromarray(cv2.inpaint(arr, mask, 5, cv2.INPAINT_TELEA))
+
+
+# A central region of 30% of an 800 x 600 scene: where a "nudify" edit repaints.
+BOX = (250, 170, 570, 515)
+
+
+def derivative(seed: int, kind: str) -> Image.Image:
+    img = landscape(seed)
+    edited = flat_patch(img, BOX) if kind == "flat" else inpainted(img, BOX)
+    cropped = edited.crop((60, 20, 760, 570))  # up to 8% off each side
+    smaller = cropped.resize((525, 412), Image.Resampling.LANCZOS)
+    return _jpeg(smaller.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 70)
+
+
+@pytest.fixture(scope="module")
+def matcher() -> DerivativeMatcher:
+    return DerivativeMatcher(
+        Record(seed + 1, f"person-{seed}", source_features(landscape(seed))) for seed in SEEDS
+    )
+
+
+def test_features_round_trip_within_budget() -> None:
+    feats = source_features(landscape(1))
+    blob = feats.pack()
+    assert len(feats) == STORED_KEYPOINTS
+    assert len(blob) <= 4096 - 512  # room left for the consent record
+    back = Features.unpack(blob)
+    assert np.array_equal(back.descriptors, feats.descriptors)
+    assert np.abs(back.xy - feats.xy).max() <= 1 / 32
+    assert (back.width, back.height) == (feats.width, feats.height) == (512, 384)
+    for bad in (b"", blob[:-1], b"XXXX" + blob[4:]):
+        with pytest.raises(ValueError):
+            Features.unpack(bad)
+
+
+def test_plain_photos_are_refused() -> None:
+    with pytest.raises(FeatureError) as err:
+        source_features(Image.new("RGB", (640, 480), (90, 120, 150)))
+    assert err.value.code == "source.too_plain"
+
+
+@pytest.mark.parametrize("kind", ["flat", "inpaint"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_edited_copies_are_found(matcher: DerivativeMatcher, seed: int, kind: str) -> None:
+    image = derivative(seed, kind)
+    found = matcher.match(image)
+    assert found is not None
+    assert (found.source_id, found.subject) == (seed + 1, f"person-{seed}")
+    assert found.mirrored
+    assert 0.5 <= found.confidence <= 1
+    assert 0.1 <= found.matched_area <= 1
+
+
+def test_changed_region_points_at_the_edit(matcher: DerivativeMatcher) -> None:
+    hits = 0
+    for seed in SEEDS:
+        found = matcher.match(derivative(seed, "flat"))
+        assert found is not None
+        region = found.changed_region
+        assert set(region) == {"box", "share", "grid", "mask"}
+        assert len(region["mask"]) == region["grid"]
+        if region["box"] is None:
+            continue
+        x, y, w, h = region["box"]
+        # The patch in the scanned (cropped, resized, mirrored) frame: centre ~ (262, 206).
+        if x <= 262 <= x + w and y <= 206 <= y + h:
+            hits += 1
+    assert hits >= len(SEEDS) - 1
+
+
+def test_unrelated_scenes_and_awkward_images_do_not_match(matcher: DerivativeMatcher) -> None:
+    for seed in range(100, 130):
+        assert matcher.match(landscape(seed)) is None, seed
+    for size in [(1, 1), (5, 500), (500, 5), (64, 48)]:
+        assert matcher.match(Image.new("RGB", size, (10, 200, 30))) is None
+    noise = np.random.default_rng(0).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+    assert matcher.match(Image.fromarray(noise)) is None
+
+
+def test_add_remove_and_folding(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(matching_mod, "_TAIL_LIMIT", 2)
+    m = DerivativeMatcher()
+    assert len(m) == 0 and m.match(landscape(0)) is None
+    recs = [Record(i + 1, "s", source_features(landscape(i))) for i in range(4)]
+    m.add(recs[:1])
+    m.add(recs[1:3])  # tail now over its limit: folded into main
+    m.add(recs[3:])
+    assert m.ids() == {1, 2, 3, 4}
+    assert all(m.match(derivative(i, "flat")) is not None for i in range(4))
+    assert m.remove([2, 99]) == 1
+    assert m.ids() == {1, 3, 4} and 2 not in m
+    assert m.match(derivative(1, "flat")) is None
+    found = m.match(derivative(0, "flat"))
+    assert found is not None and found.source_id == 1
+    m.add([Record(2, "again", recs[1].features)])
+    again = m.match(derivative(1, "flat"))
+    assert again is not None and (again.source_id, again.subject) == (2, "again")
+    m.replace([])
+    assert len(m) == 0 and m.memory_bytes() > 0
+
+
+def test_match_media_and_policy(matcher: DerivativeMatcher) -> None:
+    buf = io.BytesIO()
+    derivative(2, "inpaint").save(buf, "PNG")
+    media = decode(buf.getvalue())
+    evidence = match_media(matcher, media)
+    assert evidence is not None
+    assert set(evidence) == {"source_id", "subject", "confidence", "matched_area", "changed_region"}
+    alone = decide(MatchOutcome(), {"ai_evidence": [], "derivative_of": evidence})
+    assert (alone.action, alone.rules) == ("review", ["derivative"])
+    nude = decide(MatchOutcome(), {"ai_evidence": [], "derivative_of": evidence, "nudity": 0.9})
+    assert nude.action == "review" and "derivative-nudity" in nude.rules
+    assert nude.priority > alone.priority
+    plain = decide(MatchOutcome(), {"ai_evidence": [], "derivative_of": None})
+    assert plain.action == "allow"

@@ -1,0 +1,92 @@
+"""The browser's PDQ and MD5 (src/dignity/web/static/*.js) under Node's test runner.
+
+``node --test tests/js/`` checks the JavaScript against vectors whose hashes come from the
+server's own PDQ (checked here too, so the two cannot drift apart silently), against the
+RFC 1321 MD5 suite, and, through DIGNITY_PDQ_FILE_VECTORS, against every shared fixture photo
+decoded by the server: the same pixels must give the same hash bit for bit. The page itself,
+with the browser's decoder, is measured in tests/integration/test_portal.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from dignity.hashing.pdq import pdq_from_pixels
+from dignity.media import decode
+from tests.conftest import ROOT, shared_fixture
+
+JS_TESTS = ROOT / "tests" / "js"
+VECTORS = JS_TESTS / "pdq-vectors.json"
+
+
+def synthetic(kind: str, w: int, h: int, seed: int) -> NDArray[np.uint8]:
+    """The integer-defined test images of tests/js/pdq.test.mjs's ``synthetic()``."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.int64)
+    if kind == "pattern":
+        r = (x * x // (seed + 3) + y * 3 + seed * 17) % 256
+        g = ((x // (seed + 1)) ^ (y // (seed + 2))) * 5 % 256
+        b = (x * y // (7 + seed)) % 256
+    else:
+        r = x * 255 // max(1, w - 1)
+        g = y * 255 // max(1, h - 1)
+        b = (x + y) * seed % 7 + 120
+    return np.stack([r, g, b], axis=2).astype(np.uint8)
+
+
+def test_vectors_are_the_servers_hashes() -> None:
+    for v in json.loads(VECTORS.read_text()):
+        got = pdq_from_pixels(synthetic(v["kind"], v["width"], v["height"], v["seed"]))
+        assert (got.hex, got.quality) == (v["hash"], v["quality"]), v
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have node (>= 18) for the JavaScript tests")
+        pytest.skip("node is not installed: the JavaScript PDQ/MD5 tests did not run")
+    return node
+
+
+def test_node_vector_tests(tmp_path: Path) -> None:
+    node = _node()
+    cases = []
+    root = shared_fixture("pdq")
+    for n, path in enumerate(sorted(root.rglob("*.*g"))):
+        # Full decode (no JPEG draft): Node gets exactly the pixels the server hashes.
+        pixels = np.asarray(decode(path.read_bytes(), max_bytes=1 << 30, max_pixels=1 << 30).image)
+        rgba = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
+        raw = tmp_path / f"{n}.rgba"
+        raw.write_bytes(rgba.tobytes())
+        want = pdq_from_pixels(pixels)
+        cases.append(
+            {
+                "name": str(path.relative_to(root)),
+                "path": str(raw),
+                "width": int(pixels.shape[1]),
+                "height": int(pixels.shape[0]),
+                "hash": want.hex,
+                "quality": want.quality,
+            }
+        )
+    assert len(cases) >= 20
+    listing = tmp_path / "cases.json"
+    listing.write_text(json.dumps(cases))
+    result = subprocess.run(
+        [node, "--test", str(JS_TESTS)],
+        env={**os.environ, "DIGNITY_PDQ_FILE_VECTORS": str(listing)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert "# fail 0" in result.stdout and "# skipped 0" in result.stdout, result.stdout[-3000:]
