@@ -12,8 +12,8 @@ from sqlalchemy import text
 import dignity.actions.models  # noqa: F401
 from dignity.cases import models as _case_models  # noqa: F401
 from dignity.derivatives import models as _derivative_models  # noqa: F401
-from dignity.exchanges import models as _exchange_models  # noqa: F401
 from dignity.errors import StorageError
+from dignity.exchanges import models as _exchange_models  # noqa: F401
 from dignity.storage.db import Database, open_database
 from dignity.storage.models import Base
 

@@ -98,7 +98,8 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = (
         CheckConstraint(
-            "role IN ('admin', 'curator', 'platform', 'reviewer', 'partner')", name="ck_api_keys_role"
+            "role IN ('admin', 'curator', 'platform', 'reviewer', 'partner')",
+            name="ck_api_keys_role",
         ),
     )
 
