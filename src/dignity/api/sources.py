@@ -31,7 +31,7 @@ from dignity.keys import KeyInfo
 router = APIRouter(
     prefix="/v1/sources",
     tags=["sources"],
-    responses={s: {"model": ErrorBody} for s in (401, 403, 404, 413, 422, 429, 503)},
+    responses={s: {"model": ErrorBody} for s in (400, 401, 403, 404, 413, 422, 429, 503)},
 )
 
 Curator = Annotated[KeyInfo, Depends(require("curator"))]
