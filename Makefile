@@ -7,7 +7,7 @@ DATA ?= $(CURDIR)/var
 
 .PHONY: run serve test lint typecheck unit bench fuzz clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/dignity/matching/_mihcore.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,nudenet]'
@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/watermark.py
+	$(BIN)/python bench/derivatives.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

@@ -81,45 +81,46 @@ def naive_hits(entries: dict[int, tuple[Hashes, int]], queries: Hashes, d: int) 
 
 
 @contextmanager
-def cost_mode(mode: str, step: int = 7) -> Iterator[None]:
-    """Steer the MIH/scan choice so every code path gets exercised on small data.
+def cost_mode(mode: str, step: int = 0, key_bits: int | None = None) -> Iterator[None]:
+    """Steer segment kinds and plans so every code path gets exercised on small data.
 
-    ``step`` is the candidate piece size in "walk" mode: tiny, so pieces split everywhere.
+    "default": as shipped (small segments are scanned, large ones planned query by query);
+    "walk": every frozen segment gets the MIH arrays and is probed, never scanned, with random
+    valid radii (``step`` seeds them); "heavy": MIH segments, but every search scans them;
+    "probe": MIH segments with the shipped per-query plans. ``key_bits`` forces the bucket key
+    width of segments built meanwhile (ten million entries get 19 bits).
     """
-    names = (
-        "_COST_SEGMENT",
-        "_COST_KEY",
-        "_COST_CANDIDATE",
-        "_COST_SCAN_FIXED",
-        "_STEP_CANDIDATES",
-        "_STEP_KEYS",
-    )
-    saved = {name: getattr(index_module, name) for name in names}
-    if mode == "walk":
-        overrides: dict[str, Any] = {
-            "_COST_SEGMENT": 0.0,
-            "_COST_KEY": 0.0,
-            "_COST_CANDIDATE": 1e-9,
-            "_COST_SCAN_FIXED": 1e18,
-            "_STEP_CANDIDATES": step,
-            "_STEP_KEYS": 50 * step,
-        }
-    elif mode == "heavy":
-        overrides = {
-            "_COST_SEGMENT": 0.0,
-            "_COST_KEY": 0.0,
-            "_COST_CANDIDATE": 1e18,
-            "_COST_SCAN_FIXED": 1e18,
-        }
-    else:
-        overrides = {}
+    saved = index_module._MIH_MIN_ROWS, index_module._plan, index_module._key_bits
+    rng = np.random.default_rng(step)
+
+    def random_plan(
+        n: int, key_bits: int, stats: tuple[float, ...], d: int
+    ) -> tuple[int, ...] | None:
+        caps = [index_module._radius_cap(key_bits, c) for c in range(7)]
+        if d + 1 > sum(cap + 1 for cap in caps):
+            return None
+        radii = [-1] * 7
+        for _ in range(d + 1):  # each step raises one radius: sum(r + 1) = d + 1, no more
+            c = int(rng.integers(0, 7))
+            while radii[c] >= caps[c]:
+                c = (c + 1) % 7
+            radii[c] += 1
+        return tuple(radii)
+
     try:
-        for name, value in overrides.items():
-            setattr(index_module, name, value)
+        if mode in ("walk", "heavy", "probe"):
+            index_module._MIH_MIN_ROWS = 1
+        if key_bits is not None:
+            index_module._key_bits = lambda n: key_bits  # type: ignore[assignment]
+        if mode == "walk":
+            index_module._plan = random_plan  # type: ignore[assignment]
+        elif mode == "heavy":
+            index_module._plan = lambda n, k, stats, d: None  # type: ignore[assignment]
+        elif mode == "probe":
+            index_module._plan = lambda n, k, stats, d: ()  # type: ignore[assignment]
         yield
     finally:
-        for name, value in saved.items():
-            setattr(index_module, name, value)
+        index_module._MIH_MIN_ROWS, index_module._plan, index_module._key_bits = saved
 
 
 def assert_same(mih: MihIndex, ref: BruteForceIndex, queries: Hashes, d: int) -> None:
@@ -209,20 +210,27 @@ def test_mih_matches_brute_force(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("mode", MODES)
-def test_large_segment_against_brute_force(kind: str, mode: str) -> None:
-    """A bulk-built segment with full-width buckets, near the bank thresholds."""
+@pytest.mark.parametrize(
+    ("mode", "key_bits"),
+    [*((mode, 16) for mode in MODES), ("probe", 16), ("walk", 19), ("probe", 19), ("probe", 20)],
+)
+def test_large_segment_against_brute_force(kind: str, mode: str, key_bits: int) -> None:
+    """A bulk-built segment with full-width buckets, near the bank thresholds, at each key
+    width (the per-query plans and the scan fallback included)."""
     rng = np.random.default_rng(7)
     n = 6000
     hashes = make_hashes(rng, n, kind)
     ids = rng.permutation(n).astype(np.int64) * 3 + 10**12
     tags = rng.integers(0, 3, size=n).astype(np.int32)
-    mih = MihIndex.from_arrays(ids, hashes, tags, tail_limit=100)
+    with cost_mode(mode, step=2000, key_bits=key_bits):
+        mih = MihIndex.from_arrays(ids, hashes, tags, tail_limit=100)
+    if mode != "default":
+        assert [s.key_bits for s in mih._state.segments] == [key_bits]
     ref = BruteForceIndex()
     ref.add(ids, hashes, tags)
     queries = make_queries(rng, hashes, 40, kind)
-    with cost_mode(mode, step=2000):
-        for d in (0, 1, 15, 16, 17, 31, 32, 40, 47, 63):
+    with cost_mode(mode, step=2000, key_bits=key_bits):
+        for d in (0, 1, 15, 16, 17, 31, 32, 40, 47, 63, 64, 70):
             assert_same(mih, ref, queries, d)
         # Removals hide entries at once and survive compaction.
         gone = ids[: n // 2]
@@ -476,14 +484,21 @@ def test_extreme_ids_and_tags() -> None:
 
 def test_memory_is_compact() -> None:
     rng = np.random.default_rng(2)
-    n = 70_000
+    n = 200_000
     ids = np.arange(n, dtype=np.int64) + 10**9
     mih = MihIndex.from_arrays(
         ids, make_hashes(rng, n, "uniform"), rng.integers(0, 9, n).astype(np.int32)
     )
-    per_entry = mih.memory_bytes() / n
-    # 32 hash + 4 id + 1 tag + 16 postings x 4 + offsets; a million entries come to ~105.
-    assert 32 < per_entry < 120, per_entry
+    assert mih.segment_sizes() == [n, 0]
+    # 32 hash + 6 x 4 postings + 4 id + 1 tag, plus 7 bucket tables of 2**K + 1 uint32.
+    fixed = 7 * 65537 * 4
+    assert mih.memory_bytes() == 61 * n + fixed
+    # Wider keys for larger segments keep the tables near 2 bytes an entry at most, from a
+    # million entries up to the largest segment (ten million entries: K = 19, 62.5 bytes).
+    assert index_module._key_bits(10**7) == 19
+    for size in [10**6, 10**7, (1 << 24) - 1, *(14 << k for k in range(16, 21))]:
+        tables = 7 * ((1 << index_module._key_bits(size)) + 1) * 4
+        assert (61 * size + tables) / size <= 64, size
 
 
 def test_concurrent_search_during_updates() -> None:
@@ -539,3 +554,76 @@ def test_concurrent_search_during_updates() -> None:
     mih.wait_for_maintenance()
     for d in (0, 31, 63):
         assert_same(mih, ref, queries, d)
+
+
+def chunk_bits(key_bits: int) -> list[range]:
+    """Bit positions (0 = top bit of byte 0) of chunk 0 and the six posting chunks."""
+    k = key_bits
+    return [range(0, k)] + [range(k + j * (k + 8), k + (j + 1) * (k + 8)) for j in range(6)]
+
+
+def flip_in(rng: np.random.Generator, row: Hashes, bits: range, count: int) -> None:
+    for b in rng.choice(bits, size=count, replace=False).tolist():
+        row[b // 8] ^= 1 << (7 - b % 8)
+
+
+@pytest.mark.parametrize(
+    ("key_bits", "plan", "fixed"),
+    [
+        (16, (1, 2, 2, 2, 2, 2, 2), True),  # d = 17 at most
+        (16, (3, 4, 3, 4, 4, 3, 4), True),
+        (16, (2, 5, 4, 4, 4, 4, 4), True),
+        (16, (-1, 8, 9, 7, -1, 10, 0), True),
+        (16, (0, -1, -1, -1, -1, -1, 24), True),
+        (16, (16, 0, 0, 0, 0, 0, 0), True),
+        (19, (3, 4, 3, 4, 4, 3, 4), True),  # about what ten million uniform hashes get at 31
+        (19, (9, 0, 0, 0, 0, 0, 0), True),
+        (19, (-1, 9, 9, -1, 2, 3, 0), True),
+        (20, (7, 0, 1, 7, 0, 3, 7), True),
+        (16, (3, 4, 3, 4, 4, 3, 4), False),  # the same entries, each query planned by the kernel
+        (19, (3, 4, 3, 4, 4, 3, 4), False),
+        (19, (1, 5, 2, 6, 4, 3, 4), False),
+    ],
+)
+def test_entries_found_only_at_a_chunk_boundary(
+    key_bits: int, plan: tuple[int, ...], fixed: bool
+) -> None:
+    """Entries within d whose only near chunk sits exactly at its probe radius are found.
+
+    Each entry has exactly ``r_j`` flipped bits in one chunk (bucket and filter bits alike) and
+    ``r_c + 1`` in every other chunk, so a probe that drops one mask, one filter value or one
+    bucket row misses it; ``d`` is the largest distance the plan is valid for. With ``fixed``
+    false the kernel picks its own radii for the same entries, which must not matter.
+    """
+    rng = np.random.default_rng(sum(plan) + 100 + key_bits)
+    d = sum(r + 1 for r in plan) - 1
+    chunks = chunk_bits(key_bits)
+    unindexed = range(chunks[-1].stop, 256)
+    query = rng.integers(0, 256, size=(1, 32), dtype=np.uint8)
+    rows: list[Hashes] = []
+    for _ in range(1500):
+        j = int(rng.integers(0, 7))
+        if plan[j] < 0:
+            continue
+        row = query[0].copy()
+        for c, bits in enumerate(chunks):
+            flips = plan[c] if c == j else plan[c] + 1
+            flip_in(rng, row, bits, min(flips, len(bits)))
+        extra = d - int(np.unpackbits(row ^ query[0]).sum())
+        if extra > 0:
+            flip_in(rng, row, unindexed, min(extra, len(unindexed)))
+        rows.append(row)
+    noise = make_hashes(rng, 3000, "uniform")
+    hashes = np.concatenate([np.stack(rows), noise])
+    ids = np.arange(hashes.shape[0], dtype=np.int64)
+    tags = np.zeros(hashes.shape[0], np.int32)
+    with cost_mode("probe", key_bits=key_bits):
+        if fixed:
+            index_module._plan = lambda n, k, stats, dist: plan  # type: ignore[assignment]
+        mih = MihIndex.from_arrays(ids, hashes, tags, tail_limit=1)
+        assert [s.key_bits for s in mih._state.segments] == [key_bits]
+        ref = BruteForceIndex()
+        ref.add(ids, hashes, tags)
+        want = hit_set(ref.search(query, d))
+        assert len(want) >= len(rows) // 2  # most built entries are within d
+        assert hit_set(mih.search(query, d)) == want

@@ -145,7 +145,12 @@ class _TooLarge(Exception):
 
 def build_services(settings: Settings) -> Services:
     db = open_database(settings.resolved_database_url)
-    engine = MatchEngine(db, min_quality=settings.pdq_min_quality)
+    engine = MatchEngine(
+        db,
+        min_quality=settings.pdq_min_quality,
+        # A checked snapshot of the index makes restarts at 1e7 entries take seconds.
+        snapshot_dir=settings.data_dir / "index" if settings.index_snapshot else None,
+    )
     from dignity.derivatives.service import SourceIndex
 
     sources = SourceIndex(db)  # loaded in Services.start, refreshed with the bank index

@@ -1,28 +1,40 @@
 """Exact in-memory PDQ indexes behind ``MatchIndex``: ``MihIndex`` and ``BruteForceIndex``.
 
-``MihIndex`` is an exact multi-index-hashing index: the 256 bits are split into 16 chunks of 16
-bits, and by the pigeonhole principle an entry within distance ``d`` of a query has at least one
-chunk close to the query's chunk, so a search only enumerates the buckets near each query chunk,
-gathers the rows listed there and verifies every candidate with a popcount of the XOR. Buckets are
-compact CSR arrays (an offsets table per chunk plus one flat array of row positions), never Python
-containers, so a million entries take about 105 bytes each, hashes included. Updates are LSM
-style: new entries go to a small brute-force tail, a full tail is frozen into an immutable MIH
-segment, and segments of similar size are merged (large merges in a background thread), so an add
-costs amortised O(log n) and never waits for a rebuild of the whole index. Removals are tombstones
-that merges and compactions drop. Mutations run under a lock and publish a new immutable snapshot,
-so a concurrent search always sees one consistent state without locking. Whenever enumerating
-buckets would cost more than reading every row (large distances, or a query that lands in hugely
-popular buckets), a segment is scanned exhaustively instead, so results stay exact at any
-distance. ``BruteForceIndex`` is the deliberately simple reference the tests compare against.
+``MihIndex`` is an exact multi-index-hashing index built to stay under 64 bytes per entry, hashes
+included, at ten million entries. A large segment picks a key width K (16 bits, up to 20 for the
+largest segments, so that a bucket holds about 14 rows), orders its rows by their first K bits
+(chunk 0, whose buckets are then contiguous row ranges, verified in place) and keeps posting lists
+for six more chunks of K + 8 bits each: a K-bit bucket key plus an 8-bit filter stored beside the
+row number in one uint32, so a probe rejects most rows without touching their hashes. By the
+generalised pigeonhole principle an entry within distance ``d`` is within radius ``r_c`` of the
+query in some chunk whenever ``sum(r_c + 1) >= d + 1``, whatever the split; the kernel picks the
+radii for each query from the sizes of the buckets around it (a dense chunk gets a small radius, a
+sparse one a large one), or scans when that is cheaper, as at large distances (the rest of the bits
+are only verified). The kernels are C (``_mihcore.c``) and release the GIL. Updates are LSM style:
+new entries go to a small brute-force tail, a full tail is frozen into an immutable segment (small
+segments are just scanned), and segments of similar size are merged (large merges in a background
+thread), so an add never waits for a rebuild of the whole index. Removals are tombstones that merges
+and compactions drop. Mutations run under a lock and publish a new immutable state, so a concurrent
+search always sees one consistent state without locking. ``save``/``load`` persist the arrays as
+checksummed snapshot files. ``BruteForceIndex`` is the simple reference the tests compare against.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import math
+import os
+import secrets
+import shutil
 import threading
+import time
+import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,27 +42,47 @@ from numpy.typing import NDArray
 
 from dignity.matching.protocol import HASH_BYTES, IndexHits
 
-__all__ = ["BruteForceIndex", "MihIndex"]
+try:
+    from dignity.matching import _mihcore as _core
+except ImportError:  # pragma: no cover - a checkout whose extension was never compiled
+    _core = None  # type: ignore[assignment]
+    warnings.warn(
+        "dignity.matching._mihcore is not built (pip install -e . compiles it): PDQ searches "
+        "fall back to a slow numpy scan",
+        RuntimeWarning,
+        stacklevel=1,
+    )
+
+__all__ = ["BruteForceIndex", "MihIndex", "SnapshotError"]
 
 MAX_DISTANCE = HASH_BYTES * 8
 _WORDS = HASH_BYTES // 8  # uint64 words per hash
-_CHUNKS = 16
-_CHUNK_BITS = MAX_DISTANCE // _CHUNKS
+_NCHUNK = 6  # posting chunks of K + 8 bits (K-bit bucket + 8-bit filter), after chunk 0
+_MIN_KEY_BITS = 16
+_MAX_KEY_BITS = 20
+# Key width: buckets of about this many rows on average. Wider keys mean fewer, shorter buckets
+# to read per query; each key bit doubles the seven offset tables (4 bytes a bucket), so this
+# also caps them near 2 bytes per entry.
+_ROWS_PER_BUCKET = 14
+# Segments smaller than this are scanned: their bucket tables (1.8 MB) would outweigh their rows,
+# and a compiled scan of 128k rows takes about a tenth of a millisecond.
+_MIH_MIN_ROWS = 1 << 17
+_MAX_SEGMENT_ROWS = (1 << 24) - 1  # a posting entry keeps 24 bits for the row
+_SNAPSHOT_FORMAT = 2
+_PER_QUERY: tuple[int, ...] = ()  # a plan that leaves the radii to the kernel, query by query
 
-# Rough costs in nanoseconds, measured with numpy 2.4 on one core, that decide between walking the
-# buckets and scanning a segment. Only their ratios matter, and only for speed, never correctness.
-_COST_SEGMENT = 35_000.0  # fixed numpy call overhead of one MIH pass over one segment
-_COST_KEY = 8.0  # one enumerated bucket key: offsets lookups and range expansion
-_COST_CANDIDATE = 24.0  # one candidate row: posting and hash gathers (cache misses), verification
-_COST_SCAN_FIXED = 10_000.0
-_COST_SCAN_ROW = 4.5  # one row of an exhaustive scan, per query
+# Costs in nanoseconds, measured with _mihcore on one core of the 2-vCPU EPYC this was built on,
+# that decide between probing and scanning a segment (the kernel's per-query plan uses the same
+# figures). Only their ratios matter, and only for speed, never correctness.
+_COST_VISIT = 30.0  # one probed bucket: offsets lookup and a cache miss at its start
+_COST_ROW_SEQ = 3.5  # one chunk-0 row verified in place (sequential)
+_COST_POSTING = 0.7  # one posting entry read and filtered
+_COST_CANDIDATE = 12.0  # one candidate verified by random access into the hashes
+_COST_SCAN_ROW = 1.3  # one row of a compiled scan
 
-# Bounds on temporaries: rows per scan block, (query, row) pairs per scan step, keys and
-# candidates per MIH step. Temporaries of a few MB stay in cache; larger ones measured slower.
+# Bounds on temporaries of the numpy scan (the fallback without the compiled kernels).
 _SCAN_ROWS = 1 << 14
 _SCAN_PAIRS = 1 << 16
-_STEP_KEYS = 1 << 16
-_STEP_CANDIDATES = 1 << 16
 
 I64 = NDArray[np.int64]
 I32 = NDArray[np.int32]
@@ -88,7 +120,7 @@ def _check_ints(values: object, name: str, dtype: type[np.signedinteger[Any]]) -
     return np.ascontiguousarray(values, dtype=dtype)
 
 
-def _check_batch(ids: object, hashes: object, tags: object) -> tuple[I64, U64, I32]:
+def _check_batch(ids: object, hashes: object, tags: object) -> tuple[I64, U8, I32]:
     ids_ = _check_ints(ids, "ids", np.int64)
     hashes_ = _check_hashes(hashes, "hashes")
     tags_ = _check_ints(tags, "tags", np.int32)
@@ -99,7 +131,7 @@ def _check_batch(ids: object, hashes: object, tags: object) -> tuple[I64, U64, I
         )
     if _has_duplicates(ids_):
         raise ValueError("ids contains duplicates")
-    return ids_, hashes_.view(np.uint64), tags_
+    return ids_, hashes_, tags_
 
 
 def _has_duplicates(ids: I64) -> bool:
@@ -153,7 +185,7 @@ class BruteForceIndex:
         return int(self._table.ids.shape[0])
 
     def add(self, ids: I64, hashes: U8, tags: I32) -> None:
-        ids_, hashes64, tags_ = _check_batch(ids, hashes, tags)
+        ids_, hashes_, tags_ = _check_batch(ids, hashes, tags)
         with self._lock:
             table = self._table
             clash = np.isin(ids_, table.ids)
@@ -161,7 +193,7 @@ class BruteForceIndex:
                 raise ValueError(f"id {int(ids_[clash][0])} is already in the index")
             self._table = _Table(
                 np.concatenate([table.ids, ids_]),
-                np.concatenate([table.hashes, hashes64.view(np.uint8)]),
+                np.concatenate([table.hashes, hashes_]),
                 np.concatenate([table.tags, tags_]),
             )
 
@@ -256,42 +288,7 @@ def _scan(hashes: U64, queries: U64, d: int) -> tuple[I64, I64, NDArray[np.uint3
     return np.concatenate(out_q), np.concatenate(out_r), np.concatenate(out_d)
 
 
-def _expand_ranges(starts: AnyInt, lengths: AnyInt) -> AnyInt:
-    """Concatenation of ``arange(s, s + l)`` for each (s, l), without a Python loop.
-
-    Computed in the dtype of ``starts`` (int32 for all but giant segments: half the traffic).
-    """
-    ends = np.cumsum(lengths, dtype=starts.dtype)
-    total = int(ends[-1]) if ends.shape[0] else 0
-    out = np.arange(total, dtype=starts.dtype)
-    out += np.repeat(starts - (ends - lengths), lengths)
-    return out
-
-
-@lru_cache(maxsize=32)
-def _masks(bits: int) -> tuple[NDArray[np.uint16], tuple[int, ...]]:
-    """All ``bits``-bit XOR masks ordered by popcount, and how many have popcount <= r."""
-    values = np.arange(1 << bits, dtype=np.uint16)
-    weights = np.bitwise_count(values)
-    order = np.argsort(weights, kind="stable")
-    counts = np.bincount(weights, minlength=bits + 1)
-    return values[order], tuple(int(c) for c in np.cumsum(counts))
-
-
-def _radius_plan(d: int) -> tuple[tuple[int, int], ...]:
-    """Per chunk (chunk, radius) pairs that cannot miss an entry within ``d``.
-
-    If every chunk ``i`` differed from the query's in more than ``r_i`` bits, the total distance
-    would be at least ``sum(r_i + 1)``. So radii with ``sum(r_i + 1) = d + 1`` are enough: this
-    generalises the classic ``floor(d / m)`` and is strictly cheaper for ``d + 1`` not a multiple
-    of 16 (at d = 0 only one chunk is probed at all). Chunks with radius -1 are skipped.
-    """
-    base, extra = divmod(d + 1, _CHUNKS)
-    return tuple((c, base if c < extra else base - 1) for c in range(_CHUNKS))
-
-
 # ---------------------------------------------------------------------------------------------
-# MIH segments
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,24 +347,125 @@ class _Column:
         return np.where(found, pos, -1).astype(np.int64)
 
 
+def _in_sorted(values: I64, sorted_set: I64) -> NDArray[np.bool_]:
+    pos = np.searchsorted(sorted_set, values)
+    pos[pos == sorted_set.shape[0]] = 0
+    hit: NDArray[np.bool_] = sorted_set[pos] == values
+    return hit
+
+
+def _triples(raw: bytes) -> tuple[I64, I64, I64]:
+    """The kernels' flat (query, row, distance) int64 output as three columns."""
+    flat = np.frombuffer(raw, dtype=np.int64).reshape(-1, 3)
+    return flat[:, 0], flat[:, 1], flat[:, 2]
+
+
+def _scan_rows(hashes: U8, queries: U8, d: int) -> tuple[I64, I64, I64]:
+    if _core is not None:
+        return _triples(_core.scan(hashes, queries, d))
+    q, r, x = _scan(hashes.view(np.uint64), queries.view(np.uint64), d)
+    return q, r, x.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# The search plan: which radius to probe in each chunk
+
+
+def _comb(n: int, k: int) -> int:
+    return math.comb(n, k) if 0 <= k <= n else 0
+
+
+# Fraction of uniformly random filter bytes within distance a of the query's.
+_FILTER_PASS = [sum(_comb(8, f) for f in range(min(a, 8) + 1)) / 256.0 for a in range(64)]
+
+
+def _key_bits(n: int) -> int:
+    """Key width of a segment of ``n`` rows (see ``_ROWS_PER_BUCKET``)."""
+    bits = (max(1, n) // _ROWS_PER_BUCKET).bit_length() - 1
+    return min(_MAX_KEY_BITS, max(_MIN_KEY_BITS, bits))
+
+
+def _radius_cap(key_bits: int, chunk: int) -> int:
+    """Largest radius the kernel probes chunk ``chunk`` at (its mask tables' reach)."""
+    reach = _core.MAX_RADIUS[key_bits] if _core is not None else -1
+    if chunk == 0 or reach < key_bits:
+        return reach
+    return key_bits + 8
+
+
+@lru_cache(maxsize=4096)
+def _plan(n: int, key_bits: int, stats: tuple[float, ...], d: int) -> tuple[int, ...] | None:
+    """How to search a segment at distance ``d``: None to scan it, else ``_PER_QUERY`` (the
+    kernel picks each query's radii from the buckets around it) or fixed radii (tests).
+
+    The decision uses the kernel's cost model for a typical query: ``stats[c]`` is the expected
+    size of the bucket a query drawn from the data lands in (``sum(count**2) / n``, many times
+    the mean on clustered data), the other levels are taken at the mean. Greedy: each step
+    raises by one the radius whose next level costs least until ``sum(r + 1) = d + 1``.
+    """
+    mean = n / (1 << key_bits)
+
+    def cost(c: int, r: int) -> float:
+        total = 0.0
+        for h in range(min(r, key_bits) + 1):
+            rows = stats[c] if h == 0 else _comb(key_bits, h) * mean
+            total += _comb(key_bits, h) * _COST_VISIT
+            if c == 0:
+                total += rows * _COST_ROW_SEQ
+            else:
+                total += rows * (_COST_POSTING + _FILTER_PASS[r - h] * _COST_CANDIDATE)
+        return total
+
+    radii = [-1] * (_NCHUNK + 1)
+    spent = [0.0] * (_NCHUNK + 1)
+    total = 0.0
+    for _ in range(d + 1):
+        best, best_step = -1, math.inf
+        for c in range(_NCHUNK + 1):
+            if radii[c] + 1 <= _radius_cap(key_bits, c):
+                step = cost(c, radii[c] + 1) - spent[c]
+                if step < best_step:
+                    best, best_step = c, step
+        if best < 0:
+            return None
+        radii[best] += 1
+        spent[best] += best_step
+        total += best_step
+        if total >= _COST_SCAN_ROW * n:
+            return None
+    return _PER_QUERY
+
+
+# ---------------------------------------------------------------------------------------------
+# Segments
+
+
 @dataclass(frozen=True, slots=True)
 class _Segment:
-    """An immutable MIH segment. Rows are sorted by id, so id lookups are binary searches.
+    """An immutable segment: a small one is scanned, a large one carries the MIH arrays.
 
-    ``offsets[c * (2**bits + 1) + key]`` is where bucket ``key`` of chunk ``c`` starts in
-    ``postings``; a bucket key is the top ``bits`` bits of a 16-bit chunk, fewer than 16 for small
-    segments so the offsets table does not outweigh the rows. ``dead`` holds the sorted row
-    positions removed since the segment was built.
+    MIH layout (see ``_mihcore.c``), with ``K = key_bits`` and ``T = 2**K + 1``: rows ordered by
+    their first K bits, ``off0[k]`` the first row of chunk-0 bucket ``k``; posting chunk ``j``
+    covers bits ``K + j * (K + 8)`` on, a K-bit key then an 8-bit filter; ``offs[j * T + key]``
+    starts bucket ``key`` in ``posts[j * n:(j + 1) * n]``, whose entries are
+    ``row << 8 | filter byte``. Scanned segments keep rows sorted by id instead, so id lookups
+    are binary searches; MIH segments look ids up with one compiled pass. ``dead`` holds the
+    sorted rows removed since the segment was built.
     """
 
     ids: _Column
     tags: _Column
-    hashes: U64
-    bits: int
-    offsets: AnyInt
-    postings: AnyInt
+    hashes: U8
+    off0: NDArray[np.uint32] | None
+    offs: NDArray[np.uint32] | None
+    posts: NDArray[np.uint32] | None
+    stats: tuple[float, ...]
     dead: I64
     uid: int  # kept by tombstoned copies, so maintenance can recognise its sources
+    # Smallest and largest id: new ids (database sequences) mostly fall outside, which settles
+    # an add's duplicate check without a pass over a large segment's unsorted ids.
+    id_lo: int
+    id_hi: int
 
     @property
     def size(self) -> int:
@@ -377,30 +475,63 @@ class _Segment:
     def live(self) -> int:
         return self.size - int(self.dead.shape[0])
 
+    @property
+    def is_mih(self) -> bool:
+        return self.off0 is not None
+
+    def arrays(self) -> dict[str, AnyInt]:
+        out: dict[str, AnyInt] = {
+            "ids": self.ids.values,
+            "tags": self.tags.values,
+            "hashes": self.hashes,
+            "dead": self.dead,
+        }
+        if self.off0 is not None and self.offs is not None and self.posts is not None:
+            out.update(off0=self.off0, offs=self.offs, posts=self.posts)
+        return out
+
     def nbytes(self) -> int:
-        arrays = (
-            self.ids.values,
-            self.tags.values,
-            self.hashes,
-            self.offsets,
-            self.postings,
-            self.dead,
-        )
-        return int(sum(a.nbytes for a in arrays))
+        return int(sum(a.nbytes for a in self.arrays().values()))
 
     def find(self, ids: I64) -> I64:
         """Row of each id if it is live here, else -1."""
-        pos = self.ids.search_sorted(ids)
+        if self.size == 0 or not bool(np.any((ids >= self.id_lo) & (ids <= self.id_hi))):
+            return np.full(ids.shape[0], -1, dtype=np.int64)
+        pos = self._find_unsorted(ids) if self.is_mih else self.ids.search_sorted(ids)
         if self.dead.shape[0]:
             pos[_in_sorted(pos, self.dead)] = -1
         return pos
+
+    def _find_unsorted(self, ids: I64) -> I64:
+        col = self.ids
+        wanted = np.unique(ids)
+        if col.values.dtype != np.int64:
+            top = col.base + int(np.iinfo(col.values.dtype).max)
+            wanted = wanted[(wanted >= col.base) & (wanted <= top)] - col.base
+        out = np.full(ids.shape[0], -1, dtype=np.int64)
+        if wanted.shape[0] == 0:
+            return out
+        if _core is not None:
+            raw = _core.find(col.values, col.values.dtype.itemsize, wanted)
+            rows = np.frombuffer(raw, dtype=np.int64)
+        else:
+            rows = np.flatnonzero(np.isin(col.values, wanted))
+        if rows.shape[0]:
+            found_ids = col.take(rows)
+            order = np.argsort(found_ids)
+            found_ids, rows = found_ids[order], rows[order]
+            pos = np.searchsorted(found_ids, ids)
+            pos[pos == found_ids.shape[0]] = 0
+            hit = found_ids[pos] == ids
+            out[hit] = rows[pos[hit]]
+        return out
 
     def without(self, rows: I64) -> _Segment:
         """A copy with these (live, distinct) rows tombstoned; O(tombstones), no full copy."""
         rows = np.sort(rows)
         return replace(self, dead=np.insert(self.dead, np.searchsorted(self.dead, rows), rows))
 
-    def live_rows(self) -> tuple[I64, U64, I32]:
+    def live_rows(self) -> tuple[I64, U8, I32]:
         ids, tags = self.ids.unpack(), self.tags.unpack().astype(np.int32)
         if not self.dead.shape[0]:
             return ids, self.hashes, tags
@@ -408,241 +539,96 @@ class _Segment:
         keep[self.dead] = False
         return ids[keep], self.hashes[keep], tags[keep]
 
+    @property
+    def key_bits(self) -> int:
+        # Implied by the table size, so a snapshot cannot make the two disagree.
+        return 0 if self.off0 is None else int(self.off0.shape[0] - 1).bit_length() - 1
 
-def _in_sorted(values: I64, sorted_set: I64) -> NDArray[np.bool_]:
-    pos = np.searchsorted(sorted_set, values)
-    pos[pos == sorted_set.shape[0]] = 0
-    hit: NDArray[np.bool_] = sorted_set[pos] == values
-    return hit
-
-
-def _bucket_bits(n: int) -> int:
-    # About eight rows per bucket: a denser offsets table costs more memory per entry than it
-    # saves in candidates. 16 is the chunk width, so a big segment uses the chunk itself.
-    return max(1, min(_CHUNK_BITS, n.bit_length() - 3))
+    def search(self, queries: U8, d: int) -> tuple[I64, I64, I64]:
+        """(query, row, distance) of the live rows within ``d``."""
+        plan = None
+        if self.is_mih and _core is not None:
+            plan = _plan(self.size, self.key_bits, self.stats, d)
+        if plan is None:
+            qi, rows, dist = _scan_rows(self.hashes, queries, d)
+        else:
+            raw = _core.search(
+                self.hashes,
+                self.off0,
+                self.offs,
+                self.posts,
+                self.size,
+                self.key_bits,
+                queries,
+                d,
+                plan or None,
+            )
+            qi, rows, dist = _triples(raw)
+        if self.dead.shape[0] and rows.shape[0]:
+            alive = ~_in_sorted(rows, self.dead)
+            qi, rows, dist = qi[alive], rows[alive], dist[alive]
+        return qi, rows, dist
 
 
 _segment_uids = itertools.count()
 
 
-def _build_segment(ids: I64, hashes: U64, tags: I32) -> _Segment:
+def _id_range(ids: AnyInt) -> tuple[int, int]:
+    return (int(ids.min()), int(ids.max())) if ids.shape[0] else (0, -1)
+
+
+def _build_segment(ids: I64, hashes: U8, tags: I32) -> _Segment:
     n = ids.shape[0]
-    if n > 1 and not bool(np.all(ids[1:] > ids[:-1])):
-        order = np.argsort(ids, kind="stable")
-        ids, hashes, tags = ids[order], hashes[order], tags[order]
-    else:
-        # Our own copy: the caller may reuse its buffer (ids and tags are copied when packed).
-        hashes = hashes.copy()
-    bits = _bucket_bits(n)
-    shift = _CHUNK_BITS - bits
-    width = (1 << bits) + 1
-    offset_type = np.int32 if n * _CHUNKS < 2**31 else np.int64
-    posting_type = np.uint16 if n <= 1 << 16 else np.uint32
-    offsets = np.empty(_CHUNKS * width, dtype=offset_type)
-    postings = np.empty(_CHUNKS * n, dtype=posting_type)
-    # One transposing copy makes every chunk's keys contiguous for the sorts below. (A real copy:
-    # for one row the transpose is already contiguous, and the shift must not touch the hashes.)
-    all_keys = hashes.view(np.uint16).T.copy()
-    if shift:
-        all_keys >>= shift
-    for c in range(_CHUNKS):
-        keys = all_keys[c]
-        # numpy sorts 16-bit keys with a stable radix sort: linear time, so building a segment
-        # of a million rows takes a fraction of a second.
-        postings[c * n : (c + 1) * n] = np.argsort(keys, kind="stable")
-        counts = np.bincount(keys, minlength=1 << bits)
-        offsets[c * width] = c * n
-        offsets[c * width + 1 : (c + 1) * width] = np.cumsum(counts) + c * n
+    if n < _MIH_MIN_ROWS or _core is None:
+        if n > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            order = np.argsort(ids, kind="stable")
+            ids, hashes, tags = ids[order], hashes[order], tags[order]
+        else:
+            # Our own copy: the caller may reuse its buffer (ids and tags are copied when packed).
+            hashes = hashes.copy()
+        return _Segment(
+            _Column.pack(ids),
+            _Column.pack(tags),
+            hashes,
+            None,
+            None,
+            None,
+            (),
+            _EMPTY_I64,
+            next(_segment_uids),
+            *_id_range(ids),
+        )
+    if n > _MAX_SEGMENT_ROWS:
+        raise ValueError(f"a segment holds at most {_MAX_SEGMENT_ROWS} rows, got {n}")
+    # Counting sorts in C: linear time, about 0.1 s per chunk at ten million rows.
+    k = _key_bits(n)
+    table = (1 << k) + 1
+    off0 = np.empty(table, dtype=np.uint32)
+    order = np.empty(n, dtype=np.uint32)
+    stats = [_core.bucketize(hashes, 0, k, off0, order)]
+    hashes = hashes[order]
+    ids, tags = ids[order], tags[order]
+    del order
+    offs = np.empty(_NCHUNK * table, dtype=np.uint32)
+    posts = np.empty(_NCHUNK * n, dtype=np.uint32)
+    for j in range(_NCHUNK):
+        stats.append(
+            _core.bucketize(
+                hashes, j + 1, k, offs[j * table : (j + 1) * table], posts[j * n : (j + 1) * n]
+            )
+        )
     return _Segment(
         _Column.pack(ids),
         _Column.pack(tags),
         hashes,
-        bits,
-        offsets,
-        postings,
+        off0,
+        offs,
+        posts,
+        tuple(stats),
         _EMPTY_I64,
         next(_segment_uids),
+        *_id_range(ids),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class _Probe:
-    """The bucket keys one search enumerates, for one bucket width, shared by all segments."""
-
-    chunks: NDArray[np.intp]  # chunk of each key column
-    masks: NDArray[np.uint16]  # XOR mask of each key column
-    per_query: int
-
-    def slot_base(self, bits: int) -> NDArray[np.intp]:
-        """Where each key column's chunk starts in a segment's offsets table."""
-        base: NDArray[np.intp] = self.chunks * ((1 << bits) + 1)
-        return base
-
-
-@lru_cache(maxsize=512)
-def _probe(d: int, bits: int) -> _Probe | None:
-    mask_table, cumulative = _masks(bits)
-    chunks: list[NDArray[np.intp]] = []
-    masks: list[NDArray[np.uint16]] = []
-    for chunk, radius in _radius_plan(d):
-        if radius < 0:
-            continue
-        if radius >= bits:
-            return None  # every bucket of this chunk: nothing to gain over a scan
-        count = cumulative[radius]
-        chunks.append(np.full(count, chunk, dtype=np.intp))
-        masks.append(mask_table[:count])
-    chunk_col = np.concatenate(chunks)
-    return _Probe(chunk_col, np.concatenate(masks), int(chunk_col.shape[0]))
-
-
-def _search_segment(
-    seg: _Segment, queries: U64, d: int
-) -> tuple[I64, I64, NDArray[np.uint32]] | None:
-    """(query, row, distance) for live rows of ``seg`` within ``d``; None when nothing matches."""
-    n = seg.size
-    nq = queries.shape[0]
-    probe = _probe(d, seg.bits)
-    scan_cost = _COST_SCAN_FIXED + _COST_SCAN_ROW * n * nq
-    if probe is None or _COST_SEGMENT + _COST_KEY * probe.per_query * nq >= scan_cost:
-        qi, rows, dist = _scan(seg.hashes, queries, d)
-    else:
-        qi, rows, dist = _walk(seg, probe, queries, d)
-    if qi.shape[0] == 0:
-        return None
-    if seg.dead.shape[0]:
-        alive = ~_in_sorted(rows, seg.dead)
-        qi, rows, dist = qi[alive], rows[alive], dist[alive]
-    return qi, rows, dist
-
-
-def _walk(
-    seg: _Segment, probe: _Probe, queries: U64, d: int
-) -> tuple[I64, I64, NDArray[np.uint32]]:
-    """MIH search of one segment, vectorised over queries, falling back to a scan per query."""
-    n = seg.size
-    nq = queries.shape[0]
-    shift = _CHUNK_BITS - seg.bits
-    chunk_values = queries.view(np.uint16)
-    out_q: list[I64] = []
-    out_r: list[I64] = []
-    out_d: list[NDArray[np.uint32]] = []
-    scan_queries: list[I64] = []
-    max_candidates = (_COST_SCAN_ROW * n) / _COST_CANDIDATE
-    step = max(1, _STEP_KEYS // probe.per_query)
-    slot_base = probe.slot_base(seg.bits)
-    for q0 in range(0, nq, step):
-        keys = np.take(chunk_values[q0 : q0 + step], probe.chunks, axis=1)
-        if shift:
-            keys >>= shift
-        keys ^= probe.masks
-        slots = keys.astype(np.intp)
-        slots += slot_base
-        starts = np.take(seg.offsets, slots)
-        slots += 1
-        lengths = np.take(seg.offsets, slots)
-        lengths -= starts
-        # A query in hugely popular buckets (skewed or clustered data) costs more to walk than
-        # to scan; scanning keeps the worst case bounded at one pass over the segment.
-        heavy = lengths.sum(axis=1) > max_candidates
-        if heavy.any():
-            scan_queries.append(np.flatnonzero(heavy).astype(np.int64) + q0)
-            lengths[heavy] = 0
-        # Only non-empty buckets matter; small segments have many empty ones.
-        flat_len = lengths.reshape(-1)
-        nonempty = np.flatnonzero(flat_len)
-        if not nonempty.shape[0]:
-            continue
-        flat_len = flat_len[nonempty]
-        flat_start = starts.reshape(-1)[nonempty]
-        key_query = None if keys.shape[0] == 1 else nonempty // probe.per_query + q0
-        # Verify in pieces of about _STEP_CANDIDATES rows so temporaries stay in cache.
-        cumulative = np.cumsum(flat_len)
-        pieces = int(cumulative[-1]) // _STEP_CANDIDATES + 1
-        cuts = [0]
-        if pieces > 1:
-            targets = np.arange(1, pieces) * _STEP_CANDIDATES
-            cuts += np.searchsorted(cumulative, targets, side="right").tolist()
-        cuts.append(flat_len.shape[0])
-        for k0, k1 in itertools.pairwise(cuts):
-            if k0 < k1:
-                _verify(
-                    seg,
-                    queries,
-                    q0,
-                    None if key_query is None else key_query[k0:k1],
-                    flat_start[k0:k1],
-                    flat_len[k0:k1],
-                    d,
-                    out_q,
-                    out_r,
-                    out_d,
-                )
-    if out_q:
-        qi, rows, dist = _dedupe(out_q, out_r, out_d, n)
-        out_q, out_r, out_d = [qi], [rows], [dist]
-    if scan_queries:
-        which = np.concatenate(scan_queries)
-        qi, rows, dist = _scan(seg.hashes, np.take(queries, which, axis=0), d)
-        out_q.append(which[qi])
-        out_r.append(rows)
-        out_d.append(dist)
-    if not out_q:
-        return _EMPTY_I64, _EMPTY_I64, np.zeros(0, np.uint32)
-    if len(out_q) == 1:
-        return out_q[0], out_r[0], out_d[0]
-    return np.concatenate(out_q), np.concatenate(out_r), np.concatenate(out_d)
-
-
-def _dedupe(
-    out_q: list[I64], out_r: list[I64], out_d: list[NDArray[np.uint32]], n: int
-) -> tuple[I64, I64, NDArray[np.uint32]]:
-    """Drop repeated (query, row) hits: a row near the query in several chunks is found once
-    per such chunk."""
-    qi = np.concatenate(out_q) if len(out_q) > 1 else out_q[0]
-    rows = np.concatenate(out_r) if len(out_r) > 1 else out_r[0]
-    dist = np.concatenate(out_d) if len(out_d) > 1 else out_d[0]
-    if qi.shape[0] < 2:
-        return qi, rows, dist
-    _, first = np.unique(qi * n + rows, return_index=True)
-    return qi[first], rows[first], dist[first]
-
-
-def _verify(
-    seg: _Segment,
-    queries: U64,
-    q0: int,
-    key_query: I64 | None,
-    starts: AnyInt,
-    lengths: AnyInt,
-    d: int,
-    out_q: list[I64],
-    out_r: list[I64],
-    out_d: list[NDArray[np.uint32]],
-) -> None:
-    """Gather the rows of the given buckets and keep those within ``d`` of their query.
-
-    ``key_query`` is each bucket's query; None means every bucket belongs to query ``q0``.
-    """
-    positions = _expand_ranges(starts, lengths)
-    rows = np.take(seg.postings, positions)
-    cand = np.take(seg.hashes, rows, axis=0)
-    # XOR with same-shape contiguous operands: a tiled query beats broadcasting over 4 words.
-    if key_query is None:
-        cand_q = None
-        np.bitwise_xor(cand, np.tile(queries[q0 : q0 + 1], (rows.shape[0], 1)), out=cand)
-    else:
-        cand_q = np.repeat(key_query, lengths)
-        np.bitwise_xor(cand, np.take(queries, cand_q, axis=0), out=cand)
-    hit, dist = _within(cand, d)
-    if hit.shape[0] == 0:
-        return
-    if cand_q is None:
-        out_q.append(np.full(hit.shape[0], q0, dtype=np.int64))
-    else:
-        out_q.append(cand_q[hit])
-    out_r.append(rows[hit].astype(np.int64))
-    out_d.append(dist)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -655,7 +641,7 @@ class _State:
 
     segments: tuple[_Segment, ...]
     tail_ids: I64
-    tail_hashes: U64
+    tail_hashes: U8
     tail_tags: I32
 
     @property
@@ -666,8 +652,8 @@ class _State:
         return _State(tuple(segments), self.tail_ids, self.tail_hashes, self.tail_tags)
 
 
-def _empty_tail() -> tuple[I64, U64, I32]:
-    return _EMPTY_I64, np.zeros((0, _WORDS), dtype=np.uint64), _EMPTY_I32
+def _empty_tail() -> tuple[I64, U8, I32]:
+    return _EMPTY_I64, np.zeros((0, HASH_BYTES), dtype=np.uint8), _EMPTY_I32
 
 
 def _rebuild(sources: Sequence[_Segment]) -> _Segment | None:
@@ -684,16 +670,27 @@ def _rebuild(sources: Sequence[_Segment]) -> _Segment | None:
     )
 
 
+class SnapshotError(Exception):
+    """A snapshot directory is missing, unreadable, corrupt or of another format."""
+
+
+@dataclass(frozen=True)
+class Captured:
+    """An index state taken at one instant, to be written by ``MihIndex.write_snapshot``."""
+
+    state: _State
+
+
 class MihIndex:
     """Exact, incremental multi-index-hashing index over 256-bit hashes (see the module doc).
 
-    ``tail_limit``: how many recent adds the brute-force tail holds before it is frozen into an
-    MIH segment. ``merge_ratio``: a segment is merged with its newer neighbour while it holds at
+    ``tail_limit``: how many recent adds the brute-force tail holds before it is frozen into a
+    segment. ``merge_ratio``: a segment is merged with its newer neighbour while it holds at
     most this many times as many live rows, so sizes grow geometrically and there are about
     ``log(n / tail_limit) / log(merge_ratio)`` segments. ``compact_fraction``: a segment whose
     tombstoned fraction exceeds this is rebuilt without them. ``background``: merges and
     compactions of more than ``inline_rows`` rows run in a worker thread, so no single add or
-    remove waits for a large rebuild (a million rows take about a second); searches keep using
+    remove waits for a large rebuild (ten million rows take several seconds); searches keep using
     the old segments until the new one is swapped in. Small ones run inline, which is cheaper
     than a thread hand-off.
     """
@@ -713,6 +710,13 @@ class MihIndex:
             raise ValueError(f"merge_ratio must be >= 1, got {merge_ratio}")
         if not 0.0 < compact_fraction <= 1.0:
             raise ValueError(f"compact_fraction must be in (0, 1], got {compact_fraction}")
+        self._options: dict[str, Any] = {
+            "tail_limit": tail_limit,
+            "merge_ratio": merge_ratio,
+            "compact_fraction": compact_fraction,
+            "background": background,
+            "inline_rows": inline_rows,
+        }
         self._tail_limit = tail_limit
         self._merge_ratio = merge_ratio
         self._compact_fraction = compact_fraction
@@ -731,16 +735,25 @@ class MihIndex:
         tags: I32,
         **options: Any,
     ) -> MihIndex:
-        """Build an index holding these entries in one segment (the startup load from storage).
+        """Build an index holding these entries (the startup load from storage).
 
         ``options`` are the constructor's keyword arguments.
         """
         index = cls(**options)
-        ids_, hashes64, tags_ = _check_batch(ids, hashes, tags)
-        if ids_.shape[0] > index._tail_limit:
-            index._state = _State((_build_segment(ids_, hashes64, tags_),), *_empty_tail())
-        elif ids_.shape[0]:
-            index._state = _State((), ids_, hashes64, tags_)
+        ids_, hashes_, tags_ = _check_batch(ids, hashes, tags)
+        n = ids_.shape[0]
+        if n > index._tail_limit:
+            segments = [
+                _build_segment(
+                    ids_[s : s + _MAX_SEGMENT_ROWS],
+                    hashes_[s : s + _MAX_SEGMENT_ROWS],
+                    tags_[s : s + _MAX_SEGMENT_ROWS],
+                )
+                for s in range(0, n, _MAX_SEGMENT_ROWS)
+            ]
+            index._state = _State(tuple(segments), *_empty_tail())
+        elif n:
+            index._state = _State((), ids_, hashes_.copy(), tags_)
         return index
 
     def __len__(self) -> int:
@@ -767,7 +780,7 @@ class MihIndex:
 
     def add(self, ids: I64, hashes: U8, tags: I32) -> None:
         """Add entries; visible to the next search. An id already live raises ``ValueError``."""
-        ids_, hashes64, tags_ = _check_batch(ids, hashes, tags)
+        ids_, hashes_, tags_ = _check_batch(ids, hashes, tags)
         if ids_.shape[0] == 0:
             return
         with self._lock:
@@ -778,21 +791,25 @@ class MihIndex:
             if clash.any():
                 raise ValueError(f"id {int(ids_[clash][0])} is already in the index")
             tail_ids = np.concatenate([state.tail_ids, ids_])
-            tail_hashes = np.concatenate([state.tail_hashes, hashes64])
+            tail_hashes = np.concatenate([state.tail_hashes, hashes_])
             tail_tags = np.concatenate([state.tail_tags, tags_])
             if tail_ids.shape[0] <= self._tail_limit:
                 self._state = _State(state.segments, tail_ids, tail_hashes, tail_tags)
                 return
-            frozen = _build_segment(tail_ids, tail_hashes, tail_tags)
-            self._state = _State((*state.segments, frozen), *_empty_tail())
+            frozen = [
+                _build_segment(
+                    tail_ids[s : s + _MAX_SEGMENT_ROWS],
+                    tail_hashes[s : s + _MAX_SEGMENT_ROWS],
+                    tail_tags[s : s + _MAX_SEGMENT_ROWS],
+                )
+                for s in range(0, tail_ids.shape[0], _MAX_SEGMENT_ROWS)
+            ]
+            self._state = _State((*state.segments, *frozen), *_empty_tail())
             self._maintain()
 
     def remove(self, ids: I64) -> int:
         """Remove entries by id (unknown ids are ignored); returns how many were live."""
-        ids_ = np.sort(_check_ints(ids, "ids", np.int64))
-        if ids_.size == 0:
-            return 0
-        ids_ = ids_[np.concatenate([[True], ids_[1:] != ids_[:-1]])]
+        ids_ = np.unique(_check_ints(ids, "ids", np.int64))
         if ids_.shape[0] == 0:
             return 0
         with self._lock:
@@ -822,28 +839,27 @@ class MihIndex:
     def search(self, queries: U8, max_distance: int) -> IndexHits:
         """Every live entry within ``max_distance`` (0..256) of each query row, exactly.
 
-        Hits are ordered by query row, then distance, then id.
+        Hits are ordered by query row, then distance, then id. Many queries per call (a bulk
+        scan) cost less per query than one call each.
         """
         queries_ = _check_hashes(queries, "queries")
         d = _check_distance(max_distance)
         state = self._state  # one consistent snapshot for the whole search
         if queries_.shape[0] == 0 or state.live == 0:
             return _empty_hits()
-        q64 = queries_.view(np.uint64)
         out_q: list[I64] = []
         out_ids: list[I64] = []
         out_tags: list[I32] = []
-        out_d: list[NDArray[np.uint32]] = []
+        out_d: list[I64] = []
         for seg in state.segments:
-            found = _search_segment(seg, q64, d)
-            if found is not None:
-                qi, rows, dist = found
+            qi, rows, dist = seg.search(queries_, d)
+            if qi.shape[0]:
                 out_q.append(qi)
                 out_ids.append(seg.ids.take(rows))
                 out_tags.append(seg.tags.take(rows).astype(np.int32))
                 out_d.append(dist)
         if state.tail_ids.shape[0]:
-            qi, rows, dist = _scan(state.tail_hashes, q64, d)
+            qi, rows, dist = _scan_rows(state.tail_hashes, queries_, d)
             if qi.shape[0]:
                 out_q.append(qi)
                 out_ids.append(state.tail_ids[rows])
@@ -852,7 +868,7 @@ class MihIndex:
         if not out_q:
             return _empty_hits()
         return _sorted_hits(
-            np.concatenate(out_q),
+            np.concatenate(out_q).astype(np.int64),
             np.concatenate(out_ids),
             np.concatenate(out_tags),
             np.concatenate(out_d).astype(np.int32),
@@ -861,12 +877,155 @@ class MihIndex:
     def memory_bytes(self) -> int:
         """Bytes held in numpy arrays (hashes, ids, tags, buckets, tombstones).
 
-        Excludes fixed per-object Python overhead, the small shared XOR mask tables and, while a
+        Excludes fixed per-object Python overhead, the small shared mask table and, while a
         background merge runs, the segment it is building.
         """
         state = self._state
         tail = state.tail_ids.nbytes + state.tail_hashes.nbytes + state.tail_tags.nbytes
         return int(tail + sum(seg.nbytes() for seg in state.segments))
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def capture(self) -> Captured:
+        """This instant's state, cheaply (arrays are immutable), for ``write_snapshot``."""
+        return Captured(self._state)
+
+    @staticmethod
+    def write_snapshot(captured: Captured, directory: Path, meta: dict[str, Any]) -> Path:
+        """Write a captured state and ``meta`` (JSON) as a new snapshot generation.
+
+        A generation is a directory of raw ``.npy`` files plus a manifest with their CRC-32s;
+        ``CURRENT`` names the newest and is replaced atomically, so a crash mid-write leaves the
+        previous snapshot in force and a reader never sees a half-written one.
+        """
+        directory.mkdir(parents=True, exist_ok=True)
+        gen = directory / f"gen-{time.time_ns():x}-{os.getpid()}-{secrets.token_hex(4)}"
+        gen.mkdir()
+        files: dict[str, dict[str, Any]] = {}
+
+        def put(name: str, array: AnyInt) -> None:
+            array = np.ascontiguousarray(array)
+            path = gen / f"{name}.npy"
+            with open(path, "wb") as f:
+                np.lib.format.write_array(f, array, allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
+            files[name] = {
+                "crc32": zlib.crc32(array.reshape(-1).view(np.uint8).data),
+                "bytes": array.nbytes,
+            }
+
+        state = captured.state
+        segments: list[dict[str, Any]] = []
+        try:
+            for i, seg in enumerate(state.segments):
+                for key, array in seg.arrays().items():
+                    put(f"s{i}-{key}", array)
+                segments.append(
+                    {
+                        "ids_base": seg.ids.base,
+                        "tags_base": seg.tags.base,
+                        "mih": seg.is_mih,
+                        "stats": list(seg.stats),
+                    }
+                )
+            put("tail-ids", state.tail_ids)
+            put("tail-hashes", state.tail_hashes)
+            put("tail-tags", state.tail_tags)
+            manifest = {
+                "format": _SNAPSHOT_FORMAT,
+                "layout": {"nchunk": _NCHUNK},
+                "segments": segments,
+                "files": files,
+                "meta": meta,
+            }
+            (gen / "manifest.json").write_text(json.dumps(manifest))
+            pointer = directory / f"CURRENT.{secrets.token_hex(4)}.tmp"
+            pointer.write_text(gen.name)
+            os.replace(pointer, directory / "CURRENT")
+        except BaseException:
+            shutil.rmtree(gen, ignore_errors=True)
+            raise
+        # Older generations are no longer named by CURRENT; a reader that is still loading one
+        # holds open files, which stay readable after the unlink.
+        for old in directory.glob("gen-*"):
+            if old.name != gen.name:
+                shutil.rmtree(old, ignore_errors=True)
+        return gen
+
+    def save(self, directory: Path, meta: dict[str, Any]) -> Path:
+        """Write this index's current state as a snapshot (see ``write_snapshot``)."""
+        return self.write_snapshot(self.capture(), directory, meta)
+
+    @classmethod
+    def load(cls, directory: Path, **options: Any) -> tuple[MihIndex, dict[str, Any]]:
+        """The index and ``meta`` of the newest snapshot; ``SnapshotError`` if there is none or
+        it is damaged (every file's length and CRC-32 is checked while it is read)."""
+        try:
+            gen = directory / (directory / "CURRENT").read_text().strip()
+            manifest = json.loads((gen / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise SnapshotError(f"no readable snapshot in {directory}: {exc}") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != _SNAPSHOT_FORMAT:
+            raise SnapshotError("snapshot of another format")
+        if manifest.get("layout") != {"nchunk": _NCHUNK}:
+            raise SnapshotError("snapshot of another index layout")
+        files = manifest["files"]
+
+        def get(name: str) -> AnyInt:
+            info = files.get(name)
+            if info is None:
+                raise SnapshotError(f"snapshot lacks {name}")
+            try:
+                # Read into anonymous memory rather than memory-map: numpy asks for huge pages
+                # there, which the random reads of verification need (page-cache mappings get
+                # 4 KB pages), and reading a GB from the page cache takes well under a second.
+                array = np.load(gen / f"{name}.npy", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise SnapshotError(f"snapshot file {name} unreadable: {exc}") from exc
+            if (
+                array.nbytes != info["bytes"]
+                or zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
+                != info["crc32"]
+            ):
+                raise SnapshotError(f"snapshot file {name} is corrupt")
+            return np.asarray(array)
+
+        index = cls(**options)
+        try:
+            segments: list[_Segment] = []
+            for i, info in enumerate(manifest["segments"]):
+                mih = bool(info["mih"])
+                hashes = get(f"s{i}-hashes")
+                ids = _Column(int(info["ids_base"]), get(f"s{i}-ids"))
+                lo, hi = _id_range(ids.values)
+                seg = _Segment(
+                    ids,
+                    _Column(int(info["tags_base"]), get(f"s{i}-tags")),
+                    hashes,
+                    get(f"s{i}-off0") if mih else None,
+                    get(f"s{i}-offs") if mih else None,
+                    get(f"s{i}-posts") if mih else None,
+                    tuple(float(x) for x in info["stats"]),
+                    get(f"s{i}-dead").astype(np.int64),
+                    next(_segment_uids),
+                    ids.base + lo,
+                    ids.base + hi,
+                )
+                _check_segment(seg)
+                segments.append(seg)
+            tail_ids = get("tail-ids").astype(np.int64)
+            tail_hashes = get("tail-hashes")
+            tail_tags = get("tail-tags").astype(np.int32)
+            if tail_hashes.shape != (tail_ids.shape[0], HASH_BYTES) or tail_tags.shape != (
+                tail_ids.shape
+            ):
+                raise SnapshotError("snapshot tail arrays disagree")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"snapshot manifest is malformed: {exc}") from exc
+        index._state = _State(tuple(segments), tail_ids, tail_hashes, tail_tags)
+        meta = manifest.get("meta")
+        return index, meta if isinstance(meta, dict) else {}
 
     # -- maintenance: everything below runs with self._lock held, except _work's builds ---------
 
@@ -878,7 +1037,10 @@ class MihIndex:
                 return (seg,)
         # Newest first: merging the small segments first is what keeps sizes geometric.
         for i in range(len(segs) - 2, -1, -1):
-            if segs[i].live <= self._merge_ratio * segs[i + 1].live:
+            merged = segs[i].live + segs[i + 1].live
+            if segs[i].live <= self._merge_ratio * segs[i + 1].live and merged <= (
+                _MAX_SEGMENT_ROWS
+            ):
                 return segs[i], segs[i + 1]
         return None
 
@@ -930,3 +1092,36 @@ class MihIndex:
                 built = built.without(rows[rows >= 0])
         segs[where[0] : where[-1] + 1] = [built] if built is not None and built.live else []
         self._state = self._state.with_segments(segs)
+
+
+def _check_segment(seg: _Segment) -> None:
+    """Refuse arrays the compiled kernels would read out of bounds (a damaged snapshot)."""
+    n = seg.size
+    if seg.hashes.dtype != np.uint8 or seg.hashes.shape != (n, HASH_BYTES):
+        raise SnapshotError("snapshot hashes have the wrong shape")
+    if seg.ids.values.shape != (n,) or seg.tags.values.shape != (n,):
+        raise SnapshotError("snapshot ids or tags disagree with its hashes")
+    dead = seg.dead
+    if dead.shape[0] and (dead[0] < 0 or dead[-1] >= n or np.any(dead[1:] <= dead[:-1])):
+        raise SnapshotError("snapshot tombstones are out of range")
+    if seg.off0 is None:
+        return
+    if seg.offs is None or seg.posts is None or n > _MAX_SEGMENT_ROWS:
+        raise SnapshotError("snapshot segment lacks its bucket arrays")
+    if len(seg.stats) != _NCHUNK + 1:
+        raise SnapshotError("snapshot segment statistics are malformed")
+    table = seg.off0.shape[0] if seg.off0.ndim == 1 else 0
+    if table not in {(1 << k) + 1 for k in range(_MIN_KEY_BITS, _MAX_KEY_BITS + 1)}:
+        raise SnapshotError("snapshot bucket offsets have the wrong shape")
+    tables = (
+        [seg.off0, *np.split(seg.offs, _NCHUNK)] if seg.offs.shape == (_NCHUNK * table,) else []
+    )
+    if len(tables) != _NCHUNK + 1 or seg.posts.shape != (_NCHUNK * n,):
+        raise SnapshotError("snapshot bucket arrays have the wrong shape")
+    for part in tables:
+        if part.dtype != np.uint32 or part.shape != (table,):
+            raise SnapshotError("snapshot bucket offsets have the wrong shape")
+        if part[0] != 0 or part[-1] != n or np.any(part[1:] < part[:-1]):
+            raise SnapshotError("snapshot bucket offsets are inconsistent")
+    if seg.posts.dtype != np.uint32 or (n and int(seg.posts.max() >> 8) >= n):
+        raise SnapshotError("snapshot postings point outside the segment")
