@@ -160,3 +160,56 @@ def test_match_media_and_policy(matcher: DerivativeMatcher) -> None:
     assert nude.priority > alone.priority
     plain = decide(MatchOutcome(), {"ai_evidence": [], "derivative_of": None})
     assert plain.action == "allow"
+
+
+def test_mirrored_view_equals_detecting_on_the_mirror() -> None:
+    # The mirrored view reuses the scanned view's corners, mirrored: its descriptors must be
+    # what ORB computes on the mirrored image itself, or mirrored copies would be missed.
+    from dignity.derivatives.features import detect, normalised_gray, query_features
+
+    img = landscape(4)
+    query = query_features(img)
+    plain, mirror = query.views
+    assert query.mirrored == (False, True) and len(plain) == len(mirror) > 100
+    gray = normalised_gray(img)
+    desc, xy = detect(np.ascontiguousarray(gray[:, ::-1]), 6000)  # every corner there
+    dist = []  # per mirrored-view keypoint: bits to ORB's own keypoint there, if any
+    for i in range(len(mirror)):
+        there = np.flatnonzero(np.hypot(*(xy - mirror.xy[i]).T) < 1.5)
+        bits = np.unpackbits(mirror.descriptors[i] ^ desc[there], axis=1).sum(axis=1)
+        dist.append(int(bits.min()) if len(there) else -1)
+    found = np.asarray([d for d in dist if d >= 0])
+    assert len(found) >= 0.85 * len(plain)
+    # Same descriptors but for sub-pixel sampling on the coarser pyramid levels; unmirrored
+    # angles would put them ~100 bits apart.
+    assert np.median(found) <= 4 and np.mean(found <= 32) >= 0.9
+
+
+def test_index_layout_keeps_every_record_intact() -> None:
+    # Records sit at a fixed stride with padding; a short record's padding must never vote,
+    # and each record must come back with its own keypoints (positions within the 2 px step).
+    full = source_features(landscape(1))
+    short = Features(full.descriptors[:30], full.xy[:30], full.width, full.height)
+    m = DerivativeMatcher([Record(7, "a", full), Record(9, "b", short)])
+    seg = m._snap.main
+    assert seg.stride == STORED_KEYPOINTS and len(seg.postings) == len(full) + 30
+    back = m._snap.record(9)
+    assert back is not None and len(back.features) == 30
+    assert np.array_equal(back.features.descriptors, short.descriptors)
+    assert np.abs(back.features.xy - short.xy).max() <= 1.0
+    votes = seg.votes(full.descriptors, frozenset())
+    assert votes[7] >= 0.9 * len(full) and votes[9] <= 30
+
+
+def test_bunched_inliers_are_not_a_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Below SURE_INLIERS, inliers bunched in a corner (a shared shape, a repeated texture)
+    # must not count: the same photo spreads its inliers over the unedited area.
+    src = source_features(landscape(3))
+    corner = Image.fromarray(np.asarray(landscape(3))[:150, :200]).resize((800, 600))
+    m = DerivativeMatcher([Record(1, "a", src)])
+    view = matching_mod.query_features(landscape(3)).views[0]
+    assert matching_mod._verify(src, view) is not None
+    monkeypatch.setattr(matching_mod, "SURE_INLIERS", 10**6)
+    monkeypatch.setattr(matching_mod, "MIN_AREA", 0.99)
+    assert matching_mod._verify(src, view) is None
+    assert m.match(corner) is None

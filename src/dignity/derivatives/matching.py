@@ -3,18 +3,23 @@
 Two stages. **Shortlist**: every stored keypoint sits in a hash table keyed by
 :data:`KEY_BITS` fixed bits of its descriptor (locality-sensitive hashing by bit sampling).
 Each keypoint of the scanned image (as scanned and mirrored) looks up its own key and every key
-one bit away, keeps the stored keypoints whose full descriptor is within
-:data:`SHORTLIST_DISTANCE` bits, and votes for their photo; the photos with the most votes go
-on. **Verification**: each shortlisted photo's keypoints are matched to the scanned image's
-(nearest neighbour, ratio test, one-to-one), and RANSAC fits a similarity transform (scale,
-rotation, shift); it counts only with at least :data:`MIN_INLIERS` inliers and a transform an
-edit would make (scale near 1 since both sides are normalised, little rotation). A photo taken
-against the same background can pass this, which is why the policy only ever sends
-derivatives to review.
+one bit away. Candidates are filtered on 16 further *check bits* kept next to the postings (read
+in runs, cheap), the :data:`PRESELECT` photos with the most survivors have their candidates'
+full descriptors compared (within :data:`SHORTLIST_DISTANCE` bits), and the photos with the
+most such keypoints go on. Reading full descriptors at random all over the table is what a scan
+would otherwise spend its time on. **Verification**: each shortlisted photo's keypoints are
+matched to the scanned image's (nearest neighbour, ratio test, one-to-one), and RANSAC fits a
+similarity transform (scale, rotation, shift); it counts only with a transform an edit would
+make (scale near 1 since both sides are normalised, little rotation) and either at least
+:data:`SURE_INLIERS` inliers or at least :data:`MIN_INLIERS` whose hull covers
+:data:`MIN_AREA` of the image: unrelated pairs that chance aligns bunch their inliers in a
+patch. A strong match (:data:`DONE_INLIERS`) ends the search. A photo taken against the same
+background can pass this, which is why the policy only ever sends derivatives to review.
 
 The index is an immutable snapshot swapped in one assignment, so scans on other threads never
 see half an update: a large *main* segment and a small *tail* of recent additions (rebuilt on
-every change, folded into main when it grows), plus tombstones for removed ids.
+every change, folded into main when it grows), plus tombstones for removed ids. A segment holds
+~40 bytes a keypoint: descriptor 32, position 2 (2 px steps), posting 4, check bits 2.
 """
 
 from __future__ import annotations
@@ -30,20 +35,32 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from dignity.derivatives.features import Features, QueryFeatures, query_features
+from dignity.derivatives.features import (
+    STORED_KEYPOINTS,
+    Features,
+    QueryFeatures,
+    query_features,
+)
 
 KEY_BITS = 20  # bits per hash key: 1M buckets, ~10 keypoints each at 1e5 photos
 SHORTLIST_DISTANCE = 48  # descriptor bits; ORB matches under edits are mostly under 40
 MAX_BUCKET = 256  # a key shared by more stored keypoints says nothing (flat sky, a wall)
-SHORTLIST_SIZE = 8  # photos verified per scan
-MIN_VOTES = 4  # a photo with fewer shortlist votes is not worth verifying
+SHORTLIST_SIZE = 32  # photos verified per scan
+CHECK_DISTANCE = 5  # of the 16 check bits (see _check_bits)
+PRESELECT = 1000  # photos (by candidates passing the check) whose full descriptors are read
+MIN_VOTES = 2  # a photo with fewer shortlist votes is not worth verifying
 RATIO = 0.85  # nearest / second-nearest descriptor distance (Lowe's ratio test)
 MATCH_DISTANCE = 64
-MIN_INLIERS = 8  # unrelated pairs in the evaluation never exceed 5
+MIN_INLIERS = 8  # unrelated pairs in the evaluation reach 11, but under MIN_AREA (see _verify)
 REPROJECTION_PX = 6.0  # in the normalised 512 px frame
 SCALE_RANGE = (0.7, 1.6)  # crops of up to 10% a side enlarge by at most 1.25
 MAX_ROTATION_DEG = 12.0
 MIN_COVERAGE = 0.1  # inliers' hull over the hull of all the photo's keypoints, projected
+MIN_AREA = 0.1  # share of the scanned image the inliers' hull must cover, under SURE_INLIERS
+SURE_INLIERS = 12  # unrelated pairs in the evaluation reach 11 inliers, all bunched (< 0.13)
+DONE_INLIERS = 30  # a verified candidate this strong ends the search
+LATE_RANK = 12  # past this rank in the shortlist, only photos with LATE_VOTES votes are verified
+LATE_VOTES = 8
 CHANGE_GRID = 6  # cells per side of the changed-region mask
 _TAIL_LIMIT = 2048  # records in the tail before it is folded into the main segment
 
@@ -59,6 +76,17 @@ def _keys(desc: NDArray[np.uint8]) -> NDArray[np.int64]:
         bit = (desc[:, pos // 8] >> (7 - pos % 8)) & 1
         key = (key << 1) | bit.astype(np.int64)
     return key
+
+
+_CHECK_WORD = 2  # descriptor bytes 4-5 (bits 32-47): no key bit among them
+_XY_STEP = 2.0  # in-memory position step, px
+assert not any(32 <= p < 48 for p in _KEY_POSITIONS.tolist())
+
+
+def _check_bits(desc: NDArray[np.uint8]) -> NDArray[np.uint16]:
+    """16 descriptor bits outside the hash key, as one uint16 per descriptor."""
+    words: NDArray[np.uint16] = np.ascontiguousarray(desc).view("<u2")[:, _CHECK_WORD]
+    return np.ascontiguousarray(words)
 
 
 _PROBES = np.concatenate(
@@ -77,60 +105,77 @@ class Record:
 
 @dataclass(frozen=True, eq=False)
 class _Segment:
+    """Records laid out at a fixed stride (record r's keypoints are rows ``r * stride`` on,
+    ``counts[r]`` of them; the rest is padding no posting points at), so a posting's record is
+    a division away: no per-keypoint owner array, and no search."""
+
     ids: NDArray[np.int64]  # (R,) source ids
     subjects: tuple[str, ...]
-    offsets: NDArray[np.int64]  # (R + 1,) keypoint rows of record r: offsets[r]:offsets[r + 1]
-    desc: NDArray[np.uint8]  # (K, 32)
-    xy: NDArray[np.uint16]  # (K, 2) in 1/32 px
+    stride: int
+    counts: NDArray[np.uint16]  # (R,) keypoints of each record
+    desc: NDArray[np.uint8]  # (R * stride, 32)
+    xy: NDArray[np.uint8]  # (R * stride, 2) in 2 px steps: RANSAC's tolerance is 6 px
     sizes: NDArray[np.uint16]  # (R, 2) normalised width, height
     starts: NDArray[np.int32]  # (2**KEY_BITS + 1,) CSR row starts by key
     postings: NDArray[np.int32]  # (K,) keypoint rows ordered by key
+    check: NDArray[np.uint16]  # (K,) check bits of each entry of postings, in that order
 
     @classmethod
     def build(cls, records: Sequence[Record]) -> _Segment:
         counts = np.asarray([len(r.features) for r in records], dtype=np.int64)
-        offsets = np.zeros(len(records) + 1, np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        if records:
-            desc = np.concatenate([r.features.descriptors for r in records]).astype(np.uint8)
-            xy = np.concatenate([r.features.xy for r in records])
-        else:
-            desc, xy = np.zeros((0, 32), np.uint8), np.zeros((0, 2), np.float32)
-        xy16 = np.clip(np.rint(xy * 32), 0, 65535).astype(np.uint16)
-        keys = _keys(desc) if len(desc) else np.zeros(0, np.int64)
-        postings = np.argsort(keys, kind="stable").astype(np.int32)
-        starts = np.searchsorted(keys[postings], np.arange(2**KEY_BITS + 1)).astype(np.int32)
+        stride = max(STORED_KEYPOINTS, int(counts.max()) if len(counts) else 0)
+        desc = np.zeros((len(records) * stride, 32), np.uint8)
+        xy8 = np.zeros((len(records) * stride, 2), np.uint8)
+        for r, rec in enumerate(records):
+            at = r * stride
+            desc[at : at + len(rec.features)] = rec.features.descriptors
+            xy8[at : at + len(rec.features)] = np.clip(np.rint(rec.features.xy / _XY_STEP), 0, 255)
+        valid = (np.arange(stride)[None, :] < counts[:, None]).ravel()
+        rows = np.flatnonzero(valid).astype(np.int32)
+        keys = _keys(desc[rows]) if len(rows) else np.zeros(0, np.int64)
+        order = np.argsort(keys, kind="stable")
+        postings = rows[order]
+        starts = np.searchsorted(keys[order], np.arange(2**KEY_BITS + 1)).astype(np.int32)
         return cls(
             ids=np.asarray([r.source_id for r in records], dtype=np.int64),
             subjects=tuple(r.subject for r in records),
-            offsets=offsets,
-            desc=np.ascontiguousarray(desc),
-            xy=xy16,
+            stride=stride,
+            counts=counts.astype(np.uint16),
+            desc=desc,
+            xy=xy8,
             sizes=np.asarray(
                 [(r.features.width, r.features.height) for r in records], dtype=np.uint16
             ).reshape(-1, 2),
             starts=starts,
             postings=postings,
+            check=np.ascontiguousarray(_check_bits(desc)[postings]),
         )
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
     def record(self, row: int) -> Record:
-        a, b = int(self.offsets[row]), int(self.offsets[row + 1])
+        a = row * self.stride
+        b = a + int(self.counts[row])
         w, h = (int(v) for v in self.sizes[row])
-        feats = Features(self.desc[a:b], (self.xy[a:b] / 32).astype(np.float32), w, h)
+        xy = self.xy[a:b].astype(np.float32) * _XY_STEP
+        feats = Features(self.desc[a:b], xy, w, h)
         return Record(int(self.ids[row]), self.subjects[row], feats)
 
     def records(self) -> list[Record]:
         return [self.record(i) for i in range(len(self))]
 
     def nbytes(self) -> int:
-        arrays = (self.ids, self.offsets, self.desc, self.xy, self.sizes, self.starts)
-        return sum(a.nbytes for a in arrays) + self.postings.nbytes
+        arrays = (self.ids, self.counts, self.desc, self.xy, self.sizes, self.starts)
+        return sum(a.nbytes for a in arrays) + self.postings.nbytes + self.check.nbytes
 
     def votes(self, qdesc: NDArray[np.uint8], dead: frozenset[int]) -> dict[int, int]:
-        """Source id -> number of its keypoints near some query keypoint (by key and bits)."""
+        """Source id -> number of its keypoints near some query keypoint (by key and bits).
+
+        Reading every candidate's full descriptor is what costs (random reads all over the
+        table), so candidates are first filtered on :func:`_check_bits`, kept next to the
+        postings in the same order and so read in runs; only the candidates of the photos
+        with the most of those have their full descriptors compared."""
         if len(self) == 0 or len(qdesc) == 0:
             return {}
         probes = (_keys(qdesc)[:, None] ^ _PROBES[None, :]).ravel()
@@ -143,18 +188,31 @@ class _Segment:
         if total == 0:
             return {}
         lo, n = lo[keep], n[keep]
-        qrow = np.repeat(np.repeat(np.arange(len(qdesc)), len(_PROBES))[keep], n)
+        qrow = np.repeat(np.repeat(np.arange(len(qdesc), dtype=np.int32), len(_PROBES))[keep], n)
         first = np.cumsum(n) - n
         idx = np.arange(total, dtype=np.int64) - np.repeat(first - lo, n)
-        rows = self.postings[idx]
+        # Cheap first filter on 16 more bits, read in runs like the postings, then only the
+        # PRESELECT photos with the most such candidates have their full descriptors read.
+        qcheck = _check_bits(qdesc)[qrow]
+        same = np.bitwise_count(qcheck ^ self.check[idx]) <= CHECK_DISTANCE
+        rows, qrow = self.postings[idx[same]], qrow[same]
+        owners = rows // self.stride
+        if len(self) > PRESELECT:
+            raw = np.bincount(owners, minlength=len(self))
+            top = np.argpartition(raw, len(raw) - PRESELECT)[-PRESELECT:]
+            chosen = np.zeros(len(self), bool)
+            chosen[top[raw[top] >= MIN_VOTES]] = True
+            pick = chosen[owners]
+            rows, qrow = rows[pick], qrow[pick]
         q64 = np.ascontiguousarray(qdesc).view(np.uint64)
         s64 = self.desc.view(np.uint64)
         dist = np.bitwise_count(q64[qrow] ^ s64[rows]).sum(axis=1, dtype=np.int32)
-        near = np.unique(rows[dist <= SHORTLIST_DISTANCE])
+        close = dist <= SHORTLIST_DISTANCE
+        # Each stored keypoint counts once, however many query keypoints it is near.
+        near = np.unique(rows[close])
         if near.size == 0:
             return {}
-        owners = np.searchsorted(self.offsets, near, side="right") - 1
-        counts = np.bincount(owners)
+        counts = np.bincount(near // self.stride)
         found = np.flatnonzero(counts >= MIN_VOTES)
         out: dict[int, int] = {}
         for row in found.tolist():
@@ -324,6 +382,26 @@ def confidence_of(inliers: int) -> float:
     return round(1.0 - doubt, 4)
 
 
+def _verify(source: Features, view: Features) -> _Fit | None:
+    """The fit of ``source`` onto ``view``, if it is evidence of an edited copy: at least
+    :data:`SURE_INLIERS` inliers, or at least :data:`MIN_INLIERS` spread over at least
+    :data:`MIN_AREA` of the scanned image. Unrelated pairs that chance aligns (shapes the
+    generated scenes share, a repeated texture) bunch their few inliers in a small patch."""
+    fit = _fit(source, view)
+    if fit is None or fit.inliers < MIN_INLIERS:
+        return None
+    area = _hull_share(fit.dst_xy[fit.inlier_mask], view.width, view.height)
+    if fit.inliers < SURE_INLIERS and area < MIN_AREA:
+        return None
+    # Inliers bunched in a small part of where the photo's keypoints land are more likely a
+    # repeated pattern than the same picture.
+    ones = np.ones((len(source), 1), np.float32)
+    projected = np.hstack([source.xy, ones]) @ fit.transform.T.astype(np.float32)
+    if area < MIN_COVERAGE * _hull_share(projected, view.width, view.height):
+        return None
+    return fit
+
+
 class DerivativeMatcher:
     """In-memory index of registered photos' features; safe for concurrent ``match`` calls
     while one thread applies changes (``add``/``remove``/``replace``)."""
@@ -410,27 +488,24 @@ class DerivativeMatcher:
             ranked += [(-n, sid, v) for sid, n in votes.items()]
         ranked.sort()
         best: tuple[int, Record, Features, _Fit, bool] | None = None
-        for _n, sid, v in ranked[:SHORTLIST_SIZE]:
+        for rank, (n, sid, v) in enumerate(ranked[:SHORTLIST_SIZE]):
+            if rank >= LATE_RANK and -n < LATE_VOTES:
+                break  # ranked by votes: the rest have no more
             record = snap.record(sid)
             if record is None:
                 continue
             view, mirrored = query.views[v], query.mirrored[v]
-            fit = _fit(record.features, view)
-            if fit is None or fit.inliers < MIN_INLIERS:
+            fit = _verify(record.features, view)
+            if fit is None:
                 continue
             if best is None or fit.inliers > best[0]:
                 best = (fit.inliers, record, view, fit, mirrored)
+            if fit.inliers >= DONE_INLIERS:
+                break  # no unrelated pair comes near: verifying the rest would only cost
         if best is None:
             return None
         inliers, record, view, fit, mirrored = best
         area = _hull_share(fit.dst_xy[fit.inlier_mask], view.width, view.height)
-        # Inliers bunched in a small part of where the photo's keypoints land are more
-        # likely a repeated pattern than the same picture.
-        ones = np.ones((len(record.features), 1), np.float32)
-        projected = np.hstack([record.features.xy, ones]) @ fit.transform.T.astype(np.float32)
-        spread_area = _hull_share(projected, view.width, view.height)
-        if area < MIN_COVERAGE * spread_area:
-            return None
         return DerivativeMatch(
             source_id=record.source_id,
             subject=record.subject,
