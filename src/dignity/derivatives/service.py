@@ -24,13 +24,11 @@ from dignity.derivatives.matching import DerivativeMatcher, Record
 from dignity.derivatives.models import DerivativeLog, DerivativeSource
 from dignity.errors import DignityError, NotFoundError
 from dignity.media import Media
+from dignity.storage.changelog import advance, open_gaps
 from dignity.storage.db import Database
 
 MAX_SUBJECT = 128
 MAX_CONSENT_FIELD = 256
-# A log sequence number missing from the log may belong to a transaction not committed yet
-# (PostgreSQL hands out sequence values before commit); it is looked for again this long.
-_GAP_PATIENCE_S = 60.0
 
 
 class SourceError(DignityError):
@@ -258,7 +256,7 @@ class SourceIndex:
         now = time.monotonic()
         with self._lock:
             last = self._last_seq
-            gaps = [s for s, t in self._gaps.items() if now - t < _GAP_PATIENCE_S]
+            gaps = open_gaps(self._gaps, now)
         with self.db.engine.connect() as conn:
             cond = DerivativeLog.seq > last
             if gaps:
@@ -270,7 +268,7 @@ class SourceIndex:
             ).all()
             if not log:
                 with self._lock:
-                    self._note_gaps(last, set(), now)
+                    self._last_seq = advance(last, self._gaps, set(), now)
                 return 0
             final: dict[int, str] = {}
             for _seq, sid, op in log:
@@ -282,18 +280,8 @@ class SourceIndex:
             # An 'add' whose row is gone was removed since; its 'remove' may not be visible yet.
             self.matcher.remove([sid for sid in final if sid not in found])
             self.matcher.add(records)
-            self._note_gaps(last, {int(seq) for seq, _, _ in log}, now)
+            self._last_seq = advance(last, self._gaps, {int(seq) for seq, _, _ in log}, now)
         return len(final)
-
-    def _note_gaps(self, last: int, seen: set[int], now: float) -> None:
-        for seq in list(self._gaps):
-            if seq in seen or now - self._gaps[seq] >= _GAP_PATIENCE_S:
-                del self._gaps[seq]
-        top = max(seen, default=last)
-        for seq in range(last + 1, top):
-            if seq not in seen:
-                self._gaps.setdefault(seq, now)
-        self._last_seq = max(last, top)
 
 
 def load_matcher(db: Database) -> DerivativeMatcher:

@@ -32,12 +32,10 @@ from sqlalchemy import Connection, func, select
 from dignity.hashing.pdq import DIHEDRAL_NAMES
 from dignity.hashing.signals import DISTANCE_SIGNALS, ImageHashes, normalize_hash
 from dignity.matching.protocol import MatchIndex
+from dignity.storage.changelog import advance, open_gaps
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, IndexLog
 
-# A gap in log sequence numbers may be a transaction that has not committed yet (PostgreSQL
-# hands out sequence values before commit); we look for it again for this long.
-_GAP_PATIENCE_S = 60.0
 # Entries whose stored values a snapshot must reproduce before it is trusted.
 _SNAPSHOT_SAMPLE = 32
 
@@ -319,7 +317,7 @@ class MatchEngine:
         now = time.monotonic()
         with self._lock:
             last = self._last_seq
-            gaps = [s for s, t in self._gaps.items() if now - t < _GAP_PATIENCE_S]
+            gaps = open_gaps(self._gaps, now)
         with self.db.engine.connect() as conn:
             banks = self._read_banks(conn)
             cond = IndexLog.seq > last
@@ -343,17 +341,7 @@ class MatchEngine:
                 ).all()
         with self._lock:
             self._banks = banks
-            seen = {seq for seq, _, _ in log}
-            for seq in gaps:
-                if seq in seen:
-                    self._gaps.pop(seq, None)
-            top = max(seen, default=last)
-            for seq in range(last + 1, top):
-                if seq not in seen:
-                    self._gaps.setdefault(seq, now)
-            for seq in [s for s, t in self._gaps.items() if now - t >= _GAP_PATIENCE_S]:
-                del self._gaps[seq]
-            self._last_seq = max(last, top)
+            self._last_seq = advance(last, self._gaps, {seq for seq, _, _ in log}, now)
             removed = np.asarray([e for e, op in final.items() if op == "remove"], dtype=np.int64)
             # An entry re-added after a removal must leave the index first, or add() refuses it.
             self._index.remove(np.concatenate([removed, np.asarray(adds, dtype=np.int64)]))
