@@ -497,7 +497,13 @@ def test_api_webhooks_and_events(live: LiveServer, receiver: Receiver) -> None:
         scan_event = next(e for e in receiver.received if e["type"] == "scan.match")
         assert scan_event["payload"]["hashes"]["sha256"] == scan.json()["sha256"]
 
-        events = admin.get("/v1/events", params={"status": "delivered"}).json()
+        # The worker records a delivery after the receiver has answered: wait for that write.
+        deadline = time.monotonic() + 15
+        while True:
+            events = admin.get("/v1/events", params={"status": "delivered"}).json()
+            if {e["id"] for e in events} >= receiver.ids() or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert {e["id"] for e in events} >= receiver.ids()
         assert admin.get("/v1/events", params={"status": "dead"}).json() == []
         assert admin.get("/v1/events", params={"status": "bogus"}).status_code == 422
