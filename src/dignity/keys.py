@@ -20,7 +20,8 @@ from dignity.storage.db import Database
 from dignity.storage.models import ApiKey, utcnow
 
 # partner: reads the partner feed of case hashes (/v1/feed) and nothing else.
-ROLES = ("admin", "curator", "platform", "reviewer", "partner")
+# flagger: a trusted flagger (DSA Art. 22) files and follows takedown requests (/v1/takedowns).
+ROLES = ("admin", "curator", "platform", "reviewer", "partner", "flagger")
 KEY_PREFIX = "dg_"
 
 

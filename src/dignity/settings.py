@@ -176,6 +176,70 @@ class Settings(BaseSettings):
         description="Fernet key that encrypts stored exchange credentials (same on every host); "
         "default: the file exchange-secret.key in data_dir, created on first use.",
     )
+    # -- takedown workflow, review UI, notices, transparency (issue 6) --
+    platform_name: str = Field(
+        default="this platform",
+        description="The platform's name, as statements of reasons and receipts show it.",
+    )
+    content_url_pattern: str | None = Field(
+        default=None,
+        description="Regular expression with a named group `content_id` that turns a URL on the "
+        "platform into its content id (e.g. https://example\\.com/p/(?P<content_id>\\w+)). "
+        "Unset: reported URLs are kept as given and only content ids resolve.",
+    )
+    preview_url_template: str | None = Field(
+        default=None,
+        description="Where the review UI fetches a preview of content from the platform, with "
+        "{content_id} in it (an internal URL the operator trusts). Unset: no previews.",
+    )
+    takedown_deadline_h: float = Field(
+        default=48.0, gt=0, description="Hours from a valid takedown request to its deadline."
+    )
+    takedown_escalate_h: list[float] = Field(
+        default_factory=lambda: [24.0, 36.0],
+        description="Hours after a valid request at which an open one is escalated.",
+    )
+    takedown_bank: str = Field(
+        default="takedowns",
+        description="Block bank that receives the hashes of content removed after review.",
+    )
+    sweep_pdq_threshold: int = Field(
+        default=24,
+        ge=0,
+        le=63,
+        description="Largest PDQ distance at which an earlier scan counts as a known copy of "
+        "removed content (exact md5/sha256 copies always count).",
+    )
+    scan_log_retention_days: int = Field(
+        default=365,
+        ge=1,
+        description="Days the scan log keeps each scan's hashes (what copy sweeps search).",
+    )
+    appeal_window_days: int = Field(
+        default=184,
+        ge=183,
+        description="Days an uploader may appeal a removal (DSA Art. 20: at least six months).",
+    )
+    session_idle_s: float = Field(
+        default=1800.0, gt=0, description="Review UI sessions end after this long unused."
+    )
+    session_max_s: float = Field(
+        default=8 * 3600.0, gt=0, description="Review UI sessions end this long after sign-in."
+    )
+    unfounded_flag_after: int = Field(
+        default=3,
+        ge=1,
+        description="Requests rejected as manifestly unfounded (within a year) after which a "
+        "requester is flagged (DSA Art. 23).",
+    )
+    takedown_ip_requests_per_hour: int = Field(
+        default=20, ge=1, description="Takedown requests one client address may file an hour."
+    )
+    takedown_check_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often a serving process escalates takedown requests near their deadline.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -11,7 +11,7 @@ import re
 from tests.integration.server import LiveServer
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
-ALL = {"admin", "curator", "platform", "reviewer", "partner"}
+ALL = {"admin", "curator", "platform", "reviewer", "partner", "flagger"}
 
 # (method, path regex) -> roles allowed besides admin (admin may call everything).
 ALLOWED: list[tuple[str, str, set[str]]] = [
@@ -34,6 +34,11 @@ ALLOWED: list[tuple[str, str, set[str]]] = [
     # -- registered source photos (issue 7) --
     ("GET", r"/v1/sources(/\{source_id\})?", {"curator", "reviewer"}),
     ("POST|DELETE", r"/v1/sources(/\{source_id\})?", {"curator"}),
+    # -- takedown workflow (issue 6): requests / flaggers --
+    # -- takedown workflow (issue 6): removals, statements, appeals --
+    # -- takedown workflow (issue 6): audit log --
+    # -- takedown workflow (issue 6): review --
+    # -- takedown workflow (issue 6): report --
 ]
 
 

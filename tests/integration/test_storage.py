@@ -9,7 +9,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-import dignity.actions.models  # noqa: F401
+import dignity.actions.models
+import dignity.audit.models
+import dignity.takedown.models  # noqa: F401
 from dignity.cases import models as _case_models  # noqa: F401
 from dignity.derivatives import models as _derivative_models  # noqa: F401
 from dignity.errors import StorageError

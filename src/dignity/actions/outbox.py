@@ -49,7 +49,22 @@ if TYPE_CHECKING:
     from dignity.matching.engine import MatchOutcome
     from dignity.policy import Decision
 
-EVENT_TYPES = ("entry.added", "entry.withdrawn", "entry.deleted", "bank.deleted", "scan.match")
+EVENT_TYPES = (
+    "entry.added",
+    "entry.withdrawn",
+    "entry.deleted",
+    "bank.deleted",
+    "scan.match",
+    # The takedown workflow (issue 6): the platform carries out removals and sends notices.
+    "content.remove",
+    "content.restore",
+    "notice.statement",
+    "takedown.received",
+    "takedown.escalated",
+    "takedown.outcome",
+    "appeal.received",
+    "appeal.outcome",
+)
 MAX_ENTRIES_PER_EVENT = 1000
 _CHUNK = 500  # ids per IN (...) lookup
 

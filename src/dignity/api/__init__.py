@@ -173,6 +173,9 @@ def build_services(settings: Settings) -> Services:
     from dignity.cases import install as install_cases
 
     install_cases(services)
+    from dignity.takedown import install as install_takedown
+
+    install_takedown(services)
     return services
 
 
@@ -227,9 +230,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     else:
         app.include_router(events_router)
     # Each feature's routes live in its own module with a ``router``.
-    from dignity.api import feed, portal, sources
+    from dignity.api import feed, notices, pages, portal, report, review, sources, takedown
 
-    for module in (portal, feed, sources):
+    for module in (portal, feed, sources, pages, takedown, review, notices, report):
         app.include_router(module.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="The process is up")

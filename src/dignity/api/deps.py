@@ -69,6 +69,8 @@ class Services:
     # Registered source photos for edited-derivative detection (issue 7); its matcher is the
     # scanner's, kept current by the same refresh loop.
     sources: Any = None
+    # The takedown workflow's scan log (issue 6): every /v1/scan is recorded as hashes.
+    scan_log: Any = None
     started: float = field(default_factory=time.time)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None

@@ -112,6 +112,7 @@ def cli(ctx: click.Context) -> None:
 pass_ctx = click.make_pass_decorator(Context)
 
 # Subcommands register themselves on import.
+from dignity.cli import audit as _audit  # noqa: E402,F401
 from dignity.cli import bank as _bank  # noqa: E402,F401
 from dignity.cli import case as _case  # noqa: E402,F401
 from dignity.cli import demo as _demo  # noqa: E402,F401
@@ -119,6 +120,9 @@ from dignity.cli import events as _events  # noqa: E402,F401
 from dignity.cli import exchange as _exchange  # noqa: E402,F401
 from dignity.cli import hashing as _hashing  # noqa: E402,F401
 from dignity.cli import policy as _policy  # noqa: E402,F401
+from dignity.cli import report as _report  # noqa: E402,F401
 from dignity.cli import scan as _scan  # noqa: E402,F401
 from dignity.cli import service as _service  # noqa: E402,F401
 from dignity.cli import source as _source  # noqa: E402,F401
+from dignity.cli import statement as _statement  # noqa: E402,F401
+from dignity.cli import takedown as _takedown  # noqa: E402,F401

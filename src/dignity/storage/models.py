@@ -98,7 +98,7 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = (
         CheckConstraint(
-            "role IN ('admin', 'curator', 'platform', 'reviewer', 'partner')",
+            "role IN ('admin', 'curator', 'platform', 'reviewer', 'partner', 'flagger')",
             name="ck_api_keys_role",
         ),
     )
