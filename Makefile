@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA ?= $(CURDIR)/var
 
-.PHONY: run serve test lint typecheck unit bench fuzz clean
+.PHONY: run serve test lint typecheck unit bench fuzz screenshots clean
 
 $(STAMP): pyproject.toml setup.py src/dignity/matching/_mihcore.c
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ run: $(STAMP)
 	DIGNITY_DATA_DIR=$(DATA) $(BIN)/dignity serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench docs
+	$(BIN)/ruff format --check src tests bench docs
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -46,6 +46,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/watermark.py
 	$(BIN)/python bench/derivatives.py
+
+# The README's screenshots: the browser tests on SQLite, then docs/make_screenshots.py.
+screenshots: $(STAMP)
+	$(BIN)/python -m pytest -q -k "sqlite" tests/integration/test_takedown_e2e.py \
+		"tests/integration/test_takedown_requests.py::test_intake_and_status_pages_by_keyboard"
+	$(BIN)/python docs/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

@@ -18,8 +18,15 @@ each, so a code, once published, never changes meaning. The tree::
     ├── CaseError (cases/service.py)  case.*       (bad hashes, wrong number/PIN, locked case)
     ├── ExchangeError (exchanges/)    exchange.*   (exchange config, credentials, busy, feedback)
     ├── SourceError, FeatureError     source.*     (derivatives/: consent record, photo too plain)
-    └── SignalConfigError             config.signals (signal plug-ins that cannot be set up)
-        (signals/runner.py)
+    ├── SignalConfigError             config.signals (signal plug-ins that cannot be set up)
+    │   (signals/runner.py)
+    ├── TakedownError (takedown/)     takedown.*   (requests: bad form, wrong code, suspended)
+    ├── RemovalError, NoticeError     removal.*, statement.*, appeal.*  (removals, statements,
+    │   (takedown/)                   appeals: unknown, closed, same reviewer, window over)
+    ├── ReviewError, SessionError     review.*, session.*  (review queue decisions, previews,
+    │   (takedown/)                   reviewer sign-in)
+    ├── ReportError (takedown/)       report.*     (transparency report periods, output)
+    └── AuditError (audit/)           audit.*      (a broken chain, bad anchors, no head row)
 
 Each lives next to the code that raises it; ``api/errors.py`` maps every code to an HTTP status.
 """

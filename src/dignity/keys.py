@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from dignity import audit
 from dignity.errors import DignityError, NotFoundError
 from dignity.storage.db import Database
 from dignity.storage.models import ApiKey, utcnow
@@ -87,6 +88,13 @@ class KeyService:
             )
             s.add(row)
             s.flush()
+            # The key itself never goes into the log; its id, name and role do.
+            audit.record(
+                s,
+                "key.created",
+                f"key:{row.id}",
+                {"name": name, "role": role, "rate_per_minute": rate_per_minute},
+            )
             return _info(row), key
 
     def list(self) -> list[KeyInfo]:
@@ -102,6 +110,9 @@ class KeyService:
                 raise NotFoundError(f"no API key with id {key_id}", code="key.not_found")
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
+                audit.record(
+                    s, "key.revoked", f"key:{row.id}", {"name": row.name, "role": row.role}
+                )
             return _info(row)
 
     def cached(self, key: str) -> KeyInfo | None:

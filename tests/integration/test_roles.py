@@ -35,10 +35,18 @@ ALLOWED: list[tuple[str, str, set[str]]] = [
     ("GET", r"/v1/sources(/\{source_id\})?", {"curator", "reviewer"}),
     ("POST|DELETE", r"/v1/sources(/\{source_id\})?", {"curator"}),
     # -- takedown workflow (issue 6): requests / flaggers --
+    ("POST", r"/v1/takedowns", {"flagger"}),
+    ("GET", r"/v1/takedowns/\{ticket\}", {"flagger", "reviewer"}),
+    ("GET", r"/v1/takedowns", {"reviewer"}),
     # -- takedown workflow (issue 6): removals, statements, appeals --
+    ("GET", r"/v1/removals", {"platform"}),
+    ("GET", r"/v1/statements", set()),
+    ("POST", r"/v1/statements/\{public_id\}/appeal-code", {"platform"}),
     # -- takedown workflow (issue 6): audit log --
+    ("GET", r"/v1/audit", set()),
     # -- takedown workflow (issue 6): review --
     # -- takedown workflow (issue 6): report --
+    ("GET", r"/v1/report", {"reviewer"}),
 ]
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from dignity import audit
 from dignity.actions.models import OutboxDelivery, Webhook
 from dignity.actions.outbox import EVENT_TYPES, aware
 from dignity.errors import DignityError, NotFoundError
@@ -103,6 +104,13 @@ def parse_events(events: str | Iterable[str] | None) -> str:
     return ",".join(sorted(kinds))
 
 
+def url_origin(url: str) -> str:
+    """``scheme://host[:port]`` of a webhook URL: what the audit log keeps, since a receiver's
+    path or query may carry a token of its own (chat-service webhooks do)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def new_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
 
@@ -144,6 +152,13 @@ class WebhookService:
             )
             s.add(w)
             s.flush()
+            # Never the secret (nor the URL's path, see url_origin).
+            audit.record(
+                s,
+                "webhook.created",
+                f"webhook:{w.id}",
+                {"url": url_origin(url), "events": kinds, "enabled": enabled},
+            )
             return _info(w), secret
 
     def _get(self, s: Session, webhook_id: int) -> Webhook:
@@ -207,6 +222,19 @@ class WebhookService:
                 w.enabled = enabled
             if description is not None:
                 w.description = description
+            changed = {
+                k: v
+                for k, v in (
+                    ("url", url_origin(clean_url) if clean_url is not None else None),
+                    ("secret", "changed" if clean_secret is not None else None),
+                    ("events", kinds),
+                    ("enabled", enabled),
+                    ("description", "changed" if description is not None else None),
+                )
+                if v is not None
+            }
+            if changed:
+                audit.record(s, "webhook.updated", f"webhook:{w.id}", changed)
         return self.get(webhook_id)
 
     def remove(self, webhook_id: int) -> int:
@@ -214,5 +242,13 @@ class WebhookService:
         with self.db.session() as s:
             # Deleted explicitly (not only by ON DELETE CASCADE) so the count is exact.
             gone = s.execute(delete(OutboxDelivery).where(OutboxDelivery.webhook_id == webhook_id))
-            s.delete(self._get(s, webhook_id))
-            return int(cast(CursorResult[Any], gone).rowcount or 0)
+            w = self._get(s, webhook_id)
+            s.delete(w)
+            n = int(cast(CursorResult[Any], gone).rowcount or 0)
+            audit.record(
+                s,
+                "webhook.removed",
+                f"webhook:{webhook_id}",
+                {"url": url_origin(w.url), "deliveries_removed": n},
+            )
+            return n

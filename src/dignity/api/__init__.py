@@ -157,6 +157,10 @@ def build_services(settings: Settings) -> Services:
     try:
         # Built before serving: a policy file with mistakes stops the service at start.
         scanner = Scanner(settings, engine, derivatives=sources.matcher)
+        # The policy in force goes into the audit log, once per change of file or content.
+        from dignity.audit import record_policy
+
+        record_policy(db, settings.policy_file)
     except Exception:
         db.close()
         raise
@@ -230,9 +234,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     else:
         app.include_router(events_router)
     # Each feature's routes live in its own module with a ``router``.
-    from dignity.api import feed, notices, pages, portal, report, review, sources, takedown
+    from dignity.api import audit, feed, notices, pages, portal, report, review, sources, takedown
 
-    for module in (portal, feed, sources, pages, takedown, review, notices, report):
+    for module in (portal, feed, sources, pages, takedown, review, notices, report, audit):
         app.include_router(module.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="The process is up")
@@ -286,6 +290,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(Measure, metrics=metrics)
+    app.add_middleware(audit.ActorScope)  # each request starts as "anonymous" in the audit log
     return app
 
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 import anyio
 from fastapi import Depends, Request
 
+from dignity import audit
 from dignity.errors import DignityError
 from dignity.keys import AuthError, KeyInfo, KeyService
 from dignity.matching.banks import BankService
@@ -158,6 +159,9 @@ def require(*roles: str) -> Callable[..., Awaitable[KeyInfo]]:
                 retry_after=max(1, math.ceil(wait)),
             )
         request.state.key = key
+        # Audit records this request writes name its key; contextvars reach the sync endpoint
+        # and run_heavy threads (anyio copies the context into worker threads).
+        audit.set_actor(f"key:{key.id}:{key.name}")
         return key
 
     return dependency

@@ -45,6 +45,42 @@ STATUS_BY_CODE: dict[str, int] = {
     "case.bad_credentials": 403,
     "case.locked": 429,
     "case.not_found": 404,
+    # audit log (issue 6): a database without the chain's head, or a malformed action name
+    "audit.no_head": 503,
+    "audit.bad_action": 500,
+    # takedown workflow (issue 6): removals, statements, appeals
+    "removal.not_found": 404,
+    "removal.request_incomplete": 409,
+    "removal.request_closed": 409,
+    "removal.fetch_failed": 502,
+    "scan.not_found": 404,
+    "statement.not_found": 404,
+    "appeal.not_found": 404,
+    "appeal.bad_code": 403,
+    "appeal.same_reviewer": 403,
+    "appeal.window_closed": 409,
+    "appeal.already_open": 409,
+    "appeal.already_decided": 409,
+    "appeal.restored": 409,
+    # review UI (issue 6)
+    "session.role": 403,
+    "review.csrf": 403,
+    "review.not_found": 404,
+    "review.no_preview": 404,
+    "review.preview_missing": 404,
+    "review.decided": 409,
+    "review.preview_failed": 502,
+    "review.preview_too_large": 502,
+    "review.preview_timeout": 504,
+    # takedown requests (issue 6)
+    "takedown.not_found": 404,
+    "takedown.flag_not_found": 404,
+    "takedown.bad_credentials": 403,
+    "takedown.suspended": 403,
+    "takedown.closed": 409,
+    "takedown.not_incomplete": 409,
+    "takedown.busy": 503,
+    "takedown.bad_setting": 503,
 }
 STATUS_BY_PREFIX: dict[str, int] = {
     "media.": 422,
@@ -61,6 +97,13 @@ STATUS_BY_PREFIX: dict[str, int] = {
     "storage.": 503,
     "source.": 422,
     "case.": 422,
+    "removal.": 422,  # takedown workflow (issue 6): removals, statements, appeals
+    "statement.": 422,
+    "appeal.": 422,
+    "session.": 401,  # review UI sign-in (issue 6)
+    "review.": 422,
+    "takedown.": 422,  # takedown requests (issue 6)
+    "report.": 422,  # transparency report period (issue 6)
 }
 
 

@@ -1,7 +1,247 @@
-"""(skeleton: filled in by issue 6's work on this module)."""
+"""The review UI's pages and their private JSON API, authenticated by a session cookie.
+
+A reviewer signs in on ``/review/login`` with a reviewer or admin API key (``POST
+/review/api/login {key}``); the answer sets the ``dignity_review`` cookie (HttpOnly,
+SameSite=Strict, Path=/, Secure over https) and carries the session's CSRF token, which every
+state-changing call sends back as ``X-CSRF-Token`` (403 ``review.csrf`` otherwise, and nothing
+changes). ``/review`` is the queue and evidence page (signed-out visitors are sent to the login
+page). JSON: ``GET /review/api/session``, ``POST /review/api/logout``, ``GET /review/api/queue``,
+``GET /review/api/items/{id}``, ``POST /review/api/items/{id}/decision {outcome, note,
+unfounded}``, and ``GET /review/api/items/{id}/preview[?reveal=1][&n=K]`` (a JPEG, blurred and
+greyscale unless revealed; a reveal is audited). These routes take no Bearer key, so they are left
+out of the OpenAPI document, like the portal's.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter()
+import anyio
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dignity import audit
+from dignity.api.deps import Services, ServicesDep, run_heavy
+from dignity.api.pages import page
+from dignity.api.portal import client_address
+from dignity.errors import DignityError
+from dignity.takedown.review import ReviewQueue
+from dignity.takedown.sessions import COOKIE, ReviewSession, SessionError, SessionService
+
+router = APIRouter(include_in_schema=False)
+
+_MAX_BODY = 64 * 1024
+_JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+class _Login(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: Annotated[str, Field(max_length=256)]
+
+
+class _Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: Annotated[str, Field(max_length=16)]
+    note: Annotated[str, Field(max_length=4000)] = ""
+    unfounded: bool = False
+
+
+def _sessions(request: Request, services: Services) -> SessionService:
+    # One per process: it holds the per-address limiter of failed sign-ins.
+    svc: SessionService | None = getattr(request.app.state, "review_sessions", None)
+    if svc is None:
+        svc = SessionService(services.db, services.settings, services.keys)
+        request.app.state.review_sessions = svc
+    return svc
+
+
+def _queue(services: Services) -> ReviewQueue:
+    return ReviewQueue(services.db, services.settings)
+
+
+async def _body(request: Request, model: type[BaseModel]) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > _MAX_BODY):
+        raise DignityError(f"the body is larger than {_MAX_BODY} bytes", code="request.too_large")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > _MAX_BODY:
+            raise DignityError(
+                f"the body is larger than {_MAX_BODY} bytes", code="request.too_large"
+            )
+    ctype = request.headers.get("content-type", "")
+    # JSON only: a cross-site form cannot send it without a CORS preflight we never allow.
+    if ctype.split(";")[0].strip().lower() != "application/json":
+        raise DignityError(
+            "send JSON (content-type: application/json)", code="request.unsupported_media_type"
+        )
+    try:
+        return model.model_validate_json(bytes(data))
+    except ValidationError as exc:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        raise DignityError(
+            "the request is not valid", code="request.invalid", errors=errors
+        ) from exc
+
+
+def _json(content: Any, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(content, status_code=status_code, headers=_JSON_HEADERS)
+
+
+async def _current(request: Request, services: Services) -> ReviewSession:
+    svc = _sessions(request, services)
+    token = request.cookies.get(COOKIE)
+    session = await anyio.to_thread.run_sync(svc.current, token)
+    return session
+
+
+async def signed_in(request: Request, services: ServicesDep) -> ReviewSession:
+    """Dependency: the caller's live review session (401 ``session.*`` otherwise), with the
+    per-key rate limit and the audit actor set for the rest of the request."""
+    session = await _current(request, services)
+    wait = services.limiter.take(session.key_id, services.settings.rate_per_minute)
+    if wait > 0:
+        raise DignityError(
+            "rate limit reached for this key", code="rate.limited", retry_after=max(1, int(wait))
+        )
+    audit.set_actor(session.actor)
+    request.state.review_session = session
+    return session
+
+
+SessionDep = Annotated[ReviewSession, Depends(signed_in)]
+
+
+def _check_csrf(request: Request, session: ReviewSession) -> None:
+    SessionService.check_csrf(session, request.headers.get("x-csrf-token"))
+
+
+# -- pages ------------------------------------------------------------------------------------
+
+
+@router.get("/review/login")
+async def login_page(request: Request, services: ServicesDep) -> Response:
+    if request.cookies.get(COOKIE):
+        try:
+            await _current(request, services)
+        except SessionError:
+            pass
+        else:
+            return RedirectResponse("/review", status_code=303)
+    return page("review-login.html")
+
+
+@router.get("/review")
+async def queue_page(request: Request, services: ServicesDep) -> Response:
+    try:
+        await _current(request, services)
+    except SessionError:
+        return RedirectResponse("/review/login", status_code=303)
+    return page("review.html")
+
+
+# -- session ----------------------------------------------------------------------------------
+
+
+@router.post("/review/api/login")
+async def login(request: Request, services: ServicesDep) -> Response:
+    body: _Login = await _body(request, _Login)
+    svc = _sessions(request, services)
+    client = client_address(request, services)
+    signed = await anyio.to_thread.run_sync(lambda: svc.sign_in(body.key, client=client))
+    previous = request.cookies.get(COOKIE)
+    if previous:  # signing in again replaces the old session rather than leaving it live
+        await anyio.to_thread.run_sync(svc.sign_out, previous)
+    response = _json(signed.session.to_dict())
+    response.set_cookie(
+        COOKIE,
+        signed.token,
+        max_age=int(services.settings.session_max_s),
+        path="/",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+@router.post("/review/api/logout")
+async def logout(request: Request, services: ServicesDep, session: SessionDep) -> Response:
+    _check_csrf(request, session)
+    svc = _sessions(request, services)
+    await anyio.to_thread.run_sync(svc.sign_out, request.cookies.get(COOKIE))
+    response = _json({"signed_out": True})
+    response.delete_cookie(
+        COOKIE, path="/", secure=request.url.scheme == "https", httponly=True, samesite="strict"
+    )
+    return response
+
+
+@router.get("/review/api/session")
+def session_info(session: SessionDep) -> Response:
+    return _json(session.to_dict())
+
+
+# -- queue and items --------------------------------------------------------------------------
+
+
+@router.get("/review/api/queue")
+def queue(
+    services: ServicesDep, session: SessionDep, kinds: str = "", limit: int = 200
+) -> Response:
+    wanted = [k.strip() for k in kinds.split(",") if k.strip()] or None
+    q = _queue(services)
+    return _json({"items": q.queue(limit=limit, kinds=wanted), "recent": q.recent(limit=20)})
+
+
+@router.get("/review/api/items/{item_id}")
+def item(item_id: int, services: ServicesDep, session: SessionDep) -> Response:
+    return _json(_queue(services).item(item_id))
+
+
+@router.post("/review/api/items/{item_id}/decision")
+async def decide(
+    item_id: int, request: Request, services: ServicesDep, session: SessionDep
+) -> Response:
+    _check_csrf(request, session)
+    body: _Decision = await _body(request, _Decision)
+    q = _queue(services)
+
+    def run() -> dict[str, Any]:
+        with audit.acting_as(session.actor):
+            return q.decide(
+                item_id, body.outcome, actor=session.name, note=body.note, unfounded=body.unfounded
+            )
+
+    return _json(await anyio.to_thread.run_sync(run))
+
+
+@router.get("/review/api/items/{item_id}/preview")
+async def preview(
+    item_id: int,
+    services: ServicesDep,
+    session: SessionDep,
+    reveal: bool = False,
+    n: int = 0,
+) -> Response:
+    q = _queue(services)
+
+    def run() -> Any:
+        with audit.acting_as(session.actor):
+            return q.preview(item_id, index=n, reveal=reveal, actor=session.name)
+
+    shot = await run_heavy(services, run)
+    return Response(
+        shot.data,
+        media_type=shot.media_type,
+        headers={
+            **_JSON_HEADERS,
+            "Content-Disposition": "inline",
+            "X-Dignity-Preview": "revealed" if shot.revealed else "blurred",
+        },
+    )
+
+
+__all__ = ["router", "signed_in"]

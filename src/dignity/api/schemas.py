@@ -148,6 +148,9 @@ class ScanOut(HashOut, MatchResult):
 
     signals: SignalsOut
     decision: DecisionOut
+    scan_id: int | None = Field(
+        None, description="This scan's entry in the scan log (for takedowns and copy sweeps)"
+    )
 
 
 class BankIn(BaseModel):

@@ -139,16 +139,37 @@ def _match_upload(data: bytes, services: Services) -> Any:
     openapi_extra=openapi_upload_or_json("HashByUrl"),
     summary="Scan an upload: hashes, bank matches and the policy's decision with reasons",
 )
-async def scan_route(request: Request, services: ServicesDep, key: Platform) -> ScanOut:
+async def scan_route(
+    request: Request,
+    services: ServicesDep,
+    key: Platform,
+    content_id: Annotated[
+        str | None, Query(description="The platform's id of this content (1-255 printable)")
+    ] = None,
+    uploader: Annotated[
+        str | None, Query(description="The platform's id of the uploader (1-255 printable)")
+    ] = None,
+) -> ScanOut:
+    from dignity.takedown.scanlog import check_ref
+
+    # Checked before the body is read: a bad id costs no decoding.
+    refs = (check_ref(content_id, "content_id"), check_ref(uploader, "uploader"))
     data = await media_bytes(request, services)
-    return await run_heavy(services, _scan, data, services, key)
+    return await run_heavy(services, _scan, data, services, key, refs)
 
 
-def _scan(data: bytes, services: Services, key: KeyInfo) -> ScanOut:
+def _scan(
+    data: bytes, services: Services, key: KeyInfo, refs: tuple[str | None, str | None]
+) -> ScanOut:
     result = services.scanner.scan(data)
+    scan_id = None
+    if services.scan_log is not None:
+        # In this worker call, before answering: a scan the platform was told about is in
+        # the log (a failed write fails the scan with 503, and the platform retries).
+        scan_id = services.scan_log.record(result, key, content_id=refs[0], uploader=refs[1])
     if services.on_scan is not None:
         services.on_scan(result.analysis.hashes, result.outcome, result.decision, key)
-    return ScanOut.model_validate(result.to_dict())
+    return ScanOut.model_validate({**result.to_dict(), "scan_id": scan_id})
 
 
 # -- banks ----------------------------------------------------------------------------------

@@ -17,15 +17,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dignity.audit.models import AuditHead, AuditRecord
+from dignity.errors import DignityError
+from dignity.storage.db import Database
 
 GENESIS = "0" * 64
+MAX_ACTION = 64  # audit_log.action's width
+MAX_TEXT = 200  # audit_log.actor's and .subject's width
 _ACTOR: ContextVar[str] = ContextVar("dignity_audit_actor", default="system")
+
+
+class AuditError(DignityError):
+    """The audit log refused a record, or the chain does not verify (``audit.broken``)."""
+
+    default_code = "audit.invalid"
 
 
 def current_actor() -> str:
@@ -35,7 +47,7 @@ def current_actor() -> str:
 @contextmanager
 def acting_as(actor: str) -> Iterator[None]:
     """Attribute audit records written inside the block to ``actor``."""
-    token = _ACTOR.set(actor[:200])
+    token = _ACTOR.set(actor[:MAX_TEXT])
     try:
         yield
     finally:
@@ -44,7 +56,7 @@ def acting_as(actor: str) -> Iterator[None]:
 
 def set_actor(actor: str) -> None:
     """Attribute this context's later audit records to ``actor`` (a request, a CLI run)."""
-    _ACTOR.set(actor[:200])
+    _ACTOR.set(actor[:MAX_TEXT])
 
 
 def canonical(obj: Any) -> str:
@@ -75,22 +87,42 @@ def record(
     actor: str | None = None,
     at: datetime | None = None,
 ) -> AuditRecord:
-    """Append one record in ``s``'s transaction (flushed, not committed)."""
+    """Append one record in ``s``'s transaction (flushed, not committed).
+
+    Call it last in the transaction (see the module docstring). It does not retry: on SQLite a
+    busy database surfaces as the caller's transaction failing, which rolls back the change
+    together with its record, so a retry belongs to whoever owns the whole transaction.
+    """
+    if not action or len(action) > MAX_ACTION or "." not in action:
+        # A programming error, caught before anything is locked or written.
+        raise AuditError(
+            f"an audit action is 'noun.verb', at most {MAX_ACTION} characters; got {action!r}",
+            code="audit.bad_action",
+        )
     s.flush()  # the change being recorded is written first, in the same transaction
     # The UPDATE comes before the read: it takes the lock, so the head we read is the latest.
     s.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
-    head = s.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
-    when = (at or datetime.now(UTC)).astimezone(UTC)
+    head = s.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one_or_none()
+    if head is None:
+        raise AuditError(
+            "the audit log has no head row (audit_head id 1); the database was not migrated "
+            "by dignity or the row was deleted",
+            code="audit.no_head",
+        )
+    when = at or datetime.now(UTC)
+    # A naive time is UTC (as iso() reads it), not the host's local time.
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     # Whole microseconds survive every backend's round trip, so verify recomputes the same hash.
     text = canonical(detail or {})
-    who = (actor if actor is not None else current_actor())[:200]
-    digest = record_hash(head.hash, head.seq, when, who, action, subject[:200], text)
+    who = (actor if actor is not None else current_actor())[:MAX_TEXT]
+    what = subject[:MAX_TEXT]
+    digest = record_hash(head.hash, head.seq, when, who, action, what, text)
     row = AuditRecord(
         seq=head.seq,
         at=when,
         actor=who,
         action=action,
-        subject=subject[:200],
+        subject=what,
         detail=text,
         prev_hash=head.hash,
         hash=digest,
@@ -101,15 +133,57 @@ def record(
     return row
 
 
+def few(ids: list[int], limit: int = 100) -> dict[str, Any]:
+    """At most ``limit`` ids and the total: a bulk change is one record of bounded size."""
+    return {"count": len(ids), "ids": ids[:limit], "ids_truncated": len(ids) > limit}
+
+
+def record_policy(db: Database, policy_file: Path | None, *, actor: str = "system") -> bool:
+    """Record ``policy.loaded`` (the policy file's SHA-256 and path) unless the last such
+    record names the same file and content. Returns whether a record was written.
+
+    Servers call this at start; with several workers starting at once, the first takes the
+    chain's lock before reading the last record, so the others see its record and write none.
+    """
+    if policy_file is None:
+        path = "default.toml (shipped with dignity)"
+        data = resources.files("dignity.policy").joinpath("default.toml").read_bytes()
+    else:
+        path = str(policy_file.expanduser().resolve())
+        data = policy_file.read_bytes()
+    detail = {"path": path, "sha256": hashlib.sha256(data).hexdigest()}
+    with db.session() as s:
+        # A no-op UPDATE takes the chain's lock first, serialising this check across processes.
+        s.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
+        last = s.execute(
+            select(AuditRecord.detail)
+            .where(AuditRecord.action == "policy.loaded")
+            .order_by(AuditRecord.seq.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if last is not None:
+            try:
+                before = json.loads(last)
+            except ValueError:
+                before = None
+            if isinstance(before, dict) and all(before.get(k) == v for k, v in detail.items()):
+                return False
+        record(s, "policy.loaded", "policy", detail, actor=actor)
+        return True
+
+
 __all__ = [
     "GENESIS",
+    "AuditError",
     "AuditHead",
     "AuditRecord",
     "acting_as",
     "canonical",
     "current_actor",
+    "few",
     "iso",
     "record",
     "record_hash",
+    "record_policy",
     "set_actor",
 ]

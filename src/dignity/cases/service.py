@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from dignity import audit
 from dignity.cases.models import Case, CaseFeedLog, CaseHash
 from dignity.cases.pins import (
     group,
@@ -323,6 +324,8 @@ class CaseService:
                         )
                         for h in items
                     )
+                    # The case id and a count only: never the case number or the PIN.
+                    audit.record(s, "case.created", f"case:{case_id}", {"hashes": len(items)})
                 break
             except IntegrityError:  # a number (or id) drawn twice in 2^60: draw again
                 continue
@@ -334,6 +337,7 @@ class CaseService:
         except BaseException:
             with self.db.session() as s:
                 s.execute(delete(Case).where(Case.id == case_id))
+                audit.record(s, "case.abandoned", f"case:{case_id}", {"hashes": len(items)})
             raise
         return CaseCreated(group(number), group(pin), len(items))
 
@@ -504,6 +508,7 @@ class CaseService:
                         .values(status="withdrawn", updated_at=now)
                     )
                 s.add_all(CaseFeedLog(case_hash_id=h, status="withdrawn", at=now) for h in live)
+                audit.record(s, "case.withdrawn", f"case:{case_id}", {"hashes": len(live)})
         self._release(case_id)
         return self._status(case_id)
 
@@ -667,6 +672,7 @@ class CaseService:
             s.execute(
                 update(Case).where(Case.id == case_id).values(locked_until=None, failed_attempts=0)
             )
+            audit.record(s, "case.unlocked", f"case:{case_id}")
 
     # -- the partner feed ----------------------------------------------------------------
     def feed(self, cursor: int = 0, limit: int = FEED_DEFAULT_LIMIT) -> FeedPage:

@@ -7,6 +7,7 @@ rest was processed); 2 usage error; 3 the request was refused (bad hash, unknown
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from dignity import __version__
+from dignity import __version__, audit
 from dignity.errors import DignityError, StorageError
 from dignity.matching.banks import BankService
 from dignity.matching.engine import MatchEngine
@@ -107,6 +108,19 @@ def cli(ctx: click.Context) -> None:
     3 refused, 4 database unavailable.
     """
     ctx.obj = Context()
+    # Audit records this command writes name who ran it; undone when the command ends, so an
+    # in-process caller (tests' CliRunner) keeps its own actor.
+    ctx.with_resource(audit.acting_as(_actor()))
+
+
+def _actor() -> str:
+    """Who runs this command, for the audit log: ``cli:<user>``, or ``cli`` where the system
+    cannot say (no login name and no passwd entry, as in some containers)."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        return "cli"
+    return f"cli:{user}" if user else "cli"
 
 
 pass_ctx = click.make_pass_decorator(Context)

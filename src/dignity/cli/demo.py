@@ -97,6 +97,11 @@ def demo(ctx: Context) -> None:
         f'  curl -H "Authorization: Bearer $(cat {root / "admin.key"})" '
         f"-F file=@{uploads[3]} {base}/v1/scan"
     )
+    console.print(
+        f"Pages: {base}/portal (victims hash on their device), {base}/takedown (takedown "
+        f"requests), {base}/review (reviewers sign in with a reviewer or admin key, e.g. the "
+        f"demo key), {base}/transparency (the transparency report)."
+    )
     click.echo()
 
 

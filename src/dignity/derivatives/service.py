@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select
 
+from dignity import audit
 from dignity.derivatives.features import Features, source_features
 from dignity.derivatives.matching import DerivativeMatcher, Record
 from dignity.derivatives.models import DerivativeLog, DerivativeSource
@@ -148,6 +149,13 @@ class SourceService:
             s.flush()
             for row in rows:
                 s.add(DerivativeLog(source_id=row.id, op="add"))
+            for row in rows:  # the row is the consent record: its id and whose photo it is
+                audit.record(
+                    s,
+                    "source.registered",
+                    f"source:{row.id}",
+                    {"consent_record_id": row.id, "subject": row.subject},
+                )
         return [
             SourceInfo(
                 r.id,
@@ -197,6 +205,12 @@ class SourceService:
                 raise NotFoundError(f"no source photo {source_id}", code="source.not_found")
             s.execute(delete(DerivativeSource).where(DerivativeSource.id == source_id))
             s.add(DerivativeLog(source_id=source_id, op="remove"))
+            audit.record(
+                s,
+                "source.removed",
+                f"source:{source_id}",
+                {"consent_record_id": source_id, "subject": row.subject},
+            )
         return _info(row)
 
     def count(self) -> int:

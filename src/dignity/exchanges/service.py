@@ -36,6 +36,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dignity import audit
 from dignity.errors import DignityError, HashError, NotFoundError
 from dignity.exchanges.adapters import build_adapter
 from dignity.exchanges.base import (
@@ -292,6 +293,22 @@ class ExchangeService:
                         full_fetch_pending=False,
                     )
                 )
+                # Whether credentials are set, never what they are.
+                audit.record(
+                    s,
+                    "exchange.added",
+                    f"exchange:{name}",
+                    {
+                        "type": kind,
+                        "url": url,
+                        "config": cfg,
+                        "credentials": bool(credentials),
+                        "bank": bank_name,
+                        "bank_created": created_bank,
+                        "enabled": enabled,
+                        "interval_s": interval_s,
+                    },
+                )
         except IntegrityError as exc:
             if created_bank:
                 self.banks.delete_bank(bank_name)
@@ -403,6 +420,19 @@ class ExchangeService:
                     row.bank_id = target.id
                     row.checkpoint = None
                     s.execute(delete(ExchangeRecord).where(ExchangeRecord.exchange_id == row.id))
+            changed = {
+                k: v
+                for k, v in (
+                    ("url", url if base_url else None),
+                    ("credentials", None if creds is None else ("set" if creds else "cleared")),
+                    ("enabled", enabled),
+                    ("interval_s", interval_s),
+                    ("bank", bank),
+                )
+                if v is not None
+            }
+            if changed:
+                audit.record(s, "exchange.updated", f"exchange:{name}", changed)
         return self.get(name)
 
     def remove(self, name: str, *, delete_bank: bool = False) -> dict[str, Any]:
@@ -411,6 +441,12 @@ class ExchangeService:
             bank = s.get(Bank, row.bank_id) if row.bank_id is not None else None
             bank_name = bank.name if bank else None
             s.delete(row)
+            audit.record(
+                s,
+                "exchange.removed",
+                f"exchange:{name}",
+                {"bank": bank_name, "delete_bank": delete_bank},
+            )
         entries = None
         if delete_bank and bank_name:
             entries = self.banks.delete_bank(bank_name)
@@ -551,6 +587,27 @@ class ExchangeService:
                     last_summary=json.dumps(summary.to_dict(), default=str),
                 )
             )
+            # Counts only (no samples, no messages); a fetch that went well and changed no
+            # bank is not worth a record each interval.
+            if summary.status != "complete" or any(
+                (summary.removed_records, summary.added, summary.withdrawn, summary.errors)
+            ):
+                audit.record(
+                    s,
+                    "exchange.fetched",
+                    f"exchange:{ctx.name}",
+                    {
+                        "status": summary.status,
+                        "full": summary.full,
+                        "pages": summary.pages,
+                        "records": summary.records,
+                        "removed_records": summary.removed_records,
+                        "added": dict(sorted(summary.added.items())),
+                        "withdrawn": dict(sorted(summary.withdrawn.items())),
+                        "errors": sum(summary.errors.values()),
+                        "error": summary.error["code"] if summary.error else None,
+                    },
+                )
 
     def _apply(self, ctx: _FetchContext, page: Page, summary: FetchSummary) -> None:
         summary.unknown.update(page.unknown)

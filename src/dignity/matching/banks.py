@@ -20,6 +20,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dignity import audit
 from dignity.actions.outbox import emit_bank_deleted, emit_entries
 from dignity.errors import BankError, DignityError, ImportFormatError, NotFoundError
 from dignity.hashing.signals import SIGNAL_TYPES, normalize_hash
@@ -239,6 +240,18 @@ class BankService:
                 )
                 s.add(bank)
                 s.flush()
+                audit.record(
+                    s,
+                    "bank.created",
+                    f"bank:{name}",
+                    {
+                        "bank_id": bank.id,
+                        "purpose": purpose,
+                        "threshold": threshold,
+                        "enabled": enabled,
+                        "description": description[:200],
+                    },
+                )
                 return _bank_info(bank)
         except IntegrityError as exc:
             raise BankError(f"a bank named {name!r} already exists", code="bank.exists") from exc
@@ -290,6 +303,7 @@ class BankService:
             clean_text(description, "description", code="bank.bad_text")
         with self.db.session() as s:
             bank = self._bank(s, name)
+            before = (bank.purpose, bank.threshold, bank.enabled, bank.description)
             if purpose is not None:
                 bank.purpose = purpose
             if threshold is not None:
@@ -298,6 +312,16 @@ class BankService:
                 bank.enabled = enabled
             if description is not None:
                 bank.description = description
+            after = (bank.purpose, bank.threshold, bank.enabled, bank.description)
+            changes = {
+                k: [str(old)[:200], str(new)[:200]] if k == "description" else [old, new]
+                for k, old, new in zip(
+                    ("purpose", "threshold", "enabled", "description"), before, after, strict=True
+                )
+                if old != new
+            }
+            if changes:  # [before, after] per field that changed
+                audit.record(s, "bank.updated", f"bank:{name}", {"bank_id": bank.id, **changes})
         return self.get_bank(name)
 
     def rename_bank(self, name: str, new_name: str) -> BankInfo:
@@ -307,6 +331,9 @@ class BankService:
             with self.db.session() as s:
                 bank = self._bank(s, name)
                 bank.name = new_name
+                audit.record(
+                    s, "bank.renamed", f"bank:{new_name}", {"bank_id": bank.id, "from": name}
+                )
         except IntegrityError as exc:
             raise BankError(
                 f"a bank named {new_name!r} already exists", code="bank.exists"
@@ -329,6 +356,9 @@ class BankService:
             n = cast(CursorResult[Any], gone).rowcount
             emit_bank_deleted(s, bank, int(n or 0))
             s.delete(bank)
+            audit.record(
+                s, "bank.deleted", f"bank:{name}", {"bank_id": bank.id, "entries": int(n or 0)}
+            )
             return int(n or 0)
 
     # -- entries -------------------------------------------------------------------------
@@ -407,6 +437,19 @@ class BankService:
                 )
             if live:
                 emit_entries(s, "entry.added", bank, live)
+                # One record per call, ids capped: a million-line import is one record.
+                audit.record(
+                    s,
+                    "entry.added",
+                    f"bank:{bank.name}",
+                    {
+                        "bank_id": bank.id,
+                        "added": len(result.added),
+                        "reactivated": len(result.reactivated),
+                        "already_active": len(result.already_active),
+                        "entries": audit.few(live),
+                    },
+                )
         return result
 
     def withdraw(self, bank_name: str, refs: Sequence[int | str]) -> int:
@@ -470,6 +513,13 @@ class BankService:
             if live:
                 s.execute(
                     insert(IndexLog), [{"entry_id": i, "op": "remove", "at": now} for i in live]
+                )
+            if changed:
+                audit.record(
+                    s,
+                    "entry.deleted" if hard else "entry.withdrawn",
+                    f"bank:{bank.name}",
+                    {"bank_id": bank.id, "entries": audit.few(changed)},
                 )
             return len(changed)
 

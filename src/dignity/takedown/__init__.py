@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dignity.api.deps import Services
 
 log = logging.getLogger("dignity.takedown")
+_PURGE_EVERY_S = 24 * 3600.0
 
 
 def install(services: Services) -> None:
-    """Record every scan in the scan log, and escalate takedown requests near their deadline
-    from a background thread while the services run."""
+    """Record every scan in the scan log; while the services run, a background thread
+    escalates takedown requests near their deadline (every ``takedown_check_s``) and purges
+    the scan log past its retention (daily; with several workers each does, harmlessly)."""
     from dignity.takedown.requests import TakedownService
     from dignity.takedown.scanlog import ScanLog
 
@@ -34,11 +37,19 @@ def install(services: Services) -> None:
     interval = services.settings.takedown_check_s
 
     def loop() -> None:
+        last_purge = 0.0
         while not stop.wait(interval):
             try:
                 takedowns.escalate()
             except Exception:  # a database blip must not end the loop; the next tick retries
                 log.exception("takedown escalation failed")
+            # The scan log keeps hashes for sweeps only as long as the retention allows.
+            if time.monotonic() - last_purge >= _PURGE_EVERY_S:
+                try:
+                    services.scan_log.purge()
+                    last_purge = time.monotonic()
+                except Exception:
+                    log.exception("scan log purge failed")
 
     thread = threading.Thread(target=loop, name="takedown-clock", daemon=True)
     start, stop_services = services.start, services.stop

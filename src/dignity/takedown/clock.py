@@ -1,20 +1,73 @@
-"""(skeleton, helper B) Injectable time source for the takedown clock.
+"""The takedown workflow's time source: one place that says what "now" is, so the 48-hour clock,
+its escalations and the overdue list can be tested to the second without waiting.
 
-Interface: ``class Clock(Protocol): def now(self) -> datetime`` (aware, UTC);
-``SystemClock()``; ``FixedClock(start: datetime)`` with ``.advance(**timedelta_kwargs)`` and
-``.set(dt)`` for tests. Every service in this package takes ``clock: Clock | None = None``.
+Every service in :mod:`dignity.takedown` takes ``clock: Clock | None = None`` and reads the time
+only through it. :class:`SystemClock` is the real one; :class:`FixedClock` stands still until a
+test moves it (:meth:`FixedClock.set`, :meth:`FixedClock.advance`). Times are always aware and
+in UTC, which is also how they are stored; :func:`utc` turns what a database hands back (SQLite
+returns naive datetimes) into that form.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
 class Clock(Protocol):
+    """A source of the current time: aware, in UTC."""
+
     def now(self) -> datetime: ...
 
 
+def utc(at: datetime) -> datetime:
+    """``at`` as an aware UTC datetime; a naive one (SQLite) is taken to be UTC already."""
+    if at.tzinfo is None:
+        return at.replace(tzinfo=UTC)
+    return at.astimezone(UTC)
+
+
 class SystemClock:
+    """The real time."""
+
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+class FixedClock:
+    """A clock that only moves when told to; thread-safe, for tests and replays."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._lock = threading.Lock()
+        self._now = utc(start) if start is not None else datetime.now(UTC)
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, at: datetime) -> None:
+        """Jump to ``at`` (naive is taken as UTC)."""
+        with self._lock:
+            self._now = utc(at)
+
+    def advance(
+        self,
+        delta: timedelta | None = None,
+        *,
+        days: float = 0,
+        hours: float = 0,
+        minutes: float = 0,
+        seconds: float = 0,
+        microseconds: float = 0,
+    ) -> datetime:
+        """Move forward by ``delta`` plus the keyword amounts; return the new time."""
+        step = (delta or timedelta()) + timedelta(
+            days=days, hours=hours, minutes=minutes, seconds=seconds, microseconds=microseconds
+        )
+        with self._lock:
+            self._now = self._now + step
+            return self._now
+
+
+__all__ = ["Clock", "FixedClock", "SystemClock", "utc"]
