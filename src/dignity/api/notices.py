@@ -28,14 +28,14 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from dignity.api.deps import Services, ServicesDep, require
 from dignity.api.pages import html_response
 from dignity.api.portal import client_address
+from dignity.api.uploads import read_model
 from dignity.api.v1 import ERRORS
 from dignity.cases.service import FailureLimiter
-from dignity.errors import DignityError
 from dignity.keys import KeyInfo
 from dignity.takedown.notices import MAX_APPEAL_TEXT, NoticeError, NoticeService
 from dignity.takedown.removal import RemovalService
@@ -210,38 +210,13 @@ async def statement_page(public_id: str, services: ServicesDep) -> Response:
     return _page(str(st.get("platform") or services.settings.platform_name), render_statement(st))
 
 
-async def _json_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > _MAX_BODY):
-        raise DignityError(f"the body is larger than {_MAX_BODY} bytes", code="request.too_large")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > _MAX_BODY:
-            raise DignityError(
-                f"the body is larger than {_MAX_BODY} bytes", code="request.too_large"
-            )
-    ctype = request.headers.get("content-type", "")
-    if ctype.split(";")[0].strip().lower() != "application/json":
-        raise DignityError(
-            "send JSON (content-type: application/json)", code="request.unsupported_media_type"
-        )
-    return bytes(data)
-
-
 @router.post("/statements/api/{public_id}/appeal", include_in_schema=False)
 async def file_appeal(public_id: str, request: Request, services: ServicesDep) -> Response:
     limits = _limits(request, services)
     client = client_address(request, services)
     limits.failures.check(client)
     limits.appeals.check(client)
-    try:
-        body = _AppealIn.model_validate_json(await _json_body(request))
-    except ValidationError as exc:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-        raise DignityError(
-            "the request is not valid", code="request.invalid", errors=errors
-        ) from exc
+    body = await read_model(request, _AppealIn, _MAX_BODY)
     notices = _notices(services)
     try:
         got = await anyio.to_thread.run_sync(notices.appeal, public_id[:64], body.code, body.text)

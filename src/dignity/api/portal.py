@@ -23,13 +23,14 @@ document: they are the page's private API, not part of the keyed service.
 from __future__ import annotations
 
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from dignity.api.deps import Services, ServicesDep, run_heavy
+from dignity.api.uploads import read_model
 from dignity.cases.service import CaseError, CaseService, FailureLimiter, HashIn
 from dignity.errors import DignityError
 
@@ -112,35 +113,6 @@ def _cases(services: Services) -> CaseService:
     return svc
 
 
-async def _body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > _MAX_BODY):
-        raise DignityError(f"the body is larger than {_MAX_BODY} bytes", code="request.too_large")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > _MAX_BODY:
-            raise DignityError(
-                f"the body is larger than {_MAX_BODY} bytes", code="request.too_large"
-            )
-    ctype = request.headers.get("content-type", "")
-    if ctype.split(";")[0].strip().lower() != "application/json":
-        raise DignityError(
-            "send JSON (content-type: application/json)", code="request.unsupported_media_type"
-        )
-    return bytes(data)
-
-
-def _parse(model: type[BaseModel], data: bytes) -> Any:
-    try:
-        return model.model_validate_json(data)
-    except ValidationError as exc:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-        raise DignityError(
-            "the request is not valid", code="request.invalid", errors=errors
-        ) from exc
-
-
 def _static(name: str) -> bytes:
     return resources.files("dignity.web").joinpath("static", name).read_bytes()
 
@@ -172,7 +144,7 @@ async def create_case(request: Request, services: ServicesDep) -> Response:
     limits = _limits(request, services)
     client = client_address(request, services)
     limits.creations.check(client)
-    body: _CaseIn = _parse(_CaseIn, await _body(request))
+    body: _CaseIn = await read_model(request, _CaseIn, _MAX_BODY)
     if not body.adult:
         raise CaseError(
             "this service is for adults (18 or over) sharing images of themselves; if you are "
@@ -194,7 +166,7 @@ async def _with_credentials(request: Request, services: Services, action: str) -
     limits = _limits(request, services)
     client = client_address(request, services)
     limits.failures.check(client)
-    creds: _Credentials = _parse(_Credentials, await _body(request))
+    creds: _Credentials = await read_model(request, _Credentials, _MAX_BODY)
     cases = _cases(services)
     fn = cases.withdraw if action == "withdraw" else cases.status
     try:

@@ -19,12 +19,13 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from dignity import audit
 from dignity.api.deps import Services, ServicesDep, run_heavy
 from dignity.api.pages import page
 from dignity.api.portal import client_address
+from dignity.api.uploads import read_model
 from dignity.errors import DignityError
 from dignity.takedown.review import ReviewQueue
 from dignity.takedown.sessions import COOKIE, ReviewSession, SessionError, SessionService
@@ -58,32 +59,6 @@ def _sessions(request: Request, services: Services) -> SessionService:
 
 def _queue(services: Services) -> ReviewQueue:
     return ReviewQueue(services.db, services.settings)
-
-
-async def _body(request: Request, model: type[BaseModel]) -> Any:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > _MAX_BODY):
-        raise DignityError(f"the body is larger than {_MAX_BODY} bytes", code="request.too_large")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > _MAX_BODY:
-            raise DignityError(
-                f"the body is larger than {_MAX_BODY} bytes", code="request.too_large"
-            )
-    ctype = request.headers.get("content-type", "")
-    # JSON only: a cross-site form cannot send it without a CORS preflight we never allow.
-    if ctype.split(";")[0].strip().lower() != "application/json":
-        raise DignityError(
-            "send JSON (content-type: application/json)", code="request.unsupported_media_type"
-        )
-    try:
-        return model.model_validate_json(bytes(data))
-    except ValidationError as exc:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-        raise DignityError(
-            "the request is not valid", code="request.invalid", errors=errors
-        ) from exc
 
 
 def _json(content: Any, status_code: int = 200) -> JSONResponse:
@@ -147,7 +122,7 @@ async def queue_page(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/review/api/login")
 async def login(request: Request, services: ServicesDep) -> Response:
-    body: _Login = await _body(request, _Login)
+    body: _Login = await read_model(request, _Login, _MAX_BODY)
     svc = _sessions(request, services)
     client = client_address(request, services)
     signed = await anyio.to_thread.run_sync(lambda: svc.sign_in(body.key, client=client))
@@ -206,7 +181,7 @@ async def decide(
     item_id: int, request: Request, services: ServicesDep, session: SessionDep
 ) -> Response:
     _check_csrf(request, session)
-    body: _Decision = await _body(request, _Decision)
+    body: _Decision = await read_model(request, _Decision, _MAX_BODY)
     q = _queue(services)
 
     def run() -> dict[str, Any]:

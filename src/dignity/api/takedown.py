@@ -35,13 +35,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from dignity import audit
 from dignity.api.deps import Services, ServicesDep, require, run_heavy
 from dignity.api.pages import page
 from dignity.api.portal import client_address
 from dignity.api.schemas import MAX_ID, ErrorBody
+from dignity.api.uploads import read_model
 from dignity.cases import FailureLimiter
 from dignity.errors import DignityError
 from dignity.keys import KeyInfo
@@ -254,37 +255,6 @@ def _service(services: Services) -> TakedownService:
     return TakedownService(services.db, services.settings)
 
 
-async def _read_json(request: Request) -> bytes:
-    """The body, refused unread when it declares more than ``_MAX_BODY`` and cut off when it
-    streams more; JSON only."""
-    ctype = request.headers.get("content-type", "")
-    if ctype.split(";")[0].strip().lower() != "application/json":
-        raise DignityError(
-            "send JSON (content-type: application/json)", code="request.unsupported_media_type"
-        )
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > _MAX_BODY):
-        raise DignityError(f"the body is larger than {_MAX_BODY} bytes", code="request.too_large")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > _MAX_BODY:
-            raise DignityError(
-                f"the body is larger than {_MAX_BODY} bytes", code="request.too_large"
-            )
-    return bytes(data)
-
-
-def _parse(model: type[BaseModel], data: bytes) -> Any:
-    try:
-        return model.model_validate_json(data)
-    except ValidationError as exc:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()][:50]
-        raise DignityError(
-            "the request is not valid", code="request.invalid", errors=errors
-        ) from exc
-
-
 # -- pages --------------------------------------------------------------------------------
 
 
@@ -306,7 +276,7 @@ async def check_request(request: Request, services: ServicesDep) -> Response:
     limits = _limits(request, services)
     client = client_address(request, services)
     limits.checks.check(client)
-    body: TakedownIn = _parse(TakedownIn, await _read_json(request))
+    body: TakedownIn = await read_model(request, TakedownIn, _MAX_BODY)
     limits.checks.add(client)
     validity = _service(services).check(body.form())
     out = {"validity": validity.to_dict(), "missing": [m.to_dict() for m in validity.missing]}
@@ -318,7 +288,7 @@ async def file_request(request: Request, services: ServicesDep) -> Response:
     limits = _limits(request, services)
     client = client_address(request, services)
     limits.requests.check(client)
-    body: TakedownIn = _parse(TakedownIn, await _read_json(request))
+    body: TakedownIn = await read_model(request, TakedownIn, _MAX_BODY)
     form = body.form()
     svc = _service(services)
 
@@ -342,7 +312,7 @@ async def _credentialed(
     limits = _limits(request, services)
     client = client_address(request, services)
     limits.failures.check(client)
-    body = _parse(model, await _read_json(request))
+    body = await read_model(request, model, _MAX_BODY)
     svc = _service(services)
 
     def run() -> dict[str, Any]:
@@ -401,7 +371,7 @@ async def withdraw_request(request: Request, services: ServicesDep) -> Response:
     },
 )
 async def flagger_request(request: Request, services: ServicesDep, key: Flagger) -> ReceiptOut:
-    body: TakedownIn = _parse(TakedownIn, await _read_json(request))
+    body: TakedownIn = await read_model(request, TakedownIn, _MAX_BODY)
     form = body.form()
     svc = _service(services)
     receipt = await run_heavy(

@@ -66,7 +66,7 @@ def parse_json(body: bytes, model: type[M]) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        detail = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()][:50]
         raise DignityError(
             "the request is not valid", code="request.invalid", errors=detail
         ) from exc
@@ -89,3 +89,30 @@ def openapi_upload_or_json(schema_ref: str) -> dict[str, Any]:
             },
         }
     }
+
+
+async def read_json(request: Request, max_bytes: int) -> bytes:
+    """A small JSON body for the pages' private routes: 415 unless it is JSON (a cross-site
+    form cannot send JSON without a CORS preflight, which we never allow), 413 when it declares
+    or streams more than ``max_bytes`` (refused unread / cut off)."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.split(";")[0].strip().lower() != "application/json":
+        raise DignityError(
+            "send JSON (content-type: application/json)", code="request.unsupported_media_type"
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+        raise DignityError(f"the body is larger than {max_bytes} bytes", code="request.too_large")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > max_bytes:
+            raise DignityError(
+                f"the body is larger than {max_bytes} bytes", code="request.too_large"
+            )
+    return bytes(data)
+
+
+async def read_model(request: Request, model: type[M], max_bytes: int) -> M:
+    """A small JSON body (:func:`read_json`) validated as ``model`` (422 listing the errors)."""
+    return parse_json(await read_json(request, max_bytes), model)
