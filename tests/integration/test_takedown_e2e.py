@@ -72,7 +72,8 @@ class Media:
 
 
 @pytest.fixture(scope="module")
-def platform() -> Iterator[tuple[Media, Receiver]]:
+def platform(backend: str) -> Iterator[tuple[Media, Receiver]]:
+    """A fresh platform per backend: events from the other backend's run must not count."""
     media, hooks = Media(), Receiver()
     yield media, hooks
     media.close()
