@@ -201,6 +201,24 @@ def test_index_layout_keeps_every_record_intact() -> None:
     assert votes[7] >= 0.9 * len(full) and votes[9] <= 30
 
 
+def test_agreeing_votes_need_one_shift() -> None:
+    # The shortlist ranks photos by votes that agree on one shift: the same keypoints moved
+    # together (a crop) keep their votes, the same keypoints scattered (chance matches of
+    # common corners) lose them, and then the photo is not verified at all.
+    full = source_features(landscape(2))
+    shifted = Features(full.descriptors, full.xy + np.float32([40.0, -25.0]), 600, 450)
+    rng = np.random.default_rng(0)
+    scattered = Features(
+        full.descriptors, rng.uniform(0, 500, full.xy.shape).astype(np.float32), 600, 450
+    )
+    m = DerivativeMatcher([Record(1, "a", full)])
+    seg = m._snap.main
+    agree, votes = seg.agreeing(shifted, frozenset())[1]
+    assert votes >= 0.9 * len(full) and agree >= 0.9 * votes
+    agree, votes = seg.agreeing(scattered, frozenset())[1]
+    assert votes >= 0.9 * len(full) and agree < 0.4 * votes
+
+
 def test_bunched_inliers_are_not_a_match(monkeypatch: pytest.MonkeyPatch) -> None:
     # Below SURE_INLIERS, inliers bunched in a corner (a shared shape, a repeated texture)
     # must not count: the same photo spreads its inliers over the unedited area.

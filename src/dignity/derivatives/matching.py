@@ -5,9 +5,13 @@ Two stages. **Shortlist**: every stored keypoint sits in a hash table keyed by
 Each keypoint of the scanned image (as scanned and mirrored) looks up its own key and every key
 one bit away. Candidates are filtered on 16 further *check bits* kept next to the postings (read
 in runs, cheap), the :data:`PRESELECT` photos with the most survivors have their candidates'
-full descriptors compared (within :data:`SHORTLIST_DISTANCE` bits), and the photos with the
-most such keypoints go on. Reading full descriptors at random all over the table is what a scan
-would otherwise spend its time on. **Verification**: each shortlisted photo's keypoints are
+full descriptors compared (within :data:`SHORTLIST_DISTANCE` bits). Reading full descriptors at
+random all over the table is what a scan would otherwise spend its time on. The photos go on
+ranked by how many of those keypoints *agree on one shift* between the two frames (a coarse
+Hough vote, :meth:`_Segment.agreeing`), not by how many there are: a photo that merely shares
+many common corners with the scan scatters its shifts, while an edited copy's untouched part
+moves as one; photos with fewer than :data:`MIN_AGREEING` agreeing votes are not verified at
+all. **Verification**: each shortlisted photo's keypoints are
 matched to the scanned image's (nearest neighbour, ratio test, one-to-one), and RANSAC fits a
 similarity transform (scale, rotation, shift); it counts only with a transform an edit would
 make (scale near 1 since both sides are normalised, little rotation) and either at least
@@ -36,6 +40,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from dignity.derivatives.features import (
+    NORM_SIDE,
     STORED_KEYPOINTS,
     Features,
     QueryFeatures,
@@ -45,22 +50,24 @@ from dignity.derivatives.features import (
 KEY_BITS = 20  # bits per hash key: 1M buckets, ~10 keypoints each at 1e5 photos
 SHORTLIST_DISTANCE = 48  # descriptor bits; ORB matches under edits are mostly under 40
 MAX_BUCKET = 256  # a key shared by more stored keypoints says nothing (flat sky, a wall)
-SHORTLIST_SIZE = 32  # photos verified per scan
+SHORTLIST_SIZE = 12  # photos verified per scan, at most (ranked by agreeing votes)
 CHECK_DISTANCE = 5  # of the 16 check bits (see _check_bits)
 PRESELECT = 1000  # photos (by candidates passing the check) whose full descriptors are read
 MIN_VOTES = 2  # a photo with fewer shortlist votes is not worth verifying
 RATIO = 0.85  # nearest / second-nearest descriptor distance (Lowe's ratio test)
 MATCH_DISTANCE = 64
-MIN_INLIERS = 8  # unrelated pairs in the evaluation reach 11, but under MIN_AREA (see _verify)
+MIN_INLIERS = 8  # unrelated pairs in the evaluation reach 13, but under MIN_AREA (see _verify)
 REPROJECTION_PX = 6.0  # in the normalised 512 px frame
 SCALE_RANGE = (0.7, 1.6)  # crops of up to 10% a side enlarge by at most 1.25
 MAX_ROTATION_DEG = 12.0
 MIN_COVERAGE = 0.1  # inliers' hull over the hull of all the photo's keypoints, projected
 MIN_AREA = 0.1  # share of the scanned image the inliers' hull must cover, under SURE_INLIERS
-SURE_INLIERS = 12  # unrelated pairs in the evaluation reach 11 inliers, all bunched (< 0.13)
+# Unrelated pairs in the evaluation reach 13 inliers, all bunched (hull < 0.1 of the image)
+# once the agreeing-shift ranking puts such pairs in the shortlist.
+SURE_INLIERS = 16
 DONE_INLIERS = 30  # a verified candidate this strong ends the search
-LATE_RANK = 12  # past this rank in the shortlist, only photos with LATE_VOTES votes are verified
-LATE_VOTES = 8
+SHIFT_BIN = 48  # px of the normalised frame per shift cell (see _Segment.agreeing)
+MIN_AGREEING = 5  # votes agreeing on one shift a photo needs to be verified
 CHANGE_GRID = 6  # cells per side of the changed-region mask
 _TAIL_LIMIT = 2048  # records in the tail before it is folded into the main segment
 
@@ -88,6 +95,8 @@ def _check_bits(desc: NDArray[np.uint8]) -> NDArray[np.uint16]:
     words: NDArray[np.uint16] = np.ascontiguousarray(desc).view("<u2")[:, _CHECK_WORD]
     return np.ascontiguousarray(words)
 
+
+_SHIFT_CELLS = 2 * -(-NORM_SIDE // SHIFT_BIN) + 3
 
 _PROBES = np.concatenate(
     [np.zeros(1, np.int64), np.left_shift(np.int64(1), np.arange(KEY_BITS, dtype=np.int64))]
@@ -169,15 +178,18 @@ class _Segment:
         arrays = (self.ids, self.counts, self.desc, self.xy, self.sizes, self.starts)
         return sum(a.nbytes for a in arrays) + self.postings.nbytes + self.check.nbytes
 
-    def votes(self, qdesc: NDArray[np.uint8], dead: frozenset[int]) -> dict[int, int]:
-        """Source id -> number of its keypoints near some query keypoint (by key and bits).
+    def _near(
+        self, qdesc: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
+        """Candidate pairs (stored row, query row, distance) within :data:`SHORTLIST_DISTANCE`.
 
         Reading every candidate's full descriptor is what costs (random reads all over the
         table), so candidates are first filtered on :func:`_check_bits`, kept next to the
         postings in the same order and so read in runs; only the candidates of the photos
         with the most of those have their full descriptors compared."""
+        none = np.zeros(0, np.int32)
         if len(self) == 0 or len(qdesc) == 0:
-            return {}
+            return none, none, none
         probes = (_keys(qdesc)[:, None] ^ _PROBES[None, :]).ravel()
         lo = self.starts[probes].astype(np.int64)
         n = self.starts[probes + 1].astype(np.int64) - lo
@@ -186,7 +198,7 @@ class _Segment:
         keep = (n > 0) & (n <= MAX_BUCKET)
         total = int(n[keep].sum())
         if total == 0:
-            return {}
+            return none, none, none
         lo, n = lo[keep], n[keep]
         qrow = np.repeat(np.repeat(np.arange(len(qdesc), dtype=np.int32), len(_PROBES))[keep], n)
         first = np.cumsum(n) - n
@@ -208,18 +220,76 @@ class _Segment:
         s64 = self.desc.view(np.uint64)
         dist = np.bitwise_count(q64[qrow] ^ s64[rows]).sum(axis=1, dtype=np.int32)
         close = dist <= SHORTLIST_DISTANCE
+        return rows[close], qrow[close], dist[close]
+
+    def votes(self, qdesc: NDArray[np.uint8], dead: frozenset[int]) -> dict[int, int]:
+        """Source id -> number of its keypoints near some query keypoint (by key and bits),
+        for the photos with at least :data:`MIN_VOTES`."""
+        rows, _, _ = self._near(qdesc)
         # Each stored keypoint counts once, however many query keypoints it is near.
-        near = np.unique(rows[close])
+        near = np.unique(rows)
         if near.size == 0:
             return {}
         counts = np.bincount(near // self.stride)
         found = np.flatnonzero(counts >= MIN_VOTES)
-        out: dict[int, int] = {}
-        for row in found.tolist():
-            sid = int(self.ids[row])
-            if sid not in dead:
-                out[sid] = int(counts[row])
-        return out
+        return {
+            sid: int(counts[row])
+            for row in found.tolist()
+            if (sid := int(self.ids[row])) not in dead
+        }
+
+    def agreeing(self, query: Features, dead: frozenset[int]) -> dict[int, tuple[int, int]]:
+        """Source id -> (votes that agree on one shift, votes), for the photos with at least
+        :data:`MIN_AGREEING` votes.
+
+        A vote is a stored keypoint near some query keypoint (each stored keypoint counts
+        once, with its nearest). In an edited copy the untouched keypoints moved together:
+        their shifts (query position minus stored position, both in normalised frames) fall
+        close together, give or take the scale a crop adds (up to 1.25, so ~130 px across the
+        frame); an unrelated photo's chance votes scatter over the whole plane. Counting the
+        votes in the best square of 3 x 3 :data:`SHIFT_BIN` cells (144 px) ranks a true source
+        above photos that merely share many common corners, and lets photos with too few
+        agreeing votes go unverified: the geometric check was most of an unrelated scan's
+        cost when the 32 photos with the most votes were all verified."""
+        rows, qrow, dist = self._near(query.descriptors)
+        if rows.size == 0:
+            return {}
+        # Nearest query keypoint per stored keypoint: sort by (row, distance), keep firsts.
+        order = np.argsort(rows.astype(np.int64) * 64 + dist)  # dist <= 48 < 64
+        rows, qrow = rows[order], qrow[order]
+        first = np.ones(rows.size, bool)
+        first[1:] = rows[1:] != rows[:-1]
+        rows, qrow = rows[first], qrow[first]
+        owners = rows // self.stride
+        counts = np.bincount(owners, minlength=len(self))
+        # A photo cannot have more agreeing votes than votes: only those that could pass.
+        cand = np.flatnonzero(counts >= max(MIN_VOTES, MIN_AGREEING))
+        if cand.size == 0:
+            return {}
+        local = np.full(len(self), -1, np.int64)
+        local[cand] = np.arange(cand.size)
+        mine = local[owners]
+        pick = mine >= 0
+        rows, qrow, mine = rows[pick], qrow[pick], mine[pick]
+        shift = query.xy[qrow] - self.xy[rows].astype(np.float32) * _XY_STEP
+        # Shifts lie in (-NORM_SIDE, NORM_SIDE); one empty cell each side for the 3 x 3 sum.
+        cells = _SHIFT_CELLS
+        b = np.clip(((shift + NORM_SIDE) / SHIFT_BIN).astype(np.intp) + 1, 1, cells - 2)
+        flat = (mine * cells + b[:, 1]) * cells + b[:, 0]
+        grid = np.bincount(flat, minlength=cand.size * cells * cells).reshape(
+            cand.size, cells, cells
+        )
+        box = grid[:, : cells - 2, : cells - 2].copy()
+        for dy in range(3):
+            for dx in range(3):
+                if dy or dx:
+                    box += grid[:, dy : dy + cells - 2, dx : dx + cells - 2]
+        best = box.reshape(cand.size, -1).max(axis=1)
+        return {
+            sid: (int(a), int(counts[row]))
+            for row, a in zip(cand.tolist(), best.tolist(), strict=True)
+            if (sid := int(self.ids[row])) not in dead
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -481,16 +551,14 @@ class DerivativeMatcher:
         snap = snap or self._snap
         # Votes per view (as scanned, mirrored): only the view a photo was voted for is
         # verified against it, which halves the verification work.
-        ranked: list[tuple[int, int, int]] = []  # (-votes, source id, view)
+        ranked: list[tuple[int, int, int, int]] = []  # (-agreeing, -votes, source id, view)
         for v, view in enumerate(query.views):
-            votes = snap.main.votes(view.descriptors, snap.dead)
-            votes.update(snap.tail.votes(view.descriptors, frozenset()))
-            ranked += [(-n, sid, v) for sid, n in votes.items()]
+            found = snap.main.agreeing(view, snap.dead)
+            found.update(snap.tail.agreeing(view, frozenset()))
+            ranked += [(-a, -n, sid, v) for sid, (a, n) in found.items() if a >= MIN_AGREEING]
         ranked.sort()
         best: tuple[int, Record, Features, _Fit, bool] | None = None
-        for rank, (n, sid, v) in enumerate(ranked[:SHORTLIST_SIZE]):
-            if rank >= LATE_RANK and -n < LATE_VOTES:
-                break  # ranked by votes: the rest have no more
+        for _, _, sid, v in ranked[:SHORTLIST_SIZE]:
             record = snap.record(sid)
             if record is None:
                 continue
