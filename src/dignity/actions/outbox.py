@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, CursorResult
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dignity.actions.models import DELIVERY_STATUSES, OutboxDelivery, OutboxEvent, Webhook
@@ -230,16 +230,7 @@ def record_scan(
             if not subscribers(conn, "scan.match"):
                 return None
         payload = scan_payload(hashes, outcome, decision, key)
-        for attempt in range(3):
-            try:
-                with db.session() as s:
-                    return emit_event(s, "scan.match", payload)
-            except OperationalError:
-                # SQLite refuses a read-then-write transaction at once when another writer
-                # committed in between (WAL); a fresh transaction succeeds.
-                if attempt == 2:
-                    raise
-        return None
+        return db.retrying(lambda s: emit_event(s, "scan.match", payload))
     except SQLAlchemyError as exc:
         raise StorageError(
             f"could not record the scan event: {exc}", code="storage.unavailable"

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import anyio
 from fastapi import Depends, Request
@@ -112,6 +112,16 @@ class Services:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.db.close()
+
+
+def per_process(request: Request, name: str, make: Callable[[], T]) -> T:
+    """One ``make()`` per app, kept on ``app.state`` as ``name``: state a process keeps for all
+    its requests, such as the per-address limiters of the public pages."""
+    got = getattr(request.app.state, name, None)
+    if got is None:
+        got = make()
+        setattr(request.app.state, name, got)
+    return cast(T, got)
 
 
 def get_services(request: Request) -> Services:

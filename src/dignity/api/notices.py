@@ -30,7 +30,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from dignity.api.deps import Services, ServicesDep, require
+from dignity.api.deps import Services, ServicesDep, per_process, require
 from dignity.api.pages import html_response
 from dignity.api.portal import client_address
 from dignity.api.uploads import read_model
@@ -64,11 +64,7 @@ class _Limits:
 
 
 def _limits(request: Request, services: Services) -> _Limits:
-    limits: _Limits | None = getattr(request.app.state, "statement_limits", None)
-    if limits is None:
-        limits = _Limits(services)
-        request.app.state.statement_limits = limits
-    return limits
+    return per_process(request, "statement_limits", lambda: _Limits(services))
 
 
 def _notices(services: Services) -> NoticeService:

@@ -29,7 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from dignity.api.deps import Services, ServicesDep, run_heavy
+from dignity.api.deps import Services, ServicesDep, per_process, run_heavy
 from dignity.api.uploads import read_model
 from dignity.cases.service import CaseError, CaseService, FailureLimiter, HashIn
 from dignity.errors import DignityError
@@ -90,11 +90,7 @@ def _enabled(services: Services) -> None:
 
 
 def _limits(request: Request, services: Services) -> _Limits:
-    limits: _Limits | None = getattr(request.app.state, "portal_limits", None)
-    if limits is None:
-        limits = _Limits(services)
-        request.app.state.portal_limits = limits
-    return limits
+    return per_process(request, "portal_limits", lambda: _Limits(services))
 
 
 def client_address(request: Request, services: Services) -> str:

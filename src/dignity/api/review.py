@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dignity import audit
-from dignity.api.deps import Services, ServicesDep, run_heavy
+from dignity.api.deps import Services, ServicesDep, per_process, run_heavy
 from dignity.api.pages import page
 from dignity.api.portal import client_address
 from dignity.api.uploads import read_model
@@ -50,11 +50,11 @@ class _Decision(BaseModel):
 
 def _sessions(request: Request, services: Services) -> SessionService:
     # One per process: it holds the per-address limiter of failed sign-ins.
-    svc: SessionService | None = getattr(request.app.state, "review_sessions", None)
-    if svc is None:
-        svc = SessionService(services.db, services.settings, services.keys)
-        request.app.state.review_sessions = svc
-    return svc
+    return per_process(
+        request,
+        "review_sessions",
+        lambda: SessionService(services.db, services.settings, services.keys),
+    )
 
 
 def _queue(services: Services) -> ReviewQueue:

@@ -38,7 +38,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from dignity import audit
-from dignity.api.deps import Services, ServicesDep, require, run_heavy
+from dignity.api.deps import Services, ServicesDep, per_process, require, run_heavy
 from dignity.api.pages import page
 from dignity.api.portal import client_address
 from dignity.api.schemas import MAX_ID, ErrorBody
@@ -244,11 +244,7 @@ class _Limits:
 
 
 def _limits(request: Request, services: Services) -> _Limits:
-    limits: _Limits | None = getattr(request.app.state, "takedown_limits", None)
-    if limits is None:
-        limits = _Limits(services)
-        request.app.state.takedown_limits = limits
-    return limits
+    return per_process(request, "takedown_limits", lambda: _Limits(services))
 
 
 def _service(services: Services) -> TakedownService:

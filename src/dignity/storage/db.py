@@ -7,10 +7,10 @@ Alembic's API on open, so ``dignity`` works on a fresh data directory with no ex
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -18,12 +18,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dignity.errors import StorageError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -58,6 +59,20 @@ class Database:
             except BaseException:
                 s.rollback()
                 raise
+
+    def retrying(self, fn: Callable[[Session], T], *, attempts: int = 3) -> T:
+        """``fn(session)`` in a transaction, run again (up to ``attempts`` times) when the
+        database refuses it: SQLite refuses a read-then-write transaction at once when another
+        writer committed in between (WAL), and a fresh transaction goes through. ``fn`` must be
+        safe to run again: only a rolled-back attempt is ever repeated."""
+        for attempt in range(attempts):
+            try:
+                with self.session() as s:
+                    return fn(s)
+            except OperationalError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def migrate(self) -> None:
         cfg = _alembic_config(self.engine)

@@ -50,7 +50,6 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, select, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from dignity import audit
@@ -160,19 +159,6 @@ def _json(text: str | None) -> dict[str, Any]:
 def _sub(obj: dict[str, Any], key: str) -> dict[str, Any]:
     value = obj.get(key)
     return value if isinstance(value, dict) else {}
-
-
-def _retrying(db: Database, fn: Any) -> Any:
-    for attempt in range(3):
-        try:
-            with db.session() as s:
-                return fn(s)
-        except OperationalError:
-            # SQLite refuses a read-then-write transaction when another writer committed in
-            # between; a fresh transaction goes through.
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 class NoticeService:
@@ -630,7 +616,7 @@ class NoticeService:
                 "statement": row.public_id,
             }
 
-        return cast(dict[str, Any], _retrying(self.db, apply))
+        return self.db.retrying(apply)
 
     def decide_appeal(
         self, appeal_id: int, outcome: str, *, actor: str, note: str = ""
@@ -740,7 +726,7 @@ class NoticeService:
             s.refresh(appeal)
             return self._appeal_dict(appeal, statement)
 
-        return cast(dict[str, Any], _retrying(self.db, apply))
+        return self.db.retrying(apply)
 
     @staticmethod
     def _appeal_dict(
@@ -793,7 +779,7 @@ class NoticeService:
                 "appeal_until": utc(row.appeal_until).isoformat(),
             }
 
-        return cast(dict[str, Any], _retrying(self.db, apply))
+        return self.db.retrying(apply)
 
     # -- the DSA Transparency Database -----------------------------------------------------
     def export(

@@ -29,7 +29,6 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from sqlalchemy import CursorResult, and_, or_, select, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from dignity import audit
@@ -48,7 +47,7 @@ from dignity.takedown.models import (
     TakedownItem,
     TakedownRequest,
 )
-from dignity.takedown.scanlog import Copy, HashSet, ScanLog
+from dignity.takedown.scanlog import Copy, HashSet, ScanLog, latest_scan
 
 log = logging.getLogger("dignity.takedown")
 
@@ -161,19 +160,6 @@ class _InTransaction:
 def banks_in(s: Session) -> BankService:
     """A bank service whose writes join ``s``'s transaction."""
     return BankService(cast(Database, _InTransaction(s)))
-
-
-def _retrying(db: Database, fn: Any) -> Any:
-    """Run ``fn(session)`` in a transaction; SQLite refuses a read-then-write transaction at
-    once when another writer committed in between, and a fresh one goes through."""
-    for attempt in range(3):
-        try:
-            with db.session() as s:
-                return fn(s)
-        except OperationalError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 def _hashset(row: ScanRecord) -> HashSet:
@@ -317,7 +303,7 @@ class RemovalService:
                 unhashed=tuple(t.content_id for t in targets if t.hashes is None),
             )
 
-        result = cast("RemovalSummary | None", _retrying(self.db, apply))
+        result = self.db.retrying(apply)
         if result is not None:
             return result
         with self.db.session() as s:
@@ -379,7 +365,7 @@ class RemovalService:
             )
             return RemovalSummary(tuple(ctx.removed), ctx.bank_entries)
 
-        result = cast("RemovalSummary | None", _retrying(self.db, apply))
+        result = self.db.retrying(apply)
         if result is not None:
             return result
         with self.db.session() as s:
@@ -424,12 +410,7 @@ class RemovalService:
                 if scan_ids:
                     row = s.get(ScanRecord, max(scan_ids))
                 if row is None:
-                    row = s.scalars(
-                        select(ScanRecord)
-                        .where(ScanRecord.content_id == content_id)
-                        .order_by(ScanRecord.id.desc())
-                        .limit(1)
-                    ).first()
+                    row = latest_scan(s, content_id)
                 url = next((ref for _, ref, _ in items if _is_url(ref)), None)
                 ids = tuple(i for i, _, _ in items)
                 if row is not None:
@@ -726,7 +707,7 @@ class RemovalService:
         def apply(s: Session) -> dict[str, Any]:
             return self.restore_in(s, removal_id, who=who, now=self.clock.now())
 
-        return cast(dict[str, Any], _retrying(self.db, apply))
+        return self.db.retrying(apply)
 
     def restore_in(
         self, s: Session, removal_id: int, *, who: str, now: datetime, why: str = ""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from sqlalchemy import CursorResult, and_, delete, func, insert, or_, select
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dignity import audit
@@ -365,12 +365,7 @@ class ScanLog:
     def latest_for(self, content_id: str) -> dict[str, Any] | None:
         """The newest scan of ``content_id`` (what a takedown item resolves to), or None."""
         with self.db.session() as s:
-            row = s.scalars(
-                select(ScanRecord)
-                .where(ScanRecord.content_id == content_id)
-                .order_by(ScanRecord.id.desc())
-                .limit(1)
-            ).first()
+            row = latest_scan(s, content_id)
             return scan_dict(row) if row is not None else None
 
     # -- sweeping --------------------------------------------------------------------------
@@ -523,43 +518,47 @@ class ScanLog:
         kept_by_review = select(ReviewItem.scan_id).where(
             ReviewItem.scan_id.is_not(None), ReviewItem.state != "decided"
         )
+
+        def batch(s: Session) -> tuple[int, int]:
+            ids = list(
+                s.scalars(
+                    select(ScanRecord.id)
+                    .where(
+                        and_(
+                            ScanRecord.created_at < cutoff,
+                            ScanRecord.id.not_in(kept_by_removal),
+                            ScanRecord.id.not_in(kept_by_review),
+                        )
+                    )
+                    .order_by(ScanRecord.id)
+                    .limit(_PURGE_BATCH)
+                )
+            )
+            if not ids:
+                return 0, 0
+            gone = s.execute(delete(ScanRecord).where(ScanRecord.id.in_(ids)))
+            n = int(cast(CursorResult[Any], gone).rowcount or 0)
+            audit.record(
+                s, "scanlog.purged", "scan_log", {"rows": n, "first": ids[0], "last": ids[-1]}
+            )
+            return len(ids), n
+
         total = 0
         while True:
-            for attempt in range(3):
-                try:
-                    with self.db.session() as s:
-                        ids = list(
-                            s.scalars(
-                                select(ScanRecord.id)
-                                .where(
-                                    and_(
-                                        ScanRecord.created_at < cutoff,
-                                        ScanRecord.id.not_in(kept_by_removal),
-                                        ScanRecord.id.not_in(kept_by_review),
-                                    )
-                                )
-                                .order_by(ScanRecord.id)
-                                .limit(_PURGE_BATCH)
-                            )
-                        )
-                        if ids:
-                            gone = s.execute(delete(ScanRecord).where(ScanRecord.id.in_(ids)))
-                            n = int(cast(CursorResult[Any], gone).rowcount or 0)
-                            total += n
-                            audit.record(
-                                s,
-                                "scanlog.purged",
-                                "scan_log",
-                                {"rows": n, "first": ids[0], "last": ids[-1]},
-                            )
-                    break
-                except OperationalError:
-                    # SQLite refuses a read-then-write transaction when another writer
-                    # committed in between; a fresh transaction goes through.
-                    if attempt == 2:
-                        raise
-            if len(ids) < _PURGE_BATCH:
+            found, deleted = self.db.retrying(batch)
+            total += deleted
+            if found < _PURGE_BATCH:
                 return total
+
+
+def latest_scan(s: Session, content_id: str) -> ScanRecord | None:
+    """The newest scan of ``content_id``: what a reported content id resolves to."""
+    return s.scalars(
+        select(ScanRecord)
+        .where(ScanRecord.content_id == content_id)
+        .order_by(ScanRecord.id.desc())
+        .limit(1)
+    ).first()
 
 
 def scan_dict(row: ScanRecord) -> dict[str, Any]:
