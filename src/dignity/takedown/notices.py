@@ -178,7 +178,9 @@ class NoticeService:
         from dignity.actions.outbox import emit_event
 
         now = utc(removal.created_at)
-        public_id = secrets.token_urlsafe(18)
+        # Hex, not URL-safe base64: an id that starts with "-" reads as an option on a command
+        # line (`dignity statement show -x...` failed), and it travels in URLs and notices.
+        public_id = secrets.token_hex(16)
         code = secrets.token_urlsafe(12)
         until = now + timedelta(days=self.settings.appeal_window_days)
         body = self._body(s, removal, request, public_id, now, until)
