@@ -60,6 +60,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from dignity.derivatives.features import (
+    LOW_COVERAGE,
     MIN_KEYPOINTS,
     STORED_KEYPOINTS,
     FeatureError,
@@ -282,6 +283,19 @@ def pdq_near(a: Image.Image, b: Image.Image) -> bool:
     return any(bin(int(x, 16) ^ ib).count("1") <= 31 for x in (ha.dihedral or (ha.hex,)))
 
 
+def yardstick_ms() -> float:
+    """CPU ms of one fixed workload (OpenCV ORB on a 512 x 384 scene, 1000 keypoints): how
+    fast this machine is, so that runs on different machines can be compared (machines here
+    have differed by 3.5x on the same code)."""
+    gray = np.asarray(landscape(0, (512, 384)).convert("L"), dtype=np.uint8)
+    orb = cv2.ORB.create(nfeatures=1000, fastThreshold=7)
+    orb.detectAndCompute(gray, None)
+    started = time.process_time()
+    for _ in range(30):
+        orb.detectAndCompute(gray, None)
+    return (time.process_time() - started) / 30 * 1000
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--registry", type=int, default=100_000, help="registered photos in all")
@@ -331,6 +345,7 @@ def main() -> None:
 
     records: list[Record] = []
     registered: list[int] = []  # index into sources
+    coverage: list[float] = []  # of each registered source (see Features.coverage)
     refused = 0
     blob_bytes: list[int] = []
     for i, img in enumerate(sources):
@@ -341,9 +356,16 @@ def main() -> None:
             continue
         records.append(Record(len(records) + 1, f"person-{i}", feats))
         registered.append(i)
+        coverage.append(feats.coverage())
         blob_bytes.append(len(feats.pack()))
     n_sources = len(records)
-    print(f"registered {n_sources} sources ({refused} refused as too plain)", flush=True)
+    photos = len(sources) - args.landscapes
+    low = sum(c < LOW_COVERAGE for c, i in zip(coverage, registered, strict=True) if i < photos)
+    print(
+        f"registered {n_sources} sources ({refused} refused as too plain; {low} photos "
+        f"registered with a low-coverage warning)",
+        flush=True,
+    )
 
     for k in range(args.real_distractors):
         if len(records) >= args.registry:
@@ -402,9 +424,11 @@ def main() -> None:
                 found["op=(none)"].append(ok)
             if len(ops) >= 3:
                 found["ops>=3 combined"].append(ok)
-            found[
-                f"source={'generated' if i >= len(sources) - args.landscapes else 'photo'}"
-            ].append(ok)
+            generated = i >= len(sources) - args.landscapes
+            found[f"source={'generated' if generated else 'photo'}"].append(ok)
+            if not generated:  # registration warns under LOW_COVERAGE: how much that tells
+                low = coverage[sid0] < LOW_COVERAGE
+                found[f"photo, coverage {'<' if low else '>='}{LOW_COVERAGE:.0%}"].append(ok)
             pdq_found.append(pdq_near(src, query))
     unrelated = [geometric(img, [op for op in GEO_OPS if rng.random() < 0.5], rng) for img in held]
     unrelated += [landscape(2_000_000 + k, (900, 650)) for k in range(args.unrelated)]
@@ -457,6 +481,7 @@ def main() -> None:
     print(
         "load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
     )
+    print(f"machine yardstick (ORB on a 512 x 384 scene): {yardstick_ms():.1f} ms CPU")
     stored = statistics.mean(blob_bytes)
     print(
         f"bytes per registered photo: stored descriptors {stored:.0f} B (+~"

@@ -63,6 +63,7 @@ def test_cli_register_scan_remove(cli: Cli, files: dict[str, Path]) -> None:
     assert [a["path"] for a in added] == [str(files["mine"]), str(files["mine2"])]
     ids = [int(str(a["source_id"])) for a in added]
     assert all(int(str(a["stored_bytes"])) <= 4096 for a in added)
+    assert all(float(str(a["coverage"])) > 0.5 and a["warning"] is None for a in added)
 
     rows = _scan(cli, files["edited"], files["unrelated"])
     found = rows["edited.jpg"]["signals"]["derivative_of"]
@@ -174,6 +175,7 @@ def test_api_sources(live: LiveServer, tmp_path: Path) -> None:
         assert reviewer.get(f"/v1/sources/{sid}").json()["subject"] == "api-person"
         listed = reviewer.get("/v1/sources", params={"subject": "api-person"}).json()
         assert [x["source_id"] for x in listed] == [sid]
+        assert listed[0]["coverage"] == source["coverage"] > 0.5 and source["warning"] is None
         r = platform.post("/v1/scan", files={"file": ("e.jpg", edited, "image/jpeg")})
         assert r.status_code == 200, r.text
         got = r.json()

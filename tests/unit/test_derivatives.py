@@ -9,10 +9,12 @@ same palette).
 from __future__ import annotations
 
 import io
+from datetime import datetime
 
 import cv2
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from PIL import Image
 
 from dignity.derivatives import FeatureError, Features, match_media, source_features
@@ -231,3 +233,62 @@ def test_bunched_inliers_are_not_a_match(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(matching_mod, "MIN_AREA", 0.99)
     assert matching_mod._verify(src, view) is None
     assert m.match(corner) is None
+
+
+def _faint(img: Image.Image, levels: float) -> NDArray[np.uint8]:
+    """``img`` in grey with its contrast squeezed to about ``levels`` grey levels each way."""
+    grey = np.asarray(img.convert("L"), dtype=np.float32)
+    return np.clip(128 + (grey - grey.mean()) * levels / 64, 0, 255).astype(np.uint8)
+
+
+def test_plain_tiles_are_searched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Left half: a scene at full contrast; right half: the same at a few grey levels, where no
+    # corner reaches the usual FAST threshold (fog, a gradient, a dim studio backdrop).
+    from dignity.derivatives import features
+
+    strong = np.asarray(landscape(2, (512, 384)).convert("L"), dtype=np.uint8)
+    gray = strong.copy()
+    gray[:, 256:] = _faint(landscape(5, (512, 384)), 4)[:, 256:]
+    _, xy = features._keypoints(gray, 6000)
+    right = int((xy[:, 0] >= 256 + 16).sum())
+    assert (xy[:, 0] < 256).sum() > 300 and right >= 30
+    monkeypatch.setattr(features, "_PLAIN_TILE", 0)  # no second search
+    _, xy = features._keypoints(gray, 6000)
+    assert int((xy[:, 0] >= 256 + 16).sum()) <= right / 4
+
+
+def test_coverage_warns_when_detail_sits_in_one_corner() -> None:
+    from dignity.derivatives.features import LOW_COVERAGE
+    from dignity.derivatives.service import SourceInfo
+
+    detailed = source_features(landscape(1))
+    backdrop = Image.new("RGB", (800, 600), (120, 130, 140))
+    backdrop.paste(landscape(1, (200, 150)), (560, 420))  # a sixteenth of the frame
+    corner = source_features(backdrop)
+    # The patch touches at most 3 x 3 of the 8 x 8 cells.
+    assert detailed.coverage() > 0.5 and 0 < corner.coverage() <= 9 / 64
+    assert Features.unpack(corner.pack()).coverage() == corner.coverage()
+
+    def info(feats: Features) -> dict[str, object]:
+        at = datetime(2026, 1, 1)
+        return SourceInfo(1, "p", "", "", at, 800, 600, len(feats), 1, feats.coverage()).to_dict()
+
+    assert info(detailed)["warning"] is None
+    share = f"only {corner.coverage():.0%} of its frame"
+    assert corner.coverage() < LOW_COVERAGE and share in str(info(corner)["warning"])
+
+
+def test_key_and_check_bits_are_the_named_descriptor_bits() -> None:
+    # The shortlist's filter reads the bits it was measured on, MSB first; a shifted or
+    # reordered extraction would quietly let other candidates through or drop true ones.
+    desc = np.random.default_rng(5).integers(0, 256, (50, 32), dtype=np.uint8)
+    unpacked = np.unpackbits(desc, axis=1)
+    for got, positions in (
+        (matching_mod._keys(desc), matching_mod._KEY_POSITIONS),
+        (matching_mod._check_bits(desc), matching_mod._CHECK_POSITIONS),
+    ):
+        want = unpacked[:, positions] @ (1 << np.arange(len(positions))[::-1])
+        assert np.array_equal(np.asarray(got, np.int64), want)
+    assert not set(matching_mod._KEY_POSITIONS.tolist()) & set(
+        matching_mod._CHECK_POSITIONS.tolist()
+    )

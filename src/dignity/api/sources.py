@@ -53,6 +53,12 @@ class SourceOut(BaseModel):
     height: int
     keypoints: int
     stored_bytes: int = Field(description="Bytes stored for matching (keypoints only)")
+    coverage: float = Field(
+        description="Share of the photo's frame (8 x 8 cells) holding recognisable detail"
+    )
+    warning: str | None = Field(
+        description="Set when the coverage is low: edits over the detailed part go unrecognised"
+    )
 
 
 def source_out(info: SourceInfo) -> SourceOut:

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from dignity.cli.app import EXIT_PARTIAL, Context, cli, emit, handles_errors, pass_ctx
 from dignity.cli.hashing import read_upload_file
+from dignity.derivatives.features import LOW_COVERAGE
 from dignity.derivatives.service import NewSource, SourceService
 from dignity.errors import DignityError
 from dignity.hashing.signals import decode_upload
@@ -40,7 +41,8 @@ def add(
 ) -> None:
     """Register each photo FILE of SUBJECT (all or nothing).
 
-    Prints one JSON object per file: path, source_id, subject, keypoints, stored_bytes.
+    Prints one JSON object per file: path, source_id, subject, keypoints, stored_bytes,
+    coverage (share of the frame with recognisable detail) and warning (set when it is low).
     """
     service = SourceService(ctx.db)
     prepared = []
@@ -81,7 +83,8 @@ def list_cmd(ctx: Context, subject: str | None, limit: int, after_id: int, as_js
             emit(info.to_dict())
         return
     table = Table(title="Source photos")
-    for col in ("id", "subject", "consent by", "for", "registered", "keypoints", "bytes"):
+    cols = ("id", "subject", "consent by", "for", "registered", "keypoints", "bytes", "coverage")
+    for col in cols:
         table.add_column(col)
     for i in infos:
         table.add_row(
@@ -92,6 +95,7 @@ def list_cmd(ctx: Context, subject: str | None, limit: int, after_id: int, as_js
             i.consented_at.isoformat(timespec="seconds"),
             str(i.keypoints),
             str(i.stored_bytes),
+            f"{i.coverage:.0%}" + (" (low)" if i.coverage < LOW_COVERAGE else ""),
         )
     Console().print(table)
 

@@ -76,24 +76,35 @@ _TAIL_LIMIT = 2048  # records in the tail before it is folded into the main segm
 _KEY_POSITIONS = np.asarray([(i * 97 + 13) % 256 for i in range(KEY_BITS)], dtype=np.intp)
 
 
-def _keys(desc: NDArray[np.uint8]) -> NDArray[np.int64]:
-    """Each descriptor's hash key: its bits at :data:`_KEY_POSITIONS`, MSB first."""
-    key = np.zeros(len(desc), np.int64)
-    for pos in _KEY_POSITIONS.tolist():
-        bit = (desc[:, pos // 8] >> (7 - pos % 8)) & 1
-        key = (key << 1) | bit.astype(np.int64)
-    return key
-
-
-_CHECK_WORD = 2  # descriptor bytes 4-5 (bits 32-47): no key bit among them
+# 16 descriptor bits outside the hash key whose agreement is checked before a candidate's
+# full descriptor is read. Chosen by measurement (ORB's bits are not equally informative):
+# over 1.2M same-bucket pairs of unrelated photos these disagree 40% of the time against 31%
+# for a run of 16 adjacent bits (so half as many unrelated candidates pass), while true
+# pairs (RANSAC inliers of edited copies) flip them as rarely as any other bits (3%).
+_CHECK_POSITIONS = np.asarray(
+    [2, 11, 45, 71, 89, 109, 133, 134, 136, 147, 151, 174, 195, 197, 203, 251], dtype=np.intp
+)
 _XY_STEP = 2.0  # in-memory position step, px
-assert not any(32 <= p < 48 for p in _KEY_POSITIONS.tolist())
+assert not set(_CHECK_POSITIONS.tolist()) & set(_KEY_POSITIONS.tolist())
+
+
+def _bits_at(desc: NDArray[np.uint8], positions: NDArray[np.intp]) -> NDArray[np.int64]:
+    """The bits of each descriptor at ``positions``, MSB first, as one integer each."""
+    out = np.zeros(len(desc), np.int64)
+    for pos in positions.tolist():
+        bit = (desc[:, pos // 8] >> (7 - pos % 8)) & 1
+        out = (out << 1) | bit.astype(np.int64)
+    return out
+
+
+def _keys(desc: NDArray[np.uint8]) -> NDArray[np.int64]:
+    """Each descriptor's hash key: its bits at :data:`_KEY_POSITIONS`."""
+    return _bits_at(desc, _KEY_POSITIONS)
 
 
 def _check_bits(desc: NDArray[np.uint8]) -> NDArray[np.uint16]:
-    """16 descriptor bits outside the hash key, as one uint16 per descriptor."""
-    words: NDArray[np.uint16] = np.ascontiguousarray(desc).view("<u2")[:, _CHECK_WORD]
-    return np.ascontiguousarray(words)
+    """The 16 bits at :data:`_CHECK_POSITIONS`, as one uint16 per descriptor."""
+    return np.ascontiguousarray(_bits_at(desc, _CHECK_POSITIONS).astype(np.uint16))
 
 
 _SHIFT_CELLS = 2 * -(-NORM_SIDE // SHIFT_BIN) + 3

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select
 
 from dignity import audit
-from dignity.derivatives.features import Features, source_features
+from dignity.derivatives.features import LOW_COVERAGE, Features, source_features
 from dignity.derivatives.matching import DerivativeMatcher, Record
 from dignity.derivatives.models import DerivativeLog, DerivativeSource
 from dignity.errors import DignityError, NotFoundError
@@ -59,8 +59,16 @@ class SourceInfo:
     height: int
     keypoints: int
     stored_bytes: int
+    coverage: float
 
     def to_dict(self) -> dict[str, Any]:
+        warning = None
+        if self.coverage < LOW_COVERAGE:
+            warning = (
+                f"the photo has recognisable detail in only {self.coverage:.0%} of its frame: "
+                "an edited copy that repaints that part cannot be recognised; a photo with "
+                "more detail (background, clothes, hair) protects better"
+            )
         return {
             "source_id": self.id,
             "subject": self.subject,
@@ -73,6 +81,8 @@ class SourceInfo:
             "height": self.height,
             "keypoints": self.keypoints,
             "stored_bytes": self.stored_bytes,
+            "coverage": round(self.coverage, 3),
+            "warning": warning,
         }
 
 
@@ -98,7 +108,8 @@ def _info(row: Any) -> SourceInfo:
         width=int(row.width),
         height=int(row.height),
         keypoints=int(row.keypoints),
-        stored_bytes=int(row.stored_bytes),
+        stored_bytes=len(row.features),
+        coverage=Features.unpack(row.features).coverage(),
     )
 
 
@@ -111,7 +122,7 @@ _INFO_COLUMNS = (
     DerivativeSource.width,
     DerivativeSource.height,
     DerivativeSource.keypoints,
-    func.length(DerivativeSource.features).label("stored_bytes"),
+    DerivativeSource.features,  # ~3.5 KB: read for the coverage; lists are paged
 )
 
 
@@ -167,8 +178,9 @@ class SourceService:
                 r.height,
                 r.keypoints,
                 len(r.features),
+                feats.coverage(),
             )
-            for r in rows
+            for r, (_, feats) in zip(rows, prepared, strict=True)
         ]
 
     def list(
