@@ -39,7 +39,7 @@ _GRID = 8  # cells per side for spreading the stored keypoints
 FAST_THRESHOLD = 7
 # A detection tile with fewer corners than this is searched again at _PLAIN_THRESHOLD (see
 # _keypoints). Measured on the evaluation's photos: edited copies of the plainest ones found
-# went from 242 to 248 of 264; scans cost ~8% more (faint corners land in crowded buckets).
+# went from 242 to 248 of 264; scans cost 9-14% more (faint corners land in crowded buckets).
 _PLAIN_TILE = 48
 _PLAIN_THRESHOLD = 2
 _XY_SCALE = 32  # positions stored as uint16 in 1/32 px: 512 px -> 16384, exact enough
