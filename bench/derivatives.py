@@ -427,8 +427,8 @@ def main() -> None:
             generated = i >= len(sources) - args.landscapes
             found[f"source={'generated' if generated else 'photo'}"].append(ok)
             if not generated:  # registration warns under LOW_COVERAGE: how much that tells
-                low = coverage[sid0] < LOW_COVERAGE
-                found[f"photo, coverage {'<' if low else '>='}{LOW_COVERAGE:.0%}"].append(ok)
+                plain = coverage[sid0] < LOW_COVERAGE
+                found[f"photo, coverage {'<' if plain else '>='}{LOW_COVERAGE:.0%}"].append(ok)
             pdq_found.append(pdq_near(src, query))
     unrelated = [geometric(img, [op for op in GEO_OPS if rng.random() < 0.5], rng) for img in held]
     unrelated += [landscape(2_000_000 + k, (900, 650)) for k in range(args.unrelated)]
