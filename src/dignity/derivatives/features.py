@@ -72,11 +72,8 @@ class Features:
         much of the photo an edit would have to repaint to leave no evidence. A plain photo
         (fog, a gradient, a studio backdrop) keeps its detail in a few cells; an edit over
         them cannot be recognised (see :data:`LOW_COVERAGE`)."""
-        if len(self) == 0:
-            return 0.0
-        cx = np.clip((self.xy[:, 0] * _GRID / max(self.width, 1)).astype(np.intp), 0, _GRID - 1)
-        cy = np.clip((self.xy[:, 1] * _GRID / max(self.height, 1)).astype(np.intp), 0, _GRID - 1)
-        return float(np.unique(cy * _GRID + cx).size) / float(_GRID * _GRID)
+        cells = _cells(self.xy, self.width, self.height)
+        return float(np.unique(cells).size) / float(_GRID * _GRID)
 
     def pack(self) -> bytes:
         """The stored form: header, descriptors, then positions as uint16 (1/32 px)."""
@@ -190,6 +187,13 @@ def detect(
     return _describe(gray, [kps[i] for i in spread(xy, w, h, n)])
 
 
+def _cells(xy: NDArray[np.float32], width: int, height: int) -> NDArray[np.intp]:
+    """Each point's cell of the frame's :data:`_GRID` x :data:`_GRID` grid, row by row."""
+    cx = np.clip((xy[:, 0] * _GRID / max(width, 1)).astype(np.intp), 0, _GRID - 1)
+    cy = np.clip((xy[:, 1] * _GRID / max(height, 1)).astype(np.intp), 0, _GRID - 1)
+    return cy * _GRID + cx
+
+
 def spread(
     xy: NDArray[np.float32], width: int, height: int, k: int, score: NDArray[np.int_] | None = None
 ) -> NDArray[np.intp]:
@@ -198,9 +202,7 @@ def spread(
     higher score come first within a cell whatever their strength."""
     if len(xy) <= k:
         return np.arange(len(xy))
-    cx = np.minimum((xy[:, 0] * _GRID / max(width, 1)).astype(np.intp), _GRID - 1)
-    cy = np.minimum((xy[:, 1] * _GRID / max(height, 1)).astype(np.intp), _GRID - 1)
-    cell = cy * _GRID + cx
+    cell = _cells(xy, width, height)
     order = np.arange(len(xy)) if score is None else np.argsort(-score, kind="stable")
     rank = np.zeros(len(xy), np.intp)
     seen: dict[int, int] = {}
