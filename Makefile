@@ -7,7 +7,7 @@ DATA ?= $(CURDIR)/var
 
 .PHONY: run serve test lint typecheck unit bench fuzz screenshots clean
 
-$(STAMP): pyproject.toml setup.py src/dignity/matching/_mihcore.c
+$(STAMP): pyproject.toml setup.py src/dignity/matching/_mihcore.c src/dignity/derivatives/_shortlist.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,nudenet]'

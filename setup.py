@@ -1,4 +1,5 @@
-"""Build hook for the one compiled part of dignity: the PDQ index kernels (plain C, no numpy).
+"""Build hook for dignity's compiled parts: the PDQ index kernels and the derivative shortlist
+(plain C, no numpy).
 
 Everything else about the package lives in pyproject.toml; setuptools reads both, and an editable
 install (``pip install -e .``) compiles the extension in place.
@@ -49,7 +50,12 @@ setup(
             "dignity.matching._mihcore",
             ["src/dignity/matching/_mihcore.c"],
             extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing"],
-        )
+        ),
+        Extension(
+            "dignity.derivatives._shortlist",
+            ["src/dignity/derivatives/_shortlist.c"],
+            extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing"],
+        ),
     ],
     cmdclass={"build_ext": BuildExt},
 )

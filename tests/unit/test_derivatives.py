@@ -249,11 +249,11 @@ def test_plain_tiles_are_searched_again(monkeypatch: pytest.MonkeyPatch) -> None
     strong = np.asarray(landscape(2, (512, 384)).convert("L"), dtype=np.uint8)
     gray = strong.copy()
     gray[:, 256:] = _faint(landscape(5, (512, 384)), 4)[:, 256:]
-    _, xy = features._keypoints(gray, 6000)
+    xy = features._keypoints(gray, 6000).xy
     right = int((xy[:, 0] >= 256 + 16).sum())
     assert (xy[:, 0] < 256).sum() > 300 and right >= 30
     monkeypatch.setattr(features, "_PLAIN_TILE", 0)  # no second search
-    _, xy = features._keypoints(gray, 6000)
+    xy = features._keypoints(gray, 6000).xy
     assert int((xy[:, 0] >= 256 + 16).sum()) <= right / 4
 
 
@@ -292,3 +292,70 @@ def test_key_and_check_bits_are_the_named_descriptor_bits() -> None:
     assert not set(matching_mod._KEY_POSITIONS.tolist()) & set(
         matching_mod._CHECK_POSITIONS.tolist()
     )
+
+
+@pytest.mark.parametrize("preselect", [3, 1000])
+def test_compiled_shortlist_equals_the_numpy_reference(
+    monkeypatch: pytest.MonkeyPatch, preselect: int
+) -> None:
+    # The kernel is the hot path and the numpy version the fallback: both must give the same
+    # votes and agreeing votes, including when only the PRESELECT busiest photos go on (ties
+    # included) and when crowded buckets are skipped.
+    assert matching_mod._core is not None, "the compiled shortlist is not built"
+    monkeypatch.setattr(matching_mod, "PRESELECT", preselect)
+    monkeypatch.setattr(matching_mod, "MAX_BUCKET", 6)
+    records = [Record(s + 1, "p", source_features(landscape(s))) for s in range(12)]
+    seg = DerivativeMatcher(records)._snap.main
+    compared = 0
+    for img in [derivative(1, "flat"), derivative(4, "inpaint"), landscape(40), landscape(41)]:
+        for view in matching_mod.query_features(img).views:
+            want = {
+                int(seg.ids[r]): (int(a), int(n)) for r, a, n in seg.agreeing_numpy(view).tolist()
+            }
+            assert seg.agreeing(view, frozenset()) == want
+            compared += len(want)
+    assert compared >= 4  # not a comparison of empty results
+
+
+def test_compiled_shortlist_refuses_inconsistent_arrays() -> None:
+    # The kernel reads raw buffers: sizes that do not fit together are an error, and a
+    # posting that points outside the records is skipped, never read.
+    core = matching_mod._core
+    assert core is not None, "the compiled shortlist is not built"
+    seg = DerivativeMatcher([Record(1, "a", source_features(landscape(2)))])._snap.main
+    view = matching_mod.query_features(landscape(2)).views[0]
+    qdesc = np.ascontiguousarray(view.descriptors)
+    args = [
+        seg.starts,
+        seg.postings,
+        seg.check,
+        seg.desc,
+        seg.xy,
+        seg.stride,
+        len(seg),
+        qdesc,
+        view.xy,
+        matching_mod._keys(qdesc),
+        matching_mod._check_bits(qdesc),
+        matching_mod.KEY_BITS,
+        256,
+        5,
+        1000,
+        2,
+        48,
+        5,
+        48,
+        512,
+        2.0,
+    ]
+    ok = np.frombuffer(core.agreeing(*args), np.int64).reshape(-1, 3)
+    assert ok[0, 0] == 0 and ok[0, 2] >= 0.9 * len(seg.record(0).features)
+    for at, bad in ((1, seg.postings[:-1]), (6, 3), (11, 30), (8, view.xy[:-1]), (16, 300)):
+        with pytest.raises(ValueError):
+            core.agreeing(*[bad if i == at else a for i, a in enumerate(args)])
+    stray = seg.postings.copy()
+    stray[: len(stray) // 2] = 10**6
+    left = np.frombuffer(
+        core.agreeing(*[stray if i == 1 else a for i, a in enumerate(args)]), np.int64
+    ).reshape(-1, 3)
+    assert left[0, 2] < ok[0, 2]
