@@ -397,6 +397,7 @@ def main() -> None:
     cpu_times: list[float] = []  # CPU time of this process: not inflated by other processes
     unrelated_cpu: list[float] = []
     derivative_cpu: list[float] = []
+    false_seen: list[str] = []  # what each false match was, to look into
     queries = 0
     for sid0, i in enumerate(registered):
         src = sources[i]
@@ -415,6 +416,7 @@ def main() -> None:
             ok = got is not None and got.source_id == sid0 + 1
             if got is not None and not ok:
                 wrong += 1
+                false_seen.append(f"derivative of source {sid0 + 1} ({kind}, {ops}) -> {got}")
             found["all"].append(ok)
             found[f"region={kind}"].append(ok)
             found[f"area={'30-40%' if real_area >= 0.3 else '10-30%'}"].append(ok)
@@ -440,6 +442,8 @@ def main() -> None:
         cpu_times.append(time.process_time() - cpu)
         unrelated_cpu.append(time.process_time() - cpu)
         false_unrelated += got is not None
+        if got is not None:
+            false_seen.append(f"unrelated image {len(unrelated_cpu) - 1} {img.size} -> {got}")
     n_deriv = len(found["all"])
     pairs = n_deriv * (reg - 1) + len(unrelated) * reg
     false = wrong + false_unrelated
@@ -460,6 +464,8 @@ def main() -> None:
         f"unrelated pairs; 95% upper bound of the false-match rate per pair: "
         f"{upper_bound(pairs) if false == 0 else float('nan'):.2g}"
     )
+    for line in false_seen:
+        print(f"  false match: {line}")
     times_ms = sorted(t * 1000 for t in times)
     print(
         f"time per scanned image, {reg} registered, one core: mean "

@@ -359,3 +359,44 @@ def test_compiled_shortlist_refuses_inconsistent_arrays() -> None:
         core.agreeing(*[stray if i == 1 else a for i, a in enumerate(args)]), np.int64
     ).reshape(-1, 3)
     assert left[0, 2] < ok[0, 2]
+
+
+def test_compiled_nearest_two_equals_opencv(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Verification's nearest-neighbour search: the kernel must give OpenCV's distances (and
+    # so the same fits); without the kernel, OpenCV's matcher is the fallback.
+    assert matching_mod._core is not None, "the compiled shortlist is not built"
+    src = source_features(landscape(1))
+    views = [
+        view
+        for img in (derivative(1, "flat"), landscape(30))
+        for view in matching_mod.query_features(img).views
+    ]
+    fits = []
+    for view in views:
+        best, d1, d2 = matching_mod._nearest_two(src, view)
+        for pair in cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(
+            src.descriptors, view.descriptors, k=2
+        ):
+            i = pair[0].queryIdx
+            assert (d1[i], d2[i]) == (pair[0].distance, pair[1].distance)
+            assert best[i] == pair[0].trainIdx or d1[i] == d2[i]
+        fits.append(matching_mod._fit(src, view))
+    assert any(f is not None and f.inliers >= matching_mod.SURE_INLIERS for f in fits)
+    monkeypatch.setattr(matching_mod, "_core", None)
+    for view, fit in zip(views, fits, strict=True):
+        again = matching_mod._fit(src, view)
+        assert (fit is None) == (again is None)
+        assert fit is None or again is None or fit.inliers == again.inliers
+
+
+def test_duplicate_inliers_count_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One corner found at two pyramid levels is one piece of evidence: points closer than
+    # RANSAC's tolerance count once, and a fit needs MIN_INLIERS distinct places.
+    pts = np.float32([[0, 0], [3, 3], [10, 0], [13, 0], [20, 0], [20, 5.9]])
+    assert matching_mod._distinct(pts) == 3
+    assert matching_mod._distinct(pts[:1]) == 1
+    src = source_features(landscape(3))
+    view = matching_mod.query_features(landscape(3)).views[0]
+    assert matching_mod._verify(src, view) is not None
+    monkeypatch.setattr(matching_mod, "_distinct", lambda p: matching_mod.MIN_INLIERS - 1)
+    assert matching_mod._verify(src, view) is None

@@ -19,8 +19,9 @@ make (scale near 1 since both sides are normalised, little rotation) and either 
 :data:`MIN_AREA` of the image: unrelated pairs that chance aligns bunch their inliers in a
 patch. A strong match (:data:`DONE_INLIERS`) ends the search. A photo taken against the same
 background can pass this, which is why the policy only ever sends derivatives to review.
-The shortlist runs in a small C kernel (``_shortlist.c``); :meth:`_Segment.agreeing_numpy`
-is the same computation in numpy, its fallback and its test oracle.
+The shortlist and the nearest-neighbour search of verification run in a small C kernel
+(``_shortlist.c``); :meth:`_Segment.agreeing_numpy` and OpenCV's brute-force matcher are the
+same computations, the fallbacks without it and the tests' oracles.
 
 The index is an immutable snapshot swapped in one assignment, so scans on other threads never
 see half an update: a large *main* segment and a small *tail* of recent additions (rebuilt on
@@ -420,23 +421,41 @@ class _Fit:
     src_rows: NDArray[np.intp]
 
 
+def _nearest_two(
+    source: Features, view: Features
+) -> tuple[NDArray[np.intp], NDArray[np.int32], NDArray[np.int32]]:
+    """For each source keypoint: the nearest view keypoint, its distance and the distance of
+    the second nearest (257 when there is none)."""
+    if _core is not None:
+        raw = _core.knn2(
+            np.ascontiguousarray(source.descriptors, dtype=np.uint8),
+            np.ascontiguousarray(view.descriptors, dtype=np.uint8),
+        )
+        out = np.frombuffer(raw, np.int32).reshape(-1, 3)
+        return out[:, 0].astype(np.intp), out[:, 1], out[:, 2]
+    n = len(source)
+    best, d1, d2 = np.full(n, -1, np.intp), np.full(n, 257, np.int32), np.full(n, 257, np.int32)
+    for pair in _BF.knnMatch(source.descriptors, view.descriptors, k=2):
+        if pair:
+            best[pair[0].queryIdx] = pair[0].trainIdx
+            d1[pair[0].queryIdx] = int(pair[0].distance)
+            if len(pair) == 2:
+                d2[pair[0].queryIdx] = int(pair[1].distance)
+    return best, d1, d2
+
+
 def _fit(source: Features, view: Features) -> _Fit | None:
     if len(view) < 2 or len(source) < 2:
         return None
-    pairs = _BF.knnMatch(source.descriptors, view.descriptors, k=2)
-    src_rows: list[int] = []
-    dst_rows: list[int] = []
-    used: set[int] = set()
-    for pair in sorted((p for p in pairs if len(p) == 2), key=lambda p: p[0].distance):
-        best, second = pair
-        if (
-            best.distance <= MATCH_DISTANCE
-            and best.distance < RATIO * second.distance
-            and best.trainIdx not in used
-        ):
-            used.add(best.trainIdx)
-            src_rows.append(best.queryIdx)
-            dst_rows.append(best.trainIdx)
+    best, d1, d2 = _nearest_two(source, view)
+    # Nearest neighbours that pass the ratio test, one-to-one: the closest pairs claim their
+    # view keypoint first (of equal distances, the earlier source keypoint).
+    ok = np.flatnonzero((d1 <= MATCH_DISTANCE) & (d1 < RATIO * d2) & (best >= 0))
+    ok = ok[np.argsort(d1[ok], kind="stable")]
+    _, first = np.unique(best[ok], return_index=True)
+    chosen = ok[np.sort(first)]
+    src_rows = chosen.tolist()
+    dst_rows = best[chosen].tolist()
     if len(src_rows) < MIN_INLIERS:
         return None
     src = source.xy[src_rows]
@@ -459,6 +478,20 @@ def _fit(source: Features, view: Features) -> _Fit | None:
     inlier = mask.ravel().astype(bool)
     rows = np.asarray(src_rows, dtype=np.intp)
     return _Fit(int(inlier.sum()), np.asarray(transform, np.float64), src, dst, inlier, rows)
+
+
+def _distinct(points: NDArray[np.float32]) -> int:
+    """How many of ``points`` are more than :data:`REPROJECTION_PX` from every point counted
+    before them: points closer than RANSAC's tolerance are one place."""
+    if len(points) < 2:
+        return len(points)
+    diff = points[:, None, :] - points[None, :, :]
+    near = np.einsum("ijk,ijk->ij", diff, diff) <= REPROJECTION_PX**2
+    kept: list[int] = []
+    for i in range(len(points)):
+        if not near[i, kept].any():
+            kept.append(i)
+    return len(kept)
 
 
 def _hull_share(points: NDArray[np.float32], width: int, height: int) -> float:
@@ -530,6 +563,11 @@ def _verify(source: Features, view: Features) -> _Fit | None:
     generated scenes share, a repeated texture) bunch their few inliers in a small patch."""
     fit = _fit(source, view)
     if fit is None or fit.inliers < MIN_INLIERS:
+        return None
+    # One corner found at two pyramid levels (or stored twice) is one piece of evidence, not
+    # two: an unrelated scene matched a distractor with 8 inliers at only 6 places (a
+    # horizon's corners, each twice).
+    if _distinct(fit.dst_xy[fit.inlier_mask]) < MIN_INLIERS:
         return None
     area = _hull_share(fit.dst_xy[fit.inlier_mask], view.width, view.height)
     if fit.inliers < SURE_INLIERS and area < MIN_AREA:
