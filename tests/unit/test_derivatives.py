@@ -400,3 +400,26 @@ def test_duplicate_inliers_count_once(monkeypatch: pytest.MonkeyPatch) -> None:
     assert matching_mod._verify(src, view) is not None
     monkeypatch.setattr(matching_mod, "_distinct", lambda p: matching_mod.MIN_INLIERS - 1)
     assert matching_mod._verify(src, view) is None
+
+
+def test_compiled_shortlist_with_huge_vote_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Vote counts over 65,535 (one photo whose keypoints all share a query's descriptor) take
+    # the kernel's selection path instead of its histogram: the same result as numpy.
+    monkeypatch.setattr(matching_mod, "PRESELECT", 1)
+    desc = np.tile(np.arange(32, dtype=np.uint8), (STORED_KEYPOINTS, 1))
+    xy = np.stack([np.arange(STORED_KEYPOINTS) * 5.0, np.full(STORED_KEYPOINTS, 100.0)], 1)
+    same = Features(desc, xy.astype(np.float32), 512, 384)
+    other = source_features(landscape(3))
+    seg = DerivativeMatcher([Record(1, "a", same), Record(2, "b", other)])._snap.main
+    query = Features(
+        np.concatenate([np.tile(desc[:1], (1000, 1)), other.descriptors]),
+        np.concatenate([np.full((1000, 2), 50, np.float32), other.xy]),
+        512,
+        384,
+    )
+    want = {int(seg.ids[r]): (int(a), int(n)) for r, a, n in seg.agreeing_numpy(query).tolist()}
+    assert want[1][1] == STORED_KEYPOINTS  # 1000 x 96 = 96,000 raw votes: the selection path
+    assert 2 not in want  # only the busiest photo goes on
+    assert seg.agreeing(query, frozenset()) == want
+    monkeypatch.setattr(matching_mod, "PRESELECT", 2)
+    assert 2 in seg.agreeing(query, frozenset())  # the other photo does have votes

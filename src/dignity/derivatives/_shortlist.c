@@ -108,9 +108,64 @@ typedef struct {
     int32_t lo, hi;
 } bound_t;
 
+/* The shift cell of one coordinate, clamped to 1..cells - 2 (one empty cell each side); the
+ * float is clamped before it is converted, as converting an out-of-range float is undefined. */
+static inline int cell_of(float shift, int norm_side, int shift_bin, int cells) {
+    float f = (shift + (float)norm_side) / (float)shift_bin;
+    if (!(f >= 0.0f)) f = 0.0f; /* also NaN */
+    if (f > (float)cells) f = (float)cells;
+    int b = (int)f + 1;
+    return b < 1 ? 1 : b > cells - 2 ? cells - 2 : b;
+}
+
 static int cmp_row(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
+}
+
+/* The k-th largest of v[0..n) (1 <= k <= n), or -1 when out of memory. From a histogram of
+ * the values when they are small (they are vote counts: in the hundreds), else by selection
+ * on a copy. */
+static int32_t kth_largest(const int32_t *v, int32_t n, int32_t k) {
+    int32_t top = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (v[i] > top) top = v[i];
+    if (top <= 65535) {
+        int64_t *hist = calloc((size_t)top + 1, sizeof(int64_t));
+        if (hist == NULL) return -1;
+        for (int32_t i = 0; i < n; i++) hist[v[i] > 0 ? v[i] : 0]++;
+        int64_t above = 0;
+        int32_t t = top;
+        for (; t > 0; t--) {
+            above += hist[t];
+            if (above >= k) break;
+        }
+        free(hist);
+        return t;
+    }
+    int32_t *a = malloc((size_t)n * sizeof(int32_t));
+    if (a == NULL) return -1;
+    memcpy(a, v, (size_t)n * sizeof(int32_t));
+    /* Quickselect (Hoare partition, middle pivot) for the element of rank k - 1 descending. */
+    int32_t lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        int32_t pivot = a[lo + (hi - lo) / 2], i = lo, r = hi;
+        while (i <= r) {
+            while (a[i] > pivot) i++;
+            while (a[r] < pivot) r--;
+            if (i <= r) {
+                int32_t x = a[i];
+                a[i++] = a[r];
+                a[r--] = x;
+            }
+        }
+        if (want <= r) hi = r;
+        else if (want >= i) lo = i;
+        else break;
+    }
+    int32_t t = a[want];
+    free(a);
+    return t;
 }
 
 /* Returns 0, or -1 when out of memory. */
@@ -171,22 +226,11 @@ static int run(const job_t *j, out_t *out) {
         cand.len += kept;
     }
 
-    /* 2. The preselect-th largest raw count (ties included), from a histogram of counts. */
+    /* 2. The preselect-th largest raw count (ties included). */
     int32_t floor_votes = 0; /* 0: every record goes on */
     if (j->nrec > j->preselect) {
-        int32_t top = 0;
-        for (int32_t r = 0; r < j->nrec; r++)
-            if (raw[r] > top) top = raw[r];
-        int64_t *hist = calloc((size_t)top + 1, sizeof(int64_t));
-        if (hist == NULL) goto done;
-        for (int32_t r = 0; r < j->nrec; r++) hist[raw[r]]++;
-        int64_t above = 0;
-        int32_t t = top;
-        for (; t > 0; t--) {
-            above += hist[t];
-            if (above >= j->preselect) break;
-        }
-        free(hist);
+        int32_t t = kth_largest(raw, j->nrec, j->preselect);
+        if (t < 0) goto done;
         floor_votes = t > j->min_votes ? t : j->min_votes;
         if (floor_votes < 1) floor_votes = 1;
     }
@@ -247,10 +291,8 @@ static int run(const job_t *j, out_t *out) {
             /* The same single-precision steps as the numpy version, so cells agree exactly. */
             float sx = j->qxy[2 * q] - (float)j->xy[2 * row] * j->xy_step;
             float sy = j->qxy[2 * q + 1] - (float)j->xy[2 * row + 1] * j->xy_step;
-            int bx = (int)((sx + (float)j->norm_side) / (float)j->shift_bin) + 1;
-            int by = (int)((sy + (float)j->norm_side) / (float)j->shift_bin) + 1;
-            bx = bx < 1 ? 1 : bx > cells - 2 ? cells - 2 : bx;
-            by = by < 1 ? 1 : by > cells - 2 ? cells - 2 : by;
+            int bx = cell_of(sx, j->norm_side, j->shift_bin, cells);
+            int by = cell_of(sy, j->norm_side, j->shift_bin, cells);
             grid[by * cells + bx]++;
         }
         int32_t agree = 0;
@@ -316,10 +358,11 @@ static PyObject *py_agreeing(PyObject *self, PyObject *args) {
     PyObject *res = NULL;
     if (got < 9) goto release;
     if (j.key_bits < MIN_KEY_BITS || j.key_bits > MAX_KEY_BITS || stride < 2 || nrec < 0 ||
-        j.shift_bin < 1 || j.norm_side < 1 || j.shortlist_distance < 0 ||
+        j.shift_bin < 1 || j.norm_side < 1 || j.preselect < 1 || j.shortlist_distance < 0 ||
         j.shortlist_distance > 255) {
         PyErr_SetString(PyExc_ValueError,
-                        "agreeing: bad key_bits, stride, nrec, shortlist_distance or shift grid");
+                        "agreeing: bad key_bits, stride, nrec, preselect, shortlist_distance or "
+                        "shift grid");
         goto release;
     }
     j.stride = stride;
