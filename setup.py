@@ -16,6 +16,7 @@ from setuptools.command.build_ext import build_ext
 # tuned for: without POPCNT gcc emits a slow bit-twiddling popcount, which is most of the
 # verification work. Never -march=native: a wheel or a shared venv may run on another CPU.
 X86_FLAG_SETS = (["-march=x86-64-v2"], ["-mpopcnt"], [])
+CFLAGS = ["-O3", "-std=c11", "-fno-strict-aliasing"]
 
 
 class BuildExt(build_ext):
@@ -49,12 +50,12 @@ setup(
         Extension(
             "dignity.matching._mihcore",
             ["src/dignity/matching/_mihcore.c"],
-            extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing"],
+            extra_compile_args=CFLAGS,
         ),
         Extension(
             "dignity.derivatives._shortlist",
             ["src/dignity/derivatives/_shortlist.c"],
-            extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing"],
+            extra_compile_args=CFLAGS,
         ),
     ],
     cmdclass={"build_ext": BuildExt},
