@@ -24,6 +24,7 @@ from dignity.cases import service as case_service
 from dignity.cases.models import Case, CaseFeedLog, CaseHash
 from dignity.cases.service import CaseError, CaseService, HashIn
 from dignity.matching.banks import BankService, NewEntry
+from dignity.settings import Settings
 from dignity.storage.db import Database, open_database
 from dignity.storage.models import Entry, utcnow
 from tests.integration.server import LiveServer
@@ -402,23 +403,23 @@ def test_cli_cases_and_export(tmp_path: Path) -> None:
     db.close()
 
 
-def test_install_counts_scan_matches(db: Database) -> None:
-    from types import SimpleNamespace
+def test_scan_recorders_count_case_matches_in_order(settings: Settings, db: Database) -> None:
+    """The composition root's recorders run after the scan log, in their declared order: the
+    webhook event, then the case counter that a case's status reports."""
+    from dignity.samples import encode, landscape
+    from dignity.services import CLI, Services
 
-    from dignity import cases as cases_pkg
-    from dignity.settings import Settings
-
-    settings = Settings(portal_bank="cases")
-    calls: list[Any] = []
-    services = SimpleNamespace(
-        db=db, settings=settings, banks=BankService(db), on_scan=lambda *a: calls.append(a)
-    )
-    cases_pkg.install(services)  # type: ignore[arg-type]
-    svc = CaseService(db)
-    created = svc.create([HashIn("pdq", P1)])
+    services = Services(settings, profile=CLI, db=db)
+    assert [r.name for r in services.recorders] == ["scan.match event", "case match counters"]
+    data = encode(landscape(5), quality=90)
+    pdq = services.scanner.analyze(data).hashes.pdq
+    assert pdq is not None
+    created = services.cases.create([HashIn("pdq", pdq.hex)])
+    services.engine.load()
+    result = services.scanner.scan(data)
+    assert result.outcome.matches
+    scan_id = services.record_scan(result, None, content_id="post-1")
+    assert scan_id > 0
+    assert services.cases.status(created.number, created.pin).matches == 1
     with db.session() as s:
-        eid = s.execute(text("SELECT id FROM entries")).scalar_one()
-    outcome = SimpleNamespace(matches=[SimpleNamespace(entry_id=eid)])
-    services.on_scan(None, outcome, None, None)
-    assert len(calls) == 1  # the earlier hook still runs
-    assert svc.status(created.number, created.pin).matches == 1
+        assert s.execute(text("SELECT count(*) FROM scan_log")).scalar_one() == 1

@@ -31,7 +31,7 @@ from dignity.actions.delivery import (
     send,
 )
 from dignity.actions.models import OutboxDelivery, OutboxEvent
-from dignity.actions.outbox import OutboxService, aware, emit_event, record_scan
+from dignity.actions.outbox import OutboxService, aware, emit_event
 from dignity.actions.signing import SignatureError, sign, verify
 from dignity.actions.webhooks import WebhookService
 from dignity.cli import cli
@@ -42,6 +42,7 @@ from dignity.matching.banks import BankService, NewEntry
 from dignity.matching.engine import MatchEngine
 from dignity.policy import decide
 from dignity.samples import encode, landscape
+from dignity.services.recorders import record_scan
 from dignity.settings import Settings
 from dignity.storage.db import Database, open_database
 from dignity.storage.models import utcnow

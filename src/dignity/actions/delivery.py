@@ -27,7 +27,6 @@ import logging
 import random
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -40,6 +39,7 @@ from sqlalchemy.engine import CursorResult
 from dignity.actions.models import OutboxDelivery, OutboxEvent, Webhook
 from dignity.actions.outbox import add_waker, aware, remove_waker
 from dignity.actions.signing import signed_headers
+from dignity.background import Beat, Supervisor, Worker
 from dignity.storage.db import Database
 from dignity.storage.models import utcnow
 
@@ -279,9 +279,8 @@ class DeliveryWorker:
         self.config = config or DeliveryConfig()
         self._client = client
         self._own_client = client is None
-        self._stop = threading.Event()
         self._wake = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._supervisor: Supervisor | None = None
 
     @property
     def client(self) -> httpx.Client:
@@ -307,39 +306,63 @@ class DeliveryWorker:
             n += 1
         return n
 
-    def start(self) -> None:
-        if self._threads or self.config.workers == 0:
-            return
-        self.client  # noqa: B018  (created before the threads share it)
-        add_waker(self._wake)
-        for i in range(self.config.workers):
-            t = threading.Thread(target=self._loop, name=f"outbox-delivery-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def run(self, stop: threading.Event, beat: Beat | None = None) -> None:
+        """Deliver until ``stop`` is set: one claim at a time, waiting for a wake-up or the
+        poll interval when nothing is due. One body of a delivery thread."""
+        while not stop.is_set():
             try:
                 busy = self.deliver_one() is not None
-            except Exception:  # a database blip or a bug must not end delivery for good
+            except Exception as exc:  # a database blip or a bug must not end delivery for good
                 log.exception("outbox delivery failed")
+                if beat is not None:
+                    beat.failed(exc)
                 busy = False
-            if not busy:
+            else:
+                if beat is not None:
+                    beat.ok()
+            if not busy and not stop.is_set():
                 self._wake.wait(self.config.poll_s)
                 self._wake.clear()
+
+    def _open(self) -> None:
+        self.client  # noqa: B018  (created before the threads share it)
+        add_waker(self._wake)
+
+    def _wake_all(self) -> None:
+        remove_waker(self._wake)
+        self._wake.set()
+
+    def tasks(self) -> list[Worker]:
+        """The delivery threads as background tasks, for a :class:`Supervisor` to run."""
+        return [
+            Worker(
+                f"outbox-delivery-{i}",
+                self.run,
+                on_start=self._open if i == 0 else None,
+                on_stop=self._wake_all if i == 0 else None,
+            )
+            for i in range(self.config.workers)
+        ]
+
+    def start(self) -> None:
+        """Run the delivery threads under a supervisor of their own (one-process use and tests;
+        a service runs :meth:`tasks` under its own supervisor)."""
+        if self._supervisor is not None or self.config.workers == 0:
+            return
+        self._supervisor = Supervisor()
+        for task in self.tasks():
+            self._supervisor.add(task)
+        self._supervisor.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the threads. One still inside a request after ``timeout_s`` is left to finish
         (they are daemons); its lease expires and the delivery is retried, so nothing is lost."""
-        self._stop.set()
-        self._wake.set()
-        remove_waker(self._wake)
-        deadline = time.monotonic() + timeout_s
-        alive = False
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-            alive = alive or t.is_alive()
-        self._threads.clear()
-        if self._own_client and self._client is not None and not alive:
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            self.close(all_stopped=supervisor.stop(timeout_s))
+
+    def close(self, *, all_stopped: bool = True) -> None:
+        """Close the HTTP client this worker made, unless a thread may still be using it."""
+        if self._own_client and self._client is not None and all_stopped:
             self._client.close()
             self._client = None

@@ -19,7 +19,8 @@ Event types and payloads (hashes as lowercase hex, never media)::
                       distance, purpose}], hashes: {pdq, pdq_quality, md5, sha256}, key: {id, name}}
 
 Entry events carry at most ``MAX_ENTRIES_PER_EVENT`` entries; a bulk change is split into
-several events. :class:`OutboxService` lists events with their deliveries and re-queues them.
+several events (``scan.match`` is built by :mod:`dignity.services.recorders`, which knows scans).
+:class:`OutboxService` lists events with their deliveries and re-queues them.
 """
 
 from __future__ import annotations
@@ -30,24 +31,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, CursorResult
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dignity.actions.models import DELIVERY_STATUSES, OutboxDelivery, OutboxEvent, Webhook
-from dignity.errors import DignityError, NotFoundError, StorageError
+from dignity.errors import DignityError, NotFoundError
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, utcnow
-
-if TYPE_CHECKING:
-    from dignity.hashing.signals import ImageHashes
-    from dignity.keys import KeyInfo
-    from dignity.matching.engine import MatchOutcome
-    from dignity.policy import Decision
 
 EVENT_TYPES = (
     "entry.added",
@@ -198,43 +192,6 @@ def emit_entries(s: Session, event_type: str, bank: Bank, entry_ids: Sequence[in
 
 def emit_bank_deleted(s: Session, bank: Bank, entries_deleted: int) -> str | None:
     return emit_event(s, "bank.deleted", {**_bank_fields(bank), "entries_deleted": entries_deleted})
-
-
-def scan_payload(
-    hashes: ImageHashes, outcome: MatchOutcome, decision: Decision, key: KeyInfo
-) -> dict[str, Any]:
-    return {
-        "decision": decision.to_dict(),
-        "matches": [m.to_dict() for m in outcome.matches],
-        "hashes": {
-            "pdq": hashes.pdq.hex if hashes.pdq else None,
-            "pdq_quality": hashes.pdq.quality if hashes.pdq else None,
-            "md5": hashes.md5,
-            "sha256": hashes.sha256,
-        },
-        "key": {"id": key.id, "name": key.name},
-    }
-
-
-def record_scan(
-    db: Database, hashes: ImageHashes, outcome: MatchOutcome, decision: Decision, key: KeyInfo
-) -> str | None:
-    """A ``scan.match`` event when the scan matched and someone subscribed (in a transaction of
-    its own: the scan wrote nothing else). A failure fails the scan, so the platform retries
-    rather than a match going unheard."""
-    if not outcome.matches:
-        return None
-    try:
-        # A read-only look first: most scans on most installations write nothing.
-        with db.engine.connect() as conn:
-            if not subscribers(conn, "scan.match"):
-                return None
-        payload = scan_payload(hashes, outcome, decision, key)
-        return db.retrying(lambda s: emit_event(s, "scan.match", payload))
-    except SQLAlchemyError as exc:
-        raise StorageError(
-            f"could not record the scan event: {exc}", code="storage.unavailable"
-        ) from exc
 
 
 # -- reading and re-queueing ----------------------------------------------------------------

@@ -13,22 +13,39 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic.json_schema import models_json_schema
 
 from dignity import __version__
-from dignity.api import errors
-from dignity.api.deps import Services, ServicesDep, require
+from dignity.api import (
+    audit,
+    errors,
+    events,
+    feed,
+    hma,
+    notices,
+    pages,
+    portal,
+    report,
+    review,
+    sources,
+    takedown,
+    v1,
+)
+from dignity.api.deps import ServicesDep, require
 from dignity.api.metrics import Metrics
-from dignity.api.schemas import EntriesIn, ErrorBody, HashByUrl, Health, MatchByHashes
-from dignity.keys import KeyService
-from dignity.matching.banks import BankService
-from dignity.matching.engine import MatchEngine
-from dignity.scanning import Scanner
+from dignity.api.schemas import (
+    BackgroundTaskOut,
+    EntriesIn,
+    ErrorBody,
+    HashByUrl,
+    Health,
+    MatchByHashes,
+)
+from dignity.services import build_services
 from dignity.settings import Settings
-from dignity.storage.db import open_database
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,6 +56,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Routes whose bodies may be large (bulk import); every other body is capped near max_bytes.
 _IMPORT_SUFFIX = "/import"
 _MULTIPART_SLACK = 64 * 1024  # multipart boundaries and headers around the file itself
+
+require_admin = Depends(require("admin"))
 
 
 class BodyLimit:
@@ -143,55 +162,6 @@ class _TooLarge(Exception):
         self.limit = limit
 
 
-def build_services(settings: Settings) -> Services:
-    db = open_database(settings.resolved_database_url)
-    engine = MatchEngine(
-        db,
-        min_quality=settings.pdq_min_quality,
-        # A checked snapshot of the index makes restarts at 1e7 entries take seconds.
-        snapshot_dir=settings.data_dir / "index" if settings.index_snapshot else None,
-    )
-    from dignity.derivatives.service import SourceIndex
-
-    sources = SourceIndex(db)  # loaded in Services.start, refreshed with the bank index
-    try:
-        # Built before serving: a policy file with mistakes stops the service at start.
-        scanner = Scanner(settings, engine, derivatives=sources.matcher)
-        # The policy in force goes into the audit log, once per change of file or content.
-        from dignity.audit import record_policy
-
-        record_policy(db, settings.policy_file)
-    except Exception:
-        db.close()
-        raise
-    services = Services(
-        settings=settings,
-        db=db,
-        engine=engine,
-        banks=BankService(db),
-        keys=KeyService(db),
-        scanner=scanner,
-        sources=sources,
-    )
-    _install_actions(services)
-    from dignity.cases import install as install_cases
-
-    install_cases(services)
-    from dignity.takedown import install as install_takedown
-
-    install_takedown(services)
-    return services
-
-
-def _install_actions(services: Services) -> None:
-    """Wire the actions layer (events, outbox) into the services, when it is present."""
-    try:
-        from dignity.actions import install
-    except ImportError:
-        return
-    install(services)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -218,25 +188,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     app.state.metrics = metrics
 
-    from dignity.api.v1 import router as v1
-
-    app.include_router(v1)
-    try:
-        from dignity.api.hma import router as hma
-    except ImportError:
-        pass
-    else:
-        app.include_router(hma)
-    try:
-        from dignity.api.events import router as events_router
-    except ImportError:
-        pass
-    else:
-        app.include_router(events_router)
     # Each feature's routes live in its own module with a ``router``.
-    from dignity.api import audit, feed, notices, pages, portal, report, review, sources, takedown
-
-    for module in (portal, feed, sources, pages, takedown, review, notices, report, audit):
+    routers = (v1, hma, events, portal, feed, sources, pages, takedown, review, notices, report)
+    for module in (*routers, audit):
         app.include_router(module.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="The process is up")
@@ -248,12 +202,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model=Health,
         tags=["health"],
         responses={503: {"model": Health}},
-        summary="The index is loaded and the database answers",
+        summary="The index is loaded and kept current; every background task with its last "
+        "success and error",
     )
     def readyz(services: ServicesDep) -> Any:
         if not services.engine.loaded:
             return JSONResponse({"status": "loading"}, status_code=503)
-        return Health(status="ready", entries=len(services.engine))
+        tasks = services.supervisor.status()
+        stalled = services.supervisor.stalled()
+        body = Health(
+            status="ready",
+            entries=len(services.engine),
+            background={
+                name: BackgroundTaskOut.model_validate(t.to_dict()) for name, t in tasks.items()
+            },
+            stalled=stalled,
+        )
+        if "index-refresh" in stalled:
+            # Matching against an index that no longer follows the change log could match a
+            # withdrawn hash: a balancer should send scans elsewhere.
+            body.status = "stale"
+            return JSONResponse(body.model_dump(), status_code=503)
+        if stalled:
+            body.status = "degraded"
+        return body
 
     @app.get(
         "/metrics",
@@ -294,14 +266,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-from fastapi import Depends  # noqa: E402
-
-require_admin = Depends(require("admin"))
-
-
 def app_factory() -> FastAPI:
     """For ``uvicorn --factory dignity.api:app_factory`` (settings from DIGNITY_*)."""
     return create_app()
 
 
-__all__ = ["KeyService", "app_factory", "build_services", "create_app"]
+__all__ = ["app_factory", "create_app"]

@@ -1,11 +1,12 @@
 """What every route needs: the process's services, the caller's key and role, and fair limits.
 
-``Services`` is built once per process (database, bank service, match engine kept current by a
-refresher thread, key service). ``require(*roles)`` authenticates ``Authorization: Bearer`` keys
-(admin may do everything), applies the per-key token-bucket rate limit (429 + Retry-After), and
-returns the key. ``run_heavy`` runs CPU-bound work off the event loop under a per-process
-concurrency cap (503 when no slot frees up in time) and a time limit, so a flood of large uploads
-slows nobody's health checks and never hangs a worker.
+``Services`` (:mod:`dignity.services`, the composition root) is built once per process and
+kept on ``app.state``; routes take it through ``ServicesDep``. ``require(*roles)``
+authenticates ``Authorization: Bearer`` keys (admin may do everything), applies the per-key
+token-bucket rate limit (429 + Retry-After), and returns the key. ``run_heavy`` runs CPU-bound
+work off the event loop under a per-process concurrency cap (503 when no slot frees up in time)
+and a time limit, so a flood of large uploads slows nobody's health checks and never hangs a
+worker.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar, cast
 
 import anyio
@@ -22,12 +22,8 @@ from fastapi import Depends, Request
 
 from dignity import audit
 from dignity.errors import DignityError
-from dignity.keys import AuthError, KeyInfo, KeyService
-from dignity.matching.banks import BankService
-from dignity.matching.engine import MatchEngine
-from dignity.scanning import Scanner
-from dignity.settings import Settings
-from dignity.storage.db import Database
+from dignity.keys import AuthError, KeyInfo
+from dignity.services import Services
 
 T = TypeVar("T")
 
@@ -53,67 +49,6 @@ class RateLimiter:
             return (1.0 - tokens) / per_s
 
 
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    engine: MatchEngine
-    banks: BankService
-    keys: KeyService
-    scanner: Scanner
-    limiter: RateLimiter = field(default_factory=RateLimiter)
-    slots: threading.BoundedSemaphore = field(init=False)
-    # Hooks the actions layer fills in (events for scans, outbox depth for /metrics).
-    on_scan: Callable[[Any, Any, Any, KeyInfo], None] | None = None
-    outbox_depth: Callable[[], int] | None = None
-    last_refresh: float = 0.0
-    # Registered source photos for edited-derivative detection (issue 7); its matcher is the
-    # scanner's, kept current by the same refresh loop.
-    sources: Any = None
-    # The takedown workflow's scan log (issue 6): every /v1/scan is recorded as hashes.
-    scan_log: Any = None
-    started: float = field(default_factory=time.time)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def __post_init__(self) -> None:
-        self.slots = threading.BoundedSemaphore(self.settings.max_concurrency)
-
-    def start(self) -> None:
-        """Load the index, then keep it current from the change log in a background thread."""
-        self.engine.load()
-        if self.sources is not None:
-            self.sources.load()
-        self.scanner.warm()
-        self.last_refresh = time.time()
-        self._thread = threading.Thread(
-            target=self._refresh_loop, name="index-refresh", daemon=True
-        )
-        self._thread.start()
-
-    def _refresh_loop(self) -> None:
-        import logging
-
-        log = logging.getLogger("dignity.api")
-        while not self._stop.wait(self.settings.index_refresh_s):
-            try:
-                self.engine.refresh()
-                self.last_refresh = time.time()
-            except Exception:  # a database blip must not end the loop; lag shows in /metrics
-                log.exception("index refresh failed")
-            if self.sources is not None:
-                try:
-                    self.sources.refresh()
-                except Exception:
-                    log.exception("source photo refresh failed")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self.db.close()
-
-
 def per_process(request: Request, name: str, make: Callable[[], T]) -> T:
     """One ``make()`` per app, kept on ``app.state`` as ``name``: state a process keeps for all
     its requests, such as the per-address limiters of the public pages."""
@@ -122,6 +57,11 @@ def per_process(request: Request, name: str, make: Callable[[], T]) -> T:
         got = make()
         setattr(request.app.state, name, got)
     return cast(T, got)
+
+
+def rate_limiter(request: Request) -> RateLimiter:
+    """The process's per-key token buckets (API keys and review sessions share them)."""
+    return per_process(request, "rate_limiter", RateLimiter)
 
 
 def get_services(request: Request) -> Services:
@@ -159,7 +99,7 @@ def require(*roles: str) -> Callable[..., Awaitable[KeyInfo]]:
                 f"a {key.role} key may not do this (needs {', '.join(sorted(allowed))})",
                 code="auth.forbidden",
             )
-        wait = services.limiter.take(
+        wait = rate_limiter(request).take(
             key.id, key.rate_per_minute or services.settings.rate_per_minute
         )
         if wait > 0:
@@ -205,3 +145,15 @@ async def run_heavy(
         raise DignityError(
             "the request took too long", code="request.timeout", retry_after=1
         ) from exc
+
+
+__all__ = [
+    "RateLimiter",
+    "Services",
+    "ServicesDep",
+    "get_services",
+    "per_process",
+    "rate_limiter",
+    "require",
+    "run_heavy",
+]

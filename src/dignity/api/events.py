@@ -14,8 +14,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from dignity.actions.outbox import EVENT_TYPES, OutboxService
-from dignity.actions.webhooks import WebhookInfo, WebhookService
+from dignity.actions.outbox import EVENT_TYPES
+from dignity.actions.webhooks import WebhookInfo
 from dignity.api.deps import ServicesDep, require
 from dignity.api.schemas import MAX_ID, ErrorBody
 from dignity.keys import KeyInfo
@@ -109,7 +109,7 @@ def _out(info: WebhookInfo) -> WebhookOut:
 
 @router.get("/webhooks", response_model=list[WebhookOut], summary="List webhooks")
 def list_webhooks(services: ServicesDep, _: Admin) -> list[WebhookOut]:
-    return [_out(w) for w in WebhookService(services.db).list()]
+    return [_out(w) for w in services.webhooks.list()]
 
 
 @router.post(
@@ -119,7 +119,7 @@ def list_webhooks(services: ServicesDep, _: Admin) -> list[WebhookOut]:
     summary="Register a webhook (the answer holds its secret, shown only this once)",
 )
 def create_webhook(body: WebhookIn, services: ServicesDep, _: Admin) -> WebhookCreated:
-    info, secret = WebhookService(services.db).create(
+    info, secret = services.webhooks.create(
         body.url,
         secret=body.secret,
         events=body.events,
@@ -131,14 +131,14 @@ def create_webhook(body: WebhookIn, services: ServicesDep, _: Admin) -> WebhookC
 
 @router.get("/webhooks/{webhook_id}", response_model=WebhookOut, summary="One webhook")
 def get_webhook(webhook_id: WebhookId, services: ServicesDep, _: Admin) -> WebhookOut:
-    return _out(WebhookService(services.db).get(webhook_id))
+    return _out(services.webhooks.get(webhook_id))
 
 
 @router.patch("/webhooks/{webhook_id}", response_model=WebhookOut, summary="Change a webhook")
 def patch_webhook(
     webhook_id: WebhookId, body: WebhookPatch, services: ServicesDep, _: Admin
 ) -> WebhookOut:
-    info = WebhookService(services.db).update(
+    info = services.webhooks.update(
         webhook_id,
         url=body.url,
         secret=body.secret,
@@ -155,7 +155,7 @@ def patch_webhook(
     summary="Remove a webhook and its deliveries",
 )
 def delete_webhook(webhook_id: WebhookId, services: ServicesDep, _: Admin) -> RemovedOut:
-    n = WebhookService(services.db).remove(webhook_id)
+    n = services.webhooks.remove(webhook_id)
     return RemovedOut(id=webhook_id, deliveries_removed=n)
 
 
@@ -172,7 +172,7 @@ def list_events(
     webhook_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EventOut]:
-    events = OutboxService(services.db).list_events(
+    events = services.outbox.list_events(
         status=status, event_type=type, webhook_id=webhook_id, limit=limit
     )
     return [EventOut.model_validate(e.to_dict()) for e in events]
@@ -180,7 +180,7 @@ def list_events(
 
 @router.get("/events/{event_id}", response_model=EventOut, summary="One event")
 def get_event(event_id: str, services: ServicesDep, _: Admin) -> EventOut:
-    return EventOut.model_validate(OutboxService(services.db).get_event(event_id).to_dict())
+    return EventOut.model_validate(services.outbox.get_event(event_id).to_dict())
 
 
 @router.post(
@@ -196,6 +196,6 @@ def redeliver(
     response: Response,
     webhook_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> RedeliverOut:
-    n = OutboxService(services.db).redeliver(event_id, webhook_id=webhook_id)
+    n = services.outbox.redeliver(event_id, webhook_id=webhook_id)
     response.status_code = 202 if n else 200
     return RedeliverOut(event_id=event_id, redelivered=n)

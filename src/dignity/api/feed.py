@@ -81,8 +81,7 @@ class FeedPageOut(BaseModel):
 
 
 def case_service(services: Services) -> CaseService:
-    svc: CaseService = CaseService.from_settings(services.db, services.settings, services.banks)
-    return svc
+    return services.cases
 
 
 @router.get(

@@ -1,4 +1,5 @@
-"""Prometheus metrics for one server process: requests, latencies, bank sizes, index lag, outbox.
+"""Prometheus metrics for one server process: requests, latencies, bank sizes, index lag, outbox,
+and each background task's state.
 
 A registry per app (not the global one) so tests can build many apps in one process. Bank sizes
 and outbox depth are read at scrape time, so they are never stale. With several uvicorn workers
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
-    from dignity.api.deps import Services
+    from dignity.services import Services
 
 
 class Metrics:
@@ -51,6 +52,30 @@ class Metrics:
             "Webhook events waiting for delivery.",
             registry=self.registry,
         )
+        self.task_running = Gauge(
+            "dignity_background_running",
+            "1 while a background task of this process is running.",
+            ["task"],
+            registry=self.registry,
+        )
+        self.task_success = Gauge(
+            "dignity_background_last_success_timestamp_seconds",
+            "When a background task last succeeded (Unix time; 0: never).",
+            ["task"],
+            registry=self.registry,
+        )
+        self.task_error = Gauge(
+            "dignity_background_last_error_timestamp_seconds",
+            "When a background task last failed (Unix time; 0: never).",
+            ["task"],
+            registry=self.registry,
+        )
+        self.task_failures = Gauge(
+            "dignity_background_failures",
+            "Failed runs of a background task since the process started.",
+            ["task"],
+            registry=self.registry,
+        )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -63,6 +88,10 @@ class Metrics:
             self.bank_entries.labels(bank.name, "withdrawn").set(bank.withdrawn_entries)
         self.index_entries.set(len(services.engine))
         self.index_lag.set(max(0.0, time.time() - services.last_refresh))
-        if services.outbox_depth is not None:
-            self.outbox_depth.set(services.outbox_depth())
+        self.outbox_depth.set(services.outbox.depth())
+        for name, task in services.supervisor.status().items():
+            self.task_running.labels(name).set(1 if task.running else 0)
+            self.task_success.labels(name).set(task.last_success or 0)
+            self.task_error.labels(name).set(task.last_error_at or 0)
+            self.task_failures.labels(name).set(task.failures)
         return generate_latest(self.registry).decode()

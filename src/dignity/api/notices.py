@@ -38,7 +38,6 @@ from dignity.api.v1 import ERRORS
 from dignity.cases.service import FailureLimiter
 from dignity.keys import KeyInfo
 from dignity.takedown.notices import MAX_APPEAL_TEXT, NoticeError, NoticeService
-from dignity.takedown.removal import RemovalService
 
 router = APIRouter()
 
@@ -68,7 +67,7 @@ def _limits(request: Request, services: Services) -> _Limits:
 
 
 def _notices(services: Services) -> NoticeService:
-    return NoticeService(services.db, services.settings)
+    return services.notices
 
 
 def _aware(at: datetime | None) -> datetime | None:
@@ -260,7 +259,7 @@ def list_removals(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     restored_since: Annotated[datetime | None, Query()] = None,
 ) -> list[dict[str, Any]]:
-    removals = RemovalService(services.db, services.settings)
+    removals = services.removals
     return removals.list_removals(after=after, limit=limit, restored_since=_aware(restored_since))
 
 

@@ -105,8 +105,7 @@ def client_address(request: Request, services: Services) -> str:
 
 
 def _cases(services: Services) -> CaseService:
-    svc: CaseService = CaseService.from_settings(services.db, services.settings, services.banks)
-    return svc
+    return services.cases
 
 
 def _static(name: str) -> bytes:

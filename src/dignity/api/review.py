@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dignity import audit
-from dignity.api.deps import Services, ServicesDep, per_process, run_heavy
+from dignity.api.deps import Services, ServicesDep, rate_limiter, run_heavy
 from dignity.api.pages import page
 from dignity.api.portal import client_address
 from dignity.api.uploads import read_model
@@ -49,16 +49,11 @@ class _Decision(BaseModel):
 
 
 def _sessions(request: Request, services: Services) -> SessionService:
-    # One per process: it holds the per-address limiter of failed sign-ins.
-    return per_process(
-        request,
-        "review_sessions",
-        lambda: SessionService(services.db, services.settings, services.keys),
-    )
+    return services.review_sessions
 
 
 def _queue(services: Services) -> ReviewQueue:
-    return ReviewQueue(services.db, services.settings)
+    return services.review
 
 
 def _json(content: Any, status_code: int = 200) -> JSONResponse:
@@ -76,7 +71,7 @@ async def signed_in(request: Request, services: ServicesDep) -> ReviewSession:
     """Dependency: the caller's live review session (401 ``session.*`` otherwise), with the
     per-key rate limit and the audit actor set for the rest of the request."""
     session = await _current(request, services)
-    wait = services.limiter.take(session.key_id, services.settings.rate_per_minute)
+    wait = rate_limiter(request).take(session.key_id, services.settings.rate_per_minute)
     if wait > 0:
         raise DignityError(
             "rate limit reached for this key", code="rate.limited", retry_after=max(1, int(wait))

@@ -250,6 +250,20 @@ class ImportOut(BaseModel):
     lines: int
 
 
+class BackgroundTaskOut(BaseModel):
+    """One background task of this process (wall-clock times as Unix seconds)."""
+
+    kind: str
+    running: bool
+    runs: int
+    failures: int
+    last_success: float | None
+    last_error: str | None
+    last_error_at: float | None
+
+
 class Health(BaseModel):
     status: str
     entries: int | None = None
+    background: dict[str, BackgroundTaskOut] | None = None
+    stalled: list[str] | None = None

@@ -23,7 +23,6 @@ from dignity.derivatives.service import (
     MAX_SUBJECT,
     NewSource,
     SourceInfo,
-    SourceService,
 )
 from dignity.hashing.signals import decode_upload
 from dignity.keys import KeyInfo
@@ -66,11 +65,10 @@ def source_out(info: SourceInfo) -> SourceOut:
 
 
 def _register(data: bytes, services: Services, subject: str, by: str, for_whom: str) -> Any:
-    service = SourceService(services.db)
+    service = services.source_registry
     media = decode_upload(data, services.settings)
     info = service.register([service.prepare(NewSource(media, subject, by, for_whom))])[0]
-    if services.sources is not None:
-        services.sources.refresh()  # read-your-writes for the caller's next scan
+    services.refresh_sources()  # read-your-writes for the caller's next scan
     return info
 
 
@@ -96,7 +94,7 @@ def list_sources(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after_id: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> list[SourceOut]:
-    infos = SourceService(services.db).list(subject=subject, limit=limit, after_id=after_id)
+    infos = services.source_registry.list(subject=subject, limit=limit, after_id=after_id)
     return [source_out(i) for i in infos]
 
 
@@ -104,7 +102,7 @@ def list_sources(
 def get_source(
     source_id: Annotated[int, Path(ge=1, le=MAX_ID)], services: ServicesDep, _: Reader
 ) -> SourceOut:
-    return source_out(SourceService(services.db).get(source_id))
+    return source_out(services.source_registry.get(source_id))
 
 
 @router.delete(
@@ -115,7 +113,6 @@ def get_source(
 def remove_source(
     source_id: Annotated[int, Path(ge=1, le=MAX_ID)], services: ServicesDep, _: Curator
 ) -> SourceOut:
-    info = SourceService(services.db).remove(source_id)
-    if services.sources is not None:
-        services.sources.refresh()
+    info = services.source_registry.remove(source_id)
+    services.refresh_sources()
     return source_out(info)

@@ -248,7 +248,7 @@ def _limits(request: Request, services: Services) -> _Limits:
 
 
 def _service(services: Services) -> TakedownService:
-    return TakedownService(services.db, services.settings)
+    return services.takedowns
 
 
 # -- pages --------------------------------------------------------------------------------

@@ -162,13 +162,9 @@ def _scan(
     data: bytes, services: Services, key: KeyInfo, refs: tuple[str | None, str | None]
 ) -> ScanOut:
     result = services.scanner.scan(data)
-    scan_id = None
-    if services.scan_log is not None:
-        # In this worker call, before answering: a scan the platform was told about is in
-        # the log (a failed write fails the scan with 503, and the platform retries).
-        scan_id = services.scan_log.record(result, key, content_id=refs[0], uploader=refs[1])
-    if services.on_scan is not None:
-        services.on_scan(result.analysis.hashes, result.outcome, result.decision, key)
+    # In this worker call, before answering: a scan the platform was told about is in the log
+    # and its events are written (a failed write fails the scan with 503; the platform retries).
+    scan_id = services.record_scan(result, key, content_id=refs[0], uploader=refs[1])
     return ScanOut.model_validate({**result.to_dict(), "scan_id": scan_id})
 
 
@@ -176,7 +172,7 @@ def _scan(
 def written(services: Services) -> None:
     """After a write, catch this process's index up at once: read-your-writes for the caller.
     Other processes catch up on their next refresh tick."""
-    services.engine.refresh()
+    services.refresh_index()
 
 
 def bank_out(info: Any) -> BankOut:

@@ -29,7 +29,6 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +47,7 @@ from dignity.cases.pins import (
 from dignity.errors import DignityError, NotFoundError
 from dignity.hashing.signals import normalize_hash
 from dignity.matching.banks import BankService, NewEntry
+from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, utcnow
 
@@ -226,7 +226,9 @@ class CaseService:
         self.min_quality = min_quality
 
     @classmethod
-    def from_settings(cls, db: Database, settings: Any, banks: BankService | None = None) -> Any:
+    def from_settings(
+        cls, db: Database, settings: Settings, banks: BankService | None = None
+    ) -> CaseService:
         return cls(
             db,
             banks,

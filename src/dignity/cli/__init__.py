@@ -12,6 +12,23 @@ import sys
 
 import click
 
+# Each subcommand module registers its commands on ``cli`` when imported.
+from dignity.cli import (  # noqa: F401
+    audit,
+    bank,
+    case,
+    demo,
+    events,
+    exchange,
+    hashing,
+    policy,
+    report,
+    scan,
+    service,
+    source,
+    statement,
+    takedown,
+)
 from dignity.cli.app import EXIT_CODES, cli
 
 

@@ -12,7 +12,6 @@ import json
 import sys
 from collections.abc import Callable
 from functools import wraps
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -21,8 +20,9 @@ from dignity import __version__, audit
 from dignity.errors import DignityError, StorageError
 from dignity.matching.banks import BankService
 from dignity.matching.engine import MatchEngine
+from dignity.services import CLI, Services
 from dignity.settings import Settings
-from dignity.storage.db import Database, open_database
+from dignity.storage.db import Database
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -43,28 +43,33 @@ R = TypeVar("R")
 
 
 class Context:
-    """Lazily opened settings, database and services for one CLI invocation."""
+    """One CLI invocation: its settings and the composition root's services, each part built
+    on first use (``dignity key list`` opens the database and nothing else)."""
 
     def __init__(self) -> None:
         self.settings = Settings()
-        self._db: Database | None = None
-        self._engine: MatchEngine | None = None
+        self._services: Services | None = None
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            self._services = Services(self.settings, profile=CLI)
+        return self._services
 
     @property
     def db(self) -> Database:
-        if self._db is None:
-            self._db = open_database(self.settings.resolved_database_url)
-        return self._db
+        return self.services.db
 
     @property
     def banks(self) -> BankService:
-        return BankService(self.db)
+        return self.services.banks
 
     def engine(self) -> MatchEngine:
-        if self._engine is None:
-            self._engine = MatchEngine(self.db, min_quality=self.settings.pdq_min_quality)
-            self._engine.load()
-        return self._engine
+        """The match engine, loaded from the database (a command's one consistent read)."""
+        engine = self.services.engine
+        if not engine.loaded:
+            engine.load()
+        return engine
 
 
 def fail(exc: DignityError) -> None:
@@ -90,11 +95,6 @@ def emit(obj: Any) -> None:
     """One JSON object per line on stdout, flushed so pipelines see results as they come."""
     sys.stdout.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
     sys.stdout.flush()
-
-
-def read_input(path: str) -> bytes:
-    """Read a file for hashing, refusing anything over the byte limit before reading it all."""
-    return Path(path).read_bytes()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -124,19 +124,3 @@ def _actor() -> str:
 
 
 pass_ctx = click.make_pass_decorator(Context)
-
-# Subcommands register themselves on import.
-from dignity.cli import audit as _audit  # noqa: E402,F401
-from dignity.cli import bank as _bank  # noqa: E402,F401
-from dignity.cli import case as _case  # noqa: E402,F401
-from dignity.cli import demo as _demo  # noqa: E402,F401
-from dignity.cli import events as _events  # noqa: E402,F401
-from dignity.cli import exchange as _exchange  # noqa: E402,F401
-from dignity.cli import hashing as _hashing  # noqa: E402,F401
-from dignity.cli import policy as _policy  # noqa: E402,F401
-from dignity.cli import report as _report  # noqa: E402,F401
-from dignity.cli import scan as _scan  # noqa: E402,F401
-from dignity.cli import service as _service  # noqa: E402,F401
-from dignity.cli import source as _source  # noqa: E402,F401
-from dignity.cli import statement as _statement  # noqa: E402,F401
-from dignity.cli import takedown as _takedown  # noqa: E402,F401

@@ -23,7 +23,7 @@ from dignity.errors import DignityError
 
 
 def _cases(ctx: Context) -> CaseService:
-    svc: CaseService = CaseService.from_settings(ctx.db, ctx.settings, ctx.banks)
+    svc: CaseService = ctx.services.cases
     return svc
 
 

@@ -16,7 +16,6 @@ from rich.table import Table
 from dignity.cli.app import Context, cli, handles_errors, pass_ctx
 from dignity.cli.hashing import hash_file
 from dignity.errors import DignityError, NotFoundError
-from dignity.keys import KeyService
 from dignity.matching.banks import NewEntry
 from dignity.samples import edited_copies, encode, landscape
 
@@ -108,7 +107,7 @@ def demo(ctx: Context) -> None:
 def _demo_key(ctx: Context, root: Path) -> str:
     """The demo's admin key, made once and kept (owner-readable only) beside the demo files."""
     path = root / "admin.key"
-    keys = KeyService(ctx.db)
+    keys = ctx.services.keys
     if path.exists():
         secret = path.read_text().strip()
         try:

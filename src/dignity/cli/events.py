@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import click
 
-from dignity.actions.outbox import OutboxService
-from dignity.actions.webhooks import WebhookService
 from dignity.cli.app import Context, cli, emit, handles_errors, pass_ctx
 
 
@@ -42,7 +40,7 @@ def webhook_add(
     ctx: Context, url: str, secret: str | None, events: str, disabled: bool, description: str
 ) -> None:
     """Register a webhook at URL; prints it with its secret (shown only this once)."""
-    info, key = WebhookService(ctx.db).create(
+    info, key = ctx.services.webhooks.create(
         url, secret=secret, events=events, enabled=not disabled, description=description
     )
     emit({**info.to_dict(), "secret": key})
@@ -53,7 +51,7 @@ def webhook_add(
 @handles_errors
 def webhook_list(ctx: Context) -> None:
     """List webhooks with their pending and dead delivery counts (never their secrets)."""
-    for info in WebhookService(ctx.db).list():
+    for info in ctx.services.webhooks.list():
         emit(info.to_dict())
 
 
@@ -63,7 +61,7 @@ def webhook_list(ctx: Context) -> None:
 @handles_errors
 def webhook_show(ctx: Context, webhook_id: int) -> None:
     """Show webhook WEBHOOK_ID."""
-    emit(WebhookService(ctx.db).get(webhook_id).to_dict())
+    emit(ctx.services.webhooks.get(webhook_id).to_dict())
 
 
 @webhook.command("update")
@@ -85,7 +83,7 @@ def webhook_update(
     description: str | None,
 ) -> None:
     """Change webhook WEBHOOK_ID (a disabled webhook keeps its pending deliveries)."""
-    info = WebhookService(ctx.db).update(
+    info = ctx.services.webhooks.update(
         webhook_id,
         url=url,
         secret=secret,
@@ -102,7 +100,7 @@ def webhook_update(
 @handles_errors
 def webhook_remove(ctx: Context, webhook_id: int) -> None:
     """Remove webhook WEBHOOK_ID and its deliveries."""
-    n = WebhookService(ctx.db).remove(webhook_id)
+    n = ctx.services.webhooks.remove(webhook_id)
     emit({"id": webhook_id, "removed": True, "deliveries_removed": n})
 
 
@@ -127,7 +125,7 @@ def events_list(
     ctx: Context, status: str | None, event_type: str | None, webhook_id: int | None, limit: int
 ) -> None:
     """List events, newest first, with their deliveries (one JSON object a line)."""
-    for e in OutboxService(ctx.db).list_events(
+    for e in ctx.services.outbox.list_events(
         status=status, event_type=event_type, webhook_id=webhook_id, limit=limit
     ):
         emit(e.to_dict())
@@ -139,7 +137,7 @@ def events_list(
 @handles_errors
 def events_show(ctx: Context, event_id: str) -> None:
     """Show event EVENT_ID with its deliveries."""
-    emit(OutboxService(ctx.db).get_event(event_id).to_dict())
+    emit(ctx.services.outbox.get_event(event_id).to_dict())
 
 
 @events_group.command("redeliver")
@@ -149,7 +147,7 @@ def events_show(ctx: Context, event_id: str) -> None:
 @handles_errors
 def events_redeliver(ctx: Context, event_id: str, webhook_id: int | None) -> None:
     """Queue event EVENT_ID again: its dead or delivered deliveries go back to pending."""
-    n = OutboxService(ctx.db).redeliver(event_id, webhook_id=webhook_id)
+    n = ctx.services.outbox.redeliver(event_id, webhook_id=webhook_id)
     emit({"event_id": event_id, "redelivered": n})
 
 
@@ -165,4 +163,4 @@ def events_deliver(ctx: Context) -> None:
         n = worker.run_until_idle()
     finally:
         worker.stop()
-    emit({"attempted": n, "pending": OutboxService(ctx.db).depth()})
+    emit({"attempted": n, "pending": ctx.services.outbox.depth()})

@@ -25,17 +25,18 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from dignity.background import Worker
 from dignity.cli.app import EXIT_PARTIAL, Context, cli, emit, handles_errors, pass_ctx
 from dignity.errors import HashError
 from dignity.exchanges.base import VERDICTS, ExchangeError
 from dignity.exchanges.models import EXCHANGE_KINDS
-from dignity.exchanges.service import KIND_ALIASES, ExchangeService
+from dignity.exchanges.service import KIND_ALIASES, ExchangeService, FetchSummary
 from dignity.hashing.signals import SIGNAL_TYPES, normalize_hash
 from dignity.matching.banks import BANK_PURPOSES
 
 
 def _service(ctx: Context) -> ExchangeService:
-    return ExchangeService(ctx.db, ctx.settings)
+    return ctx.services.exchanges
 
 
 def _read_credentials(value: str | None) -> str | None:
@@ -228,21 +229,31 @@ def fetch(ctx: Context, name: str, full: bool, max_pages: int | None) -> None:
 def run(ctx: Context, once: bool) -> None:
     """Fetch every enabled exchange on its schedule until interrupted (SIGINT/SIGTERM)."""
     service = _service(ctx)
+    if once:
+        for result in service.run_due():
+            emit(result if isinstance(result, dict) else result.to_dict())
+        return
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    def report(result: FetchSummary | dict[str, Any]) -> None:
+        emit(result if isinstance(result, dict) else result.to_dict())
+
+    supervisor = ctx.services.supervisor
+    supervisor.add(
+        Worker("exchange-fetch", lambda done, beat: service.fetch_loop(done, beat, report))
+    )
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.is_set():
-            for result in service.run_due(stop):
-                emit(result if isinstance(result, dict) else result.to_dict())
-            if once:
-                break
-            # Wake at least every second so a new exchange or a changed interval is noticed.
-            stop.wait(min(1.0, service.seconds_until_due()))
+        supervisor.start()
+        # The main thread only waits for a signal; a stop mid-fetch ends at the next page,
+        # and the checkpoint makes the next run resume there.
+        while not stop.wait(1.0):
+            pass
     finally:
+        supervisor.stop(timeout_s=30.0)
         for s, handler in previous.items():
             signal.signal(s, handler)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from dignity.cli.app import Context, cli, emit, handles_errors, pass_ctx
-from dignity.keys import ROLES, KeyService
+from dignity.keys import ROLES
 
 
 @cli.command("serve")
@@ -70,7 +70,7 @@ def key() -> None:
 @handles_errors
 def key_create(ctx: Context, role: str, name: str, rate: int | None) -> None:
     """Create a key and print {id, role, key}; the key is shown only this once."""
-    info, secret = KeyService(ctx.db).create(role, name=name, rate_per_minute=rate)
+    info, secret = ctx.services.keys.create(role, name=name, rate_per_minute=rate)
     emit({"id": info.id, "role": info.role, "key": secret, "name": info.name})
 
 
@@ -79,7 +79,7 @@ def key_create(ctx: Context, role: str, name: str, rate: int | None) -> None:
 @handles_errors
 def key_list(ctx: Context) -> None:
     """List keys (never the keys themselves)."""
-    for info in KeyService(ctx.db).list():
+    for info in ctx.services.keys.list():
         emit(info.to_dict())
 
 
@@ -89,7 +89,7 @@ def key_list(ctx: Context) -> None:
 @handles_errors
 def key_revoke(ctx: Context, key_id: int) -> None:
     """Revoke key KEY_ID; every server refuses it within a second."""
-    emit(KeyService(ctx.db).revoke(key_id).to_dict())
+    emit(ctx.services.keys.revoke(key_id).to_dict())
 
 
 @cli.group("db")

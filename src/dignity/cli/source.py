@@ -19,7 +19,7 @@ from rich.table import Table
 from dignity.cli.app import EXIT_PARTIAL, Context, cli, emit, handles_errors, pass_ctx
 from dignity.cli.hashing import read_upload_file
 from dignity.derivatives.features import LOW_COVERAGE
-from dignity.derivatives.service import NewSource, SourceService
+from dignity.derivatives.service import NewSource
 from dignity.errors import DignityError
 from dignity.hashing.signals import decode_upload
 
@@ -44,7 +44,7 @@ def add(
     Prints one JSON object per file: path, source_id, subject, keypoints, stored_bytes,
     coverage (share of the frame with recognisable detail) and warning (set when it is low).
     """
-    service = SourceService(ctx.db)
+    service = ctx.services.source_registry
     prepared = []
     failures: list[dict[str, Any]] = []
     for path in files:
@@ -77,7 +77,7 @@ def add(
 @handles_errors
 def list_cmd(ctx: Context, subject: str | None, limit: int, after_id: int, as_json: bool) -> None:
     """List registered source photos with their consent records (never the photos)."""
-    infos = SourceService(ctx.db).list(subject=subject, limit=limit, after_id=after_id)
+    infos = ctx.services.source_registry.list(subject=subject, limit=limit, after_id=after_id)
     if as_json:
         for info in infos:
             emit(info.to_dict())
@@ -110,7 +110,7 @@ def remove(ctx: Context, ids: tuple[int, ...]) -> None:
     Prints {"source_id", "subject", "removed": true} per id. Every id is checked first: an
     unknown one is refused (exit 3) and nothing is removed.
     """
-    service = SourceService(ctx.db)
+    service = ctx.services.source_registry
     for source_id in ids:
         service.get(source_id)
     for source_id in ids:

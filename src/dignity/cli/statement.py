@@ -37,7 +37,7 @@ def _when(value: str | None, name: str) -> datetime | None:
 
 
 def _notices(ctx: Context) -> NoticeService:
-    return NoticeService(ctx.db, ctx.settings)
+    return ctx.services.notices
 
 
 @cli.group("statement")

@@ -22,7 +22,7 @@ from dignity.takedown.requests import TakedownService
 
 
 def _service(ctx: Context) -> TakedownService:
-    return TakedownService(ctx.db, ctx.settings)
+    return ctx.services.takedowns
 
 
 @cli.group("takedown")
@@ -116,6 +116,5 @@ def flags(ctx: Context) -> None:
 def purge_scans(ctx: Context) -> None:
     """Delete scan-log rows older than DIGNITY_SCAN_LOG_RETENTION_DAYS that no removal or open
     review item needs (a serving process does this once a day by itself)."""
-    from dignity.takedown.scanlog import ScanLog
 
-    emit({"purged": ScanLog(ctx.db, ctx.settings).purge()})
+    emit({"purged": ctx.services.scan_log.purge()})

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dignity import audit
+from dignity.background import Beat
 from dignity.errors import DignityError, HashError, NotFoundError
 from dignity.exchanges.adapters import build_adapter
 from dignity.exchanges.base import (
@@ -55,6 +57,8 @@ from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, utcnow
 from dignity.text import clean_text
+
+log = logging.getLogger("dignity.exchanges")
 
 KIND_ALIASES = {"dignity": "dignity_feed", "threatexchange": "fb_threatexchange"}
 NEEDS_CREDENTIALS = frozenset({"stopncii", "ncmec", "fb_threatexchange", "dignity_feed"})
@@ -832,6 +836,26 @@ class ExchangeService:
                 yield self.fetch(name, stop=stop)
             except DignityError as exc:
                 yield {"exchange": name, "status": "skipped", "error": exc.to_dict()}
+
+    def fetch_loop(
+        self,
+        stop: threading.Event,
+        beat: Beat,
+        report: Callable[[FetchSummary | dict[str, Any]], None],
+    ) -> None:
+        """Fetch whatever is due, then wait, until ``stop`` is set: the body of the
+        ``exchange-fetch`` background task. Each summary goes to ``report``; a pass that
+        raised is recorded on ``beat`` and the loop goes on."""
+        while not stop.is_set():
+            try:
+                for result in self.run_due(stop):
+                    report(result)
+                beat.ok()
+            except Exception as exc:  # a database blip must not end fetching for good
+                log.exception("exchange fetch pass failed")
+                beat.failed(exc)
+            # Wake at least every second so a new exchange or a changed interval is noticed.
+            stop.wait(min(1.0, self.seconds_until_due()))
 
     def seconds_until_due(self) -> float:
         now = utcnow()

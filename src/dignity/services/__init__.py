@@ -1,0 +1,276 @@
+"""The composition root: one place that builds a process's services from ``Settings``, for every
+face (the HTTP app, the CLI, and the background workers the jobs issue adds).
+
+:class:`Services` builds each part on first use (a CLI command that lists keys never loads the
+index or the nudity model) and :meth:`Services.start` readies a long-running process: it loads
+the index and the source photos, warms the signal plug-ins and starts the background tasks under
+one :class:`~dignity.background.Supervisor`. Workflow packages (actions, cases, takedown) receive
+what they need as constructor arguments and never import a face; what happens after each scan is
+an explicit, ordered list of recorders (:mod:`dignity.services.recorders`). Dependency direction:
+``api``, ``cli`` and workers -> ``services`` -> the core -> ``storage``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+
+from dignity.actions.delivery import DeliveryConfig, DeliveryWorker
+from dignity.actions.outbox import OutboxService
+from dignity.actions.webhooks import WebhookService
+from dignity.background import Periodic, Supervisor
+from dignity.cases.service import CaseService
+from dignity.derivatives.service import SourceIndex, SourceService
+from dignity.exchanges.service import ExchangeService
+from dignity.keys import KeyInfo, KeyService
+from dignity.matching.banks import BankService
+from dignity.matching.engine import MatchEngine
+from dignity.scanning import Scanner, ScanResult
+from dignity.services.recorders import (
+    CaseMatchRecorder,
+    MatchEventRecorder,
+    RecordedScan,
+    ScanRecorder,
+)
+from dignity.settings import Settings
+from dignity.storage.db import Database, open_database
+from dignity.takedown.notices import NoticeService
+from dignity.takedown.removal import RemovalService
+from dignity.takedown.requests import TakedownService
+from dignity.takedown.review import ReviewQueue
+from dignity.takedown.scanlog import ScanLog
+from dignity.takedown.sessions import SessionService
+
+log = logging.getLogger("dignity.services")
+
+# The scan log keeps hashes for sweeps only as long as the retention allows; once a day is
+# plenty (with several processes each purges, harmlessly).
+SCAN_LOG_PURGE_S = 24 * 3600.0
+
+# Background tasks a serving process runs (names as /readyz and /metrics report them).
+SERVER_TASKS = ("index-refresh", "source-refresh", "takedown-clock", "scan-log-purge", "outbox")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a face uses the services: whether the index keeps a snapshot on disk (a long-running
+    process restarts in seconds with one; a one-shot command would only write it)."""
+
+    name: str
+    index_snapshot: bool
+
+
+SERVER = Profile("server", index_snapshot=True)
+CLI = Profile("cli", index_snapshot=False)
+WORKER = Profile("worker", index_snapshot=True)
+
+
+class Services:
+    """The wired objects of one process. Parts are built on first use, once; building is not
+    locked, so a multi-threaded face builds what it needs before its threads start
+    (:func:`build_services` and :meth:`start` do)."""
+
+    def __init__(
+        self, settings: Settings, *, profile: Profile = SERVER, db: Database | None = None
+    ) -> None:
+        self.settings = settings
+        self.profile = profile
+        self._db = db
+        self.supervisor = Supervisor()
+        # A cap on CPU-heavy work (decodes) per process, shared by every face in it.
+        self.slots = threading.BoundedSemaphore(settings.max_concurrency)
+        self.started = time.time()
+        self.last_refresh = 0.0  # wall time the index last caught up with the change log
+
+    # -- storage and the core ----------------------------------------------------------------
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = open_database(self.settings.resolved_database_url)
+        return self._db
+
+    @cached_property
+    def banks(self) -> BankService:
+        return BankService(self.db)
+
+    @cached_property
+    def keys(self) -> KeyService:
+        return KeyService(self.db)
+
+    @cached_property
+    def engine(self) -> MatchEngine:
+        snapshots = self.profile.index_snapshot and self.settings.index_snapshot
+        return MatchEngine(
+            self.db,
+            min_quality=self.settings.pdq_min_quality,
+            # A checked snapshot of the index makes restarts at 1e7 entries take seconds.
+            snapshot_dir=self.settings.data_dir / "index" if snapshots else None,
+        )
+
+    @cached_property
+    def sources(self) -> SourceIndex:
+        """Registered source photos in memory for edited-derivative detection; the scanner's
+        matcher, kept current by the same change-log rule as the bank index."""
+        return SourceIndex(self.db)
+
+    @cached_property
+    def source_registry(self) -> SourceService:
+        return SourceService(self.db)
+
+    @cached_property
+    def scanner(self) -> Scanner:
+        # Built before serving: a policy file with mistakes stops the service at start.
+        return Scanner(self.settings, self.engine, derivatives=self.sources.matcher)
+
+    # -- workflows -----------------------------------------------------------------------------
+    @cached_property
+    def cases(self) -> CaseService:
+        return CaseService.from_settings(self.db, self.settings, self.banks)
+
+    @cached_property
+    def scan_log(self) -> ScanLog:
+        return ScanLog(self.db, self.settings)
+
+    @cached_property
+    def takedowns(self) -> TakedownService:
+        return TakedownService(self.db, self.settings)
+
+    @cached_property
+    def review(self) -> ReviewQueue:
+        return ReviewQueue(self.db, self.settings)
+
+    @cached_property
+    def review_sessions(self) -> SessionService:
+        """Reviewer sign-in; one per process, as it holds the per-address limiter of failed
+        sign-ins."""
+        return SessionService(self.db, self.settings, self.keys)
+
+    @cached_property
+    def removals(self) -> RemovalService:
+        return RemovalService(self.db, self.settings)
+
+    @cached_property
+    def notices(self) -> NoticeService:
+        return NoticeService(self.db, self.settings)
+
+    @cached_property
+    def outbox(self) -> OutboxService:
+        return OutboxService(self.db)
+
+    @cached_property
+    def webhooks(self) -> WebhookService:
+        return WebhookService(self.db)
+
+    @cached_property
+    def exchanges(self) -> ExchangeService:
+        return ExchangeService(self.db, self.settings)
+
+    @cached_property
+    def delivery(self) -> DeliveryWorker:
+        return DeliveryWorker(self.db, DeliveryConfig.from_settings(self.settings))
+
+    @cached_property
+    def recorders(self) -> tuple[ScanRecorder, ...]:
+        """After the scan log's write, in this order: the webhook event, then case counters."""
+        return (MatchEventRecorder(self.db), CaseMatchRecorder(self.cases))
+
+    # -- what a scan leaves behind -------------------------------------------------------------
+    def record_scan(
+        self,
+        result: ScanResult,
+        key: KeyInfo | None,
+        *,
+        content_id: str | None = None,
+        uploader: str | None = None,
+    ) -> int:
+        """Write the scan log row, then run every recorder; returns the scan's id. Runs before
+        the platform gets its answer: a failed write fails the scan (503) and the platform
+        retries, so a scan that was answered is always recorded."""
+        scan_id = self.scan_log.record(result, key, content_id=content_id, uploader=uploader)
+        recorded = RecordedScan(result, key, scan_id)
+        for recorder in self.recorders:
+            recorder.record(recorded)
+        return scan_id
+
+    # -- keeping current -----------------------------------------------------------------------
+    def refresh_index(self) -> None:
+        """Replay the bank change log into this process's index (read-your-writes after a
+        write, and the ``index-refresh`` loop)."""
+        self.engine.refresh()
+        self.last_refresh = time.time()
+
+    def refresh_sources(self) -> None:
+        self.sources.refresh()
+
+    def _purge_scan_log(self) -> None:
+        self.scan_log.purge()
+
+    def background_tasks(self) -> list[Periodic]:
+        """The periodic loops of a serving process, as data: the jobs issue can move any of
+        them onto its task engine by running the same tick there instead."""
+        s = self.settings
+        return [
+            Periodic("index-refresh", s.index_refresh_s, self.refresh_index),
+            Periodic("source-refresh", s.index_refresh_s, self.refresh_sources),
+            # Escalates takedown requests near their deadline.
+            Periodic("takedown-clock", s.takedown_check_s, self.takedowns.escalate),
+            Periodic(
+                "scan-log-purge",
+                SCAN_LOG_PURGE_S,
+                self._purge_scan_log,
+                # Soon after start too: a process restarted daily would otherwise never purge.
+                first_after_s=s.takedown_check_s,
+            ),
+        ]
+
+    def start(self, *, background: Iterable[str] | None = SERVER_TASKS) -> None:
+        """Ready a long-running process: load the index and source photos, warm the plug-ins,
+        then start the named background tasks (None or empty: none)."""
+        self.engine.load()
+        self.sources.load()
+        self.scanner.warm()
+        self.last_refresh = time.time()
+        wanted = set(background or ())
+        for task in self.background_tasks():
+            if task.name in wanted:
+                self.supervisor.add(task)
+        if "outbox" in wanted:
+            for worker in self.delivery.tasks():
+                self.supervisor.add(worker)
+        self.supervisor.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the background tasks, then close the database (a task still running after the
+        timeout is left to finish on its own: what it does is idempotent or leased)."""
+        stopped = self.supervisor.stop(timeout_s)
+        if "delivery" in self.__dict__:
+            self.delivery.close(all_stopped=stopped)
+        self.close()
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+def build_services(settings: Settings, *, profile: Profile = SERVER) -> Services:
+    """Services for a long-running process, with the parts that can refuse to start (the
+    policy file, the plug-ins, the database) built now, so a mistake stops the process at start
+    with one clear error rather than in the first request."""
+    services = Services(settings, profile=profile)
+    try:
+        services.scanner  # noqa: B018
+        # The policy in force goes into the audit log, once per change of file or content.
+        from dignity.audit import record_policy
+
+        record_policy(services.db, settings.policy_file)
+    except Exception:
+        services.close()
+        raise
+    return services
+
+
+__all__ = ["CLI", "SERVER", "WORKER", "Profile", "Services", "build_services"]
