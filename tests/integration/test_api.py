@@ -27,7 +27,17 @@ def upload(data: bytes, name: str = "x.jpg") -> dict[str, tuple[str, bytes, str]
 def test_health_needs_no_key(live: LiveServer) -> None:
     with live.client() as c:
         assert c.get("/healthz").json()["status"] == "ok"
-        assert c.get("/readyz").json()["status"] == "ready"
+        ready = c.get("/readyz").json()
+        assert ready["status"] == "ready" and ready["stalled"] == []
+        # Every background loop of a serving process is named, running and reported.
+        tasks = ready["background"]
+        for name in ("index-refresh", "source-refresh", "takedown-clock", "scan-log-purge"):
+            assert tasks[name]["kind"] == "periodic" and tasks[name]["running"], name
+        assert tasks["outbox-delivery-0"]["kind"] == "worker"
+        deadline = time.monotonic() + 10  # the server refreshes every 0.2 s
+        while c.get("/readyz").json()["background"]["index-refresh"]["last_success"] is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
         spec = c.get("/openapi.json").json()
         assert "/v1/scan" in spec["paths"] and spec["info"]["title"] == "dignity"
         assert c.get("/docs").status_code == 200
@@ -229,6 +239,9 @@ def test_metrics(live: LiveServer) -> None:
         "dignity_index_entries",
         "dignity_index_lag_seconds",
         "dignity_outbox_depth",
+        'dignity_background_running{task="index-refresh"} 1.0',
+        'dignity_background_last_success_timestamp_seconds{task="takedown-clock"}',
+        'dignity_background_failures{task="outbox-delivery-0"} 0.0',
     ):
         assert name in text, name
     with live.client("platform") as c:
