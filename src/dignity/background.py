@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 log = logging.getLogger("dignity.background")
@@ -63,6 +64,21 @@ class Beat:
             self._state.failures += 1
             self._state.last_error = f"{type(exc).__name__}: {exc}"[:500]
             self._state.last_error_at = time.time()
+
+
+def _run_recorded(
+    name: str, fn: Callable[[], object], beat: Beat, *, count_ok: bool = True
+) -> None:
+    """Run ``fn`` once: a failure is logged and recorded, never raised (the loop goes on, and
+    /readyz shows it); a success is recorded unless the body reports its own."""
+    try:
+        fn()
+    except Exception as exc:
+        log.exception("background task %s failed", name)
+        beat.failed(exc)
+    else:
+        if count_ok:
+            beat.ok()
 
 
 @dataclass(frozen=True)
@@ -129,16 +145,8 @@ class Supervisor:
         beat = Beat(running.state, self._lock)
 
         def run() -> None:
-            try:
-                fn()
-            except BaseException as exc:  # recorded and logged; the caller may also look
-                log.exception("background task %s failed", name)
-                beat.failed(exc)
-            else:
-                beat.ok()
-            finally:
-                with self._lock:
-                    running.state.running = False
+            with self._marked_running(running):
+                _run_recorded(name, fn, beat)
 
         thread = threading.Thread(target=run, name=name, daemon=True)
         running.thread = thread
@@ -173,29 +181,22 @@ class Supervisor:
         assert isinstance(spec, Periodic)
         beat = Beat(running.state, self._lock)
         wait = spec.interval_s if spec.first_after_s is None else spec.first_after_s
-        try:
+        with self._marked_running(running):
             while not self._stop.wait(wait):
                 wait = spec.interval_s
-                try:
-                    spec.tick()
-                except Exception as exc:  # logged and shown in /readyz; the next tick retries
-                    log.exception("background task %s failed", spec.name)
-                    beat.failed(exc)
-                else:
-                    beat.ok()
-        finally:
-            with self._lock:
-                running.state.running = False
+                _run_recorded(spec.name, spec.tick, beat)
 
     def _worker(self, running: _Running) -> None:
         spec = running.spec
         assert isinstance(spec, Worker)
         beat = Beat(running.state, self._lock)
+        with self._marked_running(running):
+            _run_recorded(spec.name, lambda: spec.body(self._stop, beat), beat, count_ok=False)
+
+    @contextmanager
+    def _marked_running(self, running: _Running) -> Iterator[None]:
         try:
-            spec.body(self._stop, beat)
-        except BaseException as exc:
-            log.exception("background worker %s ended with an error", spec.name)
-            beat.failed(exc)
+            yield
         finally:
             with self._lock:
                 running.state.running = False
