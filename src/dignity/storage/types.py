@@ -1,0 +1,49 @@
+"""Column types shared by every models module: :class:`UtcDateTime`, a timestamp that goes into
+the database as UTC and always comes out as an aware UTC datetime, and :func:`utc`, the one rule
+for turning any datetime (a value from a clock, a parsed query string, a line of an export) into
+that form.
+
+SQLite has no time zone type: SQLAlchemy writes the wall-clock digits of whatever datetime it is
+given and reads them back naive, so an aware non-UTC value would be stored as the wrong instant
+and every reader had to re-attach UTC by hand. PostgreSQL's ``timestamptz`` keeps the instant but
+hands it back in the connection's time zone. :class:`UtcDateTime` wraps
+``DateTime(timezone=True)`` (the DDL the migrations already create, so no schema change) and
+normalises both directions, so model attributes and ``select(...)`` column tuples are aware UTC
+on both backends. Aggregates such as ``func.max(column)`` take their own type unless told
+otherwise: wrap them in ``type_coerce(..., UtcDateTime())`` to get the same values.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+def utc(at: datetime) -> datetime:
+    """``at`` as an aware UTC datetime; a naive one is taken to be UTC already (every time
+    dignity stores or exchanges is UTC, and the host's local zone never means anything here)."""
+    if at.tzinfo is None:
+        return at.replace(tzinfo=UTC)
+    return at.astimezone(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A ``DateTime(timezone=True)`` column whose values are aware UTC datetimes both ways."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"a UtcDateTime column takes a datetime, not {type(value).__name__}")
+        return utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else utc(value)
+
+
+__all__ = ["UtcDateTime", "utc"]
