@@ -74,8 +74,13 @@ def test_timestamps_come_back_aware_utc_on_every_backend(db: Database) -> None:
         assert all(b.created_at.tzinfo is UTC for b in rows)
         ((column,),) = s.execute(select(Bank.created_at).where(Bank.name == "offset")).all()
         assert column == instant and column.tzinfo is UTC
-        latest = s.scalar(select(type_coerce(func.max(Bank.created_at), UtcDateTime())))
+        latest = s.scalar(select(func.max(Bank.created_at)))
         assert latest == instant and latest is not None and latest.tzinfo is UTC
+        # A raw expression has no column type: SQLite gives text until told what it is.
+        raw = s.scalar(
+            select(type_coerce(text("min(created_at)"), UtcDateTime())).select_from(Bank)
+        )
+        assert raw == instant and raw is not None and raw.tzinfo is UTC
         # A bound parameter is converted the same way, so an offset time finds the row.
         found = s.scalars(select(Bank.name).where(Bank.created_at == instant.astimezone(paris)))
         assert sorted(found) == ["naive", "offset"]

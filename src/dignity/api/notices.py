@@ -71,10 +71,6 @@ def _notices(services: Services) -> NoticeService:
     return NoticeService(services.db, services.settings)
 
 
-def _aware(at: datetime | None) -> datetime | None:
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
-
-
 # -- the public page ---------------------------------------------------------------------------
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
@@ -240,7 +236,7 @@ def list_statements(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for item in _notices(services).export(_aware(since), _aware(until)):
+    for item in _notices(services).export(since, until):
         out.append(item)
         if len(out) >= limit:
             break
@@ -261,7 +257,7 @@ def list_removals(
     restored_since: Annotated[datetime | None, Query()] = None,
 ) -> list[dict[str, Any]]:
     removals = RemovalService(services.db, services.settings)
-    return removals.list_removals(after=after, limit=limit, restored_since=_aware(restored_since))
+    return removals.list_removals(after=after, limit=limit, restored_since=restored_since)
 
 
 @router.post(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -25,6 +25,7 @@ from dignity.audit import AuditError
 from dignity.audit.export import MAX_LIMIT, export_lines, list_records, to_line
 from dignity.audit.verify import VerifyResult, verify, verify_lines
 from dignity.cli.app import Context, cli, emit, handles_errors, pass_ctx
+from dignity.storage.types import utc
 
 _MAX_SEQ = 2**63 - 1
 
@@ -149,7 +150,7 @@ def _since(value: str | None) -> datetime | None:
             f"got {value!r}",
             code="audit.bad_since",
         ) from exc
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+    return utc(at)
 
 
 @audit.command("list")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from dignity.cli.app import Context, cli, emit, handles_errors, pass_ctx
 from dignity.errors import DignityError
+from dignity.storage.types import utc
 from dignity.takedown.notices import NoticeService
 
 
@@ -33,7 +34,7 @@ def _when(value: str | None, name: str) -> datetime | None:
             f"got {value!r}",
             code="statement.bad_period",
         ) from exc
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+    return utc(at)
 
 
 def _notices(ctx: Context) -> NoticeService:

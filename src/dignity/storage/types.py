@@ -8,9 +8,10 @@ given and reads them back naive, so an aware non-UTC value would be stored as th
 and every reader had to re-attach UTC by hand. PostgreSQL's ``timestamptz`` keeps the instant but
 hands it back in the connection's time zone. :class:`UtcDateTime` wraps
 ``DateTime(timezone=True)`` (the DDL the migrations already create, so no schema change) and
-normalises both directions, so model attributes and ``select(...)`` column tuples are aware UTC
-on both backends. Aggregates such as ``func.max(column)`` take their own type unless told
-otherwise: wrap them in ``type_coerce(..., UtcDateTime())`` to get the same values.
+normalises both directions, so model attributes, ``select(...)`` column tuples and
+``func.min``/``func.max`` of a column (which keep the column's type) are aware UTC on both
+backends, and a bound time in any offset compares as the instant it is. An expression that loses
+the type (``text()``, ``case()``, arithmetic) needs ``type_coerce(..., UtcDateTime())``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ def utc(at: datetime) -> datetime:
     if at.tzinfo is None:
         return at.replace(tzinfo=UTC)
     return at.astimezone(UTC)
+
+
+def isoformat(at: datetime | None) -> str | None:
+    """``at`` in ISO 8601, or None for no time: how answers show a nullable timestamp."""
+    return None if at is None else at.isoformat()
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -46,4 +52,4 @@ class UtcDateTime(TypeDecorator[datetime]):
         return None if value is None else utc(value)
 
 
-__all__ = ["UtcDateTime", "utc"]
+__all__ = ["UtcDateTime", "isoformat", "utc"]

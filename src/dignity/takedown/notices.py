@@ -177,7 +177,7 @@ class NoticeService:
         (with a fresh appeal code) as a ``notice.statement`` event; audited."""
         from dignity.actions.outbox import emit_event
 
-        now = utc(removal.created_at)
+        now = removal.created_at
         # Hex, not URL-safe base64: an id that starts with "-" reads as an option on a command
         # line (`dignity statement show -x...` failed), and it travels in URLs and notices.
         public_id = secrets.token_hex(16)
@@ -507,26 +507,26 @@ class NoticeService:
         ).first()
         removal = s.get(Removal, row.removal_id) if row.removal_id is not None else None
         now = self.clock.now()
-        until = utc(row.appeal_until)
+        until = row.appeal_until
         return {
             "public_id": row.public_id,
             "content_id": row.content_id,
             "platform": body.get("platform", self.settings.platform_name),
-            "issued_at": utc(row.created_at).isoformat(),
+            "issued_at": row.created_at.isoformat(),
             "appeal_until": until.isoformat(),
             "appeal_open": now <= until
             and (appeal is None or appeal.state != "open")
             and (removal is None or removal.restored_at is None),
             "restored_at": (
-                utc(removal.restored_at).isoformat()
+                removal.restored_at.isoformat()
                 if removal is not None and removal.restored_at
                 else None
             ),
             "appeal": (
                 {
                     "state": appeal.state,
-                    "received_at": utc(appeal.received_at).isoformat(),
-                    "decided_at": utc(appeal.decided_at).isoformat() if appeal.decided_at else None,
+                    "received_at": appeal.received_at.isoformat(),
+                    "decided_at": appeal.decided_at.isoformat() if appeal.decided_at else None,
                 }
                 if appeal is not None
                 else None
@@ -567,9 +567,9 @@ class NoticeService:
                     "the content was restored already: there is nothing to appeal",
                     code="appeal.restored",
                 )
-            if now > utc(row.appeal_until):
+            if now > row.appeal_until:
                 raise NoticeError(
-                    f"the appeal window closed on {utc(row.appeal_until).date().isoformat()}",
+                    f"the appeal window closed on {row.appeal_until.date().isoformat()}",
                     code="appeal.window_closed",
                 )
             # Lock the statement so two appeals filed at once cannot both be the open one.
@@ -740,9 +740,9 @@ class NoticeService:
             "content_id": statement.content_id,
             "state": appeal.state,
             "text": appeal.text,
-            "received_at": utc(appeal.received_at).isoformat(),
+            "received_at": appeal.received_at.isoformat(),
             "decided_by": appeal.decided_by,
-            "decided_at": utc(appeal.decided_at).isoformat() if appeal.decided_at else None,
+            "decided_at": appeal.decided_at.isoformat() if appeal.decided_at else None,
             "note": appeal.note,
             "already_done": already,
         }
@@ -778,7 +778,7 @@ class NoticeService:
                 "statement_id": public_id,
                 "url": statement_path(public_id),
                 "appeal_code": code,
-                "appeal_until": utc(row.appeal_until).isoformat(),
+                "appeal_until": row.appeal_until.isoformat(),
             }
 
         return self.db.retrying(apply)
@@ -789,9 +789,6 @@ class NoticeService:
     ) -> Iterator[dict[str, Any]]:
         """Statements issued in [since, until), oldest first, each exactly as the Transparency
         Database's ``POST /api/v1/statement`` takes it (no personal data)."""
-        # Stored as UTC, and SQLite compares the text: bounds in other offsets become UTC.
-        since = utc(since) if since is not None else None
-        until = utc(until) if until is not None else None
         with self.db.session() as s:
             q = select(Statement.body).order_by(Statement.created_at, Statement.id)
             if since is not None:

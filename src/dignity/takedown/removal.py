@@ -180,8 +180,8 @@ def removal_dict(row: Removal, statement: str | None, ticket: str | None) -> dic
         "copy_of": row.source_removal_id,
         "ticket": ticket,
         "automated": row.automated,
-        "created_at": utc(row.created_at).isoformat(),
-        "restored_at": utc(row.restored_at).isoformat() if row.restored_at else None,
+        "created_at": row.created_at.isoformat(),
+        "restored_at": row.restored_at.isoformat() if row.restored_at else None,
         "statement": (
             {"public_id": statement, "url": f"/statements/{statement}"} if statement else None
         ),
@@ -727,7 +727,7 @@ class RemovalService:
             return {
                 "removal_id": removal_id,
                 "content_id": row.content_id,
-                "restored_at": utc(row.restored_at).isoformat() if row.restored_at else None,
+                "restored_at": row.restored_at.isoformat() if row.restored_at else None,
                 "withdrawn": 0,
                 "already_done": True,
             }
@@ -863,8 +863,6 @@ class RemovalService:
         """Removals with id > ``after`` in id order (what a platform without a webhook polls),
         or with ``restored_since`` those restored at or after that time, in restore order."""
         limit = max(1, min(limit, _LIST_MAX))
-        if restored_since is not None:
-            restored_since = utc(restored_since)  # stored as UTC; SQLite compares the text
         with self.db.session() as s:
             q = select(Removal)
             if restored_since is not None:

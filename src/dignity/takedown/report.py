@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from dignity.errors import DignityError
 from dignity.settings import Settings
 from dignity.storage.db import Database
+from dignity.storage.types import utc
 from dignity.takedown.clock import Clock, SystemClock
 from dignity.takedown.models import (
     Appeal,
@@ -86,7 +87,7 @@ def parse_when(text: str, *, name: str = "date") -> datetime:
             when = datetime.fromisoformat(value)
     except ValueError as exc:
         raise ReportError(problem, code="report.bad_date", parameter=name) from exc
-    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    when = utc(when)
     # Far from the datetime range's ends, so month arithmetic can never overflow.
     if not 1970 <= when.year <= 9000:
         raise ReportError(
@@ -106,19 +107,15 @@ def _add_months(month: datetime, n: int) -> datetime:
     return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
 
 
-def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
 def resolve_period(
     since: datetime | None, until: datetime | None, now: datetime
 ) -> tuple[datetime, datetime]:
     """The report's ``[since, until)``: ``until`` defaults to now; ``since`` to the start of the
     month eleven months before the month of ``until``'s last instant, so the default series is
     twelve calendar months ending with the current (partial) one."""
-    end = _utc(until) if until is not None else _utc(now)
+    end = utc(until) if until is not None else utc(now)
     if since is not None:
-        start = _utc(since)
+        start = utc(since)
     else:
         start = _add_months(_month_start(end - timedelta(microseconds=1)), -11)
     if start >= end:
@@ -368,7 +365,7 @@ def build_report(
     """Every figure of the transparency report for ``[since, until)`` (UTC; see
     :func:`resolve_period` for the defaults). ``settings`` gives the platform's name and the
     deadline that "within" counts against (default 48 h)."""
-    now = _utc((clock or SystemClock()).now())
+    now = utc((clock or SystemClock()).now())
     since, until = resolve_period(since, until, now)
     deadline_h = settings.takedown_deadline_h if settings else DEFAULT_DEADLINE_H
     platform = settings.platform_name if settings else "this platform"
@@ -454,7 +451,7 @@ def _build(
         )
     ):
         if valid_at is not None and closed_at is not None:  # the WHERE says so; mypy can't
-            durations.append(_utc(closed_at) - _utc(valid_at))
+            durations.append(closed_at - valid_at)
     hours = [d.total_seconds() / 3600 for d in durations]
     within = sum(1 for d in durations if d <= deadline)
     median, p90 = percentile(hours, 0.5), percentile(hours, 0.9)

@@ -34,6 +34,7 @@ from dignity.errors import DignityError, MediaError
 from dignity.media import decode
 from dignity.settings import Settings
 from dignity.storage.db import Database
+from dignity.storage.types import isoformat
 from dignity.takedown.clock import Clock, SystemClock
 from dignity.takedown.models import (
     REVIEW_KINDS,
@@ -79,18 +80,6 @@ class Preview:
     revealed: bool
     width: int
     height: int
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    # SQLite hands datetimes back naive; every stored time is UTC.
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
-
-
-def _iso(dt: datetime | None) -> str | None:
-    value = _aware(dt)
-    return value.isoformat() if value is not None else None
 
 
 def _json(text: str | None) -> Any:
@@ -229,7 +218,7 @@ class ReviewQueue:
         )
 
     def _common(self, row: ReviewItem, now: datetime) -> dict[str, Any]:
-        due = _aware(row.due_at)
+        due = row.due_at
         left = None if due is None else int((due - now).total_seconds())
         return {
             "id": row.id,
@@ -237,13 +226,13 @@ class ReviewQueue:
             "priority": row.priority,
             "priority_name": PRIORITY_NAMES.get(row.priority, str(row.priority)),
             "state": "open" if row.state == "deciding" else row.state,
-            "due_at": _iso(due),
+            "due_at": isoformat(due),
             "seconds_left": left,
             "overdue": left is not None and left < 0,
-            "created_at": _iso(row.created_at),
+            "created_at": isoformat(row.created_at),
             "outcome": row.outcome if row.state == "decided" else None,
             "decided_by": row.decided_by if row.state == "decided" else None,
-            "decided_at": _iso(row.decided_at) if row.state == "decided" else None,
+            "decided_at": isoformat(row.decided_at) if row.state == "decided" else None,
             "note": row.note if row.state == "decided" else "",
             "outcomes": list(OUTCOMES.get(row.kind, ())),
             "escalated": None,
@@ -325,13 +314,13 @@ class ReviewQueue:
             "id": scan.id,
             "content_id": scan.content_id,
             "uploader": scan.uploader,
-            "created_at": _iso(scan.created_at),
+            "created_at": isoformat(scan.created_at),
             "decision": scan.decision,
             "pdq": scan.pdq,
             "pdq_quality": scan.pdq_quality,
             "md5": scan.md5,
             "sha256": scan.sha256,
-            "removed_at": _iso(scan.removed_at),
+            "removed_at": isoformat(scan.removed_at),
             "matches": detail.get("matches") or [],
             "signals": detail.get("signals") or {},
             "reasons": decision.get("reasons") or detail.get("reasons") or [],
@@ -358,8 +347,8 @@ class ReviewQueue:
             {
                 "scan_id": c.id,
                 "content_id": c.content_id,
-                "created_at": _iso(c.created_at),
-                "removed_at": _iso(c.removed_at),
+                "created_at": isoformat(c.created_at),
+                "removed_at": isoformat(c.removed_at),
             }
             for c in s.scalars(query)
         ]
@@ -380,7 +369,7 @@ class ReviewQueue:
                 "id": appeal.id,
                 "text": appeal.text,
                 "state": appeal.state,
-                "received_at": _iso(appeal.received_at),
+                "received_at": isoformat(appeal.received_at),
             },
             "statement": None
             if statement is None
@@ -388,8 +377,8 @@ class ReviewQueue:
                 "public_id": statement.public_id,
                 "content_id": statement.content_id,
                 "uploader": statement.uploader,
-                "created_at": _iso(statement.created_at),
-                "appeal_until": _iso(statement.appeal_until),
+                "created_at": isoformat(statement.created_at),
+                "appeal_until": isoformat(statement.appeal_until),
                 "body": _json(statement.body),
             },
             "removal": None
@@ -400,8 +389,8 @@ class ReviewQueue:
                 "reason": removal.reason,
                 "decided_by": removal.decided_by,
                 "automated": removal.automated,
-                "created_at": _iso(removal.created_at),
-                "restored_at": _iso(removal.restored_at),
+                "created_at": isoformat(removal.created_at),
+                "restored_at": isoformat(removal.restored_at),
             },
         }
 
@@ -511,7 +500,7 @@ class ReviewQueue:
 
     def _refuse_if_decided(self, row: ReviewItem, now: datetime) -> None:
         stale = row.state == "deciding" and (
-            row.decided_at is None or cast(datetime, _aware(row.decided_at)) < now - _CLAIM_LEASE
+            row.decided_at is None or row.decided_at < now - _CLAIM_LEASE
         )
         if row.state == "open" or stale:
             return
@@ -523,7 +512,7 @@ class ReviewQueue:
             code="review.decided",
             outcome=row.outcome,
             decided_by=row.decided_by,
-            decided_at=_iso(row.decided_at),
+            decided_at=isoformat(row.decided_at),
         )
 
     def _claim(self, item_id: int, who: str, now: datetime) -> None:
