@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
-from urllib.parse import quote
 
 from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -34,11 +33,13 @@ from sqlalchemy.orm import Session
 from dignity import audit
 from dignity.actions.outbox import emit_event
 from dignity.errors import BankError, DignityError
+from dignity.fetch import UrlError
 from dignity.matching.banks import BankService, NewEntry
 from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry
 from dignity.takedown.clock import Clock, SystemClock, utc
+from dignity.takedown.content import fetch_content as fetch_platform_content
 from dignity.takedown.models import (
     Removal,
     ReviewItem,
@@ -899,38 +900,20 @@ class RemovalService:
 
 
 def fetch_content(settings: Settings, content_id: str) -> bytes:
-    """The content's bytes from the platform through ``preview_url_template`` (an internal
-    URL the operator configured and trusts: plain HTTP with a time limit and a size cap, not the
-    public-URL fetcher). Raises ``removal.fetch_failed``."""
-    import httpx
-
+    """The content's bytes from the platform through ``preview_url_template`` (see
+    :mod:`dignity.takedown.content` for the rules). Raises ``removal.fetch_failed``."""
     template = settings.preview_url_template
     if not template:
         raise RemovalError("previews are not set up", code="removal.fetch_failed")
-    url = template.replace("{content_id}", quote(content_id, safe=""))
-    cap = settings.max_bytes
     try:
-        with (
-            httpx.Client(timeout=settings.url_timeout_s, follow_redirects=False) as client,
-            client.stream("GET", url) as response,
-        ):
-            if response.status_code != 200:
-                raise RemovalError(
-                    f"the platform answered {response.status_code} for {content_id!r}",
-                    code="removal.fetch_failed",
-                )
-            data = bytearray()
-            for chunk in response.iter_bytes():
-                data += chunk
-                if len(data) > cap:
-                    raise RemovalError(
-                        f"the content is larger than {cap} bytes", code="removal.fetch_failed"
-                    )
-            return bytes(data)
-    except httpx.HTTPError as exc:
+        return fetch_platform_content(
+            template, content_id, max_bytes=settings.max_bytes, timeout_s=settings.url_timeout_s
+        )
+    except UrlError as exc:
         raise RemovalError(
-            f"could not fetch {content_id!r}: {exc.__class__.__name__}",
+            f"could not fetch {content_id!r}: {exc.message}",
             code="removal.fetch_failed",
+            reason=exc.code,
         ) from exc
 
 

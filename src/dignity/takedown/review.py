@@ -23,19 +23,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
-from urllib.parse import quote
 
-import httpx
 from PIL import Image, ImageFilter
 from sqlalchemy import CursorResult, and_, or_, select, update
 
 from dignity import audit
 from dignity.errors import DignityError, MediaError
+from dignity.fetch import UrlError
 from dignity.media import decode
 from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.types import isoformat
 from dignity.takedown.clock import Clock, SystemClock
+from dignity.takedown.content import fetch_content
 from dignity.takedown.models import (
     REVIEW_KINDS,
     Appeal,
@@ -57,8 +57,6 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
 }
 PREVIEW_SIZE = 640  # longest side of a preview, in pixels
 _BLUR_FRACTION = 18  # blur radius = longest side / this: shapes stay, detail is gone
-_PREVIEW_TIMEOUT_S = 10.0
-_MAX_REDIRECTS = 3
 _CLAIM_LEASE = timedelta(minutes=10)
 _NOTE_MAX = 4000
 _COPIES_SHOWN = 20
@@ -604,14 +602,7 @@ class ReviewQueue:
                 else f"this item has {_plural(len(ids), 'content id')}; no number {index}",
                 code="review.no_preview",
             )
-        try:
-            url = template.format(content_id=quote(ids[index], safe=""))
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ReviewError(
-                "DIGNITY_PREVIEW_URL_TEMPLATE may hold only {content_id} in braces",
-                code="review.preview_failed",
-            ) from exc
-        data = fetch_preview(url, max_bytes=self.settings.max_bytes)
+        data = fetch_preview(self.settings, ids[index])
         try:
             media = decode(
                 data,
@@ -652,61 +643,34 @@ def render_preview(image: Image.Image, *, reveal: bool) -> Image.Image:
     return grey.filter(ImageFilter.GaussianBlur(radius)).filter(ImageFilter.GaussianBlur(radius))
 
 
-def _preview_error(message: str, code: str = "review.preview_failed", **detail: Any) -> ReviewError:
-    return ReviewError(message, code=code, **detail)
-
-
-def fetch_preview(url: str, *, max_bytes: int, timeout_s: float = _PREVIEW_TIMEOUT_S) -> bytes:
-    """GET the platform's preview with a time limit and a byte cap. Redirects are followed only
-    within the template's own origin: the URL is trusted, where it sends us is not."""
-    start = httpx.URL(url)
-    origin = (start.scheme, start.host, start.port)
-    current = start
-    # trust_env=False: an internal URL must not be sent through a proxy from the environment.
+def fetch_preview(settings: Settings, content_id: str) -> bytes:
+    """The platform's content for a preview, fetched by the one platform fetcher
+    (:mod:`dignity.takedown.content`); its failures become the review's preview codes."""
+    template = settings.preview_url_template
+    if not template:
+        raise ReviewError("previews are not set up on this server", code="review.no_preview")
     try:
-        with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
-            for _ in range(_MAX_REDIRECTS + 1):
-                with client.stream("GET", current) as r:
-                    if r.is_redirect:
-                        target = current.join(r.headers.get("location", ""))
-                        if (target.scheme, target.host, target.port) != origin:
-                            raise _preview_error(
-                                "the platform redirected the preview to another address"
-                            )
-                        current = target
-                        continue
-                    if r.status_code in (404, 410):
-                        raise _preview_error(
-                            "the platform has no preview of this content "
-                            f"(HTTP {r.status_code}); it may be gone already",
-                            code="review.preview_missing",
-                        )
-                    if r.status_code != 200:
-                        raise _preview_error(
-                            f"the platform answered HTTP {r.status_code} for the preview"
-                        )
-                    declared = r.headers.get("content-length", "")
-                    if declared.isdigit() and int(declared) > max_bytes:
-                        raise _preview_error(
-                            f"the preview is larger than {max_bytes} bytes",
-                            code="review.preview_too_large",
-                        )
-                    buf = bytearray()
-                    for chunk in r.iter_bytes():
-                        buf += chunk
-                        if len(buf) > max_bytes:
-                            raise _preview_error(
-                                f"the preview is larger than {max_bytes} bytes",
-                                code="review.preview_too_large",
-                            )
-                    return bytes(buf)
-    except httpx.TimeoutException as exc:
-        raise _preview_error(
-            "the platform did not send the preview in time", code="review.preview_timeout"
-        ) from exc
-    except httpx.HTTPError as exc:
-        raise _preview_error(f"the preview could not be fetched: {type(exc).__name__}") from exc
-    raise _preview_error("the platform redirected the preview too many times")
+        return fetch_content(
+            template, content_id, max_bytes=settings.max_bytes, timeout_s=settings.url_timeout_s
+        )
+    except UrlError as exc:
+        status = exc.detail.get("status")
+        if status in (404, 410):
+            message = (
+                f"the platform has no preview of this content (HTTP {status}); "
+                "it may be gone already"
+            )
+            code = "review.preview_missing"
+        elif exc.code == "url.too_large":
+            message = f"the preview is larger than {settings.max_bytes} bytes"
+            code = "review.preview_too_large"
+        elif exc.code == "url.timeout":
+            message = "the platform did not send the preview in time"
+            code = "review.preview_timeout"
+        else:
+            message = f"the preview could not be fetched: {exc.message}"
+            code = "review.preview_failed"
+        raise ReviewError(message, code=code, reason=exc.code) from exc
 
 
 __all__ = [
