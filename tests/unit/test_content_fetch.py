@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 import pytest
 
 from dignity.fetch import UrlError
-from dignity.takedown.content import MAX_REDIRECTS, content_url, fetch_content
+from dignity.settings import Settings
+from dignity.takedown.content import MAX_REDIRECTS, content_url, fetch_content, fetch_from
 
 BODY = b"\xff\xd8 not really a jpeg, but bytes"
 
@@ -78,7 +79,7 @@ def base() -> Iterator[str]:
 def _fetch(base: str, content_id: str, **kw: Any) -> bytes:
     kw.setdefault("max_bytes", 1000)
     kw.setdefault("timeout_s", 5.0)
-    return fetch_content(base + "/content/{content_id}", content_id, **kw)
+    return fetch_from(base + "/content/{content_id}", content_id, **kw)
 
 
 def _code(base: str, content_id: str, **kw: Any) -> UrlError:
@@ -139,6 +140,17 @@ def test_refusals(base: str) -> None:
     assert _code(base, "big-undeclared").code == "url.too_large"
     assert _code(base, "slow", timeout_s=0.5).code == "url.timeout"
     assert _code("http://127.0.0.1:1", "ok").code == "url.fetch_failed"
+
+
+def test_settings_choose_the_template_and_limits(base: str) -> None:
+    settings = Settings(preview_url_template=base + "/content/{content_id}", max_bytes=1000)
+    assert fetch_content(settings, "ok") == BODY
+    with pytest.raises(UrlError) as big:
+        fetch_content(settings, "big")
+    assert big.value.code == "url.too_large"
+    with pytest.raises(UrlError, match="DIGNITY_PREVIEW_URL_TEMPLATE") as unset:
+        fetch_content(Settings(), "ok")
+    assert unset.value.code == "url.invalid"
 
 
 def test_no_proxy_from_the_environment(base: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, Dialect
 from sqlalchemy.types import TypeDecorator
 
+from dignity.errors import DignityError
+
 
 def utc(at: datetime) -> datetime:
     """``at`` as an aware UTC datetime; a naive one is taken to be UTC already (every time
@@ -28,6 +30,19 @@ def utc(at: datetime) -> datetime:
     if at.tzinfo is None:
         return at.replace(tzinfo=UTC)
     return at.astimezone(UTC)
+
+
+def parse_utc(text: str, *, what: str, code: str) -> datetime:
+    """``text``, an ISO 8601 date or time (naive means UTC), as an aware UTC datetime; anything
+    else is a :class:`DignityError` with ``code`` that names ``what`` (an option, a field)."""
+    try:
+        return utc(datetime.fromisoformat(text.strip()))
+    except ValueError as exc:
+        raise DignityError(
+            f"{what} must be an ISO 8601 date or time (2026-07-01 or 2026-07-01T12:00Z), "
+            f"not {text[:40]!r}",
+            code=code,
+        ) from exc
 
 
 def isoformat(at: datetime | None) -> str | None:
@@ -52,4 +67,4 @@ class UtcDateTime(TypeDecorator[datetime]):
         return None if value is None else utc(value)
 
 
-__all__ = ["UtcDateTime", "isoformat", "utc"]
+__all__ = ["UtcDateTime", "isoformat", "parse_utc", "utc"]

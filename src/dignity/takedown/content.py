@@ -24,6 +24,7 @@ import httpx
 
 from dignity import __version__
 from dignity.fetch import HEADERS, UrlError, read_body, remaining
+from dignity.settings import Settings
 
 MAX_REDIRECTS = 3
 PLACEHOLDER = "{content_id}"
@@ -53,9 +54,23 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port
 
 
-def fetch_content(template: str, content_id: str, *, max_bytes: int, timeout_s: float) -> bytes:
-    """The bytes of ``content_id`` from the platform through ``template``, within ``max_bytes``
-    and ``timeout_s`` (for everything: connects, redirects and the body)."""
+def fetch_content(settings: Settings, content_id: str) -> bytes:
+    """The bytes of ``content_id`` from the platform through ``settings.preview_url_template``,
+    within ``settings.max_bytes`` and ``settings.url_timeout_s``; ``url.invalid`` when no
+    template is set."""
+    template = settings.preview_url_template
+    if not template:
+        raise UrlError(
+            "content cannot be fetched: DIGNITY_PREVIEW_URL_TEMPLATE is not set", code="url.invalid"
+        )
+    return fetch_from(
+        template, content_id, max_bytes=settings.max_bytes, timeout_s=settings.url_timeout_s
+    )
+
+
+def fetch_from(template: str, content_id: str, *, max_bytes: int, timeout_s: float) -> bytes:
+    """The bytes of ``content_id`` through ``template``, within ``max_bytes`` and ``timeout_s``
+    (for everything: connects, redirects and the body)."""
     url = content_url(template, content_id)
     deadline = time.monotonic() + timeout_s
     try:
@@ -105,4 +120,4 @@ def fetch_content(template: str, content_id: str, *, max_bytes: int, timeout_s: 
     )
 
 
-__all__ = ["MAX_REDIRECTS", "content_url", "fetch_content"]
+__all__ = ["MAX_REDIRECTS", "content_url", "fetch_content", "fetch_from"]

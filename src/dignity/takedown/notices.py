@@ -65,6 +65,7 @@ from dignity.takedown.models import (
     Statement,
     TakedownRequest,
 )
+from dignity.text import json_object
 
 # EU member states and the other EEA countries (IS, LI, NO): a removal applies everywhere.
 TERRITORIAL_SCOPE = (
@@ -148,14 +149,6 @@ def _day(at: datetime) -> str:
     return utc(at).strftime("%Y-%m-%d")
 
 
-def _json(text: str | None) -> dict[str, Any]:
-    try:
-        obj = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return obj if isinstance(obj, dict) else {}
-
-
 def _sub(obj: dict[str, Any], key: str) -> dict[str, Any]:
     value = obj.get(key)
     return value if isinstance(value, dict) else {}
@@ -236,7 +229,7 @@ class NoticeService:
         until: datetime,
     ) -> dict[str, Any]:
         scan = s.get(ScanRecord, removal.scan_id) if removal.scan_id is not None else None
-        detail = _json(scan.detail) if scan is not None else {}
+        detail = json_object(scan.detail) if scan is not None else {}
         signals: dict[str, Any] = _sub(detail, "signals")
         decision: dict[str, Any] = _sub(detail, "decision")
         source_body: dict[str, Any] = {}
@@ -246,7 +239,7 @@ class NoticeService:
             parent = s.scalars(
                 select(Statement.body).where(Statement.removal_id == removal.source_removal_id)
             ).first()
-            source_body = _json(parent)
+            source_body = json_object(parent)
         first_seen = s.scalar(
             select(func.min(ScanRecord.created_at)).where(
                 ScanRecord.content_id == removal.content_id
@@ -501,7 +494,7 @@ class NoticeService:
         return row
 
     def _public(self, s: Session, row: Statement) -> dict[str, Any]:
-        body = _json(row.body)
+        body = json_object(row.body)
         appeal = s.scalars(
             select(Appeal).where(Appeal.statement_id == row.id).order_by(Appeal.id.desc())
         ).first()
@@ -796,7 +789,7 @@ class NoticeService:
             if until is not None:
                 q = q.where(Statement.created_at < until)
             for body in s.scalars(q.execution_options(yield_per=500)):
-                tdb = _json(body).get("tdb")
+                tdb = json_object(body).get("tdb")
                 if isinstance(tdb, dict):
                     yield tdb
 

@@ -902,13 +902,8 @@ class RemovalService:
 def fetch_content(settings: Settings, content_id: str) -> bytes:
     """The content's bytes from the platform through ``preview_url_template`` (see
     :mod:`dignity.takedown.content` for the rules). Raises ``removal.fetch_failed``."""
-    template = settings.preview_url_template
-    if not template:
-        raise RemovalError("previews are not set up", code="removal.fetch_failed")
     try:
-        return fetch_platform_content(
-            template, content_id, max_bytes=settings.max_bytes, timeout_s=settings.url_timeout_s
-        )
+        return fetch_platform_content(settings, content_id)
     except UrlError as exc:
         raise RemovalError(
             f"could not fetch {content_id!r}: {exc.message}",

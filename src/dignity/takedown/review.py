@@ -18,7 +18,6 @@ for it; each reveal is audited. Fetched media is never stored.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,6 +46,7 @@ from dignity.takedown.models import (
     TakedownItem,
     TakedownRequest,
 )
+from dignity.text import json_object
 
 PRIORITY_NAMES = {0: "urgent", 1: "high", 2: "normal", 3: "low"}
 # What a reviewer may decide for each kind of item.
@@ -78,13 +78,6 @@ class Preview:
     revealed: bool
     width: int
     height: int
-
-
-def _json(text: str | None) -> Any:
-    try:
-        return json.loads(text or "{}")
-    except ValueError:
-        return {}
 
 
 def _not_found(item_id: int) -> ReviewError:
@@ -241,7 +234,7 @@ class ReviewQueue:
     def _scan_summary(scan: ScanRecord | None) -> dict[str, Any]:
         if scan is None:
             return {"summary": "Scan (record no longer kept)", "content_id": None}
-        detail = _json(scan.detail)
+        detail = json_object(scan.detail)
         matches = detail.get("matches") or []
         decision = detail.get("decision") or {}
         rule = decision.get("rule") if isinstance(decision, dict) else None
@@ -306,8 +299,9 @@ class ReviewQueue:
         scan = s.get(ScanRecord, scan_id) if scan_id is not None else None
         if scan is None:
             return None
-        detail = _json(scan.detail)
-        decision = detail.get("decision") if isinstance(detail.get("decision"), dict) else {}
+        detail = json_object(scan.detail)
+        raw_decision = detail.get("decision")
+        decision: dict[str, Any] = raw_decision if isinstance(raw_decision, dict) else {}
         return {
             "id": scan.id,
             "content_id": scan.content_id,
@@ -377,7 +371,7 @@ class ReviewQueue:
                 "uploader": statement.uploader,
                 "created_at": isoformat(statement.created_at),
                 "appeal_until": isoformat(statement.appeal_until),
-                "body": _json(statement.body),
+                "body": json_object(statement.body),
             },
             "removal": None
             if removal is None
@@ -646,13 +640,8 @@ def render_preview(image: Image.Image, *, reveal: bool) -> Image.Image:
 def fetch_preview(settings: Settings, content_id: str) -> bytes:
     """The platform's content for a preview, fetched by the one platform fetcher
     (:mod:`dignity.takedown.content`); its failures become the review's preview codes."""
-    template = settings.preview_url_template
-    if not template:
-        raise ReviewError("previews are not set up on this server", code="review.no_preview")
     try:
-        return fetch_content(
-            template, content_id, max_bytes=settings.max_bytes, timeout_s=settings.url_timeout_s
-        )
+        return fetch_content(settings, content_id)
     except UrlError as exc:
         status = exc.detail.get("status")
         if status in (404, 410):
