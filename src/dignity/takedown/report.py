@@ -266,9 +266,10 @@ class Report:
         return buffer.getvalue()
 
     def to_html(self, *, page_url: str | None = None, csv_url: str | None = None) -> str:
-        """A complete page. ``page_url`` adds a form to choose the period (a GET to that path);
-        ``csv_url`` a link to the same figures as CSV. No script and no inline style (the
-        pages' CSP forbids both): styles come from /assets/app.css and /assets/report.css."""
+        """A complete page from ``web/templates/report.html``. ``page_url`` adds a form to
+        choose the period (a GET to that path); ``csv_url`` a link to the same figures as CSV.
+        No script and no inline style (the pages' CSP forbids both): styles come from
+        /assets/app.css and /assets/report.css."""
         return _render_html(self, page_url=page_url, csv_url=csv_url)
 
 
