@@ -35,7 +35,16 @@ import idna
 from dignity import __version__
 from dignity.errors import DignityError
 
-__all__ = ["FetchPolicy", "Resolver", "UrlError", "fetch_url", "refusal_reason"]
+__all__ = [
+    "HEADERS",
+    "FetchPolicy",
+    "Resolver",
+    "UrlError",
+    "fetch_url",
+    "read_body",
+    "refusal_reason",
+    "remaining",
+]
 
 Address = IPv4Address | IPv6Address
 Resolver = Callable[[str, int], list[str]]
@@ -394,7 +403,9 @@ def _system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
 
 
-def _remaining(deadline: float) -> float:
+def remaining(deadline: float) -> float:
+    """Seconds left until ``deadline`` (a ``time.monotonic()`` value); ``url.timeout`` once it
+    has passed."""
     left = deadline - time.monotonic()
     if left <= 0:
         raise UrlError("the fetch took longer than its time budget", code="url.timeout")
@@ -415,7 +426,7 @@ def _resolve(resolver: Resolver, target: _Target, deadline: float) -> list[str]:
 
     worker = threading.Thread(target=run, name="dignity-fetch-resolve", daemon=True)
     worker.start()
-    worker.join(_remaining(deadline))
+    worker.join(remaining(deadline))
     if not outcome:
         raise UrlError(f"resolving {target.host} took too long", code="url.timeout")
     answer = outcome[0]
@@ -638,7 +649,7 @@ class _PinnedTransport(httpx.BaseTransport):
 # --- fetching ---------------------------------------------------------------------------------
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_HEADERS = {
+HEADERS = {
     "User-Agent": f"dignity/{__version__} (hash-by-URL)",
     "Accept": "*/*",
     # Compressed transfer would let a small body inflate far past max_bytes before we could
@@ -675,13 +686,13 @@ def _exchange(
         transport=transport,
         follow_redirects=False,
         trust_env=False,  # proxies from the environment would do their own DNS
-        timeout=httpx.Timeout(_remaining(deadline)),
+        timeout=httpx.Timeout(remaining(deadline)),
     ) as client:
         try:
             with client.stream(
                 "GET",
                 request_url,
-                headers={**_HEADERS, "Host": target.authority},
+                headers={**HEADERS, "Host": target.authority},
                 extensions=extensions,
             ) as response:
                 return _response_outcome(response, target, policy, deadline)
@@ -722,35 +733,42 @@ def _response_outcome(
             url=target.url,
             status=status,
         )
+    return read_body(response, url=target.url, max_bytes=policy.max_bytes, deadline=deadline)
+
+
+def read_body(response: httpx.Response, *, url: str, max_bytes: int, deadline: float) -> bytes:
+    """The body of a streamed ``response`` to a request sent with :data:`HEADERS`, cut off as
+    soon as it passes ``max_bytes`` (``url.too_large``) or ``deadline`` (a ``time.monotonic()``
+    value; ``url.timeout``) passes. A compressed body is refused: the cap counts what arrives."""
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding != "identity":
         raise UrlError(
-            f"{target.url} sent a {encoding!r}-encoded body although asked for identity",
+            f"{url} sent a {encoding!r}-encoded body although asked for identity",
             code="url.fetch_failed",
-            url=target.url,
+            url=url,
             content_encoding=encoding,
         )
     declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > policy.max_bytes:
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise UrlError(
-            f"{target.url} is {declared} bytes, more than the {policy.max_bytes} allowed",
+            f"{url} is {declared} bytes, more than the {max_bytes} allowed",
             code="url.too_large",
-            url=target.url,
-            max_bytes=policy.max_bytes,
+            url=url,
+            max_bytes=max_bytes,
             content_length=int(declared),
         )
     chunks: list[bytes] = []
     received = 0
     for chunk in response.iter_raw():
         received += len(chunk)
-        if received > policy.max_bytes:
+        if received > max_bytes:
             raise UrlError(
-                f"{target.url} is more than the {policy.max_bytes} bytes allowed",
+                f"{url} is more than the {max_bytes} bytes allowed",
                 code="url.too_large",
-                url=target.url,
-                max_bytes=policy.max_bytes,
+                url=url,
+                max_bytes=max_bytes,
             )
-        _remaining(deadline)
+        remaining(deadline)
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -98,7 +98,12 @@ class Settings(BaseSettings):
     import_timeout_s: float = Field(
         default=900.0, gt=0, description="Time limit for one bulk import request."
     )
-    url_timeout_s: float = Field(default=10.0, gt=0, description="Budget for hashing by URL.")
+    url_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Budget for one fetch: hashing by URL, and content from the platform "
+        "(previews, hashing removed content).",
+    )
     url_allow_hosts: list[str] = Field(
         default_factory=list,
         description="If set, hashing by URL may fetch only from these hosts (*.example.com ok).",

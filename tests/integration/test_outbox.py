@@ -31,7 +31,7 @@ from dignity.actions.delivery import (
     send,
 )
 from dignity.actions.models import OutboxDelivery, OutboxEvent
-from dignity.actions.outbox import OutboxService, aware, emit_event
+from dignity.actions.outbox import OutboxService, emit_event
 from dignity.actions.signing import SignatureError, sign, verify
 from dignity.actions.webhooks import WebhookService
 from dignity.cli import cli
@@ -306,7 +306,7 @@ def test_backoff_then_dead_letter_then_redeliver(db: Database, receiver: Receive
             [d] = deliveries(db)
             assert d.status == status and d.last_error.startswith("HTTP 500")
             if status == "pending":
-                delay = aware(d.next_attempt_at) - now
+                delay = d.next_attempt_at - now
                 delays.append(delay.total_seconds())
                 assert claim(db, now=now + delay - timedelta(seconds=0.5)) == []  # not yet due
                 now += delay
@@ -346,7 +346,7 @@ def test_redirects_are_failures_and_retry_after_is_honoured(
     assert not outcome.ok and outcome.status == 302
     assert record(db, c, Outcome(False, 503, "HTTP 503", 600.0), fast(), now=now) == "pending"
     [d] = deliveries(db)
-    waited = aware(d.next_attempt_at) - now
+    waited = d.next_attempt_at - now
     assert waited.total_seconds() >= 600
 
 

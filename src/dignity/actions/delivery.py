@@ -37,7 +37,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.engine import CursorResult
 
 from dignity.actions.models import OutboxDelivery, OutboxEvent, Webhook
-from dignity.actions.outbox import add_waker, aware, remove_waker
+from dignity.actions.outbox import add_waker, remove_waker
 from dignity.actions.signing import signed_headers
 from dignity.background import Beat, Supervisor, Worker
 from dignity.storage.db import Database
@@ -186,7 +186,7 @@ def claim(
             .order_by(D.id)
         ).all()
     return [
-        Claim(did, token, attempts, eid, etype, aware(created), payload, url, secret)
+        Claim(did, token, attempts, eid, etype, created, payload, url, secret)
         for did, attempts, eid, etype, created, payload, url, secret in rows
     ]
 

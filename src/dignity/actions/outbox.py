@@ -30,7 +30,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import event as sa_event
@@ -42,6 +42,7 @@ from dignity.actions.models import DELIVERY_STATUSES, OutboxDelivery, OutboxEven
 from dignity.errors import DignityError, NotFoundError
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, utcnow
+from dignity.storage.types import isoformat
 
 EVENT_TYPES = (
     "entry.added",
@@ -67,11 +68,6 @@ class EventError(DignityError):
     """An outbox event request was refused (unknown type, bad status filter)."""
 
     default_code = "event.invalid"
-
-
-def aware(dt: datetime) -> datetime:
-    """SQLite hands datetimes back naive; every stored time is UTC."""
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
 def wants(event_types: str, event_type: str) -> bool:
@@ -213,11 +209,13 @@ class DeliveryInfo:
             "webhook_id": self.webhook_id,
             "status": self.status,
             "attempts": self.attempts,
-            "next_attempt_at": _iso(self.next_attempt_at) if self.status == "pending" else None,
+            "next_attempt_at": (
+                isoformat(self.next_attempt_at) if self.status == "pending" else None
+            ),
             "in_flight": self.in_flight,
             "last_status": self.last_status,
             "last_error": self.last_error,
-            "delivered_at": _iso(self.delivered_at),
+            "delivered_at": isoformat(self.delivered_at),
         }
 
 
@@ -233,28 +231,24 @@ class EventInfo:
         return {
             "id": self.id,
             "type": self.type,
-            "created_at": _iso(self.created_at),
+            "created_at": isoformat(self.created_at),
             "payload": self.payload,
             "deliveries": [d.to_dict() for d in self.deliveries],
         }
 
 
-def _iso(dt: datetime | None) -> str | None:
-    return aware(dt).isoformat() if dt is not None else None
-
-
 def _delivery_info(d: OutboxDelivery, now: datetime) -> DeliveryInfo:
-    leased = d.leased_until is not None and aware(d.leased_until) > now
+    leased = d.leased_until is not None and d.leased_until > now
     return DeliveryInfo(
         id=d.id,
         webhook_id=d.webhook_id,
         status=d.status,
         attempts=d.attempts,
-        next_attempt_at=aware(d.next_attempt_at) if d.next_attempt_at else None,
+        next_attempt_at=d.next_attempt_at,
         in_flight=d.status == "pending" and leased,
         last_status=d.last_status,
         last_error=d.last_error,
-        delivered_at=aware(d.delivered_at) if d.delivered_at else None,
+        delivered_at=d.delivered_at,
     )
 
 
@@ -311,7 +305,7 @@ class OutboxService:
                 for d in s.scalars(dq):
                     by_event[d.event_id].append(_delivery_info(d, now))
             return [
-                EventInfo(e.id, e.type, json.loads(e.payload), aware(e.created_at), by_event[e.id])
+                EventInfo(e.id, e.type, json.loads(e.payload), e.created_at, by_event[e.id])
                 for e in events
             ]
 
@@ -332,7 +326,7 @@ class OutboxService:
                 e.id,
                 e.type,
                 json.loads(e.payload),
-                aware(e.created_at),
+                e.created_at,
                 [_delivery_info(d, now) for d in deliveries],
             )
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from dignity import audit
 from dignity.actions.models import OutboxDelivery, Webhook
-from dignity.actions.outbox import EVENT_TYPES, aware
+from dignity.actions.outbox import EVENT_TYPES
 from dignity.errors import DignityError, NotFoundError
 from dignity.storage.db import Database
 from dignity.text import clean_text
@@ -57,7 +57,7 @@ class WebhookInfo:
             "events": list(self.events),
             "enabled": self.enabled,
             "description": self.description,
-            "created_at": aware(self.created_at).isoformat() if self.created_at else None,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
             "pending": self.pending,
             "dead": self.dead,
         }

@@ -4,9 +4,9 @@ removal feed for platforms without a webhook.
 Public (no key: the uploader has no account here), left out of the OpenAPI document like the
 portal:
 
-* ``GET /statements/{public_id}`` -> the statement of reasons, rendered on the server with every
-  value escaped: the restriction, facts, automated means, grounds, redress, the appeal deadline
-  and the appeal form (``statement.js`` posts it).
+* ``GET /statements/{public_id}`` -> the statement of reasons, rendered on the server from
+  ``web/templates/statement.html`` with every value escaped: the restriction, facts, automated
+  means, grounds, redress, the appeal deadline and the appeal form (``statement.js`` posts it).
 * ``POST /statements/api/{public_id}/appeal`` ``{"code", "text"}`` -> 201 ``{appeal_id, state,
   received_at}``. The code travels in the body, never in a URL. Bodies are capped at
   ``_MAX_BODY`` bytes before parsing; wrong codes and appeals filed are limited per client
@@ -20,9 +20,8 @@ appeal code for a platform that pulls removals instead of receiving ``notice.sta
 
 from __future__ import annotations
 
-import html
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Annotated, Any
 
 import anyio
@@ -38,6 +37,7 @@ from dignity.api.v1 import ERRORS
 from dignity.cases.service import FailureLimiter
 from dignity.keys import KeyInfo
 from dignity.takedown.notices import MAX_APPEAL_TEXT, NoticeError, NoticeService
+from dignity.web.render import render
 
 router = APIRouter()
 
@@ -70,20 +70,16 @@ def _notices(services: Services) -> NoticeService:
     return services.notices
 
 
-def _aware(at: datetime | None) -> datetime | None:
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
-
-
 # -- the public page ---------------------------------------------------------------------------
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
 def _date(iso: str | None) -> str:
     if not iso:
         return ""
     at = datetime.fromisoformat(iso).astimezone(UTC)
     return at.strftime("%d %B %Y, %H:%M UTC")
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
 
 
 _SOURCES = {
@@ -93,101 +89,85 @@ _SOURCES = {
 }
 
 
-def render_statement(st: dict[str, Any]) -> str:
-    """The statement page's main content; every value escaped."""
+@dataclass(frozen=True)
+class _Ground:
+    provision: str
+    explanation: str
+
+
+@dataclass(frozen=True)
+class _StatementView:
+    """What the statement page shows, as text (the template escapes it)."""
+
+    public_id: str
+    content_id: str
+    issued: str
+    restriction: str
+    source: str
+    facts: str
+    means: str
+    detection: bool
+    decision: bool
+    legal: _Ground | None
+    contractual: _Ground | None
+    synthetic: bool
+    appeal_until: str
+    complaint: str
+    out_of_court: str
+    judicial: str
+    restored: str
+    appeal_state: str
+    appeal_received: str
+    appeal_decided: str
+    appeal_open: bool
+
+
+def _ground(data: dict[str, Any]) -> _Ground | None:
+    if not data:
+        return None
+    return _Ground(_text(data.get("provision")), _text(data.get("explanation")))
+
+
+def _view(st: dict[str, Any]) -> _StatementView:
+    """The statement (as :meth:`NoticeService.get_statement` returns it) as the page's fields."""
     art = st.get("art17") or {}
     means = art.get("automated_means") or {}
-    legal = art.get("legal_ground") or {}
-    terms = art.get("contractual_ground") or {}
     redress = art.get("redress") or {}
-    complaint = redress.get("internal_complaint") or {}
-    rows = [
-        ("Reference", f'<span class="mono">{_e(st["public_id"])}</span>'),
-        ("Content", f'<span class="mono">{_e(st["content_id"])}</span>'),
-        ("Decision taken", _e(_date(st.get("issued_at")))),
-        ("What was restricted", _e(art.get("restriction"))),
-        ("How it came to us", _e(_SOURCES.get(str(art.get("source")), art.get("source")))),
-        ("Facts and circumstances", _e(art.get("facts_and_circumstances"))),
-        (
-            "Automated means",
-            _e(means.get("description"))
-            + f' <span class="hint">(detection: {"yes" if means.get("detection") else "no"}; '
-            f"decision: {'yes' if means.get('decision') else 'no'})</span>",
-        ),
-    ]
-    if legal:
-        rows.append(
-            ("Legal ground", f"{_e(legal.get('provision'))}<br>{_e(legal.get('explanation'))}")
-        )
-    if terms:
-        rows.append(
-            (
-                "Contractual ground",
-                f"{_e(terms.get('provision'))}<br>{_e(terms.get('explanation'))}",
-            )
-        )
-    badges = '<span class="badge">Image</span>'
-    if st.get("synthetic"):
-        badges += '<span class="badge ai">Synthetic media (AI-made or altered)</span>'
-    rows.append(("Content type", badges))
-    fields = "\n".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
-    until = _e(_date(st.get("appeal_until")))
     appeal = st.get("appeal") or {}
-    if st.get("restored_at"):
-        state = f'<p class="ok">The content was restored on {_e(_date(st["restored_at"]))}.</p>'
-    elif appeal.get("state") == "open":
-        state = (
-            '<p class="warn">Your appeal was received on '
-            f"{_e(_date(appeal.get('received_at')))} and is being reviewed.</p>"
-        )
-    elif appeal.get("state") == "upheld":
-        state = (
-            "<p>An earlier appeal was reviewed and the decision was upheld on "
-            f"{_e(_date(appeal.get('decided_at')))}.</p>"
-        )
-    else:
-        state = ""
-    if st.get("appeal_open"):
-        form = f"""
-  <form id="appeal-form" data-public-id="{_e(st["public_id"])}" novalidate
-        aria-labelledby="appeal-title">
-    <label for="code">Appeal code <span class="hint">(from the notice you received)</span></label>
-    <input type="text" id="code" name="code" autocomplete="off" spellcheck="false" required
-           maxlength="128" aria-describedby="appeal-status">
-    <label for="text">Why the decision is wrong</label>
-    <textarea id="text" name="text" required maxlength="{MAX_APPEAL_TEXT}"
-              aria-describedby="text-hint appeal-status"></textarea>
-    <p id="text-hint" class="hint">For example: you are the person shown and consented, or the
-    image is not what the notice says. Do not include intimate images.</p>
-    <button type="submit">Send appeal</button>
-  </form>"""
-    elif not st.get("restored_at") and appeal.get("state") != "open":
-        form = '<p class="error">The appeal window has closed.</p>'
-    else:
-        form = ""
-    return f"""
-<section class="card" aria-labelledby="decision-title">
-  <h2 id="decision-title">Why this content was removed</h2>
-  <dl class="fields">
-{fields}
-  </dl>
-</section>
-<section class="card" aria-labelledby="appeal-title">
-  <h2 id="appeal-title">How to contest this decision</h2>
-  <p class="deadline">You can appeal until <strong>{until}</strong>.</p>
-  <p>{_e(complaint.get("how"))}</p>
-  <p>{_e(redress.get("out_of_court_settlement"))}</p>
-  <p>{_e(redress.get("judicial_redress"))}</p>
-  {state}
-  {form}
-  <p id="appeal-status" role="status" aria-live="polite" tabindex="-1"></p>
-</section>"""
+    source = art.get("source")
+    return _StatementView(
+        public_id=_text(st["public_id"]),
+        content_id=_text(st["content_id"]),
+        issued=_date(st.get("issued_at")),
+        restriction=_text(art.get("restriction")),
+        source=_text(_SOURCES.get(str(source), source)),
+        facts=_text(art.get("facts_and_circumstances")),
+        means=_text(means.get("description")),
+        detection=bool(means.get("detection")),
+        decision=bool(means.get("decision")),
+        legal=_ground(art.get("legal_ground") or {}),
+        contractual=_ground(art.get("contractual_ground") or {}),
+        synthetic=bool(st.get("synthetic")),
+        appeal_until=_date(st.get("appeal_until")),
+        complaint=_text((redress.get("internal_complaint") or {}).get("how")),
+        out_of_court=_text(redress.get("out_of_court_settlement")),
+        judicial=_text(redress.get("judicial_redress")),
+        restored=_date(st.get("restored_at")),
+        appeal_state=_text(appeal.get("state")),
+        appeal_received=_date(appeal.get("received_at")),
+        appeal_decided=_date(appeal.get("decided_at")),
+        appeal_open=bool(st.get("appeal_open")),
+    )
 
 
-def _page(platform: str, content: str, status_code: int = 200) -> Response:
-    shell = resources.files("dignity.web").joinpath("statement.html").read_text("utf-8")
-    text = shell.replace("{{platform}}", _e(platform)).replace("{{content}}", content)
-    return html_response(text, status_code=status_code)
+def statement_html(platform: str, st: dict[str, Any] | None) -> str:
+    """The statement page for ``st`` (None: the page that says there is no such statement)."""
+    return render(
+        "statement.html",
+        platform=platform,
+        st=None if st is None else _view(st),
+        max_appeal_text=MAX_APPEAL_TEXT,
+    )
 
 
 @router.get("/statements/{public_id}", include_in_schema=False)
@@ -197,12 +177,10 @@ async def statement_page(public_id: str, services: ServicesDep) -> Response:
     except NoticeError as exc:
         if exc.code != "statement.not_found":
             raise
-        missing = (
-            '<section class="card"><h2>No such statement</h2><p>Check the link in the notice '
-            "you received.</p></section>"
-        )
-        return _page(services.settings.platform_name, missing, status_code=404)
-    return _page(str(st.get("platform") or services.settings.platform_name), render_statement(st))
+        page = statement_html(services.settings.platform_name, None)
+        return html_response(page, status_code=404)
+    platform = str(st.get("platform") or services.settings.platform_name)
+    return html_response(statement_html(platform, st))
 
 
 @router.post("/statements/api/{public_id}/appeal", include_in_schema=False)
@@ -239,7 +217,7 @@ def list_statements(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for item in _notices(services).export(_aware(since), _aware(until)):
+    for item in _notices(services).export(since, until):
         out.append(item)
         if len(out) >= limit:
             break
@@ -259,8 +237,7 @@ def list_removals(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     restored_since: Annotated[datetime | None, Query()] = None,
 ) -> list[dict[str, Any]]:
-    removals = services.removals
-    return removals.list_removals(after=after, limit=limit, restored_since=_aware(restored_since))
+    return services.removals.list_removals(after=after, limit=limit, restored_since=restored_since)
 
 
 @router.post(
@@ -273,4 +250,4 @@ def reissue_code(public_id: PublicId, services: ServicesDep, _: Platform) -> dic
     return _notices(services).reissue_code(public_id)
 
 
-__all__ = ["render_statement", "router"]
+__all__ = ["router", "statement_html"]

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from dignity.audit.models import AuditHead, AuditRecord
 from dignity.errors import DignityError
 from dignity.storage.db import Database
+from dignity.storage.types import utc
 
 GENESIS = "0" * 64
 MAX_ACTION = 64  # audit_log.action's width
@@ -66,9 +67,7 @@ def canonical(obj: Any) -> str:
 
 def iso(at: datetime) -> str:
     """UTC, microseconds, a fixed format: what the hash covers must not depend on the driver."""
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)  # SQLite hands back naive datetimes; we store UTC only
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc(at).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def record_hash(
@@ -109,9 +108,8 @@ def record(
             "by dignity or the row was deleted",
             code="audit.no_head",
         )
-    when = at or datetime.now(UTC)
     # A naive time is UTC (as iso() reads it), not the host's local time.
-    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    when = utc(at or datetime.now(UTC))
     # Whole microseconds survive every backend's round trip, so verify recomputes the same hash.
     text = canonical(detail or {})
     who = (actor if actor is not None else current_actor())[:MAX_TEXT]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -77,10 +77,6 @@ def export_lines(db: Database, *, after_seq: int = 0) -> Iterator[str]:
         yield to_line(record)
 
 
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
 def list_records(
     db: Database,
     *,
@@ -102,7 +98,7 @@ def list_records(
     if subject:
         query = query.where(AuditRecord.subject == subject)
     if since is not None:
-        query = query.where(AuditRecord.at >= _utc(since))
+        query = query.where(AuditRecord.at >= since)
     if after_seq is not None:
         query = query.where(AuditRecord.seq > after_seq).order_by(AuditRecord.seq)
     else:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, Text
+from sqlalchemy import BigInteger, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dignity.storage.models import Base, BigId, utcnow
+from dignity.storage.types import UtcDateTime
 
 
 class AuditRecord(Base):
@@ -22,7 +23,7 @@ class AuditRecord(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False, unique=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
     # "key:<id>:<name>", "cli:<user>", "session:<key id>:<name>", "requester", "system", ...
     actor: Mapped[str] = mapped_column(String(200), nullable=False)
     action: Mapped[str] = mapped_column(String(64), nullable=False, index=True)

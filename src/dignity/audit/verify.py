@@ -167,19 +167,13 @@ def _result(
         records=chain.count,
         head_seq=head_seq,
         head_hash=head_hash,
-        first_at=_utc(chain.first_at),
-        last_at=_utc(chain.last_at),
+        first_at=chain.first_at,
+        last_at=chain.last_at,
         broken_seq=broken.seq if broken else None,
         reason=broken.reason if broken else None,
         message=broken.message if broken else "the audit chain is intact",
         seconds=time.monotonic() - started,
     )
-
-
-def _utc(at: datetime | None) -> datetime | None:
-    if at is None:
-        return None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _snapshot(db: Database) -> tuple[int, str, int | None] | None:

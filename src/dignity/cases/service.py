@@ -50,6 +50,7 @@ from dignity.matching.banks import BankService, NewEntry
 from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, utcnow
+from dignity.storage.types import isoformat
 
 CASE_SIGNALS = ("pdq", "md5")
 FEED_MAX_LIMIT = 1000
@@ -102,8 +103,8 @@ class CaseStatus:
             "hashes": self.hashes,
             "matched": self.matches > 0,
             "matches": self.matches,
-            "created_at": _iso(self.created_at),
-            "withdrawn_at": _iso(self.withdrawn_at),
+            "created_at": isoformat(self.created_at),
+            "withdrawn_at": isoformat(self.withdrawn_at),
         }
 
 
@@ -123,7 +124,7 @@ class FeedItem:
             "signal": self.signal,
             "value": self.value,
             "status": self.status,
-            "updated_at": _iso(self.updated_at),
+            "updated_at": isoformat(self.updated_at),
         }
 
     def to_json(self) -> str:
@@ -142,22 +143,6 @@ class FeedPage:
             "next_cursor": self.next_cursor,
             "has_more": self.has_more,
         }
-
-
-def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    if dt.tzinfo is None:  # SQLite hands back naive datetimes; we only ever store UTC
-        from datetime import UTC
-
-        dt = dt.replace(tzinfo=UTC)
-    return dt.isoformat()
-
-
-def _aware(dt: datetime) -> datetime:
-    from datetime import UTC
-
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
 def _bad_credentials() -> CaseError:
@@ -408,8 +393,8 @@ class CaseService:
             attempts, locked_until = s.execute(
                 select(Case.failed_attempts, Case.locked_until).where(Case.id == case_id)
             ).one()
-        if locked_until is not None and _aware(locked_until) > now:
-            raise self._locked(_aware(locked_until), now)
+        if locked_until is not None and locked_until > now:
+            raise self._locked(locked_until, now)
         if attempts > self.pin_attempts:
             raise self._lock(case_id, now)
         ok = verify_pin(norm_pin, stored)
@@ -433,7 +418,7 @@ class CaseService:
                 .values(locked_until=until, failed_attempts=0)
             )
             stored = s.execute(select(Case.locked_until).where(Case.id == case_id)).scalar_one()
-        return self._locked(_aware(stored) if stored else until, now)
+        return self._locked(stored if stored else until, now)
 
     @staticmethod
     def _locked(until: datetime, now: datetime) -> CaseError:
@@ -636,9 +621,9 @@ class CaseService:
                     "status": c.status,
                     "hashes": int(n or 0),
                     "matches": int(m or 0),
-                    "locked": c.locked_until is not None and _aware(c.locked_until) > utcnow(),
-                    "created_at": _iso(c.created_at),
-                    "withdrawn_at": _iso(c.withdrawn_at),
+                    "locked": c.locked_until is not None and c.locked_until > utcnow(),
+                    "created_at": isoformat(c.created_at),
+                    "withdrawn_at": isoformat(c.withdrawn_at),
                 }
                 for c, n, m in s.execute(q).all()
             ]
@@ -650,7 +635,7 @@ class CaseService:
         with self.db.session() as s:
             case = s.get(Case, case_id)
             assert case is not None
-            out["locked_until"] = _iso(case.locked_until)
+            out["locked_until"] = isoformat(case.locked_until)
             out["bank_id"] = case.bank_id
             if with_hashes:
                 out["hash_list"] = [
@@ -704,7 +689,6 @@ class CaseService:
         expected = cursor + 1
         held_back = False
         for seq, pid, sig, val, status, at in rows:
-            at = _aware(at)
             if seq != expected and (now - at).total_seconds() < FEED_SETTLE_S:
                 held_back = True  # a lower seq may still commit: serve it first, next time
                 break

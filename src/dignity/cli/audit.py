@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -25,6 +25,7 @@ from dignity.audit import AuditError
 from dignity.audit.export import MAX_LIMIT, export_lines, list_records, to_line
 from dignity.audit.verify import VerifyResult, verify, verify_lines
 from dignity.cli.app import Context, cli, emit, handles_errors, pass_ctx
+from dignity.storage.types import parse_utc
 
 _MAX_SEQ = 2**63 - 1
 
@@ -139,17 +140,7 @@ def export_cmd(ctx: Context, after_seq: int, output: Path | None) -> None:
 
 
 def _since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise AuditError(
-            f"--since takes an ISO 8601 date or time (2026-05-19, 2026-05-19T12:00Z); "
-            f"got {value!r}",
-            code="audit.bad_since",
-        ) from exc
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+    return None if value is None else parse_utc(value, what="--since", code="audit.bad_since")
 
 
 @audit.command("list")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from dignity.cli.app import Context, cli, emit, handles_errors, pass_ctx
 from dignity.errors import DignityError
+from dignity.storage.types import parse_utc
 from dignity.takedown.notices import NoticeService
 
 
@@ -25,15 +26,7 @@ def _when(value: str | None, name: str) -> datetime | None:
     """An ISO 8601 date or time; naive values are UTC."""
     if value is None:
         return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise DignityError(
-            f"--{name} must be an ISO 8601 date or time (2026-07-01 or 2026-07-01T12:00Z); "
-            f"got {value!r}",
-            code="statement.bad_period",
-        ) from exc
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+    return parse_utc(value, what=f"--{name}", code="statement.bad_period")
 
 
 def _notices(ctx: Context) -> NoticeService:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dignity.storage.models import Base, BigId, utcnow
+from dignity.storage.types import UtcDateTime
 
 
 class DerivativeSource(Base):
@@ -25,7 +26,7 @@ class DerivativeSource(Base):
     subject: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
     consent_by: Mapped[str] = mapped_column(Text, nullable=False, default="")
     for_whom: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    consented_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    consented_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     width: Mapped[int] = mapped_column(Integer, nullable=False)
     height: Mapped[int] = mapped_column(Integer, nullable=False)
     keypoints: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -38,4 +39,4 @@ class DerivativeLog(Base):
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     source_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     op: Mapped[str] = mapped_column(String(8), nullable=False)  # 'add' | 'remove'
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

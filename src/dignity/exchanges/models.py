@@ -16,7 +16,6 @@ from datetime import datetime
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -28,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dignity.storage.models import Base, BigId, utcnow
+from dignity.storage.types import UtcDateTime
 
 EXCHANGE_KINDS = ("stopncii", "ncmec", "fb_threatexchange", "file", "dignity_feed")
 
@@ -59,19 +59,13 @@ class Exchange(Base):
     generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     full_fetch_pending: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    last_fetch_started_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
-    last_fetch_finished_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_fetch_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_fetch_finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     last_summary: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON object
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class ExchangeRecord(Base):
@@ -94,4 +88,4 @@ class ExchangeRecord(Base):
     value: Mapped[str] = mapped_column(String(64), nullable=False)
     meta: Mapped[str] = mapped_column(Text, nullable=False, default="{}")  # JSON, for feedback
     seen_gen: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

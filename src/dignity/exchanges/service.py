@@ -56,6 +56,7 @@ from dignity.matching.banks import BANK_PURPOSES, DEFAULT_THRESHOLD, BankService
 from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, utcnow
+from dignity.storage.types import isoformat
 from dignity.text import clean_text
 
 log = logging.getLogger("dignity.exchanges")
@@ -66,17 +67,6 @@ _NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _CHUNK = 400
 _MAX_KEY = 255
 _MAX_SAMPLES = 10
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=utcnow().tzinfo)
-
-
-def _iso(dt: datetime | None) -> str | None:
-    a = _aware(dt)
-    return a.isoformat() if a else None
 
 
 @dataclass(frozen=True)
@@ -110,8 +100,8 @@ class ExchangeInfo:
             "checkpoint": self.checkpoint,
             "full_fetch_pending": self.full_fetch_pending,
             "last_status": self.last_status,
-            "last_fetch_started_at": _iso(self.last_fetch_started_at),
-            "last_fetch_finished_at": _iso(self.last_fetch_finished_at),
+            "last_fetch_started_at": isoformat(self.last_fetch_started_at),
+            "last_fetch_finished_at": isoformat(self.last_fetch_finished_at),
             "records": self.records,
             "last_summary": self.last_summary,
         }
@@ -161,8 +151,8 @@ class FetchSummary:
             "error_samples": self.error_samples,
             "notes": dict(sorted((k, v) for k, v in self.notes.items() if v)),
             "checkpoint": self.checkpoint,
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
+            "started_at": isoformat(self.started_at),
+            "finished_at": isoformat(self.finished_at),
             "seconds": round(((self.finished_at or utcnow()) - self.started_at).total_seconds(), 3),
         }
         if self.error:
@@ -819,8 +809,8 @@ class ExchangeService:
         with self.db.session() as s:
             for row in s.scalars(select(Exchange).where(Exchange.enabled.is_(True))):
                 interval = row.interval_s or self.settings.exchange_interval_s
-                last = _aware(row.last_fetch_started_at)
-                leased = row.lease_until is not None and _aware(row.lease_until) > now  # type: ignore[operator]
+                last = row.last_fetch_started_at
+                leased = row.lease_until is not None and row.lease_until > now
                 if not leased and (last is None or last + timedelta(seconds=interval) <= now):
                     out.append(row.name)
         return out
@@ -863,7 +853,7 @@ class ExchangeService:
         with self.db.session() as s:
             for row in s.scalars(select(Exchange).where(Exchange.enabled.is_(True))):
                 interval = row.interval_s or self.settings.exchange_interval_s
-                last = _aware(row.last_fetch_started_at)
+                last = row.last_fetch_started_at
                 wait = (
                     0.0
                     if last is None

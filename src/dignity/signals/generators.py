@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from dignity.media import Media
 from dignity.settings import Settings
 from dignity.signals import xmp
 from dignity.signals.base import Evidence, ProvenanceCheck, ProvenanceReport
+from dignity.text import parse_json
 
 __all__ = ["GENERIC_A1111", "GeneratorCheck", "create"]
 
@@ -611,12 +611,7 @@ def _utf16(body: bytes) -> str:
 
 
 def _json(text: str | None) -> Any:
-    if not text or len(text) > _MAX_TEXT:
-        return None
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):  # malformed, truncated, too deep, huge integers
-        return None
+    return parse_json(text, max_chars=_MAX_TEXT)
 
 
 def _str(value: Any) -> str | None:

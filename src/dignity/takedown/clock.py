@@ -4,8 +4,8 @@ its escalations and the overdue list can be tested to the second without waiting
 Every service in :mod:`dignity.takedown` takes ``clock: Clock | None = None`` and reads the time
 only through it. :class:`SystemClock` is the real one; :class:`FixedClock` stands still until a
 test moves it (:meth:`FixedClock.set`, :meth:`FixedClock.advance`). Times are always aware and
-in UTC, which is also how they are stored; :func:`utc` turns what a database hands back (SQLite
-returns naive datetimes) into that form.
+in UTC, which is also how they are stored (:class:`dignity.storage.types.UtcDateTime`); :func:`utc`
+turns any other datetime (a naive one is UTC) into that form.
 """
 
 from __future__ import annotations
@@ -14,18 +14,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from dignity.storage.types import utc
+
 
 class Clock(Protocol):
     """A source of the current time: aware, in UTC."""
 
     def now(self) -> datetime: ...
-
-
-def utc(at: datetime) -> datetime:
-    """``at`` as an aware UTC datetime; a naive one (SQLite) is taken to be UTC already."""
-    if at.tzinfo is None:
-        return at.replace(tzinfo=UTC)
-    return at.astimezone(UTC)
 
 
 class SystemClock:

@@ -15,7 +15,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -25,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dignity.storage.models import Base, BigId, utcnow
+from dignity.storage.types import UtcDateTime
 
 REQUEST_STATES = ("incomplete", "valid", "removed", "rejected", "withdrawn")
 ITEM_STATES = ("pending", "removed", "kept", "not_found")
@@ -45,7 +45,7 @@ class ScanRecord(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The platform's own identifiers (query parameters of /v1/scan); either may be absent.
     content_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
@@ -57,7 +57,7 @@ class ScanRecord(Base):
     decision: Mapped[str] = mapped_column(String(16), nullable=False)
     # JSON: {"matches": [...], "signals": {compact}, "decision": {...}} for the evidence panel.
     detail: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
-    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class TakedownRequest(Base):
@@ -90,26 +90,24 @@ class TakedownRequest(Base):
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     good_faith: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     signature_name: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    signed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     ai_made: Mapped[str] = mapped_column(String(8), nullable=False, default="unknown")
     jurisdiction: Mapped[str] = mapped_column(String(8), nullable=False, default="")
     # JSON: {"take_it_down": {"valid": bool, "missing": [...]}, "dsa_art16": {...}}
     validity: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="incomplete")
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # The 48-hour clock starts when the request is valid.
-    valid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    escalated_24_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    escalated_36_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    valid_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    escalated_24_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    escalated_36_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     outcome_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
     # Rejected as manifestly unfounded (DSA Art. 23 counts these per requester).
     unfounded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class TakedownItem(Base):
@@ -150,14 +148,14 @@ class ReviewItem(Base):
         Integer, ForeignKey("appeals.id", ondelete="CASCADE"), nullable=True
     )
     priority: Mapped[int] = mapped_column(Integer, nullable=False, default=2)
-    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="open")
     # remove | keep | reject | uphold | reverse
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     note: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class Removal(Base):
@@ -183,8 +181,8 @@ class Removal(Base):
     event_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     automated: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    restored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    restored_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class Statement(Base):
@@ -204,9 +202,9 @@ class Statement(Base):
     body: Mapped[str] = mapped_column(Text, nullable=False)
     # SHA-256 of the appeal code the uploader receives with the notice.
     appeal_hash: Mapped[str] = mapped_column(String(64), nullable=False)
-    appeal_until: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    appeal_until: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     event_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class Appeal(Base):
@@ -221,9 +219,9 @@ class Appeal(Base):
     )
     text: Mapped[str] = mapped_column(Text, nullable=False, default="")
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="open")
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     note: Mapped[str] = mapped_column(Text, nullable=False, default="")
 
 
@@ -235,8 +233,8 @@ class RequesterFlag(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     requester_fp: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     unfounded: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    flagged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    suspended_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    flagged_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    suspended_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     note: Mapped[str] = mapped_column(Text, nullable=False, default="")
 
 
@@ -252,6 +250,6 @@ class WebSession(Base):
     key_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     csrf: Mapped[str] = mapped_column(String(64), nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)

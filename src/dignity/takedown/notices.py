@@ -65,6 +65,7 @@ from dignity.takedown.models import (
     Statement,
     TakedownRequest,
 )
+from dignity.text import json_object
 
 # EU member states and the other EEA countries (IS, LI, NO): a removal applies everywhere.
 TERRITORIAL_SCOPE = (
@@ -148,14 +149,6 @@ def _day(at: datetime) -> str:
     return utc(at).strftime("%Y-%m-%d")
 
 
-def _json(text: str | None) -> dict[str, Any]:
-    try:
-        obj = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return obj if isinstance(obj, dict) else {}
-
-
 def _sub(obj: dict[str, Any], key: str) -> dict[str, Any]:
     value = obj.get(key)
     return value if isinstance(value, dict) else {}
@@ -177,7 +170,7 @@ class NoticeService:
         (with a fresh appeal code) as a ``notice.statement`` event; audited."""
         from dignity.actions.outbox import emit_event
 
-        now = utc(removal.created_at)
+        now = removal.created_at
         # Hex, not URL-safe base64: an id that starts with "-" reads as an option on a command
         # line (`dignity statement show -x...` failed), and it travels in URLs and notices.
         public_id = secrets.token_hex(16)
@@ -236,7 +229,7 @@ class NoticeService:
         until: datetime,
     ) -> dict[str, Any]:
         scan = s.get(ScanRecord, removal.scan_id) if removal.scan_id is not None else None
-        detail = _json(scan.detail) if scan is not None else {}
+        detail = json_object(scan.detail) if scan is not None else {}
         signals: dict[str, Any] = _sub(detail, "signals")
         decision: dict[str, Any] = _sub(detail, "decision")
         source_body: dict[str, Any] = {}
@@ -246,7 +239,7 @@ class NoticeService:
             parent = s.scalars(
                 select(Statement.body).where(Statement.removal_id == removal.source_removal_id)
             ).first()
-            source_body = _json(parent)
+            source_body = json_object(parent)
         first_seen = s.scalar(
             select(func.min(ScanRecord.created_at)).where(
                 ScanRecord.content_id == removal.content_id
@@ -501,32 +494,32 @@ class NoticeService:
         return row
 
     def _public(self, s: Session, row: Statement) -> dict[str, Any]:
-        body = _json(row.body)
+        body = json_object(row.body)
         appeal = s.scalars(
             select(Appeal).where(Appeal.statement_id == row.id).order_by(Appeal.id.desc())
         ).first()
         removal = s.get(Removal, row.removal_id) if row.removal_id is not None else None
         now = self.clock.now()
-        until = utc(row.appeal_until)
+        until = row.appeal_until
         return {
             "public_id": row.public_id,
             "content_id": row.content_id,
             "platform": body.get("platform", self.settings.platform_name),
-            "issued_at": utc(row.created_at).isoformat(),
+            "issued_at": row.created_at.isoformat(),
             "appeal_until": until.isoformat(),
             "appeal_open": now <= until
             and (appeal is None or appeal.state != "open")
             and (removal is None or removal.restored_at is None),
             "restored_at": (
-                utc(removal.restored_at).isoformat()
+                removal.restored_at.isoformat()
                 if removal is not None and removal.restored_at
                 else None
             ),
             "appeal": (
                 {
                     "state": appeal.state,
-                    "received_at": utc(appeal.received_at).isoformat(),
-                    "decided_at": utc(appeal.decided_at).isoformat() if appeal.decided_at else None,
+                    "received_at": appeal.received_at.isoformat(),
+                    "decided_at": appeal.decided_at.isoformat() if appeal.decided_at else None,
                 }
                 if appeal is not None
                 else None
@@ -567,9 +560,9 @@ class NoticeService:
                     "the content was restored already: there is nothing to appeal",
                     code="appeal.restored",
                 )
-            if now > utc(row.appeal_until):
+            if now > row.appeal_until:
                 raise NoticeError(
-                    f"the appeal window closed on {utc(row.appeal_until).date().isoformat()}",
+                    f"the appeal window closed on {row.appeal_until.date().isoformat()}",
                     code="appeal.window_closed",
                 )
             # Lock the statement so two appeals filed at once cannot both be the open one.
@@ -740,9 +733,9 @@ class NoticeService:
             "content_id": statement.content_id,
             "state": appeal.state,
             "text": appeal.text,
-            "received_at": utc(appeal.received_at).isoformat(),
+            "received_at": appeal.received_at.isoformat(),
             "decided_by": appeal.decided_by,
-            "decided_at": utc(appeal.decided_at).isoformat() if appeal.decided_at else None,
+            "decided_at": appeal.decided_at.isoformat() if appeal.decided_at else None,
             "note": appeal.note,
             "already_done": already,
         }
@@ -778,7 +771,7 @@ class NoticeService:
                 "statement_id": public_id,
                 "url": statement_path(public_id),
                 "appeal_code": code,
-                "appeal_until": utc(row.appeal_until).isoformat(),
+                "appeal_until": row.appeal_until.isoformat(),
             }
 
         return self.db.retrying(apply)
@@ -789,9 +782,6 @@ class NoticeService:
     ) -> Iterator[dict[str, Any]]:
         """Statements issued in [since, until), oldest first, each exactly as the Transparency
         Database's ``POST /api/v1/statement`` takes it (no personal data)."""
-        # Stored as UTC, and SQLite compares the text: bounds in other offsets become UTC.
-        since = utc(since) if since is not None else None
-        until = utc(until) if until is not None else None
         with self.db.session() as s:
             q = select(Statement.body).order_by(Statement.created_at, Statement.id)
             if since is not None:
@@ -799,7 +789,7 @@ class NoticeService:
             if until is not None:
                 q = q.where(Statement.created_at < until)
             for body in s.scalars(q.execution_options(yield_per=500)):
-                tdb = _json(body).get("tdb")
+                tdb = json_object(body).get("tdb")
                 if isinstance(tdb, dict):
                     yield tdb
 

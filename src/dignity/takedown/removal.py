@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
-from urllib.parse import quote
 
 from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -34,11 +33,13 @@ from sqlalchemy.orm import Session
 from dignity import audit
 from dignity.actions.outbox import emit_event
 from dignity.errors import BankError, DignityError
+from dignity.fetch import UrlError
 from dignity.matching.banks import BankService, NewEntry
 from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry
 from dignity.takedown.clock import Clock, SystemClock, utc
+from dignity.takedown.content import fetch_content as fetch_platform_content
 from dignity.takedown.models import (
     Removal,
     ReviewItem,
@@ -180,8 +181,8 @@ def removal_dict(row: Removal, statement: str | None, ticket: str | None) -> dic
         "copy_of": row.source_removal_id,
         "ticket": ticket,
         "automated": row.automated,
-        "created_at": utc(row.created_at).isoformat(),
-        "restored_at": utc(row.restored_at).isoformat() if row.restored_at else None,
+        "created_at": row.created_at.isoformat(),
+        "restored_at": row.restored_at.isoformat() if row.restored_at else None,
         "statement": (
             {"public_id": statement, "url": f"/statements/{statement}"} if statement else None
         ),
@@ -727,7 +728,7 @@ class RemovalService:
             return {
                 "removal_id": removal_id,
                 "content_id": row.content_id,
-                "restored_at": utc(row.restored_at).isoformat() if row.restored_at else None,
+                "restored_at": row.restored_at.isoformat() if row.restored_at else None,
                 "withdrawn": 0,
                 "already_done": True,
             }
@@ -863,8 +864,6 @@ class RemovalService:
         """Removals with id > ``after`` in id order (what a platform without a webhook polls),
         or with ``restored_since`` those restored at or after that time, in restore order."""
         limit = max(1, min(limit, _LIST_MAX))
-        if restored_since is not None:
-            restored_since = utc(restored_since)  # stored as UTC; SQLite compares the text
         with self.db.session() as s:
             q = select(Removal)
             if restored_since is not None:
@@ -901,38 +900,15 @@ class RemovalService:
 
 
 def fetch_content(settings: Settings, content_id: str) -> bytes:
-    """The content's bytes from the platform through ``preview_url_template`` (an internal
-    URL the operator configured and trusts: plain HTTP with a time limit and a size cap, not the
-    public-URL fetcher). Raises ``removal.fetch_failed``."""
-    import httpx
-
-    template = settings.preview_url_template
-    if not template:
-        raise RemovalError("previews are not set up", code="removal.fetch_failed")
-    url = template.replace("{content_id}", quote(content_id, safe=""))
-    cap = settings.max_bytes
+    """The content's bytes from the platform through ``preview_url_template`` (see
+    :mod:`dignity.takedown.content` for the rules). Raises ``removal.fetch_failed``."""
     try:
-        with (
-            httpx.Client(timeout=settings.url_timeout_s, follow_redirects=False) as client,
-            client.stream("GET", url) as response,
-        ):
-            if response.status_code != 200:
-                raise RemovalError(
-                    f"the platform answered {response.status_code} for {content_id!r}",
-                    code="removal.fetch_failed",
-                )
-            data = bytearray()
-            for chunk in response.iter_bytes():
-                data += chunk
-                if len(data) > cap:
-                    raise RemovalError(
-                        f"the content is larger than {cap} bytes", code="removal.fetch_failed"
-                    )
-            return bytes(data)
-    except httpx.HTTPError as exc:
+        return fetch_platform_content(settings, content_id)
+    except UrlError as exc:
         raise RemovalError(
-            f"could not fetch {content_id!r}: {exc.__class__.__name__}",
+            f"could not fetch {content_id!r}: {exc.message}",
             code="removal.fetch_failed",
+            reason=exc.code,
         ) from exc
 
 

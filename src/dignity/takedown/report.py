@@ -24,7 +24,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from html import escape
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, select
@@ -33,6 +32,7 @@ from sqlalchemy.orm import Session
 from dignity.errors import DignityError
 from dignity.settings import Settings
 from dignity.storage.db import Database
+from dignity.storage.types import utc
 from dignity.takedown.clock import Clock, SystemClock
 from dignity.takedown.models import (
     Appeal,
@@ -43,6 +43,7 @@ from dignity.takedown.models import (
     Statement,
     TakedownRequest,
 )
+from dignity.web.render import render
 
 # A public page builds a report per request: bound the monthly series (and the query that
 # computes it) so no query string can ask for thousands of buckets.
@@ -86,7 +87,7 @@ def parse_when(text: str, *, name: str = "date") -> datetime:
             when = datetime.fromisoformat(value)
     except ValueError as exc:
         raise ReportError(problem, code="report.bad_date", parameter=name) from exc
-    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    when = utc(when)
     # Far from the datetime range's ends, so month arithmetic can never overflow.
     if not 1970 <= when.year <= 9000:
         raise ReportError(
@@ -106,19 +107,15 @@ def _add_months(month: datetime, n: int) -> datetime:
     return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
 
 
-def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
 def resolve_period(
     since: datetime | None, until: datetime | None, now: datetime
 ) -> tuple[datetime, datetime]:
     """The report's ``[since, until)``: ``until`` defaults to now; ``since`` to the start of the
     month eleven months before the month of ``until``'s last instant, so the default series is
     twelve calendar months ending with the current (partial) one."""
-    end = _utc(until) if until is not None else _utc(now)
+    end = utc(until) if until is not None else utc(now)
     if since is not None:
-        start = _utc(since)
+        start = utc(since)
     else:
         start = _add_months(_month_start(end - timedelta(microseconds=1)), -11)
     if start >= end:
@@ -269,9 +266,10 @@ class Report:
         return buffer.getvalue()
 
     def to_html(self, *, page_url: str | None = None, csv_url: str | None = None) -> str:
-        """A complete page. ``page_url`` adds a form to choose the period (a GET to that path);
-        ``csv_url`` a link to the same figures as CSV. No script and no inline style (the
-        pages' CSP forbids both): styles come from /assets/app.css and /assets/report.css."""
+        """A complete page from ``web/templates/report.html``. ``page_url`` adds a form to
+        choose the period (a GET to that path); ``csv_url`` a link to the same figures as CSV.
+        No script and no inline style (the pages' CSP forbids both): styles come from
+        /assets/app.css and /assets/report.css."""
         return _render_html(self, page_url=page_url, csv_url=csv_url)
 
 
@@ -368,7 +366,7 @@ def build_report(
     """Every figure of the transparency report for ``[since, until)`` (UTC; see
     :func:`resolve_period` for the defaults). ``settings`` gives the platform's name and the
     deadline that "within" counts against (default 48 h)."""
-    now = _utc((clock or SystemClock()).now())
+    now = utc((clock or SystemClock()).now())
     since, until = resolve_period(since, until, now)
     deadline_h = settings.takedown_deadline_h if settings else DEFAULT_DEADLINE_H
     platform = settings.platform_name if settings else "this platform"
@@ -454,7 +452,7 @@ def _build(
         )
     ):
         if valid_at is not None and closed_at is not None:  # the WHERE says so; mypy can't
-            durations.append(_utc(closed_at) - _utc(valid_at))
+            durations.append(closed_at - valid_at)
     hours = [d.total_seconds() / 3600 for d in durations]
     within = sum(1 for d in durations if d <= deadline)
     median, p90 = percentile(hours, 0.5), percentile(hours, 0.9)
@@ -604,12 +602,79 @@ def _build(
 
 
 # -- HTML ---------------------------------------------------------------------------------------
-# Written so the page is well-formed XML as well as HTML (void elements closed, only XML
-# entities), which lets tests parse the whole page, SVG included, with a strict parser.
+# The page itself is web/templates/report.html; here the figures become what it shows: tables of
+# formatted strings and the charts' geometry, so the template only places values.
 
 
-def _e(value: Any) -> str:
-    return escape(str(value), quote=True)
+@dataclass(frozen=True)
+class _Table:
+    caption: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class _Bar:
+    """One row of a horizontal bar chart: the label left, the bar, the number right."""
+
+    label: str
+    value: str
+    shade: int
+    label_x: int
+    mid: str
+    x: int
+    y: int
+    width: str
+    height: int
+    value_x: str
+
+
+@dataclass(frozen=True)
+class _BarChart:
+    ident: str
+    title: str
+    desc: str
+    width: int
+    height: int
+    bars: tuple[_Bar, ...]
+
+
+@dataclass(frozen=True)
+class _MonthBar:
+    kind: str
+    value: int
+    x: str
+    y: str
+    width: str
+    height: str
+
+
+@dataclass(frozen=True)
+class _Month:
+    month: str
+    bars: tuple[_MonthBar, ...]
+    label_x: str | None  # None: no axis label under this month (too many months to label all)
+
+
+@dataclass(frozen=True)
+class _MonthChart:
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    base: int
+    peak: str
+    months: tuple[_Month, ...]
+
+
+@dataclass(frozen=True)
+class _Figure:
+    """A chart with the table of its numbers beside it."""
+
+    chart: _BarChart | _MonthChart
+    table: _Table
+    wide: bool = False
 
 
 def _n(value: int) -> str:
@@ -624,63 +689,38 @@ def _share(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f} %"
 
 
-def _when(value: datetime) -> str:
-    return f'<time datetime="{_e(value.isoformat())}">{_e(f"{value:%Y-%m-%d %H:%M}")} UTC</time>'
+def _table(caption: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> _Table:
+    return _Table(caption, tuple(header), tuple(tuple(row) for row in rows))
 
 
-def _table(
-    caption: str, header: Sequence[str], rows: Iterable[Sequence[str]], *, cls: str = ""
-) -> str:
-    head = "".join(
-        f'<th scope="col" class="num">{_e(h)}</th>' if i else f'<th scope="col">{_e(h)}</th>'
-        for i, h in enumerate(header)
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<th scope="row">{_e(c)}</th>' if i == 0 else f'<td class="num">{_e(c)}</td>'
-            for i, c in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
-    )
-    class_attr = f' class="figures {cls}"' if cls else ' class="figures"'
-    return (
-        f"<table{class_attr}><caption>{_e(caption)}</caption>"
-        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    )
-
-
-def _bar_chart(ident: str, title: str, desc: str, items: Sequence[tuple[str, int]]) -> str:
+def _bar_chart(ident: str, title: str, desc: str, items: Sequence[tuple[str, int]]) -> _BarChart:
     """Horizontal bars, one per item, with the label left and the number right."""
     width, label_w, value_w, row_h, pad = 600, 180, 60, 32, 6
     height = pad * 2 + row_h * max(1, len(items))
     top = max([v for _, v in items] + [1])
     span = width - label_w - value_w
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="chart-{ident}" '
-        f'viewBox="0 0 {width} {height}" role="img" '
-        f'aria-labelledby="chart-{ident}-title chart-{ident}-desc">',
-        f'<title id="chart-{ident}-title">{_e(title)}</title>',
-        f'<desc id="chart-{ident}-desc">{_e(desc)}</desc>',
-    ]
+    bars = []
     for i, (label, value) in enumerate(items):
         y = pad + i * row_h
         w = span * value / top
-        mid = y + row_h / 2
-        parts.append(
-            f'<text class="chart-label" x="{label_w - 8}" y="{mid:.1f}" '
-            f'text-anchor="end" dominant-baseline="middle">{_e(label)}</text>'
-            f'<rect class="bar bar-{i % 6}" x="{label_w}" y="{y + 4}" width="{w:.1f}" '
-            f'height="{row_h - 8}"><title>{_e(label)}: {_e(_n(value))}</title></rect>'
-            f'<text class="chart-value" x="{label_w + w + 6:.1f}" y="{mid:.1f}" '
-            f'dominant-baseline="middle">{_e(_n(value))}</text>'
+        bars.append(
+            _Bar(
+                label=label,
+                value=_n(value),
+                shade=i % 6,
+                label_x=label_w - 8,
+                mid=f"{y + row_h / 2:.1f}",
+                x=label_w,
+                y=y + 4,
+                width=f"{w:.1f}",
+                height=row_h - 8,
+                value_x=f"{label_w + w + 6:.1f}",
+            )
         )
-    parts.append("</svg>")
-    return "".join(parts)
+    return _BarChart(ident, title, desc, width, height, tuple(bars))
 
 
-def _month_chart(months: Sequence[MonthFigures]) -> str:
+def _month_chart(months: Sequence[MonthFigures]) -> _MonthChart:
     """Received and removed side by side for each month, with a legend and a labelled axis."""
     width, height, left, right, top, bottom = 900, 300, 48, 10, 36, 40
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -689,55 +729,22 @@ def _month_chart(months: Sequence[MonthFigures]) -> str:
     bar = min(group * 0.38, 44.0)
     every = max(1, math.ceil(len(months) / 12))
     base = top + plot_h
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="chart-monthly" '
-        f'viewBox="0 0 {width} {height}" role="img" '
-        'aria-labelledby="chart-monthly-title chart-monthly-desc">',
-        '<title id="chart-monthly-title">Requests received and removed, by month</title>',
-        '<desc id="chart-monthly-desc">For each month, the takedown requests received that '
-        "month and how many of them were removed. The numbers are in the table next to this "
-        "chart.</desc>",
-        f'<rect class="legend-received" x="{left}" y="8" width="12" height="12"/>',
-        f'<text class="chart-label" x="{left + 18}" y="18">Received</text>',
-        f'<rect class="legend-removed" x="{left + 110}" y="8" width="12" height="12"/>',
-        f'<text class="chart-label" x="{left + 128}" y="18">Removed</text>',
-        f'<line class="axis" x1="{left}" y1="{base}" x2="{width - right}" y2="{base}"/>',
-        f'<line class="grid" x1="{left}" y1="{top}" x2="{width - right}" y2="{top}"/>',
-        f'<text class="chart-value" x="{left - 6}" y="{top + 4}" text-anchor="end">'
-        f"{_e(_n(peak))}</text>",
-        f'<text class="chart-value" x="{left - 6}" y="{base + 4}" text-anchor="end">0</text>',
-    ]
+    out = []
     for i, m in enumerate(months):
         x = left + i * group + (group - 2 * bar) / 2
+        bars = []
         for j, (kind, value) in enumerate((("received", m.received), ("removed", m.removed))):
             h = plot_h * value / peak
-            parts.append(
-                f'<rect class="bar-{kind}" x="{x + j * bar:.1f}" y="{base - h:.1f}" '
-                f'width="{bar:.1f}" height="{h:.1f}"><title>{_e(m.month)}: {value} '
-                f"{kind}</title></rect>"
+            bars.append(
+                _MonthBar(
+                    kind, value, f"{x + j * bar:.1f}", f"{base - h:.1f}", f"{bar:.1f}", f"{h:.1f}"
+                )
             )
-        if i % every == 0:
-            parts.append(
-                f'<text class="chart-label" x="{x + bar:.1f}" y="{base + 18}" '
-                f'text-anchor="middle">{_e(m.month)}</text>'
-            )
-    parts.append("</svg>")
-    return "".join(parts)
+        out.append(_Month(m.month, tuple(bars), f"{x + bar:.1f}" if i % every == 0 else None))
+    return _MonthChart(width, height, left, width - right, top, base, _n(peak), tuple(out))
 
 
-def _figure(chart: str, table: str, *, wide: bool = False) -> str:
-    cls = "chart-block wide" if wide else "chart-block"
-    return f'<figure class="{cls}">{chart}{table}</figure>'
-
-
-def _section(ident: str, title: str, body: str) -> str:
-    return (
-        f'<section class="card" id="{ident}" aria-labelledby="{ident}-h">'
-        f'<h2 id="{ident}-h">{_e(title)}</h2>{body}</section>'
-    )
-
-
-def _breakdown_table(caption: str, first: str, rows: Mapping[str, Breakdown]) -> str:
+def _breakdown_table(caption: str, first: str, rows: Mapping[str, Breakdown]) -> _Table:
     labels = {"form": "Form", "flagger": "Trusted flagger", "ai_made": "AI-made"}
     body = [
         (
@@ -809,7 +816,6 @@ def _render_html(report: Report, *, page_url: str | None, csv_url: str | None) -
     t = report.time_to_removal
     c = report.content
     deadline = f"{_fmt_h(report.deadline_h)} h"
-    title = f"Transparency report – {report.platform}"
     headline = [
         ("Requests received", _n(r["received"])),
         ("Requests removed", _n(r["removed"])),
@@ -820,31 +826,6 @@ def _render_html(report: Report, *, page_url: str | None, csv_url: str | None) -
         ("Appeals received", _n(int(report.appeals["received"] or 0))),
         ("Open now / overdue", f"{_n(report.now['open'])} / {_n(report.now['overdue'])}"),
     ]
-    tiles = "".join(
-        f'<div class="tile"><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>' for k, v in headline
-    )
-
-    period = (
-        f"<p>From {_when(report.since)} up to, not including, {_when(report.until)}. "
-        f"Made {_when(report.generated_at)}.</p>"
-    )
-    if page_url is not None:
-        last_day = report.until - timedelta(microseconds=1)
-        period += (
-            f'<form class="period" method="get" action="{_e(page_url)}">'
-            f'<label for="since">From <span class="hint">(first day)</span></label>'
-            f'<input type="date" id="since" name="since" value="{report.since:%Y-%m-%d}"/>'
-            f'<label for="until">To <span class="hint">(the day after the last)</span></label>'
-            f'<input type="date" id="until" name="until" '
-            f'value="{(last_day + timedelta(days=1)):%Y-%m-%d}"/>'
-            f'<button type="submit">Show</button></form>'
-        )
-    if csv_url is not None:
-        period += f'<p><a href="{_e(csv_url)}">Download these figures as CSV</a></p>'
-    period += (
-        '<p class="hint">Counts only: this report holds no names, contact details, tickets '
-        "or content identifiers.</p>"
-    )
 
     outcomes = [
         ("Received", r["received"]),
@@ -857,48 +838,57 @@ def _render_html(report: Report, *, page_url: str | None, csv_url: str | None) -
     ]
     outcome_rows = [(k, _n(v)) for k, v in outcomes]
     outcome_rows.insert(4, ("Rejected as unfounded", _n(r["rejected_unfounded"])))
-    requests_section = _figure(
-        _bar_chart(
-            "requests",
-            "Takedown requests by outcome",
-            "Requests received in the period and what became of them; the numbers are in the "
-            "table next to this chart.",
-            outcomes,
+    requests_section: list[_Table | _Figure] = [
+        _Figure(
+            _bar_chart(
+                "requests",
+                "Takedown requests by outcome",
+                "Requests received in the period and what became of them; the numbers are in "
+                "the table next to this chart.",
+                outcomes,
+            ),
+            _table("Takedown requests", ("Outcome", "Requests"), outcome_rows),
         ),
-        _table("Takedown requests", ("Outcome", "Requests"), outcome_rows),
-    )
-    breakdowns = (
-        _breakdown_table("By channel", "Channel", report.by_channel)
-        + _breakdown_table("By jurisdiction", "Jurisdiction", report.by_jurisdiction)
-        + _breakdown_table("Real or AI-made, as the requester said", "Content", report.by_origin)
-    )
-
-    time_rows = [
-        ("Removed requests timed", _n(t.removed)),
-        ("Median", _hours(t.median_h)),
-        ("90th percentile", _hours(t.p90_h)),
-        (f"Within {deadline}", f"{_n(t.within_deadline)} ({_share(t.share_within_deadline)})"),
+        _breakdown_table("By channel", "Channel", report.by_channel),
+        _breakdown_table("By jurisdiction", "Jurisdiction", report.by_jurisdiction),
+        _breakdown_table("Real or AI-made, as the requester said", "Content", report.by_origin),
     ]
-    time_section = _table("Time from valid request to removal", ("Figure", "Value"), time_rows)
-    time_section += _figure(
-        _bar_chart(
-            "time",
-            "Time to removal",
-            f"How many removed requests took each span of hours from valid to removed; the "
-            f"deadline is {deadline}. The numbers are in the table next to this chart.",
-            [(label.replace("-", "–"), n) for label, n in t.histogram],
+
+    spans = [(label.replace("-", "–"), n) for label, n in t.histogram]
+    time_section: list[_Table | _Figure] = [
+        _table(
+            "Time from valid request to removal",
+            ("Figure", "Value"),
+            [
+                ("Removed requests timed", _n(t.removed)),
+                ("Median", _hours(t.median_h)),
+                ("90th percentile", _hours(t.p90_h)),
+                (
+                    f"Within {deadline}",
+                    f"{_n(t.within_deadline)} ({_share(t.share_within_deadline)})",
+                ),
+            ],
+        ),
+        _Figure(
+            _bar_chart(
+                "time",
+                "Time to removal",
+                f"How many removed requests took each span of hours from valid to removed; the "
+                f"deadline is {deadline}. The numbers are in the table next to this chart.",
+                spans,
+            ),
+            _table(
+                "Removed requests by hours taken",
+                ("Hours", "Requests"),
+                [(label, _n(n)) for label, n in spans],
+            ),
         ),
         _table(
-            "Removed requests by hours taken",
-            ("Hours", "Requests"),
-            [(label.replace("-", "–"), _n(n)) for label, n in t.histogram],
+            "Now",
+            ("Figure", "Requests"),
+            [("Open now", _n(report.now["open"])), ("Overdue now", _n(report.now["overdue"]))],
         ),
-    )
-    time_section += _table(
-        "Now",
-        ("Figure", "Requests"),
-        [("Open now", _n(report.now["open"])), ("Overdue now", _n(report.now["overdue"]))],
-    )
+    ]
 
     removed_items = [
         ("Reported content", c["reported"]),
@@ -906,117 +896,113 @@ def _render_html(report: Report, *, page_url: str | None, csv_url: str | None) -
         ("PDQ copies (sweep)", c["copy_pdq"]),
         ("After review of a scan", c["reviewed"]),
     ]
-    content_section = _figure(
-        _bar_chart(
-            "content",
-            "Content removed, by reason",
-            "Pieces of content removed in the period: reported content, copies found by the "
-            "sweep, and uploads removed after review. The numbers are in the table next to "
-            "this chart.",
-            removed_items,
-        ),
-        _table(
-            "Content removed",
-            ("Reason", "Items"),
-            [(k, _n(v)) for k, v in removed_items]
-            + [("Total", _n(c["removed"])), ("Restored after appeal", _n(c["restored"]))],
-        ),
-    )
+    content_section: list[_Table | _Figure] = [
+        _Figure(
+            _bar_chart(
+                "content",
+                "Content removed, by reason",
+                "Pieces of content removed in the period: reported content, copies found by the "
+                "sweep, and uploads removed after review. The numbers are in the table next to "
+                "this chart.",
+                removed_items,
+            ),
+            _table(
+                "Content removed",
+                ("Reason", "Items"),
+                [(k, _n(v)) for k, v in removed_items]
+                + [("Total", _n(c["removed"])), ("Restored after appeal", _n(c["restored"]))],
+            ),
+        )
+    ]
 
     a = report.automation
     scan_items = [(k.capitalize(), v) for k, v in a["scans"].items() if k != "total"]
-    automation_section = _figure(
-        _bar_chart(
-            "scans",
-            "Uploads scanned, by automated decision",
-            "Uploads scanned in the period by the decision the policy took automatically; the "
-            "numbers are in the table next to this chart.",
-            scan_items,
+    ri = a["review_items"]
+    automation_section: list[_Table | _Figure] = [
+        _Figure(
+            _bar_chart(
+                "scans",
+                "Uploads scanned, by automated decision",
+                "Uploads scanned in the period by the decision the policy took automatically; "
+                "the numbers are in the table next to this chart.",
+                scan_items,
+            ),
+            _table(
+                "Automated decisions",
+                ("Decision", "Scans"),
+                [(k, _n(v)) for k, v in scan_items] + [("Total", _n(a["scans"]["total"]))],
+            ),
         ),
         _table(
-            "Automated decisions",
-            ("Decision", "Scans"),
-            [(k, _n(v)) for k, v in scan_items] + [("Total", _n(a["scans"]["total"]))],
+            "Decisions by people and by automation",
+            ("Figure", "Count"),
+            [
+                ("Removals decided by a reviewer", _n(a["removals"]["by_reviewer"])),
+                ("Removals made automatically (sweep copies)", _n(a["removals"]["automated"])),
+                ("Items queued for review", _n(ri["queued"])),
+                ("Review items decided", _n(ri["decided"])),
+                ("… of scans", _n(ri["decided_scan"])),
+                ("… of takedown requests", _n(ri["decided_takedown"])),
+                ("… of appeals", _n(ri["decided_appeal"])),
+            ],
         ),
-    )
-    ri = a["review_items"]
-    automation_section += _table(
-        "Decisions by people and by automation",
-        ("Figure", "Count"),
-        [
-            ("Removals decided by a reviewer", _n(a["removals"]["by_reviewer"])),
-            ("Removals made automatically (sweep copies)", _n(a["removals"]["automated"])),
-            ("Items queued for review", _n(ri["queued"])),
-            ("Review items decided", _n(ri["decided"])),
-            ("… of scans", _n(ri["decided_scan"])),
-            ("… of takedown requests", _n(ri["decided_takedown"])),
-            ("… of appeals", _n(ri["decided_appeal"])),
-        ],
-    )
+    ]
 
     ap = report.appeals
     rate = ap["reversal_rate"]
-    notices_section = _table(
-        "Statements of reasons and appeals",
-        ("Figure", "Count"),
-        [
-            ("Statements of reasons issued", _n(report.statements["issued"])),
-            ("Appeals received", _n(int(ap["received"] or 0))),
-            ("Upheld", _n(int(ap["upheld"] or 0))),
-            ("Reversed", _n(int(ap["reversed"] or 0))),
-            ("Still open", _n(int(ap["open"] or 0))),
-            ("Reversal rate", _share(None if rate is None else float(rate))),
-        ],
-    )
-    notices_section += _table(
-        "Abuse controls (DSA Art. 23)",
-        ("Figure", "Requesters"),
-        [
-            ("Flagged for repeated unfounded requests", _n(report.requesters["flagged"])),
-            ("Suspended now", _n(report.now["suspended_requesters"])),
-        ],
-    )
-
-    monthly_section = _figure(
-        _month_chart(report.monthly),
+    notices_section: list[_Table | _Figure] = [
         _table(
-            "Requests by month received",
-            ("Month", "Received", "Removed"),
-            [(m.month, _n(m.received), _n(m.removed)) for m in report.monthly],
+            "Statements of reasons and appeals",
+            ("Figure", "Count"),
+            [
+                ("Statements of reasons issued", _n(report.statements["issued"])),
+                ("Appeals received", _n(int(ap["received"] or 0))),
+                ("Upheld", _n(int(ap["upheld"] or 0))),
+                ("Reversed", _n(int(ap["reversed"] or 0))),
+                ("Still open", _n(int(ap["open"] or 0))),
+                ("Reversal rate", _share(None if rate is None else float(rate))),
+            ],
         ),
-        wide=True,
-    )
+        _table(
+            "Abuse controls (DSA Art. 23)",
+            ("Figure", "Requesters"),
+            [
+                ("Flagged for repeated unfounded requests", _n(report.requesters["flagged"])),
+                ("Suspended now", _n(report.now["suspended_requesters"])),
+            ],
+        ),
+    ]
 
-    notes = "".join(f"<li>{_e(n)}</li>" for n in report.notes)
-    notes_section = f"<ul>{notes}</ul>" if notes else "<p>None.</p>"
-    definitions = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in _DEFINITIONS)
+    monthly_section: list[_Table | _Figure] = [
+        _Figure(
+            _month_chart(report.monthly),
+            _table(
+                "Requests by month received",
+                ("Month", "Received", "Removed"),
+                [(m.month, _n(m.received), _n(m.removed)) for m in report.monthly],
+            ),
+            wide=True,
+        )
+    ]
 
-    return "".join(
-        [
-            "<!DOCTYPE html>\n",
-            '<html lang="en"><head><meta charset="utf-8"/>',
-            '<meta name="viewport" content="width=device-width, initial-scale=1"/>',
-            f"<title>{_e(title)}</title>",
-            '<link rel="icon" href="data:,"/>',  # no request for /favicon.ico
-            '<link rel="stylesheet" href="/assets/app.css"/>',
-            '<link rel="stylesheet" href="/assets/report.css"/>',
-            "</head><body>",
-            f'<header class="bar"><h1>Transparency report</h1>'
-            f'<span class="platform">{_e(report.platform)}</span></header>',
-            '<main class="report">',
-            _section("period", "Period", period),
-            '<section class="card" id="headline" aria-labelledby="headline-h">'
-            f'<h2 id="headline-h">At a glance</h2><dl class="tiles">{tiles}</dl></section>',
-            _section("requests", "Takedown requests", requests_section + breakdowns),
-            _section("time", "Time to removal", time_section),
-            _section("content", "Content removed", content_section),
-            _section("automation", "Automation", automation_section),
-            _section("notices", "Statements, appeals and abuse controls", notices_section),
-            _section("monthly", "Month by month", monthly_section),
-            _section("notes", "Notes", notes_section),
-            _section("definitions", "What the figures mean", f"<dl>{definitions}</dl>"),
-            "</main></body></html>\n",
-        ]
+    last_day = report.until - timedelta(microseconds=1)
+    return render(
+        "report.html",
+        report=report,
+        page_url=page_url,
+        csv_url=csv_url,
+        since_day=f"{report.since:%Y-%m-%d}",
+        until_day=f"{(last_day + timedelta(days=1)):%Y-%m-%d}",
+        headline=headline,
+        sections=[
+            ("requests", "Takedown requests", requests_section),
+            ("time", "Time to removal", time_section),
+            ("content", "Content removed", content_section),
+            ("automation", "Automation", automation_section),
+            ("notices", "Statements, appeals and abuse controls", notices_section),
+            ("monthly", "Month by month", monthly_section),
+        ],
+        definitions=_DEFINITIONS,
     )
 
 

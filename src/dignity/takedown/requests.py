@@ -49,6 +49,7 @@ from dignity.actions.outbox import emit_event
 from dignity.keys import KeyInfo
 from dignity.settings import Settings
 from dignity.storage.db import Database
+from dignity.storage.types import isoformat
 from dignity.takedown.clock import Clock, SystemClock, utc
 from dignity.takedown.models import (
     REQUEST_STATES,
@@ -152,10 +153,6 @@ def requester_fingerprint(contact: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _iso(at: datetime | None) -> str | None:
-    return utc(at).isoformat() if at is not None else None
-
-
 @dataclass(frozen=True)
 class Receipt:
     """What the requester gets back once: the ticket and the access code (never shown again)."""
@@ -177,8 +174,8 @@ class Receipt:
             "missing": [m.to_dict() for m in self.validity.missing]
             if not self.validity.valid
             else [],
-            "received_at": _iso(self.received_at),
-            "due_at": _iso(self.due_at),
+            "received_at": isoformat(self.received_at),
+            "due_at": isoformat(self.due_at),
             "status_url": "/takedown/status",
         }
 
@@ -211,7 +208,7 @@ class TakedownService:
     def _suspension(self, s: Session, fp: str, now: datetime) -> None:
         flag = s.scalar(select(RequesterFlag).where(RequesterFlag.requester_fp == fp))
         if flag is not None and flag.suspended_until is not None:
-            until = utc(flag.suspended_until)
+            until = flag.suspended_until
             if until > now:
                 raise TakedownError(
                     "requests from this contact are suspended until "
@@ -360,8 +357,8 @@ class TakedownService:
                     "state": req.state,
                     "channel": channel,
                     "priority": req.priority,
-                    "received_at": _iso(now),
-                    "due_at": _iso(req.due_at),
+                    "received_at": isoformat(now),
+                    "due_at": isoformat(req.due_at),
                     "items": [
                         {"ref": r, "content_id": resolve(r, self.settings).content_id}
                         for r in form.content
@@ -382,7 +379,7 @@ class TakedownService:
                     s,
                     "takedown.valid",
                     self._subject(req),
-                    {"ticket": req.ticket, "due_at": _iso(req.due_at)},
+                    {"ticket": req.ticket, "due_at": isoformat(req.due_at)},
                 )
             return Receipt(req.id, req.ticket, code, req.state, validity, now, req.due_at)
 
@@ -423,10 +420,10 @@ class TakedownService:
             "ticket": req.ticket,
             "state": req.state,
             "channel": req.channel,
-            "received_at": _iso(req.received_at),
-            "valid_at": _iso(req.valid_at),
-            "due_at": _iso(req.due_at),
-            "closed_at": _iso(req.closed_at),
+            "received_at": isoformat(req.received_at),
+            "valid_at": isoformat(req.valid_at),
+            "due_at": isoformat(req.due_at),
+            "closed_at": isoformat(req.closed_at),
             "validity": validity.to_dict(),
             "missing": [m.to_dict() for m in validity.missing] if req.state == "incomplete" else [],
             "items": [{"ref": i.ref, "state": i.state} for i in items],
@@ -486,7 +483,7 @@ class TakedownService:
                     s,
                     "takedown.valid",
                     self._subject(req),
-                    {"ticket": req.ticket, "due_at": _iso(req.due_at)},
+                    {"ticket": req.ticket, "due_at": isoformat(req.due_at)},
                 )
             return self._public(s, req)
 
@@ -521,13 +518,13 @@ class TakedownService:
         if flag is None:
             return None
         now = self._now()
-        until = utc(flag.suspended_until) if flag.suspended_until is not None else None
+        until = flag.suspended_until
         return {
             "requester_fp": flag.requester_fp,
             "flagged": flag.unfounded >= self.settings.unfounded_flag_after,
             "unfounded": flag.unfounded,
-            "flagged_at": _iso(flag.flagged_at),
-            "suspended_until": _iso(until),
+            "flagged_at": isoformat(flag.flagged_at),
+            "suspended_until": isoformat(until),
             "suspended": until is not None and until > now,
             "note": flag.note,
         }
@@ -549,7 +546,7 @@ class TakedownService:
                 if r.state == "rejected"
                 and r.unfounded
                 and r.closed_at is not None
-                and utc(r.closed_at) >= since
+                and r.closed_at >= since
             ),
         }
 
@@ -564,7 +561,7 @@ class TakedownService:
         return req
 
     def _summary(self, req: TakedownRequest, now: datetime, items: int) -> dict[str, Any]:
-        due = utc(req.due_at) if req.due_at is not None else None
+        due = req.due_at
         return {
             "id": req.id,
             "ticket": req.ticket,
@@ -576,16 +573,16 @@ class TakedownService:
             "ai_made": req.ai_made,
             "jurisdiction": req.jurisdiction,
             "item_count": items,
-            "received_at": _iso(req.received_at),
-            "valid_at": _iso(req.valid_at),
-            "due_at": _iso(due),
+            "received_at": isoformat(req.received_at),
+            "valid_at": isoformat(req.valid_at),
+            "due_at": isoformat(due),
             "hours_left": round((due - now).total_seconds() / 3600, 2)
             if due is not None and req.state == "valid"
             else None,
             "overdue": req.state == "valid" and due is not None and due < now,
-            "escalated_24_at": _iso(req.escalated_24_at),
-            "escalated_36_at": _iso(req.escalated_36_at),
-            "closed_at": _iso(req.closed_at),
+            "escalated_24_at": isoformat(req.escalated_24_at),
+            "escalated_36_at": isoformat(req.escalated_36_at),
+            "closed_at": isoformat(req.closed_at),
             "unfounded": req.unfounded,
             "decided_by": req.decided_by,
         }
@@ -609,7 +606,7 @@ class TakedownService:
                     "description": req.description,
                     "good_faith": req.good_faith,
                     "signature_name": req.signature_name,
-                    "signed_at": _iso(req.signed_at),
+                    "signed_at": isoformat(req.signed_at),
                     "validity": Validity.from_dict(json.loads(req.validity or "{}")).to_dict(),
                     "outcome_reason": req.outcome_reason,
                     "items": [
@@ -764,9 +761,9 @@ class TakedownService:
                     "ticket": req.ticket,
                     "request_id": req.id,
                     "hours": hours,
-                    "valid_at": _iso(req.valid_at),
-                    "due_at": _iso(req.due_at),
-                    "escalated_at": _iso(now),
+                    "valid_at": isoformat(req.valid_at),
+                    "due_at": isoformat(req.due_at),
+                    "escalated_at": isoformat(now),
                 },
             )
             audit.record(
@@ -877,7 +874,7 @@ class TakedownService:
                 "state": req.state,
                 "unfounded": req.unfounded,
                 "decided_by": who,
-                "closed_at": _iso(now),
+                "closed_at": isoformat(now),
                 "requester_flagged": flag is not None,
             }
 
@@ -965,7 +962,7 @@ class TakedownService:
                 s,
                 "takedown.requester_suspended",
                 f"requester:{fp}",
-                {"days": days, "until": _iso(until)},
+                {"days": days, "until": isoformat(until)},
             )
             out = self._flag(s, fp)
         assert out is not None

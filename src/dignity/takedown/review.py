@@ -18,23 +18,23 @@ for it; each reveal is audited. Fetched media is never stored.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
-from urllib.parse import quote
 
-import httpx
 from PIL import Image, ImageFilter
 from sqlalchemy import CursorResult, and_, or_, select, update
 
 from dignity import audit
 from dignity.errors import DignityError, MediaError
+from dignity.fetch import UrlError
 from dignity.media import decode
 from dignity.settings import Settings
 from dignity.storage.db import Database
+from dignity.storage.types import isoformat
 from dignity.takedown.clock import Clock, SystemClock
+from dignity.takedown.content import fetch_content
 from dignity.takedown.models import (
     REVIEW_KINDS,
     Appeal,
@@ -46,6 +46,7 @@ from dignity.takedown.models import (
     TakedownItem,
     TakedownRequest,
 )
+from dignity.text import json_object
 
 PRIORITY_NAMES = {0: "urgent", 1: "high", 2: "normal", 3: "low"}
 # What a reviewer may decide for each kind of item.
@@ -56,8 +57,6 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
 }
 PREVIEW_SIZE = 640  # longest side of a preview, in pixels
 _BLUR_FRACTION = 18  # blur radius = longest side / this: shapes stay, detail is gone
-_PREVIEW_TIMEOUT_S = 10.0
-_MAX_REDIRECTS = 3
 _CLAIM_LEASE = timedelta(minutes=10)
 _NOTE_MAX = 4000
 _COPIES_SHOWN = 20
@@ -79,25 +78,6 @@ class Preview:
     revealed: bool
     width: int
     height: int
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    # SQLite hands datetimes back naive; every stored time is UTC.
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
-
-
-def _iso(dt: datetime | None) -> str | None:
-    value = _aware(dt)
-    return value.isoformat() if value is not None else None
-
-
-def _json(text: str | None) -> Any:
-    try:
-        return json.loads(text or "{}")
-    except ValueError:
-        return {}
 
 
 def _not_found(item_id: int) -> ReviewError:
@@ -229,7 +209,7 @@ class ReviewQueue:
         )
 
     def _common(self, row: ReviewItem, now: datetime) -> dict[str, Any]:
-        due = _aware(row.due_at)
+        due = row.due_at
         left = None if due is None else int((due - now).total_seconds())
         return {
             "id": row.id,
@@ -237,13 +217,13 @@ class ReviewQueue:
             "priority": row.priority,
             "priority_name": PRIORITY_NAMES.get(row.priority, str(row.priority)),
             "state": "open" if row.state == "deciding" else row.state,
-            "due_at": _iso(due),
+            "due_at": isoformat(due),
             "seconds_left": left,
             "overdue": left is not None and left < 0,
-            "created_at": _iso(row.created_at),
+            "created_at": isoformat(row.created_at),
             "outcome": row.outcome if row.state == "decided" else None,
             "decided_by": row.decided_by if row.state == "decided" else None,
-            "decided_at": _iso(row.decided_at) if row.state == "decided" else None,
+            "decided_at": isoformat(row.decided_at) if row.state == "decided" else None,
             "note": row.note if row.state == "decided" else "",
             "outcomes": list(OUTCOMES.get(row.kind, ())),
             "escalated": None,
@@ -254,7 +234,7 @@ class ReviewQueue:
     def _scan_summary(scan: ScanRecord | None) -> dict[str, Any]:
         if scan is None:
             return {"summary": "Scan (record no longer kept)", "content_id": None}
-        detail = _json(scan.detail)
+        detail = json_object(scan.detail)
         matches = detail.get("matches") or []
         decision = detail.get("decision") or {}
         rule = decision.get("rule") if isinstance(decision, dict) else None
@@ -319,19 +299,20 @@ class ReviewQueue:
         scan = s.get(ScanRecord, scan_id) if scan_id is not None else None
         if scan is None:
             return None
-        detail = _json(scan.detail)
-        decision = detail.get("decision") if isinstance(detail.get("decision"), dict) else {}
+        detail = json_object(scan.detail)
+        raw_decision = detail.get("decision")
+        decision: dict[str, Any] = raw_decision if isinstance(raw_decision, dict) else {}
         return {
             "id": scan.id,
             "content_id": scan.content_id,
             "uploader": scan.uploader,
-            "created_at": _iso(scan.created_at),
+            "created_at": isoformat(scan.created_at),
             "decision": scan.decision,
             "pdq": scan.pdq,
             "pdq_quality": scan.pdq_quality,
             "md5": scan.md5,
             "sha256": scan.sha256,
-            "removed_at": _iso(scan.removed_at),
+            "removed_at": isoformat(scan.removed_at),
             "matches": detail.get("matches") or [],
             "signals": detail.get("signals") or {},
             "reasons": decision.get("reasons") or detail.get("reasons") or [],
@@ -358,8 +339,8 @@ class ReviewQueue:
             {
                 "scan_id": c.id,
                 "content_id": c.content_id,
-                "created_at": _iso(c.created_at),
-                "removed_at": _iso(c.removed_at),
+                "created_at": isoformat(c.created_at),
+                "removed_at": isoformat(c.removed_at),
             }
             for c in s.scalars(query)
         ]
@@ -380,7 +361,7 @@ class ReviewQueue:
                 "id": appeal.id,
                 "text": appeal.text,
                 "state": appeal.state,
-                "received_at": _iso(appeal.received_at),
+                "received_at": isoformat(appeal.received_at),
             },
             "statement": None
             if statement is None
@@ -388,9 +369,9 @@ class ReviewQueue:
                 "public_id": statement.public_id,
                 "content_id": statement.content_id,
                 "uploader": statement.uploader,
-                "created_at": _iso(statement.created_at),
-                "appeal_until": _iso(statement.appeal_until),
-                "body": _json(statement.body),
+                "created_at": isoformat(statement.created_at),
+                "appeal_until": isoformat(statement.appeal_until),
+                "body": json_object(statement.body),
             },
             "removal": None
             if removal is None
@@ -400,8 +381,8 @@ class ReviewQueue:
                 "reason": removal.reason,
                 "decided_by": removal.decided_by,
                 "automated": removal.automated,
-                "created_at": _iso(removal.created_at),
-                "restored_at": _iso(removal.restored_at),
+                "created_at": isoformat(removal.created_at),
+                "restored_at": isoformat(removal.restored_at),
             },
         }
 
@@ -511,7 +492,7 @@ class ReviewQueue:
 
     def _refuse_if_decided(self, row: ReviewItem, now: datetime) -> None:
         stale = row.state == "deciding" and (
-            row.decided_at is None or cast(datetime, _aware(row.decided_at)) < now - _CLAIM_LEASE
+            row.decided_at is None or row.decided_at < now - _CLAIM_LEASE
         )
         if row.state == "open" or stale:
             return
@@ -523,7 +504,7 @@ class ReviewQueue:
             code="review.decided",
             outcome=row.outcome,
             decided_by=row.decided_by,
-            decided_at=_iso(row.decided_at),
+            decided_at=isoformat(row.decided_at),
         )
 
     def _claim(self, item_id: int, who: str, now: datetime) -> None:
@@ -615,14 +596,7 @@ class ReviewQueue:
                 else f"this item has {_plural(len(ids), 'content id')}; no number {index}",
                 code="review.no_preview",
             )
-        try:
-            url = template.format(content_id=quote(ids[index], safe=""))
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ReviewError(
-                "DIGNITY_PREVIEW_URL_TEMPLATE may hold only {content_id} in braces",
-                code="review.preview_failed",
-            ) from exc
-        data = fetch_preview(url, max_bytes=self.settings.max_bytes)
+        data = fetch_preview(self.settings, ids[index])
         try:
             media = decode(
                 data,
@@ -663,61 +637,29 @@ def render_preview(image: Image.Image, *, reveal: bool) -> Image.Image:
     return grey.filter(ImageFilter.GaussianBlur(radius)).filter(ImageFilter.GaussianBlur(radius))
 
 
-def _preview_error(message: str, code: str = "review.preview_failed", **detail: Any) -> ReviewError:
-    return ReviewError(message, code=code, **detail)
-
-
-def fetch_preview(url: str, *, max_bytes: int, timeout_s: float = _PREVIEW_TIMEOUT_S) -> bytes:
-    """GET the platform's preview with a time limit and a byte cap. Redirects are followed only
-    within the template's own origin: the URL is trusted, where it sends us is not."""
-    start = httpx.URL(url)
-    origin = (start.scheme, start.host, start.port)
-    current = start
-    # trust_env=False: an internal URL must not be sent through a proxy from the environment.
+def fetch_preview(settings: Settings, content_id: str) -> bytes:
+    """The platform's content for a preview, fetched by the one platform fetcher
+    (:mod:`dignity.takedown.content`); its failures become the review's preview codes."""
     try:
-        with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
-            for _ in range(_MAX_REDIRECTS + 1):
-                with client.stream("GET", current) as r:
-                    if r.is_redirect:
-                        target = current.join(r.headers.get("location", ""))
-                        if (target.scheme, target.host, target.port) != origin:
-                            raise _preview_error(
-                                "the platform redirected the preview to another address"
-                            )
-                        current = target
-                        continue
-                    if r.status_code in (404, 410):
-                        raise _preview_error(
-                            "the platform has no preview of this content "
-                            f"(HTTP {r.status_code}); it may be gone already",
-                            code="review.preview_missing",
-                        )
-                    if r.status_code != 200:
-                        raise _preview_error(
-                            f"the platform answered HTTP {r.status_code} for the preview"
-                        )
-                    declared = r.headers.get("content-length", "")
-                    if declared.isdigit() and int(declared) > max_bytes:
-                        raise _preview_error(
-                            f"the preview is larger than {max_bytes} bytes",
-                            code="review.preview_too_large",
-                        )
-                    buf = bytearray()
-                    for chunk in r.iter_bytes():
-                        buf += chunk
-                        if len(buf) > max_bytes:
-                            raise _preview_error(
-                                f"the preview is larger than {max_bytes} bytes",
-                                code="review.preview_too_large",
-                            )
-                    return bytes(buf)
-    except httpx.TimeoutException as exc:
-        raise _preview_error(
-            "the platform did not send the preview in time", code="review.preview_timeout"
-        ) from exc
-    except httpx.HTTPError as exc:
-        raise _preview_error(f"the preview could not be fetched: {type(exc).__name__}") from exc
-    raise _preview_error("the platform redirected the preview too many times")
+        return fetch_content(settings, content_id)
+    except UrlError as exc:
+        status = exc.detail.get("status")
+        if status in (404, 410):
+            message = (
+                f"the platform has no preview of this content (HTTP {status}); "
+                "it may be gone already"
+            )
+            code = "review.preview_missing"
+        elif exc.code == "url.too_large":
+            message = f"the preview is larger than {settings.max_bytes} bytes"
+            code = "review.preview_too_large"
+        elif exc.code == "url.timeout":
+            message = "the platform did not send the preview in time"
+            code = "review.preview_timeout"
+        else:
+            message = f"the preview could not be fetched: {exc.message}"
+            code = "review.preview_failed"
+        raise ReviewError(message, code=code, reason=exc.code) from exc
 
 
 __all__ = [

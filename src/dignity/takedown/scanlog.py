@@ -568,7 +568,7 @@ def scan_dict(row: ScanRecord) -> dict[str, Any]:
         detail = {}
     return {
         "scan_id": row.id,
-        "created_at": utc(row.created_at).isoformat(),
+        "created_at": row.created_at.isoformat(),
         "content_id": row.content_id,
         "uploader": row.uploader,
         "hashes": {
@@ -579,7 +579,7 @@ def scan_dict(row: ScanRecord) -> dict[str, Any]:
         },
         "decision": row.decision,
         "detail": detail,
-        "removed_at": utc(row.removed_at).isoformat() if row.removed_at else None,
+        "removed_at": row.removed_at.isoformat() if row.removed_at else None,
     }
 
 

@@ -81,11 +81,6 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _aware(dt: datetime) -> datetime:
-    # SQLite hands datetimes back naive; every stored time is UTC.
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
-
-
 def _view(row: WebSession) -> ReviewSession:
     return ReviewSession(
         id=row.id,
@@ -93,8 +88,8 @@ def _view(row: WebSession) -> ReviewSession:
         name=row.key_name,
         role=row.role,
         csrf=row.csrf,
-        created_at=_aware(row.created_at),
-        expires_at=_aware(row.expires_at),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
     )
 
 
@@ -188,7 +183,7 @@ class SessionService:
             ).one_or_none()
             if row is None:
                 raise _not_signed_in("sign in to the review UI first")
-            if now >= _aware(row.expires_at):
+            if now >= row.expires_at:
                 s.delete(row)
                 s.commit()
                 raise _not_signed_in(
@@ -204,7 +199,7 @@ class SessionService:
                     "session.revoked",
                 )
             row.last_seen_at = now
-            row.expires_at = self._expiry(_aware(row.created_at), now)
+            row.expires_at = self._expiry(row.created_at, now)
             return _view(row)
 
     def sign_out(self, token: str | None) -> bool:

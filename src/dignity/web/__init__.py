@@ -1,6 +1,9 @@
-"""Browser-facing files: the victim portal's page (``portal.html``) and its static scripts.
+"""Browser-facing files: static pages, the templates the server renders, and their scripts.
 
-``static/pdq.js`` is the on-device PDQ hasher (one ES module, also run by Node in the tests),
-``static/md5.js`` the MD5 used for videos, ``static/portal.js`` the page logic and
-``static/portal.css`` its styles. :mod:`dignity.api.portal` serves them.
+Static pages (``portal.html``, ``intake.html``, ``status.html``, ``review.html``) are sent as
+they are and talk to JSON routes; ``templates/`` holds the Jinja2 templates that
+:mod:`dignity.web.render` fills on the server (the transparency report, the statement of
+reasons). ``static/pdq.js`` is the on-device PDQ hasher (one ES module, also run by Node in the
+tests), ``static/md5.js`` the MD5 used for videos, and the other ``static/`` files are the pages'
+scripts and styles. :mod:`dignity.api.pages` and :mod:`dignity.api.portal` serve them.
 """
