@@ -2,10 +2,12 @@
 
 PDQ entries live in a :class:`~dignity.matching.protocol.MatchIndex` (tag = bank id); MD5 and
 SHA-256 entries in a dict. ``load`` reads every active entry and the log's high-water mark in
-one snapshot; ``refresh`` replays only newer log rows, so an add or withdrawal made by any
-process is effective at the next refresh without rebuilding anything. A query image is matched
-with all 8 dihedral PDQ hashes when available, so a rotated or mirrored copy is found whichever
-way round either side was stored. Matches in an ``allow`` bank suppress block/review matches.
+one snapshot; ``refresh`` replays only newer log rows (through the shared
+:class:`~dignity.storage.changelog.Replayer`, one refresh at a time), so an add or withdrawal
+made by any process is effective at the next refresh without rebuilding anything. A query
+image is matched with all 8 dihedral PDQ hashes when available, so a rotated or mirrored copy
+is found whichever way round either side was stored. Matches in an ``allow`` bank suppress
+block/review matches.
 
 With a ``snapshot_dir``, the PDQ index is also saved there (in a background thread, after a load
 from the database and after every ``snapshot_every`` changes), stamped with the log sequence it
@@ -19,22 +21,23 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Row, func, select
 
 from dignity.hashing.pdq import DIHEDRAL_NAMES
 from dignity.hashing.signals import DISTANCE_SIGNALS, ImageHashes, normalize_hash
 from dignity.matching.protocol import MatchIndex
-from dignity.storage.changelog import advance, open_gaps
+from dignity.storage.changelog import ChangeLog, Replayer
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, IndexLog
+
+INDEX_LOG = ChangeLog(IndexLog.seq, IndexLog.entry_id, IndexLog.op)
 
 # Entries whose stored values a snapshot must reproduce before it is trusted.
 _SNAPSHOT_SAMPLE = 32
@@ -98,6 +101,40 @@ class _BankView:
     enabled: bool
 
 
+_EntryRow: TypeAlias = "Row[int, int, str, str]"  # id, bank id, signal, value
+_ExactMap = dict[tuple[str, str], dict[int, int]]  # (signal, hex) -> {entry id: bank id}
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """Everything a load read, built off the lock and then swapped in whole."""
+
+    index: MatchIndex
+    exact: _ExactMap
+    keys: dict[int, tuple[str, str]]
+    banks: dict[int, _BankView]
+
+
+@dataclass(frozen=True)
+class _Changes:
+    """What a refresh read for the entries its log rows named."""
+
+    banks: dict[int, _BankView]
+    adds: list[int]
+    rows: list[_EntryRow]  # the added entries still active
+
+
+def _exact_maps(
+    rows: Iterable[_EntryRow],
+) -> tuple[_ExactMap, dict[int, tuple[str, str]]]:
+    exact: _ExactMap = {}
+    keys: dict[int, tuple[str, str]] = {}
+    for eid, bank_id, signal, value in rows:
+        exact.setdefault((signal, value), {})[eid] = bank_id
+        keys[eid] = (signal, value)
+    return exact, keys
+
+
 def _hex_rows(values: Sequence[str]) -> NDArray[np.uint8]:
     if not values:
         return np.zeros((0, 32), dtype=np.uint8)
@@ -128,39 +165,38 @@ class MatchEngine:
         self.loaded_from_snapshot = False
         self._lock = threading.RLock()
         self._index: MatchIndex = index_factory()
-        self._exact: dict[tuple[str, str], dict[int, int]] = {}  # (signal, hex) -> {entry: bank}
+        self._exact: _ExactMap = {}
         self._exact_keys: dict[int, tuple[str, str]] = {}
         self._banks: dict[int, _BankView] = {}
-        self._last_seq = 0
-        self._gaps: dict[int, float] = {}
+        # Serialises loads and refreshes and holds the log position; self._lock only guards
+        # the swap of what queries read.
+        self.replayer = Replayer(db, INDEX_LOG)
         self.loaded = False
 
     # -- keeping current -----------------------------------------------------------------
     def load(self) -> None:
         """Read every active entry into a fresh index: from the index snapshot plus the log rows
         after it when there is a usable one, else from the database (one consistent read)."""
-        if self._snapshot_dir is not None and self._snapshot_capable():
-            try:
-                if self._load_snapshot(self._snapshot_dir):
-                    return
-            except Exception:  # any doubt about a snapshot means the database is read instead
-                log.exception("index snapshot unusable; loading from the database")
-        self._load_from_db()
+        with self.replayer.lock:  # a refresh must not interleave with the swap of the index
+            if self._snapshot_dir is not None and self._snapshot_capable():
+                try:
+                    if self._load_snapshot(self._snapshot_dir):
+                        return
+                except Exception:  # any doubt about a snapshot means the database is read instead
+                    log.exception("index snapshot unusable; loading from the database")
+            self.replayer.load(self._read_all, lambda got: self._install(self._build(*got)))
         if self._snapshot_dir is not None and self._snapshot_capable():
             self._snapshot_async()
 
-    def _load_from_db(self) -> None:
-        with self.db.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                last = conn.execute(select(func.max(IndexLog.seq))).scalar() or 0
-                banks = self._read_banks(conn)
-                rows = conn.execute(
-                    select(Entry.id, Entry.bank_id, Entry.signal, Entry.value).where(
-                        Entry.status == "active"
-                    )
-                ).all()
+    def _read_all(self, conn: Connection) -> tuple[dict[int, _BankView], Sequence[_EntryRow]]:
+        rows = conn.execute(
+            select(Entry.id, Entry.bank_id, Entry.signal, Entry.value).where(
+                Entry.status == "active"
+            )
+        ).all()
+        return self._read_banks(conn), rows
+
+    def _build(self, banks: dict[int, _BankView], rows: Sequence[_EntryRow]) -> _Loaded:
         index = self._index_factory()
         pdq = [(r[0], r[1], r[3]) for r in rows if r[2] == "pdq"]
         if pdq:
@@ -170,17 +206,15 @@ class MatchEngine:
                 _hex_rows(hexes),
                 np.asarray(tags, dtype=np.int32),
             )
-        exact: dict[tuple[str, str], dict[int, int]] = {}
-        exact_keys: dict[int, tuple[str, str]] = {}
-        for eid, bank_id, signal, value in rows:
-            if signal not in DISTANCE_SIGNALS:
-                exact.setdefault((signal, value), {})[eid] = bank_id
-                exact_keys[eid] = (signal, value)
+        exact, exact_keys = _exact_maps(r for r in rows if r[2] not in DISTANCE_SIGNALS)
+        return _Loaded(index, exact, exact_keys, banks)
+
+    def _install(self, loaded: _Loaded, *, from_snapshot: bool = False, behind: int = 0) -> None:
         with self._lock:
-            self._index, self._exact, self._exact_keys = index, exact, exact_keys
-            self._banks, self._last_seq, self._gaps = banks, int(last), {}
-            self._changes_since_snapshot = 0
-            self.loaded_from_snapshot = False
+            self._index, self._exact, self._exact_keys = loaded.index, loaded.exact, loaded.keys
+            self._banks = loaded.banks
+            self._changes_since_snapshot = behind
+            self.loaded_from_snapshot = from_snapshot
             self.loaded = True
 
     # -- snapshots ---------------------------------------------------------------------------
@@ -198,7 +232,10 @@ class MatchEngine:
         with self._lock:
             index: Any = self._index
             captured = index.capture()
-            seq, gaps = self._last_seq, sorted(self._gaps)
+            # A refresh applies under self._lock and only then advances its position, so the
+            # position read here is never ahead of the captured index (behind is harmless:
+            # replaying an applied change again leaves the index as it is).
+            seq, gaps = self.replayer.position()
             self._changes_since_snapshot = 0
         meta: dict[str, Any] = {"db": self._db_label(), "seq": seq, "gaps": gaps, "log": None}
         with self.db.engine.connect() as conn:
@@ -284,19 +321,11 @@ class MatchEngine:
                         Entry.status == "active", Entry.signal.not_in(sorted(DISTANCE_SIGNALS))
                     )
                 ).all()
-        exact: dict[tuple[str, str], dict[int, int]] = {}
-        exact_keys: dict[int, tuple[str, str]] = {}
-        for eid, bank_id, signal, value in rows:
-            exact.setdefault((signal, value), {})[eid] = bank_id
-            exact_keys[eid] = (signal, value)
-        now = time.monotonic()
-        with self._lock:
-            self._index, self._exact, self._exact_keys = index, exact, exact_keys
-            self._banks, self._last_seq = banks, seq
-            self._gaps = {int(g): now for g in meta.get("gaps") or []}
-            self._changes_since_snapshot = int(behind)
-            self.loaded_from_snapshot = True
-            self.loaded = True
+        exact, exact_keys = _exact_maps(rows)
+        self._install(
+            _Loaded(index, exact, exact_keys, banks), from_snapshot=True, behind=int(behind)
+        )
+        self.replayer.resume(seq, [int(g) for g in meta.get("gaps") or []])
         self.refresh()  # the log rows written after the snapshot
         return True
 
@@ -310,38 +339,33 @@ class MatchEngine:
         }
 
     def refresh(self) -> int:
-        """Apply log rows newer than the last one seen; returns how many entries changed."""
-        if not self.loaded:
-            self.load()
-            return 0
-        now = time.monotonic()
-        with self._lock:
-            last = self._last_seq
-            gaps = open_gaps(self._gaps, now)
-        with self.db.engine.connect() as conn:
-            banks = self._read_banks(conn)
-            cond = IndexLog.seq > last
-            if gaps:
-                cond = cond | IndexLog.seq.in_(gaps)
-            log = conn.execute(
-                select(IndexLog.seq, IndexLog.entry_id, IndexLog.op)
-                .where(cond)
-                .order_by(IndexLog.seq)
+        """Apply log rows newer than the last one seen; returns how many entries changed.
+        Refreshes run one at a time (see :class:`~dignity.storage.changelog.Replayer`)."""
+        with self.replayer.lock:
+            if not self.loaded:
+                self.load()
+                return 0
+            changed = self.replayer.refresh(self._read_changes, self._apply)
+            due = self._changes_since_snapshot >= self._snapshot_every
+        if due and self._snapshot_dir is not None and self._snapshot_capable():
+            self._snapshot_async()
+        return changed
+
+    def _read_changes(self, conn: Connection, final: dict[int, str]) -> _Changes:
+        adds = [eid for eid, op in final.items() if op == "add"]
+        rows: list[_EntryRow] = []
+        for i in range(0, len(adds), 500):
+            rows += conn.execute(
+                select(Entry.id, Entry.bank_id, Entry.signal, Entry.value).where(
+                    Entry.id.in_(adds[i : i + 500]), Entry.status == "active"
+                )
             ).all()
-            final: dict[int, str] = {}
-            for _seq, eid, op in log:
-                final[eid] = op
-            adds = [eid for eid, op in final.items() if op == "add"]
-            rows: list[Any] = []
-            for i in range(0, len(adds), 500):
-                rows += conn.execute(
-                    select(Entry.id, Entry.bank_id, Entry.signal, Entry.value).where(
-                        Entry.id.in_(adds[i : i + 500]), Entry.status == "active"
-                    )
-                ).all()
+        return _Changes(self._read_banks(conn), adds, rows)
+
+    def _apply(self, changes: _Changes, final: dict[int, str]) -> None:
+        rows, adds = changes.rows, changes.adds
         with self._lock:
-            self._banks = banks
-            self._last_seq = advance(last, self._gaps, {seq for seq, _, _ in log}, now)
+            self._banks = changes.banks
             removed = np.asarray([e for e, op in final.items() if op == "remove"], dtype=np.int64)
             # An entry re-added after a removal must leave the index first, or add() refuses it.
             self._index.remove(np.concatenate([removed, np.asarray(adds, dtype=np.int64)]))
@@ -365,10 +389,6 @@ class MatchEngine:
                     self._exact.setdefault((signal, value), {})[eid] = bank_id
                     self._exact_keys[eid] = (signal, value)
             self._changes_since_snapshot += len(final)
-            due = self._changes_since_snapshot >= self._snapshot_every
-        if due and self._snapshot_dir is not None and self._snapshot_capable():
-            self._snapshot_async()
-        return len(final)
 
     def __len__(self) -> int:
         return len(self._index) + len(self._exact_keys)
