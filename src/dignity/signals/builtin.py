@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dignity.hashing.registry import SignalType
 from dignity.settings import Settings
 from dignity.signals.base import Classifier, ProvenanceCheck
 from dignity.signals.hooks import hookimpl
@@ -32,3 +33,10 @@ def dignity_classifiers(settings: Settings) -> Sequence[Classifier]:
     if settings.nudity_classifier == "nudenet":
         found = list(nudenet.create(settings)) or found
     return found
+
+
+@hookimpl
+def register_signal_types() -> Sequence[SignalType]:
+    from dignity.hashing.registry import BUILTIN
+
+    return BUILTIN

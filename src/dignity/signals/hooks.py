@@ -1,9 +1,10 @@
 """The pluggy hooks through which every signal plug-in, built-in or third-party, is found.
 
-A plug-in is a module or object with ``@hookimpl`` functions; a third-party package makes
-itself known through the ``dignity.signals`` entry-point group (``[project.entry-points]`` in
-its pyproject). The built-ins in :mod:`dignity.signals.builtin` are registered through the very
-same hooks, so they get no privilege a third-party plug-in lacks.
+A plug-in is a module or object with ``@hookimpl`` functions (classifiers, provenance checks,
+hash signal types); a third-party package makes itself known through the ``dignity.signals``
+entry-point group (``[project.entry-points]`` in its pyproject). The built-ins in
+:mod:`dignity.signals.builtin` are registered through the very same hooks, so they get no
+privilege a third-party plug-in lacks.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 
 import pluggy
 
+from dignity.hashing.registry import SignalType
 from dignity.settings import Settings
 from dignity.signals.base import Classifier, ProvenanceCheck
 
@@ -33,6 +35,10 @@ class SignalSpec:
     @hookspec
     def dignity_classifiers(self, settings: Settings) -> Sequence[Classifier]:  # type: ignore[empty-body]
         """Classifiers this plug-in provides."""
+
+    @hookspec
+    def register_signal_types(self) -> Sequence[SignalType]:  # type: ignore[empty-body]
+        """Hash signal types this plug-in provides (see :mod:`dignity.hashing.registry`)."""
 
 
 def plugin_manager(*, entry_points: bool = True) -> pluggy.PluginManager:
