@@ -66,6 +66,26 @@ class Beat:
             self._state.last_error_at = time.time()
 
 
+# How the core starts one-shot background work without knowing who runs it: a name and a
+# function in, the started thread out. A Supervisor's spawn records it; spawn_thread only logs.
+Spawn = Callable[[str, Callable[[], object]], threading.Thread]
+
+
+def spawn_thread(name: str, fn: Callable[[], object]) -> threading.Thread:
+    """A daemon thread running ``fn`` once, its failure logged (the default where no
+    supervisor is given: libraries used on their own, tests, benchmarks)."""
+
+    def run() -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("background task %s failed", name)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
 def _run_recorded(
     name: str, fn: Callable[[], object], beat: Beat, *, count_ok: bool = True
 ) -> None:

@@ -34,6 +34,9 @@ def test_health_needs_no_key(live: LiveServer) -> None:
         for name in ("index-refresh", "source-refresh", "takedown-clock", "scan-log-purge"):
             assert tasks[name]["kind"] == "periodic" and tasks[name]["running"], name
         assert tasks["outbox-delivery-0"]["kind"] == "worker"
+        # One-shot work the core spawns (the index snapshot written after a load) is the
+        # supervisor's too.
+        assert tasks["index-snapshot"]["kind"] == "oneshot"
         deadline = time.monotonic() + 10  # the server refreshes every 0.2 s
         while c.get("/readyz").json()["background"]["index-refresh"]["last_success"] is None:
             assert time.monotonic() < deadline

@@ -2,8 +2,10 @@
 -> ``services`` (the composition root) -> the core -> ``storage``; nothing below a face imports
 it, the core never imports FastAPI, and dignity's subpackages import one another without cycles.
 
-Every import statement counts, including those inside functions and under ``TYPE_CHECKING``: a
-lazy or type-only import is still a dependency someone has to read around.
+Every import statement counts for the layering, including those inside functions and under
+``TYPE_CHECKING``: a lazy or type-only import of a face is still a dependency on it. For cycles,
+imports under ``TYPE_CHECKING`` do not count (they never run, so they cannot form an import
+cycle; a protocol named in an annotation is not a dependency of behaviour), lazy ones do.
 """
 
 from __future__ import annotations
@@ -32,17 +34,33 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def imports_of(path: Path, known: set[str]) -> Iterator[tuple[int, str]]:
+def imports_of(path: Path, known: set[str], *, type_only: bool = True) -> Iterator[tuple[int, str]]:
     this = module_name(path)
     package = this if path.name == "__init__.py" else this.rpartition(".")[0]
-    return imports_in(path.read_text(encoding="utf-8"), package, known)
+    return imports_in(path.read_text(encoding="utf-8"), package, known, type_only=type_only)
 
 
-def imports_in(source: str, package: str, known: set[str]) -> Iterator[tuple[int, str]]:
+def _type_checking_blocks(tree: ast.AST) -> set[int]:
+    """Ids of the import nodes inside ``if TYPE_CHECKING:`` blocks."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for stmt in node.body:
+                out.update(id(n) for n in ast.walk(stmt))
+    return out
+
+
+def imports_in(
+    source: str, package: str, known: set[str], *, type_only: bool = True
+) -> Iterator[tuple[int, str]]:
     """(line, module) for every import in ``source`` (a module of ``package``), resolved to the
     module it loads: ``from dignity.x import y`` is ``dignity.x.y`` when that is a module,
-    else ``dignity.x``."""
-    for node in ast.walk(ast.parse(source)):
+    else ``dignity.x``. ``type_only=False`` leaves out imports under ``TYPE_CHECKING``."""
+    tree = ast.parse(source)
+    skip = set() if type_only else _type_checking_blocks(tree)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name
@@ -67,7 +85,7 @@ def graph() -> dict[str, set[str]]:
     known = set(mods)
     edges: dict[str, set[str]] = {}
     for name, path in mods.items():
-        for _, target in imports_of(path, known):
+        for _, target in imports_of(path, known, type_only=False):
             if target.startswith("dignity.") and subpackage(target) != subpackage(name):
                 edges.setdefault(subpackage(name), set()).add(subpackage(target))
     return edges
@@ -172,7 +190,10 @@ def test_the_import_reader_sees_lazy_and_type_only_imports() -> None:
         "def f():\n    import dignity.cli.app\n    from . import engine\n"
         "    from .banks import BankService\n"
     )
-    found = {target for _, target in imports_in(source, "dignity.matching", set(modules()))}
+    known = set(modules())
+    found = {target for _, target in imports_in(source, "dignity.matching", known)}
+    at_run_time = {t for _, t in imports_in(source, "dignity.matching", known, type_only=False)}
+    assert "dignity.api.deps" not in at_run_time and "dignity.cli.app" in at_run_time
     assert {
         "dignity.api.deps",
         "dignity.cli.app",

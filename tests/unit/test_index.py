@@ -314,7 +314,7 @@ def test_background_merge_keeps_updates_made_while_it_runs() -> None:
     real_rebuild = index_module._rebuild
 
     def slow_rebuild(sources: Any) -> Any:
-        if threading.current_thread().name == "mih-index-maintenance":
+        if threading.current_thread().name == "index-merge":
             entered.set()
             assert release.wait(10)
         return real_rebuild(sources)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -152,7 +153,8 @@ async def create_case(request: Request, services: ServicesDep) -> Response:
     cases.validate(items)  # cheap checks first, before any slow work or rate budget
     limits.creations.add(client)
     created = await run_heavy(services, cases.create, items)
-    services.engine.refresh()  # this process matches the new hashes at once
+    # This process matches the new hashes at once (a refresh blocks: not on the event loop).
+    await anyio.to_thread.run_sync(services.engine.refresh)
     return JSONResponse(created.to_dict(), status_code=201, headers={"Cache-Control": "no-store"})
 
 
@@ -172,7 +174,8 @@ async def _with_credentials(request: Request, services: Services, action: str) -
             limits.failures.add(client)
         raise
     if action == "withdraw":
-        services.engine.refresh()  # stops matching here at once; elsewhere within a refresh
+        # Stops matching here at once; elsewhere within a refresh.
+        await anyio.to_thread.run_sync(services.engine.refresh)
     out: dict[str, object] = result.to_dict()
     return out
 

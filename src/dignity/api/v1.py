@@ -171,8 +171,15 @@ def _scan(
 # -- banks ----------------------------------------------------------------------------------
 def written(services: Services) -> None:
     """After a write, catch this process's index up at once: read-your-writes for the caller.
-    Other processes catch up on their next refresh tick."""
+    Other processes catch up on their next refresh tick. It blocks (on the database, and on a
+    refresh already running): async routes call :func:`written_async` instead."""
     services.refresh_index()
+
+
+async def written_async(services: Services) -> None:
+    """:func:`written` off the event loop. Not under the request time limit: the write has
+    happened, so the caller must hear that it did, not a timeout."""
+    await anyio.to_thread.run_sync(written, services)
 
 
 def bank_out(info: Any) -> BankOut:
@@ -259,7 +266,7 @@ async def add_entries(
             if sig in wanted
         ]
     result = await run_heavy(services, services.banks.add_entries, name, items)
-    written(services)
+    await written_async(services)
     response.status_code = 201 if result.added or result.reactivated else 200
     return AddOut.model_validate(result.to_dict())
 
@@ -317,7 +324,7 @@ async def import_entries(
         items,
         timeout_s=services.settings.import_timeout_s,
     )
-    written(services)
+    await written_async(services)
     return ImportOut(
         added=len(result.added),
         reactivated=len(result.reactivated),

@@ -48,6 +48,7 @@ from dignity.errors import DignityError, NotFoundError
 from dignity.hashing.signals import normalize_hash
 from dignity.matching.banks import BankService, NewEntry
 from dignity.settings import Settings
+from dignity.storage.changelog import GapRule
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, utcnow
 from dignity.storage.types import isoformat
@@ -56,8 +57,11 @@ CASE_SIGNALS = ("pdq", "md5")
 FEED_MAX_LIMIT = 1000
 FEED_DEFAULT_LIMIT = 500
 # A feed page stops before a sequence gap younger than this: on PostgreSQL a lower number may
-# still be committing. Case writes are single short transactions, far below this.
+# still be committing. Case writes are single short transactions, far below this; a partner's
+# feed stalls at a rolled-back write for this long, so it is much shorter than the patience of
+# a process's own index, which skips over a gap and comes back for it.
 FEED_SETTLE_S = 2.0
+FEED_GAPS = GapRule(patience_s=FEED_SETTLE_S)
 _CHUNK = 500
 _ZERO_PDQ = "0" * 64
 
@@ -685,17 +689,14 @@ class CaseService:
                 .limit(limit + 1)
             ).all()
         now = utcnow()
-        items: list[FeedItem] = []
-        expected = cursor + 1
-        held_back = False
-        for seq, pid, sig, val, status, at in rows:
-            if seq != expected and (now - at).total_seconds() < FEED_SETTLE_S:
-                held_back = True  # a lower seq may still commit: serve it first, next time
-                break
-            if len(items) == limit:
-                break
-            items.append(FeedItem(int(seq), pid, sig, val, status, at))
-            expected = int(seq) + 1
+        settled = FEED_GAPS.settled(
+            [(int(row[0]), (now - row[5]).total_seconds()) for row in rows], cursor
+        )
+        held_back = settled < len(rows)
+        items = [
+            FeedItem(int(seq), pid, sig, val, status, at)
+            for seq, pid, sig, val, status, at in rows[: min(settled, limit)]
+        ]
         has_more = not held_back and len(rows) > len(items)
         next_cursor = items[-1].seq if items else cursor
         return FeedPage(items, next_cursor, has_more)

@@ -10,8 +10,6 @@ registered or removed by any process counts in every other within one refresh in
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +23,7 @@ from dignity.derivatives.matching import DerivativeMatcher, Record
 from dignity.derivatives.models import DerivativeLog, DerivativeSource
 from dignity.errors import DignityError, NotFoundError
 from dignity.media import Media
-from dignity.storage.changelog import advance, open_gaps
+from dignity.storage.changelog import ChangeLog, Replayer
 from dignity.storage.db import Database
 
 MAX_SUBJECT = 128
@@ -244,70 +242,43 @@ def _records(conn: Connection, ids: Sequence[int] | None = None) -> list[Record]
     return out
 
 
+DERIVATIVE_LOG = ChangeLog(DerivativeLog.seq, DerivativeLog.source_id, DerivativeLog.op)
+
+
 class SourceIndex:
     """One process's matcher over every registered source, kept current from the log."""
 
     def __init__(self, db: Database, matcher: DerivativeMatcher | None = None) -> None:
         self.db = db
         self.matcher = matcher or DerivativeMatcher()
-        self.loaded = False
-        self._lock = threading.Lock()
-        # One refresh at a time: two interleaved replays could apply an add after the remove
-        # that followed it.
-        self._refreshing = threading.Lock()
-        self._last_seq = 0
-        self._gaps: dict[int, float] = {}
+        self.replayer = Replayer(db, DERIVATIVE_LOG)
+
+    @property
+    def loaded(self) -> bool:
+        return self.replayer.loaded
 
     def load(self) -> None:
-        with self.db.engine.connect() as conn, conn.begin():
-            # High-water mark first: a change committed while we read is replayed once more
-            # by the next refresh, which is harmless (adds and removes are idempotent).
-            last = conn.execute(select(func.coalesce(func.max(DerivativeLog.seq), 0))).scalar()
-            records = _records(conn)
-        with self._lock:
-            self.matcher.replace(records)
-            self._last_seq = int(last or 0)
-            self._gaps.clear()
-            self.loaded = True
+        self.replayer.load(_records, self.matcher.replace)
 
     def refresh(self) -> int:
-        """Apply log rows not yet seen; returns how many sources changed."""
-        with self._refreshing:
-            return self._refresh()
-
-    def _refresh(self) -> int:
-        if not self.loaded:
-            self.load()
-            return 0
-        now = time.monotonic()
-        with self._lock:
-            last = self._last_seq
-            gaps = open_gaps(self._gaps, now)
-        with self.db.engine.connect() as conn:
-            cond = DerivativeLog.seq > last
-            if gaps:
-                cond = cond | DerivativeLog.seq.in_(gaps)
-            log = conn.execute(
-                select(DerivativeLog.seq, DerivativeLog.source_id, DerivativeLog.op)
-                .where(cond)
-                .order_by(DerivativeLog.seq)
-            ).all()
-            if not log:
-                with self._lock:
-                    self._last_seq = advance(last, self._gaps, set(), now)
+        """Apply log rows not yet seen; returns how many sources changed. Refreshes run one
+        at a time (see :class:`~dignity.storage.changelog.Replayer`)."""
+        with self.replayer.lock:
+            if not self.replayer.loaded:
+                self.load()
                 return 0
-            final: dict[int, str] = {}
-            for _seq, sid, op in log:
-                final[int(sid)] = op
-            adds = [sid for sid, op in final.items() if op == "add"]
-            records = _records(conn, adds) if adds else []
-        with self._lock:
-            found = {r.source_id for r in records}
-            # An 'add' whose row is gone was removed since; its 'remove' may not be visible yet.
-            self.matcher.remove([sid for sid in final if sid not in found])
-            self.matcher.add(records)
-            self._last_seq = advance(last, self._gaps, {int(seq) for seq, _, _ in log}, now)
-        return len(final)
+            return self.replayer.refresh(self._read_changes, self._apply)
+
+    @staticmethod
+    def _read_changes(conn: Connection, final: dict[int, str]) -> list[Record]:
+        adds = [sid for sid, op in final.items() if op == "add"]
+        return _records(conn, adds) if adds else []
+
+    def _apply(self, records: list[Record], final: dict[int, str]) -> None:
+        found = {r.source_id for r in records}
+        # An 'add' whose row is gone was removed since; its 'remove' may not be visible yet.
+        self.matcher.remove([sid for sid in final if sid not in found])
+        self.matcher.add(records)
 
 
 def load_matcher(db: Database) -> DerivativeMatcher:

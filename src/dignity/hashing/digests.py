@@ -9,11 +9,19 @@ from __future__ import annotations
 import hashlib
 
 
-def md5_hex(data: bytes) -> str:
+def md5_digest(data: bytes) -> bytes:
     # usedforsecurity=False: MD5 here identifies files for interop, it protects nothing, and
     # FIPS-mode OpenSSL builds refuse it otherwise.
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+def sha256_digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def md5_hex(data: bytes) -> str:
+    return md5_digest(data).hex()
 
 
 def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return sha256_digest(data).hex()

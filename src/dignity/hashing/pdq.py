@@ -18,7 +18,7 @@ bit on every fixture, dihedral hashes included).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -52,6 +52,16 @@ class PdqHash:
     hex: str
     quality: int
     dihedral: tuple[str, ...] | None = None
+    # The same hashes as bytes, back to back (the 8 dihedrals, or the one hash), for matching:
+    # the hex fields are for output.
+    packed: bytes = field(default=b"", compare=False, repr=False)
+
+    def query_bytes(self, *, dihedral: bool) -> bytes:
+        """The hash (or, with ``dihedral`` and when computed, all 8) as rows of 32 bytes."""
+        packed = self.packed or bytes.fromhex("".join(self.dihedral or (self.hex,)))
+        if dihedral and self.dihedral:
+            return packed
+        return packed[:32]
 
 
 def reference_downsample(pixels: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -191,13 +201,13 @@ def _quality(grid: NDArray[np.float32]) -> int:
     return min(100, total // 90)
 
 
-def _bits_hex(block: NDArray[np.floating[Any]]) -> str:
+def _bits(block: NDArray[np.floating[Any]]) -> bytes:
     flat = block.ravel()
     # torben() returns the lower median of the 256 coefficients; bit k = i*16 + j is set when
-    # coefficient (i, j) exceeds it, and the hex string prints bit 255 first.
+    # coefficient (i, j) exceeds it, and the bytes (like the hex string) hold bit 255 first.
     median = np.partition(flat, 127)[127]
     bits = (flat > median)[::-1]
-    return np.packbits(bits).tobytes().hex()
+    return np.packbits(bits).tobytes()
 
 
 def pdq_from_pixels(pixels: NDArray[np.uint8], *, dihedral: bool = False) -> PdqHash:
@@ -216,15 +226,20 @@ def pdq_from_image(image: Image.Image, *, dihedral: bool = False) -> PdqHash:
 def _pdq_from_small(small: NDArray[np.uint8], *, dihedral: bool) -> PdqHash:
     height, width = small.shape[:2]
     if height < _MIN_HASHABLE_DIM or width < _MIN_HASHABLE_DIM:
-        zero = "0" * 64
-        return PdqHash(hex=zero, quality=0, dihedral=(zero,) * 8 if dihedral else None)
-    grid = _luma64(small)
-    block = _DCT @ grid @ _DCT.T
-    quality = _quality(grid)
-    if not dihedral:
-        return PdqHash(hex=_bits_hex(block), quality=quality)
-    hexes = tuple(
-        _bits_hex((block.T if transpose else block) * (signs.T if transpose else signs))
-        for transpose, signs in _DIHEDRAL
+        rows = [bytes(32)] * (8 if dihedral else 1)
+        quality = 0
+    else:
+        grid = _luma64(small)
+        block = _DCT @ grid @ _DCT.T
+        quality = _quality(grid)
+        if dihedral:
+            rows = [
+                _bits((block.T if transpose else block) * (signs.T if transpose else signs))
+                for transpose, signs in _DIHEDRAL
+            ]
+        else:
+            rows = [_bits(block)]
+    hexes = tuple(row.hex() for row in rows)
+    return PdqHash(
+        hex=hexes[0], quality=quality, dihedral=hexes if dihedral else None, packed=b"".join(rows)
     )
-    return PdqHash(hex=hexes[0], quality=quality, dihedral=hexes)

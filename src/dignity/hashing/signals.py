@@ -1,51 +1,65 @@
-"""Hash signal types, hex validation, and the one-decode pipeline from bytes to all hashes.
+"""Hash signal values, hex validation, and the one-decode pipeline from bytes to all hashes.
 
-A *hash signal* is a (type, value) pair that banks can hold and the index can match: ``pdq``
-(perceptual, matched by Hamming distance), ``md5`` and ``sha256`` (exact). Values are lowercase
-hex; :func:`normalize_hash` is the single gate every externally supplied value passes through.
+A *hash signal* is a (type, value) pair that banks can hold and the index can match; the types
+(``pdq`` perceptual and matched by Hamming distance, ``md5`` and ``sha256`` exact, and any a
+plug-in adds) live in :mod:`dignity.hashing.registry`. Values travel as lowercase hex;
+:func:`normalize_hash` is the single gate every externally supplied value passes through.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Set
+from dataclasses import dataclass, field
 
-from dignity.errors import HashError
-from dignity.hashing.digests import md5_hex, sha256_hex
+from dignity.hashing.digests import md5_digest, sha256_digest
 from dignity.hashing.pdq import PDQ_DOWNSAMPLE, PdqHash, pdq_from_image
+from dignity.hashing.registry import signal_types
 from dignity.media import Media, decode
 from dignity.settings import Settings, get_settings
 
-# Signal type -> number of hex digits. pdq is the only distance-matched one.
-SIGNAL_TYPES: dict[str, int] = {"pdq": 64, "md5": 32, "sha256": 64}
-DISTANCE_SIGNALS = frozenset({"pdq"})
+
+class _HexDigits(Mapping[str, int]):
+    """Signal type -> number of hex digits: a view of the registry."""
+
+    def __getitem__(self, name: str) -> int:
+        found = signal_types().get(name)
+        if found is None:
+            raise KeyError(name)
+        return 2 * found.byte_length
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(signal_types().names())
+
+    def __len__(self) -> int:
+        return len(signal_types())
+
+
+class _DistanceNames(Set[str]):
+    """Names of the distance-matched signal types: a view of the registry."""
+
+    def __contains__(self, name: object) -> bool:
+        found = signal_types().get(name) if isinstance(name, str) else None
+        return found is not None and found.matched_by_distance
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([t.name for t in signal_types().distance()])
+
+    def __len__(self) -> int:
+        return len(signal_types().distance())
+
+
+SIGNAL_TYPES: Mapping[str, int] = _HexDigits()
+DISTANCE_SIGNALS: Set[str] = _DistanceNames()
 
 # JPEGs up to this many pixels are decoded at full size, larger ones in the DCT domain at reduced
 # size: generators' native outputs (SD 512-768 px, SDXL ~1 MP) keep the exact pixels that
 # watermark decoding needs, and photos from cameras (2 MP and up) still hash fast.
 FULL_SIZE_PIXELS = 2_000_000
 
-_HEX = re.compile(r"\A[0-9a-fA-F]+\Z")
-
 
 def normalize_hash(signal: str, value: str) -> tuple[str, str]:
     """Validate a (signal, hex value) pair and return it lowercased; raise ``HashError``."""
-    sig = signal.strip().lower()
-    if sig not in SIGNAL_TYPES:
-        raise HashError(
-            f"unknown signal type {signal!r} (known: {', '.join(sorted(SIGNAL_TYPES))})",
-            code="hash.unknown_signal",
-            signal=signal,
-        )
-    val = value.strip()
-    want = SIGNAL_TYPES[sig]
-    if len(val) != want or not _HEX.match(val):
-        raise HashError(
-            f"a {sig} hash is {want} hex digits; got {val[:80]!r}",
-            code="hash.malformed",
-            signal=sig,
-        )
-    return sig, val.lower()
+    return signal_types().normalize(signal, value)
 
 
 def hex_to_bytes(value: str) -> bytes:
@@ -66,6 +80,8 @@ class ImageHashes:
     width: int
     height: int
     format: str
+    # The exact digests as bytes, by signal type, for matching without a trip through hex.
+    digests: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     def fields(self) -> dict[str, object]:
         """The hash fields of ``dignity hash`` output (and of scan results)."""
@@ -79,24 +95,33 @@ class ImageHashes:
             "format": self.format,
         }
 
-    def values(self, min_quality: int, *, dihedral: bool = False) -> list[tuple[str, str]]:
-        """(signal, hex) pairs worth storing or matching; PDQ below ``min_quality`` is left out."""
-        out: list[tuple[str, str]] = []
-        if self.pdq is not None and self.pdq.quality >= min_quality:
-            out.append(("pdq", self.pdq.hex))
-        out.append(("md5", self.md5))
-        out.append(("sha256", self.sha256))
+    def hexes(self) -> dict[str, str]:
+        """Hex value by signal type, for every hash this image has."""
+        out = {"md5": self.md5, "sha256": self.sha256}
+        if self.pdq is not None:
+            out["pdq"] = self.pdq.hex
         return out
+
+    def values(self, min_quality: int) -> list[tuple[str, str]]:
+        """(signal, hex) pairs worth storing or matching, in the registry's order of the photo
+        signal types; PDQ below ``min_quality`` is left out."""
+        have = self.hexes()
+        if self.pdq is not None and self.pdq.quality < min_quality:
+            del have["pdq"]
+        photo = signal_types().for_content("photo")
+        return [(t.name, have[t.name]) for t in photo if t.name in have]
 
 
 def hash_media(media: Media, data: bytes, *, dihedral: bool = False) -> ImageHashes:
+    md5, sha256 = md5_digest(data), sha256_digest(data)
     return ImageHashes(
         pdq=pdq_from_image(media.image, dihedral=dihedral),
-        md5=md5_hex(data),
-        sha256=sha256_hex(data),
+        md5=md5.hex(),
+        sha256=sha256.hex(),
         width=media.width,
         height=media.height,
         format=media.format,
+        digests={"md5": md5, "sha256": sha256},
     )
 
 

@@ -1,11 +1,16 @@
 """The match engine: an in-memory view of every active entry, kept current from the change log.
 
-PDQ entries live in a :class:`~dignity.matching.protocol.MatchIndex` (tag = bank id); MD5 and
-SHA-256 entries in a dict. ``load`` reads every active entry and the log's high-water mark in
-one snapshot; ``refresh`` replays only newer log rows, so an add or withdrawal made by any
-process is effective at the next refresh without rebuilding anything. A query image is matched
-with all 8 dihedral PDQ hashes when available, so a rotated or mirrored copy is found whichever
-way round either side was stored. Matches in an ``allow`` bank suppress block/review matches.
+Each signal type of the registry (:mod:`dignity.hashing.registry`) says how its entries are
+held: a distance-matched one (PDQ) in the :class:`~dignity.matching.protocol.MatchIndex` its
+type makes (tag = bank id), an exact one (MD5, SHA-256) in an :class:`ExactStore` keyed by the
+hash's bytes; hex is read from the database and parsed once, never per query. ``load`` reads
+every active entry and the log's high-water mark in one snapshot; ``refresh`` replays only
+newer log rows (through the shared :class:`~dignity.storage.changelog.Replayer`, one refresh at
+a time), so an add or withdrawal made by any process is effective at the next refresh without
+rebuilding anything. A query
+image is matched with all 8 dihedral PDQ hashes when available, so a rotated or mirrored copy
+is found whichever way round either side was stored. Matches in an ``allow`` bank suppress
+block/review matches.
 
 With a ``snapshot_dir``, the PDQ index is also saved there (in a background thread, after a load
 from the database and after every ``snapshot_every`` changes), stamped with the log sequence it
@@ -19,33 +24,35 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Row, func, select
 
+from dignity.background import Spawn, spawn_thread
 from dignity.hashing.pdq import DIHEDRAL_NAMES
-from dignity.hashing.signals import DISTANCE_SIGNALS, ImageHashes, normalize_hash
+from dignity.hashing.registry import DistanceSignalType, signal_types
+from dignity.hashing.signals import ImageHashes
+from dignity.matching.index import MihIndex
 from dignity.matching.protocol import MatchIndex
-from dignity.storage.changelog import advance, open_gaps
+from dignity.storage.changelog import ChangeLog, Replayer
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, IndexLog
+
+INDEX_LOG = ChangeLog(IndexLog.seq, IndexLog.entry_id, IndexLog.op)
+
+# The signal type whose index is kept in snapshots (the one that grows to 1e7 entries), and the
+# one ImageHashes.pdq holds; every other type is read from the database at a load.
+SNAPSHOT_SIGNAL = "pdq"
 
 # Entries whose stored values a snapshot must reproduce before it is trusted.
 _SNAPSHOT_SAMPLE = 32
 
 log = logging.getLogger("dignity.matching")
-
-
-def default_index() -> MatchIndex:
-    from dignity.matching.index import MihIndex
-
-    return MihIndex()
 
 
 @dataclass(frozen=True)
@@ -98,10 +105,76 @@ class _BankView:
     enabled: bool
 
 
-def _hex_rows(values: Sequence[str]) -> NDArray[np.uint8]:
+_EntryRow: TypeAlias = "Row[int, int, str, str]"  # id, bank id, signal, value
+_NO_ENTRIES: dict[int, int] = {}
+
+
+class ExactStore:
+    """The active entries of one exactly matched signal type, by the bytes of their hash."""
+
+    def __init__(self) -> None:
+        self._by_value: dict[bytes, dict[int, int]] = {}  # hash -> {entry id: bank id}
+        self._by_entry: dict[int, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_entry)
+
+    def add(self, entry_id: int, bank_id: int, value: bytes) -> None:
+        self._by_value.setdefault(value, {})[entry_id] = bank_id
+        self._by_entry[entry_id] = value
+
+    def remove(self, entry_id: int) -> None:
+        value = self._by_entry.pop(entry_id, None)
+        if value is not None:
+            group = self._by_value[value]
+            del group[entry_id]
+            if not group:
+                del self._by_value[value]
+
+    def get(self, value: bytes) -> dict[int, int]:
+        """{entry id: bank id} of the entries holding ``value`` (do not modify)."""
+        return self._by_value.get(value, _NO_ENTRIES)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """Everything a load read, built off the lock and then swapped in whole."""
+
+    indexes: dict[str, MatchIndex]
+    exact: dict[str, ExactStore]
+    banks: dict[int, _BankView]
+
+
+@dataclass(frozen=True)
+class _Changes:
+    """What a refresh read for the entries its log rows named."""
+
+    banks: dict[int, _BankView]
+    adds: list[int]
+    rows: list[_EntryRow]  # the added entries still active
+
+
+def _hex_rows(values: Sequence[str], width: int = 32) -> NDArray[np.uint8]:
     if not values:
-        return np.zeros((0, 32), dtype=np.uint8)
-    return np.frombuffer(bytes.fromhex("".join(values)), dtype=np.uint8).reshape(-1, 32)
+        return np.zeros((0, width), dtype=np.uint8)
+    return np.frombuffer(bytes.fromhex("".join(values)), dtype=np.uint8).reshape(-1, width)
+
+
+def _by_signal(rows: Iterable[_EntryRow]) -> dict[str, list[_EntryRow]]:
+    out: dict[str, list[_EntryRow]] = {}
+    for row in rows:
+        out.setdefault(row[2], []).append(row)
+    return out
+
+
+def _index_rows(index: MatchIndex, signal: DistanceSignalType, rows: Sequence[_EntryRow]) -> None:
+    if rows:
+        ids, tags, _, hexes = zip(*rows, strict=True)
+        index.add(
+            np.asarray(ids, dtype=np.int64),
+            _hex_rows(hexes, signal.byte_length),
+            np.asarray(tags, dtype=np.int32),
+        )
 
 
 class MatchEngine:
@@ -112,75 +185,107 @@ class MatchEngine:
         db: Database,
         *,
         min_quality: int = 50,
-        index_factory: Callable[[], MatchIndex] = default_index,
+        index_factory: Callable[[], MatchIndex] | None = None,
         snapshot_dir: Path | None = None,
         snapshot_every: int = 100_000,
+        spawn: Spawn = spawn_thread,
     ) -> None:
-        """``snapshot_dir``: where to keep the PDQ index snapshot (None: never); used only with
-        an index that has ``capture``/``write_snapshot``/``load`` (``MihIndex`` does)."""
+        """``index_factory``: the index for every distance-matched signal type (default: the
+        one each type's ``new_index`` makes). ``snapshot_dir``: where to keep the PDQ index
+        snapshot (None: never); used only with an index that has ``capture``/
+        ``write_snapshot``/``load`` (``MihIndex`` does). ``spawn``: who runs snapshot writes
+        and index merges in the background (a service passes its supervisor's)."""
         self.db = db
         self.min_quality = min_quality
         self._index_factory = index_factory
         self._snapshot_dir = snapshot_dir
         self._snapshot_every = snapshot_every
+        self._spawn = spawn
         self._changes_since_snapshot = 0
         self._snapshot_thread: threading.Thread | None = None
         self.loaded_from_snapshot = False
         self._lock = threading.RLock()
-        self._index: MatchIndex = index_factory()
-        self._exact: dict[tuple[str, str], dict[int, int]] = {}  # (signal, hex) -> {entry: bank}
-        self._exact_keys: dict[int, tuple[str, str]] = {}
+        self._signals = signal_types()
+        # The exact types an image's own bytes give, asked for on every match_image.
+        self._photo_exact = [t.name for t in self._signals.exact() if "photo" in t.content]
+        self._widths = {t.name: t.byte_length for t in self._signals.distance()}
+        empty = self._build({}, [])
+        self._indexes: dict[str, MatchIndex] = empty.indexes
+        self._exact: dict[str, ExactStore] = empty.exact
         self._banks: dict[int, _BankView] = {}
-        self._last_seq = 0
-        self._gaps: dict[int, float] = {}
+        # Serialises loads and refreshes and holds the log position; self._lock only guards
+        # the swap of what queries read.
+        self.replayer = Replayer(db, INDEX_LOG)
         self.loaded = False
 
     # -- keeping current -----------------------------------------------------------------
     def load(self) -> None:
         """Read every active entry into a fresh index: from the index snapshot plus the log rows
         after it when there is a usable one, else from the database (one consistent read)."""
-        if self._snapshot_dir is not None and self._snapshot_capable():
-            try:
-                if self._load_snapshot(self._snapshot_dir):
-                    return
-            except Exception:  # any doubt about a snapshot means the database is read instead
-                log.exception("index snapshot unusable; loading from the database")
-        self._load_from_db()
+        with self.replayer.lock:  # a refresh must not interleave with the swap of the index
+            if self._snapshot_dir is not None and self._snapshot_capable():
+                try:
+                    if self._load_snapshot(self._snapshot_dir):
+                        return
+                except Exception:  # any doubt about a snapshot means the database is read instead
+                    log.exception("index snapshot unusable; loading from the database")
+            self.replayer.load(self._read_all, lambda got: self._install(self._build(*got)))
         if self._snapshot_dir is not None and self._snapshot_capable():
             self._snapshot_async()
 
-    def _load_from_db(self) -> None:
-        with self.db.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                last = conn.execute(select(func.max(IndexLog.seq))).scalar() or 0
-                banks = self._read_banks(conn)
-                rows = conn.execute(
-                    select(Entry.id, Entry.bank_id, Entry.signal, Entry.value).where(
-                        Entry.status == "active"
-                    )
-                ).all()
-        index = self._index_factory()
-        pdq = [(r[0], r[1], r[3]) for r in rows if r[2] == "pdq"]
-        if pdq:
-            ids, tags, hexes = zip(*pdq, strict=True)
-            index.add(
-                np.asarray(ids, dtype=np.int64),
-                _hex_rows(hexes),
-                np.asarray(tags, dtype=np.int32),
+    def _read_all(self, conn: Connection) -> tuple[dict[int, _BankView], Sequence[_EntryRow]]:
+        rows = conn.execute(
+            select(Entry.id, Entry.bank_id, Entry.signal, Entry.value).where(
+                Entry.status == "active"
             )
-        exact: dict[tuple[str, str], dict[int, int]] = {}
-        exact_keys: dict[int, tuple[str, str]] = {}
-        for eid, bank_id, signal, value in rows:
-            if signal not in DISTANCE_SIGNALS:
-                exact.setdefault((signal, value), {})[eid] = bank_id
-                exact_keys[eid] = (signal, value)
+        ).all()
+        return self._read_banks(conn), rows
+
+    def _build(
+        self,
+        banks: dict[int, _BankView],
+        rows: Iterable[_EntryRow],
+        snapshot: MatchIndex | None = None,
+    ) -> _Loaded:
+        """Indexes and exact stores over ``rows``; ``snapshot`` is the snapshot's PDQ index,
+        whose entries ``rows`` then leave out."""
+        grouped = _by_signal(rows)
+        indexes: dict[str, MatchIndex] = {}
+        for t in self._signals.distance():
+            if t.name == SNAPSHOT_SIGNAL and snapshot is not None:
+                indexes[t.name] = snapshot
+                continue
+            indexes[t.name] = self._new_index(t)
+            _index_rows(indexes[t.name], t, grouped.get(t.name, []))
+        exact: dict[str, ExactStore] = {}
+        for e in self._signals.exact():
+            store = exact[e.name] = ExactStore()
+            for eid, bank_id, _, value in grouped.get(e.name, []):
+                store.add(eid, bank_id, bytes.fromhex(value))
+        return _Loaded(indexes, exact, banks)
+
+    def _new_index(self, signal: DistanceSignalType) -> MatchIndex:
+        if self._index_factory is not None:
+            return self._adopt(self._index_factory())
+        return self._adopt(signal.new_index() or MihIndex())
+
+    def _adopt(self, index: MatchIndex) -> MatchIndex:
+        """Hand an index that merges in the background (``MihIndex``) this engine's spawner."""
+        if hasattr(index, "spawn"):
+            index.spawn = self._spawn
+        return index
+
+    @property
+    def _index(self) -> MatchIndex:
+        """The PDQ index: the one kept in snapshots."""
+        return self._indexes[SNAPSHOT_SIGNAL]
+
+    def _install(self, loaded: _Loaded, *, from_snapshot: bool = False, behind: int = 0) -> None:
         with self._lock:
-            self._index, self._exact, self._exact_keys = index, exact, exact_keys
-            self._banks, self._last_seq, self._gaps = banks, int(last), {}
-            self._changes_since_snapshot = 0
-            self.loaded_from_snapshot = False
+            self._indexes, self._exact = loaded.indexes, loaded.exact
+            self._banks = loaded.banks
+            self._changes_since_snapshot = behind
+            self.loaded_from_snapshot = from_snapshot
             self.loaded = True
 
     # -- snapshots ---------------------------------------------------------------------------
@@ -198,7 +303,10 @@ class MatchEngine:
         with self._lock:
             index: Any = self._index
             captured = index.capture()
-            seq, gaps = self._last_seq, sorted(self._gaps)
+            # A refresh applies under self._lock and only then advances its position, so the
+            # position read here is never ahead of the captured index (behind is harmless:
+            # replaying an applied change again leaves the index as it is).
+            seq, gaps = self.replayer.position()
             self._changes_since_snapshot = 0
         meta: dict[str, Any] = {"db": self._db_label(), "seq": seq, "gaps": gaps, "log": None}
         with self.db.engine.connect() as conn:
@@ -215,16 +323,9 @@ class MatchEngine:
         with self._lock:
             if self._snapshot_thread is not None and self._snapshot_thread.is_alive():
                 return
-            self._snapshot_thread = threading.Thread(
-                target=self._snapshot_quietly, name="index-snapshot", daemon=True
-            )
-            self._snapshot_thread.start()
-
-    def _snapshot_quietly(self) -> None:
-        try:
-            self.save_snapshot()
-        except Exception:  # a full disk must not stop matching; the next load reads the DB
-            log.exception("writing the index snapshot failed")
+            # A failure (a full disk) is logged and reported by the spawner; matching goes on,
+            # and the next load reads the database.
+            self._snapshot_thread = self._spawn("index-snapshot", self.save_snapshot)
 
     def wait_for_snapshot(self, timeout: float | None = None) -> None:
         """Block until a background snapshot write has finished (tests, benchmarks, shutdown)."""
@@ -238,6 +339,7 @@ class MatchEngine:
         loader: Any = type(self._index)
         try:
             index, meta = loader.load(directory)
+            self._adopt(index)
         except SnapshotError as exc:
             log.info("no usable index snapshot: %s", exc)
             return False
@@ -265,7 +367,7 @@ class MatchEngine:
                 stored = dict(
                     conn.execute(
                         select(Entry.id, Entry.value).where(
-                            Entry.id.in_(ids), Entry.signal == "pdq"
+                            Entry.id.in_(ids), Entry.signal == SNAPSHOT_SIGNAL
                         )
                     ).all()
                 )
@@ -281,22 +383,11 @@ class MatchEngine:
                 banks = self._read_banks(conn)
                 rows = conn.execute(
                     select(Entry.id, Entry.bank_id, Entry.signal, Entry.value).where(
-                        Entry.status == "active", Entry.signal.not_in(sorted(DISTANCE_SIGNALS))
+                        Entry.status == "active", Entry.signal != SNAPSHOT_SIGNAL
                     )
                 ).all()
-        exact: dict[tuple[str, str], dict[int, int]] = {}
-        exact_keys: dict[int, tuple[str, str]] = {}
-        for eid, bank_id, signal, value in rows:
-            exact.setdefault((signal, value), {})[eid] = bank_id
-            exact_keys[eid] = (signal, value)
-        now = time.monotonic()
-        with self._lock:
-            self._index, self._exact, self._exact_keys = index, exact, exact_keys
-            self._banks, self._last_seq = banks, seq
-            self._gaps = {int(g): now for g in meta.get("gaps") or []}
-            self._changes_since_snapshot = int(behind)
-            self.loaded_from_snapshot = True
-            self.loaded = True
+        self._install(self._build(banks, rows, index), from_snapshot=True, behind=int(behind))
+        self.replayer.resume(seq, [int(g) for g in meta.get("gaps") or []])
         self.refresh()  # the log rows written after the snapshot
         return True
 
@@ -310,136 +401,135 @@ class MatchEngine:
         }
 
     def refresh(self) -> int:
-        """Apply log rows newer than the last one seen; returns how many entries changed."""
-        if not self.loaded:
-            self.load()
-            return 0
-        now = time.monotonic()
-        with self._lock:
-            last = self._last_seq
-            gaps = open_gaps(self._gaps, now)
-        with self.db.engine.connect() as conn:
-            banks = self._read_banks(conn)
-            cond = IndexLog.seq > last
-            if gaps:
-                cond = cond | IndexLog.seq.in_(gaps)
-            log = conn.execute(
-                select(IndexLog.seq, IndexLog.entry_id, IndexLog.op)
-                .where(cond)
-                .order_by(IndexLog.seq)
-            ).all()
-            final: dict[int, str] = {}
-            for _seq, eid, op in log:
-                final[eid] = op
-            adds = [eid for eid, op in final.items() if op == "add"]
-            rows: list[Any] = []
-            for i in range(0, len(adds), 500):
-                rows += conn.execute(
-                    select(Entry.id, Entry.bank_id, Entry.signal, Entry.value).where(
-                        Entry.id.in_(adds[i : i + 500]), Entry.status == "active"
-                    )
-                ).all()
-        with self._lock:
-            self._banks = banks
-            self._last_seq = advance(last, self._gaps, {seq for seq, _, _ in log}, now)
-            removed = np.asarray([e for e, op in final.items() if op == "remove"], dtype=np.int64)
-            # An entry re-added after a removal must leave the index first, or add() refuses it.
-            self._index.remove(np.concatenate([removed, np.asarray(adds, dtype=np.int64)]))
-            for eid in removed.tolist() + adds:
-                key = self._exact_keys.pop(eid, None)
-                if key is not None:
-                    group = self._exact.get(key, {})
-                    group.pop(eid, None)
-                    if not group:
-                        self._exact.pop(key, None)
-            pdq = [(r[0], r[1], r[3]) for r in rows if r[2] == "pdq"]
-            if pdq:
-                ids, tags, hexes = zip(*pdq, strict=True)
-                self._index.add(
-                    np.asarray(ids, dtype=np.int64),
-                    _hex_rows(hexes),
-                    np.asarray(tags, dtype=np.int32),
-                )
-            for eid, bank_id, signal, value in rows:
-                if signal not in DISTANCE_SIGNALS:
-                    self._exact.setdefault((signal, value), {})[eid] = bank_id
-                    self._exact_keys[eid] = (signal, value)
-            self._changes_since_snapshot += len(final)
+        """Apply log rows newer than the last one seen; returns how many entries changed.
+        Refreshes run one at a time (see :class:`~dignity.storage.changelog.Replayer`)."""
+        with self.replayer.lock:
+            if not self.loaded:
+                self.load()
+                return 0
+            changed = self.replayer.refresh(self._read_changes, self._apply)
             due = self._changes_since_snapshot >= self._snapshot_every
         if due and self._snapshot_dir is not None and self._snapshot_capable():
             self._snapshot_async()
-        return len(final)
+        return changed
+
+    def _read_changes(self, conn: Connection, final: dict[int, str]) -> _Changes:
+        adds = [eid for eid, op in final.items() if op == "add"]
+        rows: list[_EntryRow] = []
+        for i in range(0, len(adds), 500):
+            rows += conn.execute(
+                select(Entry.id, Entry.bank_id, Entry.signal, Entry.value).where(
+                    Entry.id.in_(adds[i : i + 500]), Entry.status == "active"
+                )
+            ).all()
+        return _Changes(self._read_banks(conn), adds, rows)
+
+    def _apply(self, changes: _Changes, final: dict[int, str]) -> None:
+        grouped = _by_signal(changes.rows)
+        removed = [e for e, op in final.items() if op == "remove"]
+        # An entry re-added after a removal must leave the index first, or add() refuses it.
+        gone = removed + changes.adds
+        gone_ids = np.asarray(gone, dtype=np.int64)
+        with self._lock:
+            self._banks = changes.banks
+            for index in self._indexes.values():
+                index.remove(gone_ids)
+            for store in self._exact.values():
+                for eid in gone:
+                    store.remove(eid)
+            for t in self._signals.distance():
+                _index_rows(self._indexes[t.name], t, grouped.get(t.name, []))
+            for name, store in self._exact.items():
+                for eid, bank_id, _, value in grouped.get(name, []):
+                    store.add(eid, bank_id, bytes.fromhex(value))
+            self._changes_since_snapshot += len(final)
 
     def __len__(self) -> int:
-        return len(self._index) + len(self._exact_keys)
+        return sum(len(i) for i in self._indexes.values()) + sum(
+            len(s) for s in self._exact.values()
+        )
 
     # -- matching ------------------------------------------------------------------------
     def match_image(self, hashes: ImageHashes, *, dihedral: bool = True) -> MatchOutcome:
         """Match every hash of one image; PDQ below the quality floor is skipped, with a note."""
         notes: list[str] = []
-        pdq: list[str] = []
+        near: list[tuple[str, bytes]] = []
         if hashes.pdq is not None:
             if hashes.pdq.quality < self.min_quality:
                 notes.append(
                     f"pdq not matched: quality {hashes.pdq.quality} is below {self.min_quality}"
                 )
-            elif dihedral and hashes.pdq.dihedral:
-                pdq = list(hashes.pdq.dihedral)
             else:
-                pdq = [hashes.pdq.hex]
-        exact = [("md5", hashes.md5), ("sha256", hashes.sha256)]
-        return self._match(pdq, exact, notes)
+                near.append((SNAPSHOT_SIGNAL, hashes.pdq.query_bytes(dihedral=dihedral)))
+        digests = hashes.digests
+        exact = [
+            (name, digests[name] if name in digests else bytes.fromhex(hashes.hexes()[name]))
+            for name in self._photo_exact
+        ]
+        return self._match(near, exact, notes)
 
     def match_hashes(self, values: Sequence[tuple[str, str]]) -> MatchOutcome:
         """Match bare (signal, hex) pairs, e.g. hashes a victim computed on their own device."""
-        pdq: list[str] = []
-        exact: list[tuple[str, str]] = []
+        near: list[tuple[str, bytes]] = []
+        exact: list[tuple[str, bytes]] = []
         for signal, value in values:
-            sig, val = normalize_hash(signal, value)
-            if sig in DISTANCE_SIGNALS:
-                pdq.append(val)
-            else:
-                exact.append((sig, val))
+            sig, val = self._signals.normalize(signal, value)
+            found = self._signals.get(sig)
+            (near if found is not None and found.matched_by_distance else exact).append(
+                (sig, bytes.fromhex(val))
+            )
         outcome = self._match([], exact, [])
-        # Each bare PDQ is its own query (no dihedral family to take the minimum over).
+        # Each bare hash is its own query (no dihedral family to take the minimum over).
         merged = list(outcome.matches) + list(outcome.suppressed) + list(outcome.allowed_by)
-        for value in pdq:
-            part = self._match([value], [], [])
+        for query in near:
+            part = self._match([query], [], [])
             merged += part.matches + part.suppressed + part.allowed_by
         return self._decide(_best(merged), [])
 
     def _match(
-        self, pdq: Sequence[str], exact: Sequence[tuple[str, str]], notes: list[str]
+        self,
+        near: Sequence[tuple[str, bytes]],
+        exact: Sequence[tuple[str, bytes]],
+        notes: list[str],
     ) -> MatchOutcome:
+        """``near``: (distance signal, one or more hashes back to back; 8 are a dihedral family
+        matched as one image); ``exact``: (exact signal, hash)."""
         with self._lock:
             banks = self._banks
-            index = self._index
+            indexes = self._indexes
             found: list[Match] = []
             for signal, value in exact:
-                for eid, bank_id in self._exact.get((signal, value), {}).items():
+                store = self._exact.get(signal)
+                if store is None:
+                    continue
+                for eid, bank_id in store.get(value).items():
                     bank = banks.get(bank_id)
                     if bank is not None and bank.enabled:
                         found.append(Match(bank.name, bank.purpose, eid, signal, 0))
-        if pdq:
+        for signal, packed in near:
+            index = indexes.get(signal)
             thresholds = [b.threshold for b in banks.values() if b.enabled]
-            if thresholds and len(index):
-                hits = index.search(_hex_rows(pdq), max(thresholds))
-                best: dict[int, tuple[int, int, int]] = {}
-                for q, eid, tag, dist in zip(
-                    hits.query.tolist(),
-                    hits.ids.tolist(),
-                    hits.tags.tolist(),
-                    hits.distances.tolist(),
-                    strict=True,
-                ):
-                    if eid not in best or dist < best[eid][0]:
-                        best[eid] = (dist, tag, q)
-                for eid, (dist, tag, q) in best.items():
-                    bank = banks.get(tag)
-                    if bank is None or not bank.enabled or dist > bank.threshold:
-                        continue
-                    transform = DIHEDRAL_NAMES[q] if len(pdq) == len(DIHEDRAL_NAMES) else "original"
-                    found.append(Match(bank.name, bank.purpose, eid, "pdq", dist, transform))
+            if index is None or not thresholds or not len(index):
+                continue
+            queries = np.frombuffer(packed, dtype=np.uint8).reshape(-1, self._widths[signal])
+            hits = index.search(queries, max(thresholds))
+            family = queries.shape[0] == len(DIHEDRAL_NAMES)
+            best: dict[int, tuple[int, int, int]] = {}
+            for q, eid, tag, dist in zip(
+                hits.query.tolist(),
+                hits.ids.tolist(),
+                hits.tags.tolist(),
+                hits.distances.tolist(),
+                strict=True,
+            ):
+                if eid not in best or dist < best[eid][0]:
+                    best[eid] = (dist, tag, q)
+            for eid, (dist, tag, q) in best.items():
+                bank = banks.get(tag)
+                if bank is None or not bank.enabled or dist > bank.threshold:
+                    continue
+                transform = DIHEDRAL_NAMES[q] if family else "original"
+                found.append(Match(bank.name, bank.purpose, eid, signal, dist, transform))
         return self._decide(found, notes)
 
     @staticmethod

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from dignity.background import Spawn, spawn_thread
 from dignity.matching.protocol import HASH_BYTES, IndexHits
 
 try:
@@ -726,6 +727,9 @@ class MihIndex:
         self._state = _State((), *_empty_tail())
         self._worker: threading.Thread | None = None
         self._worker_error: BaseException | None = None
+        # Who runs background merges: a plain thread, or the owning process's supervisor
+        # (the match engine hands its own down), which names and reports them.
+        self.spawn: Spawn = spawn_thread
 
     @classmethod
     def from_arrays(
@@ -1049,10 +1053,7 @@ class MihIndex:
             return  # the worker plans again when its job is installed
         while (job := self._plan()) is not None:
             if self._background and sum(s.live for s in job) > self._inline_rows:
-                self._worker = threading.Thread(
-                    target=self._work, args=(job,), name="mih-index-maintenance", daemon=True
-                )
-                self._worker.start()
+                self._worker = self.spawn("index-merge", lambda: self._work(job))
                 return
             self._install(job, _rebuild(job))
 
@@ -1067,10 +1068,12 @@ class MihIndex:
                     if current is None:
                         self._worker = None
         except BaseException as exc:
-            # Unmerged segments are still exact, just slower; report it on the next wait.
+            # Unmerged segments are still exact, just slower; report it on the next wait, and
+            # to whoever runs the thread.
             with self._lock:
                 self._worker_error = exc
                 self._worker = None
+            raise
 
     def _install(self, job: tuple[_Segment, ...], built: _Segment | None) -> None:
         """Replace ``job``'s segments, whose tombstoned copies may have replaced them since."""

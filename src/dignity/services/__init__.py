@@ -109,6 +109,7 @@ class Services:
             min_quality=self.settings.pdq_min_quality,
             # A checked snapshot of the index makes restarts at 1e7 entries take seconds.
             snapshot_dir=self.settings.data_dir / "index" if snapshots else None,
+            spawn=self.supervisor.spawn,
         )
 
     @cached_property

@@ -1,9 +1,10 @@
-"""The pluggy hooks through which every signal plug-in, built-in or third-party, is found.
+"""The pluggy hooks through which every classifier and provenance check, built-in or
+third-party, is found (hash signal types have theirs in :mod:`dignity.hashing.registry`).
 
-A plug-in is a module or object with ``@hookimpl`` functions; a third-party package makes
-itself known through the ``dignity.signals`` entry-point group (``[project.entry-points]`` in
-its pyproject). The built-ins in :mod:`dignity.signals.builtin` are registered through the very
-same hooks, so they get no privilege a third-party plug-in lacks.
+A plug-in is a module or object with ``@hookimpl`` functions (:mod:`dignity.plugins`); a
+third-party package makes itself known through the ``dignity.signals`` entry-point group. The
+built-ins in :mod:`dignity.signals.builtin` are registered through the very same hooks, so they
+get no privilege a third-party plug-in lacks.
 """
 
 from __future__ import annotations
@@ -12,14 +13,9 @@ from collections.abc import Sequence
 
 import pluggy
 
+from dignity.plugins import ENTRY_POINT_GROUP, PROJECT, hookimpl, hookspec, manager
 from dignity.settings import Settings
 from dignity.signals.base import Classifier, ProvenanceCheck
-
-PROJECT = "dignity"
-ENTRY_POINT_GROUP = "dignity.signals"
-
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 class SignalSpec:
@@ -39,9 +35,7 @@ def plugin_manager(*, entry_points: bool = True) -> pluggy.PluginManager:
     """A manager with the built-ins and (unless told not to) every installed plug-in."""
     from dignity.signals import builtin
 
-    pm = pluggy.PluginManager(PROJECT)
-    pm.add_hookspecs(SignalSpec)
-    pm.register(builtin, name="dignity.builtin")
-    if entry_points:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-    return pm
+    return manager(SignalSpec, builtin, name="dignity.builtin", entry_points=entry_points)
+
+
+__all__ = ["ENTRY_POINT_GROUP", "PROJECT", "SignalSpec", "hookimpl", "hookspec", "plugin_manager"]
