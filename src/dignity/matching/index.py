@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from dignity.errors import Unavailable
 from dignity.matching.protocol import HASH_BYTES, IndexHits
 
 try:
@@ -670,8 +671,11 @@ def _rebuild(sources: Sequence[_Segment]) -> _Segment | None:
     )
 
 
-class SnapshotError(Exception):
-    """A snapshot directory is missing, unreadable, corrupt or of another format."""
+class SnapshotError(Unavailable):
+    """A snapshot directory is missing, unreadable, corrupt or of another format. The engine
+    catches it and rebuilds the index from the database instead."""
+
+    codes = ("index.bad_snapshot",)
 
 
 @dataclass(frozen=True)
