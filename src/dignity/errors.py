@@ -171,7 +171,8 @@ class DignityError(Exception):
 
 
 def error_class(code: str) -> type[DignityError]:
-    """The class that owns ``code``; LookupError for a code no imported class owns."""
+    """The class that owns ``code``, for helpers that take a code (``clean_text``); LookupError
+    for a code that no imported class owns, since a class registers when its module loads."""
     try:
         return _OWNERS[code]
     except KeyError:

@@ -25,7 +25,8 @@ def hash_file(path: str, settings: Settings, *, dihedral: bool) -> ImageHashes:
 
 
 def read_upload_file(path: str, settings: Settings) -> bytes:
-    """A file's bytes, refused (MediaError) when unreadable or over the upload size limit."""
+    """A file's bytes; ``input.unreadable`` when it cannot be read, ``media.too_large`` over the
+    upload size limit."""
     try:
         size = os.stat(path).st_size
         if size > settings.max_bytes:
