@@ -46,7 +46,7 @@ category with its status, each class with its codes (``.x`` repeats the prefix b
     │   └── ReportError         report.bad_period, .bad_date, .output (takedown/)
     ├── Unauthenticated         401
     │   ├── AuthUnauthenticated auth.invalid_key, .missing_key (keys.py)
-    │   └── SessionUnauthenticated  session.missing, .bad_key (takedown/sessions.py)
+    │   └── SessionUnauthenticated  session.missing, .expired, .revoked, .bad_key
     ├── Forbidden               403
     │   ├── AuthForbidden       auth.forbidden
     │   ├── SessionForbidden    session.role; review.csrf

@@ -98,8 +98,35 @@ def _callee(node: ast.Call) -> str | None:
     return None
 
 
-def sites_in(source: str, where: str) -> list[Site]:
-    """The codes that ``source`` produces: see the module docstring."""
+def _defaults(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[tuple[ast.arg, ast.expr]]:
+    """Each parameter of ``fn`` that has a default, with it."""
+    args = fn.args
+    positional = [*args.posonlyargs, *args.args]
+    with_default = positional[len(positional) - len(args.defaults) :]
+    named = list(zip(with_default, args.defaults, strict=True))
+    keyword = zip(args.kwonlyargs, args.kw_defaults, strict=True)
+    return named + [(a, d) for a, d in keyword if d is not None]
+
+
+def helpers_in(sources: Iterable[str]) -> dict[str, int]:
+    """Functions whose ``code`` parameter defaults to a code (error helpers such as
+    ``_not_signed_in(why, code="session.missing")``), with that parameter's position."""
+    helpers: dict[str, int] = {}
+    for source in sources:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                positional = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
+                if positional[:1] == ["self"]:
+                    positional = positional[1:]
+                defaulted = {a.arg for a, d in _defaults(node) if isinstance(d, ast.Constant)}
+                if "code" in positional and "code" in defaulted:
+                    helpers[node.name] = positional.index("code")
+    return helpers
+
+
+def sites_in(source: str, where: str, helpers: Mapping[str, int]) -> list[Site]:
+    """The codes that ``source`` produces: see the module docstring. A call of one of the
+    ``helpers`` (see helpers_in) may pass its code by position."""
     found: list[Site] = []
     for node in ast.walk(ast.parse(source)):
         line = f"{where}:{getattr(node, 'lineno', 0)}"
@@ -108,19 +135,13 @@ def sites_in(source: str, where: str) -> list[Site]:
             for kw in node.keywords:
                 if kw.arg == "code":
                     found += [Site(line, c, callee) for c in _codes_of(kw.value)]
+            at = helpers.get(callee or "")
+            if at is not None and len(node.args) > at:
+                found += [Site(line, c, callee) for c in _codes_of(node.args[at])]
             if callee == "error_body" and node.args:
                 found += [Site(line, c, None) for c in _codes_of(node.args[0])]
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            args = node.args
-            positional = [*args.posonlyargs, *args.args]
-            with_default = positional[len(positional) - len(args.defaults) :]
-            named = list(zip(with_default, args.defaults, strict=True))
-            named += [
-                (a, d)
-                for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
-                if d is not None
-            ]
-            for arg, default in named:
+            for arg, default in _defaults(node):
                 if arg.arg == "code":
                     found += [Site(line, c, None) for c in _codes_of(default)]
         elif isinstance(node, ast.Dict):
@@ -136,7 +157,9 @@ def _source_files() -> Iterator[tuple[str, str]]:
 
 
 def source_sites() -> list[Site]:
-    return [site for where, text in _source_files() for site in sites_in(text, where)]
+    files = list(_source_files())
+    helpers = helpers_in(text for _, text in files)
+    return [site for where, text in files for site in sites_in(text, where, helpers)]
 
 
 def problems_of(sites: Iterable[Site], classes: Mapping[str, type[DignityError]]) -> list[str]:
@@ -191,11 +214,13 @@ def unused_codes(
 ) -> list[str]:
     """Codes a class owns that nothing produces: not raised, not a default, not a class raised
     without ``code=``, and not named anywhere else (the HTTP layer maps some by name)."""
+    sources = list(sources)
+    helpers = helpers_in(text for _, text in sources)
     used: set[str] = set()
     for where, text in sources:
         tree = ast.parse(text)
         declaring = _declaring(tree)
-        used |= {site.code for site in sites_in(text, where)}
+        used |= {site.code for site in sites_in(text, where, helpers)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and not any(k.arg == "code" for k in node.keywords):
                 cls = classes.get(_callee(node) or "")
@@ -280,17 +305,19 @@ def test_a_made_up_code_is_caught(classes: dict[str, type[DignityError]]) -> Non
     fake = """
 def f(x):
     raise BankRefused("no", code="bank.made_up")
-def g(code="case.made_up"):
+def g(why, code="case.not_found"):
     raise BankRefused("wrong class", code="bank.not_found")
 def h(what):
     raise RequestRefused("no", code=f"request.odd_{what}")
+def i():
+    raise g("positional", "case.made_up")
 """
-    problems = problems_of(sites_in(fake, "fake.py"), classes)
+    problems = problems_of(sites_in(fake, "fake.py", helpers_in([fake])), classes)
     assert sorted(problems) == [
         "fake.py:3: 'bank.made_up' belongs to no error class",
-        "fake.py:4: 'case.made_up' belongs to no error class",
         "fake.py:5: 'bank.not_found' raised as BankRefused, but it belongs to BankNotFound",
         "fake.py:7: 'request.odd_{what}' belongs to no error class",
+        "fake.py:9: 'case.made_up' belongs to no error class",
     ]
 
 

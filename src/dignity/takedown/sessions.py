@@ -43,7 +43,7 @@ class SessionError(DignityError):
 class SessionUnauthenticated(SessionError, Unauthenticated):
     """Not signed in, a session that ended, or a refused sign-in key."""
 
-    codes = ("session.missing", "session.bad_key")
+    codes = ("session.missing", "session.expired", "session.revoked", "session.bad_key")
 
 
 class SessionForbidden(SessionError, Forbidden):
