@@ -33,13 +33,16 @@ import httpx
 import idna
 
 from dignity import __version__
-from dignity.errors import DignityError
+from dignity.errors import UrlError, UrlFailed, UrlRefused, UrlTimeout
 
 __all__ = [
     "HEADERS",
     "FetchPolicy",
     "Resolver",
     "UrlError",
+    "UrlFailed",
+    "UrlRefused",
+    "UrlTimeout",
     "fetch_url",
     "read_body",
     "refusal_reason",
@@ -48,19 +51,6 @@ __all__ = [
 
 Address = IPv4Address | IPv6Address
 Resolver = Callable[[str, int], list[str]]
-
-
-class UrlError(DignityError):
-    """A URL could not be fetched safely. Codes (stable):
-
-    ``url.invalid`` unparseable, not http(s), userinfo, bad port; ``url.forbidden_host`` host not
-    on the allow-list; ``url.forbidden_address`` resolves to a non-public address;
-    ``url.unresolvable`` DNS failed; ``url.too_many_redirects``; ``url.too_large`` body over the
-    limit; ``url.timeout`` the overall deadline passed; ``url.http_error`` a final status that is
-    not 2xx; ``url.fetch_failed`` connection, TLS or protocol failure.
-    """
-
-    default_code = "url.invalid"
 
 
 @dataclass(frozen=True)
@@ -273,7 +263,7 @@ class _Target:
 
 
 def _invalid(message: str, url: str) -> UrlError:
-    return UrlError(message, code="url.invalid", url=url[:200])
+    return UrlRefused(message, code="url.invalid", url=url[:200])
 
 
 def _ipv4_number(label: str, url: str) -> int:
@@ -408,7 +398,7 @@ def remaining(deadline: float) -> float:
     has passed."""
     left = deadline - time.monotonic()
     if left <= 0:
-        raise UrlError("the fetch took longer than its time budget", code="url.timeout")
+        raise UrlTimeout("the fetch took longer than its time budget", code="url.timeout")
     return left
 
 
@@ -428,10 +418,10 @@ def _resolve(resolver: Resolver, target: _Target, deadline: float) -> list[str]:
     worker.start()
     worker.join(remaining(deadline))
     if not outcome:
-        raise UrlError(f"resolving {target.host} took too long", code="url.timeout")
+        raise UrlTimeout(f"resolving {target.host} took too long", code="url.timeout")
     answer = outcome[0]
     if isinstance(answer, OSError | UnicodeError):
-        raise UrlError(
+        raise UrlRefused(
             f"cannot resolve {target.host}", code="url.unresolvable", host=target.host
         ) from answer
     if isinstance(answer, Exception):
@@ -452,7 +442,7 @@ def _checked_addresses(
         try:
             address = ipaddress.ip_address(answer)
         except ValueError:
-            raise UrlError(
+            raise UrlRefused(
                 f"resolver gave {answer!r} for {target.host}, which is not an address",
                 code="url.unresolvable",
                 host=target.host,
@@ -462,7 +452,7 @@ def _checked_addresses(
         if not _is_trusted(address, policy):
             why = refusal_reason(address)
             if why is not None:
-                raise UrlError(
+                raise UrlRefused(
                     f"{target.host} resolves to {address}, which is not public: {why}",
                     code="url.forbidden_address",
                     address=str(address),
@@ -475,7 +465,9 @@ def _checked_addresses(
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise UrlError(f"{target.host} has no addresses", code="url.unresolvable", host=target.host)
+        raise UrlRefused(
+            f"{target.host} has no addresses", code="url.unresolvable", host=target.host
+        )
     return addresses
 
 
@@ -699,11 +691,11 @@ def _exchange(
         except httpx.ConnectError as exc:
             raise _ConnectFailed(str(exc)) from exc
         except httpx.TimeoutException as exc:
-            raise UrlError(
+            raise UrlTimeout(
                 "the fetch took longer than its time budget", code="url.timeout", url=target.url
             ) from exc
         except httpx.HTTPError as exc:
-            raise UrlError(
+            raise UrlFailed(
                 f"fetching {target.url} failed: {exc}",
                 code="url.fetch_failed",
                 url=target.url,
@@ -718,7 +710,7 @@ def _response_outcome(
     if status in _REDIRECT_STATUSES:
         location = response.headers.get("location")
         if not location:
-            raise UrlError(
+            raise UrlFailed(
                 f"{target.url} redirected ({status}) without a Location",
                 code="url.fetch_failed",
                 url=target.url,
@@ -727,7 +719,7 @@ def _response_outcome(
         return _Redirect(location)
     if not 200 <= status < 300:
         # Other 3xx (300, 304, ...) carry no body worth hashing either, so they count as errors.
-        raise UrlError(
+        raise UrlFailed(
             f"{target.url} answered HTTP {status}",
             code="url.http_error",
             url=target.url,
@@ -742,7 +734,7 @@ def read_body(response: httpx.Response, *, url: str, max_bytes: int, deadline: f
     value; ``url.timeout``) passes. A compressed body is refused: the cap counts what arrives."""
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding != "identity":
-        raise UrlError(
+        raise UrlFailed(
             f"{url} sent a {encoding!r}-encoded body although asked for identity",
             code="url.fetch_failed",
             url=url,
@@ -750,7 +742,7 @@ def read_body(response: httpx.Response, *, url: str, max_bytes: int, deadline: f
         )
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise UrlError(
+        raise UrlRefused(
             f"{url} is {declared} bytes, more than the {max_bytes} allowed",
             code="url.too_large",
             url=url,
@@ -762,7 +754,7 @@ def read_body(response: httpx.Response, *, url: str, max_bytes: int, deadline: f
     for chunk in response.iter_raw():
         received += len(chunk)
         if received > max_bytes:
-            raise UrlError(
+            raise UrlRefused(
                 f"{url} is more than the {max_bytes} bytes allowed",
                 code="url.too_large",
                 url=url,
@@ -777,7 +769,7 @@ def _fetch_hop(
     target: _Target, policy: FetchPolicy, resolver: Resolver, deadline: float
 ) -> bytes | _Redirect:
     if not _host_allowed(target, policy.allow_hosts):
-        raise UrlError(
+        raise UrlRefused(
             f"{target.host} is not on the list of hosts that may be fetched",
             code="url.forbidden_host",
             host=target.host,
@@ -789,7 +781,7 @@ def _fetch_hop(
             return _exchange(target, address, policy, deadline)
         except _ConnectFailed as exc:
             failures.append(f"{address}: {exc}")
-    raise UrlError(
+    raise UrlFailed(
         f"cannot connect to {target.host}",
         code="url.fetch_failed",
         url=target.url,
@@ -813,7 +805,7 @@ def fetch_url(url: str, policy: FetchPolicy, *, resolver: Resolver | None = None
         if isinstance(outcome, bytes):
             return outcome
         if redirects >= policy.max_redirects:
-            raise UrlError(
+            raise UrlRefused(
                 f"more than {policy.max_redirects} redirects",
                 code="url.too_many_redirects",
                 url=url[:200],

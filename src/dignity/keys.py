@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from dignity import audit
-from dignity.errors import DignityError, NotFoundError
+from dignity.errors import DignityError, Forbidden, NotFound, Refused, Unauthenticated
 from dignity.storage.db import Database
 from dignity.storage.models import ApiKey, utcnow
 
@@ -29,7 +29,29 @@ KEY_PREFIX = "dg_"
 class AuthError(DignityError):
     """A request carried no key, an unknown or revoked key, or a key of the wrong role."""
 
-    default_code = "auth.invalid_key"
+
+class AuthUnauthenticated(AuthError, Unauthenticated):
+    """No key, or a key that is unknown or revoked."""
+
+    codes = ("auth.invalid_key", "auth.missing_key")
+
+
+class AuthForbidden(AuthError, Forbidden):
+    """A valid key whose role may not do this."""
+
+    codes = ("auth.forbidden",)
+
+
+class KeyRefused(Refused):
+    """A key that cannot be created as asked: unknown role, a rate that is not positive."""
+
+    codes = ("key.bad_role", "key.bad_rate")
+
+
+class KeyNotFound(NotFound):
+    """No API key with that id."""
+
+    codes = ("key.not_found",)
 
 
 @dataclass(frozen=True)
@@ -76,11 +98,11 @@ class KeyService:
     ) -> tuple[KeyInfo, str]:
         """A new key of ``role``; returns its record and the key itself (never stored)."""
         if role not in ROLES:
-            raise DignityError(
+            raise KeyRefused(
                 f"role must be one of {', '.join(ROLES)}; got {role!r}", code="key.bad_role"
             )
         if rate_per_minute is not None and rate_per_minute <= 0:
-            raise DignityError("rate_per_minute must be positive", code="key.bad_rate")
+            raise KeyRefused("rate_per_minute must be positive", code="key.bad_rate")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         with self.db.session() as s:
             row = ApiKey(
@@ -107,7 +129,7 @@ class KeyService:
         with self.db.session() as s:
             row = s.get(ApiKey, key_id)
             if row is None:
-                raise NotFoundError(f"no API key with id {key_id}", code="key.not_found")
+                raise KeyNotFound(f"no API key with id {key_id}", code="key.not_found")
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
                 audit.record(
@@ -127,7 +149,7 @@ class KeyService:
     def verify(self, key: str) -> KeyInfo:
         """The live key record for a presented key, or ``AuthError`` (401)."""
         if not key.startswith(KEY_PREFIX) or len(key) > 128:
-            raise AuthError("the API key is not valid")
+            raise AuthUnauthenticated("the API key is not valid")
         digest = _digest(key)
         now = time.monotonic()
         with self._lock:
@@ -139,7 +161,7 @@ class KeyService:
             if row is None or row.revoked_at is not None:
                 with self._lock:
                     self._cache.pop(digest, None)
-                raise AuthError("the API key is not valid or has been revoked")
+                raise AuthUnauthenticated("the API key is not valid or has been revoked")
             info = _info(row)
         with self._lock:
             if len(self._cache) > 10000:  # many distinct keys: start over rather than grow

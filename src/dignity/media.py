@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import ExifTags, Image, ImageFile, JpegImagePlugin, TiffImagePlugin
 
-from dignity.errors import MediaError
+from dignity.errors import MediaError, MediaRefused, MediaTooLarge
 from dignity.settings import Settings, get_settings
 
 __all__ = ["Media", "decode", "read_limits"]
@@ -156,9 +156,9 @@ def decode(
 
     size = len(data)
     if size == 0:
-        raise MediaError("The file is empty.", code="media.empty")
+        raise MediaRefused("The file is empty.", code="media.empty")
     if size > max_bytes:
-        raise MediaError(
+        raise MediaTooLarge(
             f"The file is {size} bytes, more than the {max_bytes} accepted.",
             code="media.too_large",
             size=size,
@@ -204,7 +204,7 @@ def _read(
     if width * height > max_pixels:
         raise _too_many_pixels((width, height), max_pixels)
     if width == 0 or height == 0:
-        raise MediaError(f"The {fmt} image has no pixels.", code="media.corrupt", format=fmt)
+        raise MediaRefused(f"The {fmt} image has no pixels.", code="media.corrupt", format=fmt)
     mode = image.mode
     try:
         reduced = False
@@ -231,7 +231,7 @@ def _read(
         try:
             rgb = _to_rgb(upright)
         except ValueError as exc:  # Pillow: "conversion from X to Y not supported"
-            raise MediaError(
+            raise MediaRefused(
                 f"{fmt} images in mode {mode} are not supported.",
                 code="media.unsupported_format",
                 format=fmt,
@@ -389,8 +389,8 @@ def _diagnose(data: bytes, exc: Exception | None = None) -> MediaError:
     if fmt is None:
         unsupported = _unsupported_format(data)
         if unsupported is None:
-            return MediaError("The file is not an image.", code="media.not_an_image")
-        return MediaError(
+            return MediaRefused("The file is not an image.", code="media.not_an_image")
+        return MediaRefused(
             f"{unsupported} files are not accepted; send JPEG, PNG, WebP, GIF, BMP or TIFF.",
             code="media.unsupported_format",
             format=unsupported,
@@ -410,12 +410,12 @@ def _failure(
     exc: BaseException | None, data: bytes, fmt: str, *, ran_out: bool = False
 ) -> MediaError:
     if ran_out or _is_truncation(exc, data, fmt):
-        return MediaError(
+        return MediaRefused(
             f"The {fmt} file ends early; it was probably cut off in transfer.",
             code="media.truncated",
             format=fmt,
         )
-    return MediaError(
+    return MediaRefused(
         f"The {fmt} file is damaged and cannot be decoded.", code="media.corrupt", format=fmt
     )
 
@@ -451,6 +451,6 @@ def _too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> MediaErro
     else:
         width, height = size
         message = f"The image is {width} x {height} pixels, more than the {limit} accepted."
-    return MediaError(
+    return MediaTooLarge(
         message, code="media.too_many_pixels", width=width, height=height, limit=limit
     )

@@ -14,17 +14,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dignity.errors import DignityError
+from dignity.errors import error_class
 
 
 def clean_text(value: str, what: str, *, code: str = "request.bad_text") -> str:
-    """``value`` unchanged if it is storable text, else a DignityError naming ``what``."""
+    """``value`` unchanged if it is storable text, else the refusal that owns ``code``
+    (``bank.bad_text``, ``webhook.bad_url``, ...), naming ``what``."""
+    refused = error_class(code)
     if "\x00" in value:
-        raise DignityError(f"{what} contains a NUL character", code=code, field=what)
+        raise refused(f"{what} contains a NUL character", code=code, field=what)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise DignityError(
+        raise refused(
             f"{what} is not valid Unicode (lone surrogate)", code=code, field=what
         ) from exc
     return value

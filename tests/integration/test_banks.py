@@ -8,7 +8,7 @@ import random
 import pytest
 from sqlalchemy import func, select
 
-from dignity.errors import BankError, HashError, ImportFormatError, NotFoundError
+from dignity.errors import BankError, BankNotFound, HashError, ImportFormatError
 from dignity.hashing import hash_bytes
 from dignity.matching import BankService, MatchEngine, NewEntry
 from dignity.samples import edited_copies, encode, landscape
@@ -52,7 +52,7 @@ def test_bank_lifecycle(db: Database) -> None:
     svc.update_bank("ncii-block", enabled=False, threshold=40)
     assert svc.get_bank("ncii-block").threshold == 40
     assert [x.name for x in svc.list_banks()] == ["ncii-block"]
-    with pytest.raises(NotFoundError):
+    with pytest.raises(BankNotFound):
         svc.get_bank("missing")
     svc.add_entries("ncii-block", [NewEntry("pdq", "a" * 64)])
     assert svc.delete_bank("ncii-block") == 1
@@ -73,7 +73,7 @@ def test_add_is_idempotent_and_withdraw_reactivates(db: Database) -> None:
     assert (info.active_entries, info.withdrawn_entries) == (1, 1)
     r3 = svc.add_entries("b", [NewEntry("pdq", "ab" * 32)])
     assert r3.reactivated == r1.added[:1]
-    with pytest.raises(NotFoundError):
+    with pytest.raises(BankNotFound):
         svc.withdraw("b", [999999])
 
 
@@ -244,7 +244,7 @@ def test_rename_keeps_entries(db: Database) -> None:
     svc.create_bank("taken")
     r = svc.add_entries("old", [NewEntry("md5", "2" * 32)])
     assert svc.rename_bank("old", "new").active_entries == 1
-    with pytest.raises(NotFoundError):
+    with pytest.raises(BankNotFound):
         svc.get_bank("old")
     with pytest.raises(BankError) as e:
         svc.rename_bank("new", "taken")

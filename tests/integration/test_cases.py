@@ -23,6 +23,7 @@ from dignity.cases import pins
 from dignity.cases import service as case_service
 from dignity.cases.models import Case, CaseFeedLog, CaseHash
 from dignity.cases.service import CaseError, CaseService, HashIn
+from dignity.errors import RequestRefused
 from dignity.matching.banks import BankService, NewEntry
 from dignity.settings import Settings
 from dignity.storage.db import Database, open_database
@@ -221,8 +222,9 @@ def test_feed_cursor_pages_and_withdrawals(cases: CaseService) -> None:
     empty = cases.feed(page.next_cursor, 2)
     assert empty.items == [] and empty.next_cursor == page.next_cursor and not empty.has_more
     for cursor, limit in [(-1, 10), (0, 0), (0, 1001)]:
-        with pytest.raises(CaseError):
+        with pytest.raises(RequestRefused) as err:  # a bad query, not a case refused
             cases.feed(cursor, limit)
+        assert err.value.code == "request.invalid"
 
 
 def test_feed_waits_at_a_fresh_gap(cases: CaseService, db: Database) -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from dignity.derivatives.models import DerivativeLog, DerivativeSource
 from dignity.derivatives.service import NewSource, SourceIndex, SourceService
-from dignity.errors import NotFoundError
+from dignity.errors import NotFound
 from dignity.media import decode
 from dignity.samples import encode, landscape
 from dignity.storage.db import Database
@@ -139,9 +139,9 @@ def test_service_and_refresh_across_processes(db: Database) -> None:
     assert [i.id for i in service.list(subject="s")] == [info.id]
     assert service.list(subject="nobody") == []
     service.remove(info.id)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFound):
         service.get(info.id)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFound):
         service.remove(info.id)
     assert two.refresh() == 1 and info.id not in two.matcher
     assert two.matcher.match(probe) is None

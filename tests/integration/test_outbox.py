@@ -35,7 +35,7 @@ from dignity.actions.outbox import OutboxService, emit_event
 from dignity.actions.signing import SignatureError, sign, verify
 from dignity.actions.webhooks import WebhookService
 from dignity.cli import cli
-from dignity.errors import DignityError, NotFoundError
+from dignity.errors import DignityError, NotFound
 from dignity.hashing.signals import hash_bytes
 from dignity.keys import KeyInfo
 from dignity.matching.banks import BankService, NewEntry
@@ -216,7 +216,7 @@ def test_rolled_back_event_is_never_delivered(db: Database, receiver: Receiver) 
         assert emit_event(s, "entry.added", {"bank": "b", "entries": []}) is not None
         raise RuntimeError("the write that caused it failed")
     # A bank write that fails half-way (unknown entry id) leaves no event either.
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFound):
         banks.withdraw("b", [12345])
     worker = DeliveryWorker(db, fast())
     assert worker.run_until_idle() == 0
@@ -327,7 +327,7 @@ def test_backoff_then_dead_letter_then_redeliver(db: Database, receiver: Receive
     assert receiver.ids() == {event_id}
     assert OutboxService(db).list_events(status="delivered")[0].id == event_id
     assert OutboxService(db).redeliver(event_id, webhook_id=hook.id) == 1  # delivered, again
-    with pytest.raises(NotFoundError) as err:
+    with pytest.raises(NotFound) as err:
         OutboxService(db).redeliver("no-such-event")
     assert err.value.code == "event.not_found"
 

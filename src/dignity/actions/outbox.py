@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.orm import Session
 
 from dignity.actions.models import DELIVERY_STATUSES, OutboxDelivery, OutboxEvent, Webhook
-from dignity.errors import DignityError, NotFoundError
+from dignity.errors import DignityError, NotFound, Refused
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, utcnow
 from dignity.storage.types import isoformat
@@ -67,7 +67,17 @@ _CHUNK = 500  # ids per IN (...) lookup
 class EventError(DignityError):
     """An outbox event request was refused (unknown type, bad status filter)."""
 
-    default_code = "event.invalid"
+
+class EventRefused(EventError, Refused):
+    """An event type or delivery status filter that does not exist."""
+
+    codes = ("event.bad_type", "event.bad_status")
+
+
+class EventNotFound(EventError, NotFound):
+    """No outbox event with that id."""
+
+    codes = ("event.not_found",)
 
 
 def wants(event_types: str, event_type: str) -> bool:
@@ -116,7 +126,7 @@ def subscribers(s: Session | Connection, event_type: str) -> list[int]:
 
 def _check_type(event_type: str) -> None:
     if event_type not in EVENT_TYPES:
-        raise EventError(f"unknown event type {event_type!r}", code="event.bad_type")
+        raise EventRefused(f"unknown event type {event_type!r}", code="event.bad_type")
 
 
 def _write(s: Session, event_type: str, payload: dict[str, Any], hook_ids: list[int]) -> str:
@@ -254,7 +264,7 @@ def _delivery_info(d: OutboxDelivery, now: datetime) -> DeliveryInfo:
 
 def check_status(status: str | None) -> None:
     if status is not None and status not in DELIVERY_STATUSES:
-        raise EventError(
+        raise EventRefused(
             f"status must be one of {', '.join(DELIVERY_STATUSES)}; got {status!r}",
             code="event.bad_status",
         )
@@ -278,7 +288,7 @@ class OutboxService:
         shows only those deliveries); so does ``webhook_id``."""
         check_status(status)
         if event_type is not None and event_type not in EVENT_TYPES:
-            raise EventError(f"unknown event type {event_type!r}", code="event.bad_type")
+            raise EventRefused(f"unknown event type {event_type!r}", code="event.bad_type")
         now = utcnow()
         with self.db.session() as s:
             q = select(OutboxEvent).order_by(OutboxEvent.created_at.desc(), OutboxEvent.id)
@@ -314,7 +324,7 @@ class OutboxService:
         with self.db.session() as s:
             e = s.get(OutboxEvent, event_id)
             if e is None:
-                raise NotFoundError(
+                raise EventNotFound(
                     f"no event with id {event_id!r}", code="event.not_found", event_id=event_id
                 )
             deliveries = s.scalars(
@@ -358,7 +368,7 @@ class OutboxService:
             # Write first, then check existence: on SQLite the transaction then holds the lock.
             n = int(cast(CursorResult[Any], s.execute(stmt)).rowcount or 0)
             if s.get(OutboxEvent, event_id) is None:
-                raise NotFoundError(
+                raise EventNotFound(
                     f"no event with id {event_id!r}", code="event.not_found", event_id=event_id
                 )
             if n:

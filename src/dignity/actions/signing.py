@@ -31,16 +31,16 @@ import hmac
 import time
 from collections.abc import Mapping
 
-from dignity.errors import DignityError
+from dignity.errors import Refused
 
 SIGNATURE_VERSION = "v1"
 DEFAULT_TOLERANCE_S = 300
 
 
-class SignatureError(DignityError):
+class SignatureError(Refused):
     """A webhook request failed verification: bad or missing signature, or a stale timestamp."""
 
-    default_code = "webhook.bad_signature"
+    codes = ("webhook.bad_signature", "webhook.bad_timestamp", "webhook.stale_timestamp")
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:

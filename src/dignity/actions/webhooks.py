@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from dignity import audit
 from dignity.actions.models import OutboxDelivery, Webhook
 from dignity.actions.outbox import EVENT_TYPES
-from dignity.errors import DignityError, NotFoundError
+from dignity.errors import DignityError, NotFound, Refused
 from dignity.storage.db import Database
 from dignity.text import clean_text
 
@@ -36,7 +36,17 @@ MAX_URL = 2048
 class WebhookError(DignityError):
     """A webhook request was refused (bad URL, secret or event types)."""
 
-    default_code = "webhook.invalid"
+
+class WebhookRefused(WebhookError, Refused):
+    """A webhook URL, secret, event list or text that is not allowed."""
+
+    codes = ("webhook.bad_url", "webhook.bad_secret", "webhook.bad_events", "webhook.bad_text")
+
+
+class WebhookNotFound(WebhookError, NotFound):
+    """No webhook with that id."""
+
+    codes = ("webhook.not_found",)
 
 
 @dataclass(frozen=True)
@@ -67,18 +77,18 @@ def check_url(url: str) -> str:
     url = url.strip()
     parts = urlsplit(url)
     if len(url) > MAX_URL or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WebhookError(
+        raise WebhookRefused(
             f"a webhook URL is an http:// or https:// URL with a host; got {url!r}",
             code="webhook.bad_url",
         )
     if parts.username or parts.password:
-        raise WebhookError("put credentials in the secret, not the URL", code="webhook.bad_url")
+        raise WebhookRefused("put credentials in the secret, not the URL", code="webhook.bad_url")
     return url
 
 
 def check_secret(secret: str) -> str:
     if not MIN_SECRET <= len(secret) <= MAX_SECRET or not secret.isprintable():
-        raise WebhookError(
+        raise WebhookRefused(
             f"a webhook secret is {MIN_SECRET}-{MAX_SECRET} printable characters",
             code="webhook.bad_secret",
         )
@@ -92,12 +102,12 @@ def parse_events(events: str | Iterable[str] | None) -> str:
     items = events.split(",") if isinstance(events, str) else list(events)
     kinds = {k.strip() for k in items if k.strip()}
     if not kinds:
-        raise WebhookError("name at least one event type, or '*'", code="webhook.bad_events")
+        raise WebhookRefused("name at least one event type, or '*'", code="webhook.bad_events")
     if "*" in kinds:
         return "*"
     unknown = sorted(kinds - set(EVENT_TYPES))
     if unknown:
-        raise WebhookError(
+        raise WebhookRefused(
             f"unknown event type {unknown[0]!r} (known: {', '.join(EVENT_TYPES)}, or '*')",
             code="webhook.bad_events",
         )
@@ -165,7 +175,7 @@ class WebhookService:
         # Ids past 64 bits exist nowhere, and SQLite would overflow looking for them.
         w = s.get(Webhook, webhook_id) if 0 < webhook_id < 2**63 else None
         if w is None:
-            raise NotFoundError(
+            raise WebhookNotFound(
                 f"no webhook with id {webhook_id}", code="webhook.not_found", webhook_id=webhook_id
             )
         return w

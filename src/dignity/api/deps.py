@@ -21,8 +21,8 @@ import anyio
 from fastapi import Depends, Request
 
 from dignity import audit
-from dignity.errors import DignityError
-from dignity.keys import AuthError, KeyInfo
+from dignity.errors import RateLimited, RequestTimeout, Unavailable
+from dignity.keys import AuthForbidden, AuthUnauthenticated, KeyInfo
 from dignity.services import Services
 
 T = TypeVar("T")
@@ -76,11 +76,11 @@ def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
-        raise AuthError(
+        raise AuthUnauthenticated(
             "an API key is required: Authorization: Bearer <key>", code="auth.missing_key"
         )
     if scheme.lower() != "bearer" or not token.strip():
-        raise AuthError("use Authorization: Bearer <key>", code="auth.missing_key")
+        raise AuthUnauthenticated("use Authorization: Bearer <key>", code="auth.missing_key")
     return token.strip()
 
 
@@ -95,7 +95,7 @@ def require(*roles: str) -> Callable[..., Awaitable[KeyInfo]]:
         if key is None:
             key = await anyio.to_thread.run_sync(services.keys.verify, token)
         if key.role not in allowed:
-            raise AuthError(
+            raise AuthForbidden(
                 f"a {key.role} key may not do this (needs {', '.join(sorted(allowed))})",
                 code="auth.forbidden",
             )
@@ -103,7 +103,7 @@ def require(*roles: str) -> Callable[..., Awaitable[KeyInfo]]:
             key.id, key.rate_per_minute or services.settings.rate_per_minute
         )
         if wait > 0:
-            raise DignityError(
+            raise RateLimited(
                 "rate limit reached for this key",
                 code="rate.limited",
                 retry_after=max(1, math.ceil(wait)),
@@ -135,14 +135,14 @@ async def run_heavy(
         lambda: services.slots.acquire(timeout=settings.queue_timeout_s)
     )
     if not got:
-        raise DignityError("the server is busy; try again", code="server.busy", retry_after=1)
+        raise Unavailable("the server is busy; try again", code="server.busy", retry_after=1)
     try:
         with anyio.fail_after(timeout_s or settings.request_timeout_s):
             # abandon_on_cancel: on timeout we answer at once; the thread finishes and frees
             # its slot by itself (work is bounded by the byte and pixel limits).
             return await anyio.to_thread.run_sync(guarded, abandon_on_cancel=True)
     except TimeoutError as exc:
-        raise DignityError(
+        raise RequestTimeout(
             "the request took too long", code="request.timeout", retry_after=1
         ) from exc
 

@@ -46,7 +46,7 @@ from dignity.api.deps import Services, ServicesDep, require, run_heavy
 from dignity.api.schemas import MAX_ID, ErrorBody
 from dignity.api.uploads import read_file
 from dignity.api.v1 import Curator, Hasher, Platform, Reader, fetch, written
-from dignity.errors import DignityError, NotFoundError
+from dignity.errors import BankNotFound, DignityError, error_class
 from dignity.hashing.digests import md5_hex, sha256_hex
 from dignity.hashing.signals import ImageHashes, hash_bytes, normalize_hash, pdq_distance
 from dignity.keys import ROLES, KeyInfo
@@ -54,7 +54,7 @@ from dignity.matching.banks import DEFAULT_THRESHOLD, BankInfo, EntryInfo, NewEn
 from dignity.matching.engine import Match, MatchOutcome
 
 # -- errors --------------------------------------------------------------------------------
-# Where HMA answers a case with its own status, these win over errors.STATUS_BY_CODE.
+# Where HMA answers a case with its own status, these win over the error class's status.
 _HMA_STATUS: dict[str, int] = {
     "bank.exists": 403,  # HMA: 403 "Bank already exists"
     "url.too_large": 413,  # HMA: 413 "Content too large"
@@ -65,7 +65,7 @@ _HMA_STATUS: dict[str, int] = {
 def hma_error(exc: DignityError) -> Response:
     """Our error body with HMA's status: bad input is 400, never 415/422."""
     response = errors.error_response(exc)
-    status = errors.status_for(exc.code)
+    status = exc.http_status
     if exc.code in _HMA_STATUS:
         status = _HMA_STATUS[exc.code]
     elif exc.code.startswith("url."):
@@ -101,7 +101,7 @@ class HmaRoute(APIRoute):
 
 
 def bad(message: str, code: str = "request.invalid", **detail: Any) -> DignityError:
-    return DignityError(message, code=code, **detail)
+    return error_class(code)(message, code=code, **detail)
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -580,7 +580,7 @@ def bank_update(bank_name: str, body: BankUpdate, services: ServicesDep, _: Cura
 
 @router.delete("/c/bank/{bank_name}", response_model=SuccessOut, summary="Delete a bank")
 def bank_delete(bank_name: str, services: ServicesDep, _: Curator) -> SuccessOut:
-    with contextlib.suppress(NotFoundError):  # HMA: deleting a missing bank succeeds
+    with contextlib.suppress(BankNotFound):  # HMA: deleting a missing bank succeeds
         services.banks.delete_bank(bank_name)
     written(services)
     return SuccessOut(message="Done")
@@ -696,7 +696,7 @@ def _entry(services: Services, bank_name: str, content_id: int) -> EntryInfo:
     for e in services.banks.list_entries(bank_name, after_id=content_id - 1, limit=1):
         if e.id == content_id:
             return e
-    raise NotFoundError(f"content '{content_id}' not found", code="entry.not_found")
+    raise BankNotFound(f"content '{content_id}' not found", code="entry.not_found")
 
 
 @router.get(
@@ -745,7 +745,7 @@ def bank_delete_content(
     services.banks.get_bank(bank_name)
     try:
         count = services.banks.delete_entries(bank_name, [content_id])
-    except NotFoundError as exc:
+    except BankNotFound as exc:
         if exc.code != "entry.not_found":
             raise
         count = 0

@@ -15,7 +15,7 @@ from importlib import resources
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from dignity.errors import DignityError
+from dignity.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
 
@@ -57,10 +57,10 @@ def page(name: str) -> Response:
 @router.get("/assets/{name}")
 def asset(name: str) -> Response:
     if not _NAME.fullmatch(name):
-        raise DignityError(f"no asset {name[:80]!r}", code="not_found")
+        raise NotFound(f"no asset {name[:80]!r}", code="not_found")
     file = resources.files("dignity.web").joinpath("static", name)
     if not file.is_file():
-        raise DignityError(f"no asset {name!r}", code="not_found")
+        raise NotFound(f"no asset {name!r}", code="not_found")
     suffix = name[name.rindex(".") :]
     return Response(file.read_bytes(), media_type=_TYPES[suffix], headers=SECURITY_HEADERS)
 

@@ -32,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dignity.api.deps import Services, ServicesDep, per_process, run_heavy
 from dignity.api.uploads import read_model
-from dignity.cases.service import CaseError, CaseService, FailureLimiter, HashIn
-from dignity.errors import DignityError
+from dignity.cases.service import CaseError, CaseRefused, CaseService, FailureLimiter, HashIn
+from dignity.errors import NotFound
 
 router = APIRouter()
 
@@ -87,7 +87,7 @@ class _Limits:
 
 def _enabled(services: Services) -> None:
     if not services.settings.portal_enabled:
-        raise DignityError("the portal is not enabled on this server", code="not_found")
+        raise NotFound("the portal is not enabled on this server", code="not_found")
 
 
 def _limits(request: Request, services: Services) -> _Limits:
@@ -130,7 +130,7 @@ def page(services: ServicesDep) -> Response:
 def static(name: str, services: ServicesDep) -> Response:
     _enabled(services)
     if name not in _STATIC:
-        raise DignityError(f"no static file {name!r}", code="not_found")
+        raise NotFound(f"no static file {name!r}", code="not_found")
     return Response(_static(name), media_type=_STATIC[name], headers=_SECURITY_HEADERS)
 
 
@@ -142,7 +142,7 @@ async def create_case(request: Request, services: ServicesDep) -> Response:
     limits.creations.check(client)
     body: _CaseIn = await read_model(request, _CaseIn, _MAX_BODY)
     if not body.adult:
-        raise CaseError(
+        raise CaseRefused(
             "this service is for adults (18 or over) sharing images of themselves; if you are "
             f"under 18, or were when the images were taken, use Take It Down: {_TAKE_IT_DOWN}",
             code="case.not_adult",

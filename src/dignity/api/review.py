@@ -26,7 +26,7 @@ from dignity.api.deps import Services, ServicesDep, rate_limiter, run_heavy
 from dignity.api.pages import page
 from dignity.api.portal import client_address
 from dignity.api.uploads import read_model
-from dignity.errors import DignityError
+from dignity.errors import RateLimited
 from dignity.takedown.review import ReviewQueue
 from dignity.takedown.sessions import COOKIE, ReviewSession, SessionError, SessionService
 
@@ -73,7 +73,7 @@ async def signed_in(request: Request, services: ServicesDep) -> ReviewSession:
     session = await _current(request, services)
     wait = rate_limiter(request).take(session.key_id, services.settings.rate_per_minute)
     if wait > 0:
-        raise DignityError(
+        raise RateLimited(
             "rate limit reached for this key", code="rate.limited", retry_after=max(1, int(wait))
         )
     audit.set_actor(session.actor)

@@ -47,7 +47,7 @@ from dignity.cases import FailureLimiter
 from dignity.errors import DignityError
 from dignity.keys import KeyInfo
 from dignity.takedown.requests import TakedownService
-from dignity.takedown.validity import MAX_ITEMS, MAX_LENGTHS, MAX_REF, RequestForm
+from dignity.takedown.validity import MAX_ITEMS, MAX_LENGTHS, MAX_REF, RequestForm, TakedownNotFound
 
 router = APIRouter()
 
@@ -391,7 +391,9 @@ def get_takedown(
     if key.role == "flagger":
         if evidence["flagger_key_id"] != key.id:
             # Another flagger's request, or a public one: as if it did not exist.
-            raise DignityError(f"no takedown request {ticket[:40]!r}", code="takedown.not_found")
+            raise TakedownNotFound(
+                f"no takedown request {ticket[:40]!r}", code="takedown.not_found"
+            )
         evidence.update(requester_flag=None, requester_history=None, requester_fp=None)
     return TakedownOut.model_validate(evidence)
 

@@ -14,7 +14,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
-from dignity.errors import DignityError
+from dignity.errors import DignityError, RequestRefused, RequestTooLarge, RequestUnsupported
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -22,7 +22,7 @@ UPLOAD_FIELD = "file"
 
 
 def too_large(limit: int) -> DignityError:
-    return DignityError(
+    return RequestTooLarge(
         f"the upload is larger than {limit} bytes", code="request.too_large", limit=limit
     )
 
@@ -41,18 +41,18 @@ async def read_upload_or_json(request: Request, model: type[M], max_bytes: int) 
         try:
             form = await request.form(max_files=1, max_fields=10)
         except Exception as exc:  # malformed multipart: the client's fault
-            raise DignityError(
+            raise RequestRefused(
                 f"cannot read the multipart body: {exc}", code="request.invalid"
             ) from exc
         upload = form.get(UPLOAD_FIELD)
         if not isinstance(upload, UploadFile):
-            raise DignityError(
+            raise RequestRefused(
                 f"send the image in the multipart field {UPLOAD_FIELD!r}", code="request.invalid"
             )
         return await read_file(upload, max_bytes)
     if ctype == "application/json":
         return parse_json(await request.body(), model)
-    raise DignityError(
+    raise RequestUnsupported(
         "send multipart/form-data with a 'file' field, or application/json",
         code="request.unsupported_media_type",
     )
@@ -62,12 +62,12 @@ def parse_json(body: bytes, model: type[M]) -> M:
     try:
         raw: Any = json.loads(body)
     except ValueError as exc:
-        raise DignityError(f"the body is not JSON: {exc}", code="request.invalid") from exc
+        raise RequestRefused(f"the body is not JSON: {exc}", code="request.invalid") from exc
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         detail = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()][:50]
-        raise DignityError(
+        raise RequestRefused(
             "the request is not valid", code="request.invalid", errors=detail
         ) from exc
 
@@ -97,17 +97,19 @@ async def read_json(request: Request, max_bytes: int) -> bytes:
     or streams more than ``max_bytes`` (refused unread / cut off)."""
     ctype = request.headers.get("content-type", "")
     if ctype.split(";")[0].strip().lower() != "application/json":
-        raise DignityError(
+        raise RequestUnsupported(
             "send JSON (content-type: application/json)", code="request.unsupported_media_type"
         )
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
-        raise DignityError(f"the body is larger than {max_bytes} bytes", code="request.too_large")
+        raise RequestTooLarge(
+            f"the body is larger than {max_bytes} bytes", code="request.too_large"
+        )
     data = bytearray()
     async for chunk in request.stream():
         data += chunk
         if len(data) > max_bytes:
-            raise DignityError(
+            raise RequestTooLarge(
                 f"the body is larger than {max_bytes} bytes", code="request.too_large"
             )
     return bytes(data)

@@ -32,7 +32,7 @@ from dignity.api.schemas import (
     WithdrawIn,
 )
 from dignity.api.uploads import openapi_upload_or_json, read_upload_or_json
-from dignity.errors import DignityError
+from dignity.errors import ImportFormatError, RequestRefused, RequestTooLarge
 from dignity.hashing.signals import ImageHashes, hash_bytes
 from dignity.keys import KeyInfo
 from dignity.matching.banks import NewEntry, parse_import_line
@@ -303,7 +303,7 @@ async def import_entries(
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise DignityError(
+            raise RequestTooLarge(
                 f"the import is larger than {limit} bytes", code="request.too_large", limit=limit
             )
         pending += chunk
@@ -349,7 +349,7 @@ def _text(raw: bytes, lineno: int) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DignityError(
+        raise ImportFormatError(
             f"line {lineno}: not UTF-8; nothing was imported", code="import.bad_line", line=lineno
         ) from exc
 
@@ -358,7 +358,7 @@ def _text(raw: bytes, lineno: int) -> str:
 def withdraw(name: str, body: WithdrawIn, services: ServicesDep, _: Curator) -> CountOut:
     refs: list[int | str] = [*body.entry_ids, *body.values]
     if not refs:
-        raise DignityError("name entry_ids or values to withdraw", code="request.invalid")
+        raise RequestRefused("name entry_ids or values to withdraw", code="request.invalid")
     count = services.banks.withdraw(name, refs)
     written(services)
     return CountOut(count=count)

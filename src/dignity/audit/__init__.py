@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dignity.audit.models import AuditHead, AuditRecord
-from dignity.errors import DignityError
+from dignity.errors import BadRequest, DignityError, Internal, Unavailable
 from dignity.storage.db import Database
 from dignity.storage.types import utc
 
@@ -38,7 +38,23 @@ _ACTOR: ContextVar[str] = ContextVar("dignity_audit_actor", default="system")
 class AuditError(DignityError):
     """The audit log refused a record, or the chain does not verify (``audit.broken``)."""
 
-    default_code = "audit.invalid"
+
+class AuditBadRequest(AuditError, BadRequest):
+    """An audit command's bad argument, or a chain that does not verify."""
+
+    codes = ("audit.bad_anchor", "audit.bad_since", "audit.bad_output", "audit.broken")
+
+
+class AuditUnavailable(AuditError, Unavailable):
+    """A database without the chain's head row: the audit log cannot be written."""
+
+    codes = ("audit.no_head",)
+
+
+class AuditInternal(AuditError, Internal):
+    """A malformed action name: a fault in the calling code."""
+
+    codes = ("audit.bad_action",)
 
 
 def current_actor() -> str:
@@ -94,7 +110,7 @@ def record(
     """
     if not action or len(action) > MAX_ACTION or "." not in action:
         # A programming error, caught before anything is locked or written.
-        raise AuditError(
+        raise AuditInternal(
             f"an audit action is 'noun.verb', at most {MAX_ACTION} characters; got {action!r}",
             code="audit.bad_action",
         )
@@ -103,7 +119,7 @@ def record(
     s.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
     head = s.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one_or_none()
     if head is None:
-        raise AuditError(
+        raise AuditUnavailable(
             "the audit log has no head row (audit_head id 1); the database was not migrated "
             "by dignity or the row was deleted",
             code="audit.no_head",

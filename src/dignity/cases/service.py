@@ -44,7 +44,15 @@ from dignity.cases.pins import (
     normalize_pin,
     verify_pin,
 )
-from dignity.errors import DignityError, NotFoundError
+from dignity.errors import (
+    BankNotFound,
+    DignityError,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Refused,
+    RequestRefused,
+)
 from dignity.hashing.signals import normalize_hash
 from dignity.matching.banks import BankService, NewEntry
 from dignity.settings import Settings
@@ -69,7 +77,36 @@ _ZERO_PDQ = "0" * 64
 class CaseError(DignityError):
     """A case request was refused: bad hashes, wrong number or PIN, locked, unknown case."""
 
-    default_code = "case.invalid"
+
+class CaseRefused(CaseError, Refused):
+    """Hashes or fields a case cannot be made of."""
+
+    codes = (
+        "case.bad_hash",
+        "case.no_hashes",
+        "case.too_many_hashes",
+        "case.low_quality",
+        "case.not_adult",
+        "case.internal",
+    )
+
+
+class CaseForbidden(CaseError, Forbidden):
+    """A case number and PIN that do not match."""
+
+    codes = ("case.bad_credentials",)
+
+
+class CaseLocked(CaseError, RateLimited):
+    """A case locked after too many wrong PINs."""
+
+    codes = ("case.locked",)
+
+
+class CaseNotFound(CaseError, NotFound):
+    """No case with that number."""
+
+    codes = ("case.not_found",)
 
 
 @dataclass(frozen=True)
@@ -150,7 +187,7 @@ class FeedPage:
 
 
 def _bad_credentials() -> CaseError:
-    return CaseError("the case number or PIN is not right", code="case.bad_credentials")
+    return CaseForbidden("the case number or PIN is not right", code="case.bad_credentials")
 
 
 class FailureLimiter:
@@ -178,7 +215,7 @@ class FailureLimiter:
             q = self._trim(client, now)
             if len(q) >= self.limit:
                 wait = max(1, math.ceil(self.window_s - (now - q[0])))
-                raise DignityError(
+                raise RateLimited(
                     "too many tries from this address; wait and try again",
                     code="rate.limited",
                     retry_after=wait,
@@ -232,9 +269,9 @@ class CaseService:
     def validate(self, hashes: Sequence[HashIn]) -> list[HashIn]:
         """Checked, normalised, de-duplicated hashes, or ``CaseError`` naming the bad one."""
         if not hashes:
-            raise CaseError("a case needs at least one hash", code="case.no_hashes")
+            raise CaseRefused("a case needs at least one hash", code="case.no_hashes")
         if len(hashes) > self.max_hashes:
-            raise CaseError(
+            raise CaseRefused(
                 f"a case holds at most {self.max_hashes} hashes; got {len(hashes)}",
                 code="case.too_many_hashes",
                 limit=self.max_hashes,
@@ -243,7 +280,7 @@ class CaseService:
         for n, h in enumerate(hashes):
             where = f"hash {n + 1}: "
             if h.signal not in CASE_SIGNALS:
-                raise CaseError(
+                raise CaseRefused(
                     f"{where}a case takes pdq or md5 hashes; got {h.signal!r}",
                     code="case.bad_hash",
                     index=n,
@@ -251,18 +288,18 @@ class CaseService:
             try:
                 signal, value = normalize_hash(h.signal, h.value)
             except DignityError as exc:
-                raise CaseError(where + exc.message, code="case.bad_hash", index=n) from exc
+                raise CaseRefused(where + exc.message, code="case.bad_hash", index=n) from exc
             if signal == "pdq":
                 if value == _ZERO_PDQ:
-                    raise CaseError(
+                    raise CaseRefused(
                         f"{where}an all-zero PDQ hash matches nothing useful",
                         code="case.bad_hash",
                         index=n,
                     )
                 if h.quality is not None and not 0 <= h.quality <= 100:
-                    raise CaseError(f"{where}quality is 0-100", code="case.bad_hash", index=n)
+                    raise CaseRefused(f"{where}quality is 0-100", code="case.bad_hash", index=n)
                 if h.quality is not None and h.quality < self.min_quality:
-                    raise CaseError(
+                    raise CaseRefused(
                         f"{where}PDQ quality {h.quality} is below {self.min_quality}: such a "
                         "hash would match unrelated pictures",
                         code="case.low_quality",
@@ -274,7 +311,7 @@ class CaseService:
     def _bank(self) -> tuple[int, str]:
         try:
             info = self.banks.get_bank(self.bank_name)
-        except NotFoundError:
+        except BankNotFound:
             try:
                 info = self.banks.create_bank(
                     self.bank_name,
@@ -321,7 +358,7 @@ class CaseService:
             except IntegrityError:  # a number (or id) drawn twice in 2^60: draw again
                 continue
         else:  # pragma: no cover - five collisions in a 60-bit space
-            raise CaseError("could not draw a free case number", code="case.internal")
+            raise CaseRefused("could not draw a free case number", code="case.internal")
         # 2. The bank entries; 3. link them and publish to the feed.
         try:
             self._link(case_id, bank_name, number)
@@ -427,7 +464,7 @@ class CaseService:
     @staticmethod
     def _locked(until: datetime, now: datetime) -> CaseError:
         wait = max(1, math.ceil((until - now).total_seconds()))
-        return CaseError(
+        return CaseLocked(
             "too many wrong PINs for this case; it is locked for a while",
             code="case.locked",
             retry_after=wait,
@@ -473,7 +510,7 @@ class CaseService:
                 else None
             )
         if case_id is None:
-            raise CaseError(f"no case numbered {number!r}", code="case.not_found")
+            raise CaseNotFound(f"no case numbered {number!r}", code="case.not_found")
         return int(case_id)
 
     def _withdraw(self, case_id: int) -> CaseStatus:
@@ -481,7 +518,7 @@ class CaseService:
         with self.db.session() as s:
             case = s.get(Case, case_id)
             if case is None:
-                raise CaseError("the case is gone", code="case.not_found")
+                raise CaseNotFound("the case is gone", code="case.not_found")
             if case.status != "withdrawn":
                 case.status = "withdrawn"
                 case.withdrawn_at = now
@@ -549,13 +586,13 @@ class CaseService:
         if bank_name is not None and existing:
             try:
                 changed = self.banks.withdraw(bank_name, existing)
-            except NotFoundError:
+            except BankNotFound:
                 # The bank or an entry was deleted meanwhile: deleted entries match nothing;
                 # withdraw what is left, one by one.
                 for eid in existing:
                     try:
                         changed += self.banks.withdraw(bank_name, [eid])
-                    except NotFoundError:
+                    except BankNotFound:
                         continue
         with self.db.session() as s:
             s.execute(
@@ -669,9 +706,9 @@ class CaseService:
     def feed(self, cursor: int = 0, limit: int = FEED_DEFAULT_LIMIT) -> FeedPage:
         """Changes after ``cursor`` in sequence order, stopping before an unsettled gap."""
         if cursor < 0:
-            raise CaseError("cursor must be 0 or more", code="request.invalid")
+            raise RequestRefused("cursor must be 0 or more", code="request.invalid")
         if not 1 <= limit <= FEED_MAX_LIMIT:
-            raise CaseError(f"limit must be 1-{FEED_MAX_LIMIT}", code="request.invalid")
+            raise RequestRefused(f"limit must be 1-{FEED_MAX_LIMIT}", code="request.invalid")
         cursor = min(cursor, 2**63 - 1)
         with self.db.session() as s:
             rows = s.execute(

@@ -17,7 +17,9 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from dignity import __version__, audit
-from dignity.errors import DignityError, StorageError
+from dignity.errors import EXIT_REFUSED as EXIT_REFUSED
+from dignity.errors import EXIT_STORAGE as EXIT_STORAGE
+from dignity.errors import DignityError
 from dignity.matching.banks import BankService
 from dignity.matching.engine import MatchEngine
 from dignity.services import CLI, Services
@@ -27,8 +29,6 @@ from dignity.storage.db import Database
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
-EXIT_REFUSED = 3
-EXIT_STORAGE = 4
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_PARTIAL: "some inputs failed; each failure is in the output",
@@ -74,7 +74,7 @@ class Context:
 
 def fail(exc: DignityError) -> None:
     click.echo(f"dignity: error: {exc.code}: {exc.message}", err=True)
-    sys.exit(EXIT_STORAGE if isinstance(exc, StorageError) else EXIT_REFUSED)
+    sys.exit(exc.exit_code)
 
 
 def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:

@@ -21,7 +21,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from dignity.audit import AuditError
+from dignity.audit import AuditBadRequest
 from dignity.audit.export import MAX_LIMIT, export_lines, list_records, to_line
 from dignity.audit.verify import VerifyResult, verify, verify_lines
 from dignity.cli.app import Context, cli, emit, handles_errors, pass_ctx
@@ -46,7 +46,7 @@ def _anchors(values: tuple[str, ...]) -> dict[int, str]:
             or len(digest) != 64
             or any(c not in "0123456789abcdef" for c in digest)
         ):
-            raise AuditError(
+            raise AuditBadRequest(
                 f"--expect takes SEQ:HASH (a sequence number and a 64-hex-digit hash); "
                 f"got {value!r}",
                 code="audit.bad_anchor",
@@ -58,7 +58,7 @@ def _anchors(values: tuple[str, ...]) -> dict[int, str]:
 def _report(result: VerifyResult) -> None:
     emit(result.to_dict())
     if not result.ok:
-        raise AuditError(
+        raise AuditBadRequest(
             f"the audit chain is broken at seq {result.broken_seq} ({result.reason}): "
             f"{result.message}",
             code="audit.broken",
@@ -121,7 +121,7 @@ def export_cmd(ctx: Context, after_seq: int, output: Path | None) -> None:
         return
     target = output.expanduser()
     if not target.parent.is_dir():
-        raise AuditError(
+        raise AuditBadRequest(
             f"no directory {str(target.parent)!r} to write to", code="audit.bad_output"
         )
     # A temporary file beside the target, renamed at the end: never a half-written export.

@@ -25,7 +25,7 @@ from dignity.cli.app import (
     pass_ctx,
 )
 from dignity.cli.hashing import hash_file
-from dignity.errors import DignityError, HashError
+from dignity.errors import DignityError, HashError, InputError
 from dignity.hashing.signals import SIGNAL_TYPES, normalize_hash
 from dignity.matching.banks import BANK_PURPOSES, ORIGIN_KINDS, NewEntry
 
@@ -153,7 +153,7 @@ def _parse_hash_arg(arg: str, default_signal: str | None) -> tuple[str, str]:
         return normalize_hash(default_signal, arg)
     guess = {64: "pdq", 32: "md5"}.get(len(arg))
     if guess is None:
-        raise HashError(
+        raise InputError(
             f"{arg[:80]!r} is neither a file nor a hash (pdq:<64 hex>, md5:<32 hex>, "
             "sha256:<64 hex>)",
             code="input.not_found",

@@ -17,9 +17,8 @@ from typing import IO
 
 import click
 
-from dignity.cases.service import CaseService, HashIn
+from dignity.cases.service import CaseRefused, CaseService, HashIn
 from dignity.cli.app import Context, cli, emit, handles_errors, pass_ctx
-from dignity.errors import DignityError
 
 
 def _cases(ctx: Context) -> CaseService:
@@ -64,7 +63,7 @@ def create(ctx: Context, hashes: tuple[str, ...]) -> None:
     for arg in hashes:
         signal, sep, value = arg.partition(":")
         if not sep:
-            raise DignityError(
+            raise CaseRefused(
                 f"write hashes as pdq:<hex> or md5:<hex>; got {arg[:80]!r}", code="case.bad_hash"
             )
         items.append(HashIn(signal.strip().lower(), value))

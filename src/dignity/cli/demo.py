@@ -15,7 +15,7 @@ from rich.table import Table
 
 from dignity.cli.app import Context, cli, handles_errors, pass_ctx
 from dignity.cli.hashing import hash_file
-from dignity.errors import DignityError, NotFoundError
+from dignity.errors import BankNotFound, DignityError
 from dignity.matching.banks import NewEntry
 from dignity.samples import edited_copies, encode, landscape
 
@@ -50,7 +50,7 @@ def demo(ctx: Context) -> None:
 
     try:
         ctx.banks.get_bank(DEMO_BANK)
-    except NotFoundError:
+    except BankNotFound:
         ctx.banks.create_bank(DEMO_BANK, description="generated benign landscapes (demo)")
     entries = []
     for path in originals:

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from dignity.cli.app import EXIT_PARTIAL, Context, cli, emit, handles_errors, pass_ctx
-from dignity.errors import DignityError, MediaError
+from dignity.errors import DignityError, InputError, MediaTooLarge
 from dignity.hashing.signals import ImageHashes, hash_bytes
 from dignity.settings import Settings
 
@@ -25,12 +25,13 @@ def hash_file(path: str, settings: Settings, *, dihedral: bool) -> ImageHashes:
 
 
 def read_upload_file(path: str, settings: Settings) -> bytes:
-    """A file's bytes, refused (MediaError) when unreadable or over the upload size limit."""
+    """A file's bytes; ``input.unreadable`` when it cannot be read, ``media.too_large`` over the
+    upload size limit."""
     try:
         size = os.stat(path).st_size
         if size > settings.max_bytes:
             # Refuse before reading: a 10 GB file must not be pulled into memory to be rejected.
-            raise MediaError(
+            raise MediaTooLarge(
                 f"file is {size} bytes; the limit is {settings.max_bytes}",
                 code="media.too_large",
                 size=size,
@@ -39,9 +40,9 @@ def read_upload_file(path: str, settings: Settings) -> bytes:
         with open(path, "rb") as fh:
             return fh.read()
     except IsADirectoryError as exc:
-        raise MediaError("is a directory", code="input.unreadable") from exc
+        raise InputError("is a directory", code="input.unreadable") from exc
     except OSError as exc:
-        raise MediaError(exc.strerror or str(exc), code="input.unreadable") from exc
+        raise InputError(exc.strerror or str(exc), code="input.unreadable") from exc
 
 
 def hashes_to_dict(path: str, h: ImageHashes, *, dihedral: bool) -> dict[str, Any]:

@@ -19,8 +19,7 @@ from pathlib import Path
 import click
 
 from dignity.cli.app import Context, cli, handles_errors, pass_ctx
-from dignity.errors import DignityError
-from dignity.takedown.report import build_report, parse_when, resolve_period
+from dignity.takedown.report import ReportError, build_report, parse_when, resolve_period
 
 
 @cli.command("report")
@@ -79,7 +78,7 @@ def report_cmd(
         with open(output, "w", encoding="utf-8", newline="") as f:
             f.write(text)
     except OSError as exc:
-        raise DignityError(
+        raise ReportError(
             f"cannot write {output}: {exc.strerror or exc}", code="report.output"
         ) from exc
     click.echo(f"wrote the {fmt} report to {output}", err=True)

@@ -17,9 +17,8 @@ from pathlib import Path
 import click
 
 from dignity.cli.app import Context, cli, emit, handles_errors, pass_ctx
-from dignity.errors import DignityError
 from dignity.storage.types import parse_utc
-from dignity.takedown.notices import NoticeService
+from dignity.takedown.notices import NoticeRefused, NoticeService
 
 
 def _when(value: str | None, name: str) -> datetime | None:
@@ -51,7 +50,7 @@ def export(ctx: Context, since: str | None, until: str | None, output: Path | No
     """One JSON line per statement in the DSA Transparency Database's API format."""
     start, end = _when(since, "since"), _when(until, "until")
     if start is not None and end is not None and end <= start:
-        raise DignityError("--until must be after --since", code="statement.bad_period")
+        raise NoticeRefused("--until must be after --since", code="statement.bad_period")
     items = _notices(ctx).export(start, end)
     if output is None:
         for item in items:

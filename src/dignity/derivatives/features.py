@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from dignity.errors import DignityError
+from dignity.errors import Refused
 
 NORM_SIDE = 512  # long side, in pixels, of the copy features are computed on
 STORED_KEYPOINTS = 96  # per registered photo: 96 x 36 bytes = 3456 bytes
@@ -49,10 +49,10 @@ _HEADER = struct.Struct("<4sHHH")  # magic, count, normalised width, normalised 
 DESCRIPTOR_BYTES = 32
 
 
-class FeatureError(DignityError):
+class FeatureError(Refused):
     """A photo cannot be registered: it has too little detail to recognise edited copies of."""
 
-    default_code = "source.too_plain"
+    codes = ("source.too_plain",)
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,7 +21,7 @@ from dignity import audit
 from dignity.derivatives.features import LOW_COVERAGE, Features, source_features
 from dignity.derivatives.matching import DerivativeMatcher, Record
 from dignity.derivatives.models import DerivativeLog, DerivativeSource
-from dignity.errors import DignityError, NotFoundError
+from dignity.errors import DignityError, NotFound, Refused
 from dignity.media import Media
 from dignity.storage.changelog import ChangeLog, Replayer
 from dignity.storage.db import Database
@@ -33,7 +33,17 @@ MAX_CONSENT_FIELD = 256
 class SourceError(DignityError):
     """A registration was refused (empty subject, over-long consent fields)."""
 
-    default_code = "source.invalid"
+
+class SourceRefused(SourceError, Refused):
+    """A subject or consent field that is empty, too long or has control characters."""
+
+    codes = ("source.bad_subject", "source.bad_consent_by", "source.bad_for_whom")
+
+
+class SourceNotFound(SourceError, NotFound):
+    """No registered source photo with that id."""
+
+    codes = ("source.not_found",)
 
 
 @dataclass(frozen=True)
@@ -87,11 +97,11 @@ class SourceInfo:
 def _clean(value: str, name: str, limit: int, *, required: bool = False) -> str:
     text = value.strip()
     if required and not text:
-        raise SourceError(f"{name} must not be empty", code="source.bad_subject")
+        raise SourceRefused(f"{name} must not be empty", code="source.bad_subject")
     if len(text) > limit:
-        raise SourceError(f"{name} is longer than {limit} characters", code=f"source.bad_{name}")
+        raise SourceRefused(f"{name} is longer than {limit} characters", code=f"source.bad_{name}")
     if any(ord(c) < 32 for c in text):
-        raise SourceError(f"{name} contains control characters", code=f"source.bad_{name}")
+        raise SourceRefused(f"{name} contains control characters", code=f"source.bad_{name}")
     return text
 
 
@@ -197,7 +207,7 @@ class SourceService:
                 select(*_INFO_COLUMNS).where(DerivativeSource.id == source_id)
             ).first()
         if row is None:
-            raise NotFoundError(f"no source photo {source_id}", code="source.not_found")
+            raise SourceNotFound(f"no source photo {source_id}", code="source.not_found")
         return _info(row)
 
     def remove(self, source_id: int) -> SourceInfo:
@@ -212,7 +222,7 @@ class SourceService:
                 select(*_INFO_COLUMNS).where(DerivativeSource.id == source_id)
             ).first()
             if row is None:
-                raise NotFoundError(f"no source photo {source_id}", code="source.not_found")
+                raise SourceNotFound(f"no source photo {source_id}", code="source.not_found")
             s.execute(delete(DerivativeSource).where(DerivativeSource.id == source_id))
             s.add(DerivativeLog(source_id=source_id, op="remove"))
             audit.record(

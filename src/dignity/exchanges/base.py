@@ -16,13 +16,36 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from dignity.errors import DignityError
+from dignity.errors import BadRequest
 
 
-class ExchangeError(DignityError):
-    """An exchange operation was refused or failed (config, credentials, remote errors)."""
+class ExchangeError(BadRequest):
+    """An exchange operation was refused or failed (config, credentials, remote errors).
 
-    default_code = "exchange.invalid"
+    Exchanges run from the CLI and workers only, so these codes never reach the HTTP API;
+    ``exchange.fetch_failed`` is recorded in a fetch summary for any other failure.
+    """
+
+    codes = (
+        "exchange.bad_config",
+        "exchange.bad_name",
+        "exchange.bad_type",
+        "exchange.bad_credentials",
+        "exchange.bad_secret",
+        "exchange.bad_verdict",
+        "exchange.no_credentials",
+        "exchange.no_bank",
+        "exchange.no_record",
+        "exchange.not_found",
+        "exchange.exists",
+        "exchange.busy",
+        "exchange.lease_lost",
+        "exchange.file_missing",
+        "exchange.protocol",
+        "exchange.feedback_failed",
+        "exchange.feedback_unsupported",
+        "exchange.fetch_failed",
+    )
 
 
 @dataclass

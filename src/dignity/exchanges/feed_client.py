@@ -21,12 +21,10 @@ from threatexchange.signal_type.md5 import VideoMD5Signal
 from threatexchange.signal_type.pdq.signal import PdqSignal
 from threatexchange.signal_type.signal_base import SignalType
 
+from dignity.exchanges.base import ExchangeError
+
 API_NAME = "dignity_feed"
 PAGE_LIMIT = 500
-
-
-class FeedProtocolError(Exception):
-    """The feed answered something that does not follow its documented format."""
 
 
 @dataclass
@@ -56,7 +54,7 @@ class DignityFeedItem(state.FetchedSignalMetadata):
 
 def parse_item(obj: object) -> DignityFeedItem:
     if not isinstance(obj, dict):
-        raise FeedProtocolError("a feed item is not an object")
+        raise ExchangeError("a feed item is not an object", code="exchange.protocol")
     try:
         item = DignityFeedItem(
             id=str(obj["id"]),
@@ -66,9 +64,13 @@ def parse_item(obj: object) -> DignityFeedItem:
             seq=int(obj["seq"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise FeedProtocolError(f"a feed item lacks a field or has a bad one: {exc}") from exc
+        raise ExchangeError(
+            f"a feed item lacks a field or has a bad one: {exc}", code="exchange.protocol"
+        ) from exc
     if item.status not in ("active", "withdrawn") or not item.id:
-        raise FeedProtocolError(f"feed item {item.id!r} has status {item.status!r}")
+        raise ExchangeError(
+            f"feed item {item.id!r} has status {item.status!r}", code="exchange.protocol"
+        )
     return item
 
 
@@ -153,19 +155,22 @@ class DignityFeedSignalExchangeAPI(
                     next_cursor = int(body["next_cursor"])
                     has_more = bool(body["has_more"])
                 except (ValueError, KeyError, TypeError) as exc:
-                    raise FeedProtocolError(
-                        f"the feed page is not in the feed format: {exc}"
+                    raise ExchangeError(
+                        f"the feed page is not in the feed format: {exc}", code="exchange.protocol"
                     ) from exc
                 if not isinstance(items, list) or next_cursor < cursor:
-                    raise FeedProtocolError("the feed page has no item list or moved backwards")
+                    raise ExchangeError(
+                        "the feed page has no item list or moved backwards",
+                        code="exchange.protocol",
+                    )
                 updates: dict[str, DignityFeedItem | None] = {}
                 self.rejected = []
                 for obj in items:
                     try:
                         item = parse_item(obj)
-                    except FeedProtocolError as exc:
+                    except ExchangeError as exc:
                         ident = str(obj.get("id", "")) if isinstance(obj, dict) else ""
-                        self.rejected.append((str(exc), ident))
+                        self.rejected.append((exc.message, ident))
                         continue
                     # Later items win: a page may carry an id's addition and its withdrawal.
                     updates.pop(item.id, None)
@@ -181,5 +186,4 @@ __all__: t.Sequence[str] = (
     "DignityFeedCollabConfig",
     "DignityFeedItem",
     "DignityFeedSignalExchangeAPI",
-    "FeedProtocolError",
 )

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from dignity import audit
 from dignity.background import Beat
-from dignity.errors import DignityError, HashError, NotFoundError
+from dignity.errors import BankExists, BankNotFound, DignityError, HashError
 from dignity.exchanges.adapters import build_adapter
 from dignity.exchanges.base import (
     VERDICTS,
@@ -257,12 +257,12 @@ class ExchangeService:
         try:
             bank_id = self.banks.get_bank(bank_name).id
             if bank is None:
-                raise ExchangeError(
+                raise BankExists(
                     f"a bank named {bank_name!r} exists already; pass --bank {bank_name} to fill "
                     "it from this exchange, or pick another bank name",
                     code="bank.exists",
                 )
-        except NotFoundError:
+        except BankNotFound:
             bank_id = self.banks.create_bank(
                 bank_name,
                 purpose=purpose,
@@ -333,7 +333,7 @@ class ExchangeService:
     def _row(self, s: Session, name: str) -> Exchange:
         row = s.scalars(select(Exchange).where(Exchange.name == name)).one_or_none()
         if row is None:
-            raise NotFoundError(
+            raise ExchangeError(
                 f"no exchange named {name!r}", code="exchange.not_found", exchange=name
             )
         return row
@@ -408,7 +408,7 @@ class ExchangeService:
             if bank is not None:
                 target = s.scalars(select(Bank).where(Bank.name == bank)).one_or_none()
                 if target is None:
-                    raise NotFoundError(f"no bank named {bank!r}", code="bank.not_found")
+                    raise BankNotFound(f"no bank named {bank!r}", code="bank.not_found")
                 if target.id != row.bank_id:
                     # The new bank holds none of our hashes yet: the next fetch is a full one.
                     row.bank_id = target.id

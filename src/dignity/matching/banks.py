@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from dignity import audit
 from dignity.actions.outbox import emit_bank_deleted, emit_entries
-from dignity.errors import BankError, DignityError, ImportFormatError, NotFoundError
+from dignity.errors import BankExists, BankNotFound, BankRefused, DignityError, ImportFormatError
 from dignity.hashing.signals import SIGNAL_TYPES, normalize_hash
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, IndexLog, utcnow
@@ -136,7 +136,7 @@ def _bank_info(bank: Bank, active: int = 0, withdrawn: int = 0) -> BankInfo:
 
 def _check_name(name: str) -> None:
     if not _NAME.match(name):
-        raise BankError(
+        raise BankRefused(
             "a bank name is 1-64 letters, digits, '_', '.' or '-', starting with a letter "
             f"or digit; got {name!r}",
             code="bank.bad_name",
@@ -145,12 +145,12 @@ def _check_name(name: str) -> None:
 
 def _validate_bank_fields(purpose: str | None, threshold: int | None) -> None:
     if purpose is not None and purpose not in BANK_PURPOSES:
-        raise BankError(
+        raise BankRefused(
             f"purpose must be one of {', '.join(BANK_PURPOSES)}; got {purpose!r}",
             code="bank.bad_purpose",
         )
     if threshold is not None and not 0 <= threshold <= MAX_THRESHOLD:
-        raise BankError(
+        raise BankRefused(
             f"threshold must be between 0 and {MAX_THRESHOLD}; got {threshold}",
             code="bank.bad_threshold",
         )
@@ -161,7 +161,7 @@ def _validate_entry(item: NewEntry, where: str = "") -> NewEntry:
     clean_text(item.note, "note", code="bank.bad_text")
     clean_text(item.origin_ref, "origin ref", code="bank.bad_text")
     if item.origin_kind not in ORIGIN_KINDS:
-        raise BankError(
+        raise BankRefused(
             f"{where}origin must be one of {', '.join(ORIGIN_KINDS)}; got {item.origin_kind!r}",
             code="bank.bad_origin",
         )
@@ -254,12 +254,12 @@ class BankService:
                 )
                 return _bank_info(bank)
         except IntegrityError as exc:
-            raise BankError(f"a bank named {name!r} already exists", code="bank.exists") from exc
+            raise BankExists(f"a bank named {name!r} already exists", code="bank.exists") from exc
 
     def _bank(self, s: Session, name: str) -> Bank:
         bank = s.scalars(select(Bank).where(Bank.name == name)).one_or_none()
         if bank is None:
-            raise NotFoundError(f"no bank named {name!r}", code="bank.not_found", bank=name)
+            raise BankNotFound(f"no bank named {name!r}", code="bank.not_found", bank=name)
         return bank
 
     def get_bank(self, name: str) -> BankInfo:
@@ -335,7 +335,7 @@ class BankService:
                     s, "bank.renamed", f"bank:{new_name}", {"bank_id": bank.id, "from": name}
                 )
         except IntegrityError as exc:
-            raise BankError(
+            raise BankExists(
                 f"a bank named {new_name!r} already exists", code="bank.exists"
             ) from exc
         return self.get_bank(new_name)
@@ -464,7 +464,7 @@ class BankService:
         ids = [r for r in refs if isinstance(r, int)]
         out_of_range = [r for r in ids if not 0 < r <= _MAX_ID]
         if out_of_range:  # no database could hold it, and SQLite would overflow asking
-            raise NotFoundError(
+            raise BankNotFound(
                 f"bank {bank_name!r} has no entry with id {out_of_range[0]}",
                 code="entry.not_found",
                 entry_id=out_of_range[0],
@@ -492,7 +492,7 @@ class BankService:
             found = {eid: status for eid, status in targets}
             missing = [r for r in ids if r not in found]
             if missing:
-                raise NotFoundError(
+                raise BankNotFound(
                     f"bank {bank_name!r} has no entry with id {missing[0]}",
                     code="entry.not_found",
                     entry_id=missing[0],
@@ -583,7 +583,9 @@ class BankService:
     def export_lines(self, bank_name: str, fmt: str = "jsonl") -> Iterator[str]:
         """Active entries as JSON lines (everything) or ``signal hex`` text (HMA/py-tx style)."""
         if fmt not in ("jsonl", "text"):
-            raise BankError(f"unknown export format {fmt!r} (jsonl, text)", code="bank.bad_format")
+            raise BankRefused(
+                f"unknown export format {fmt!r} (jsonl, text)", code="bank.bad_format"
+            )
         for e in self.iter_entries(bank_name, status="active"):
             if fmt == "text":
                 yield f"{e.signal} {e.value}"

@@ -41,6 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dignity.background import Spawn, spawn_thread
+from dignity.errors import Unavailable
 from dignity.matching.protocol import HASH_BYTES, IndexHits
 
 try:
@@ -671,8 +672,11 @@ def _rebuild(sources: Sequence[_Segment]) -> _Segment | None:
     )
 
 
-class SnapshotError(Exception):
-    """A snapshot directory is missing, unreadable, corrupt or of another format."""
+class SnapshotError(Unavailable):
+    """A snapshot directory is missing, unreadable, corrupt or of another format. The engine
+    catches it and rebuilds the index from the database instead."""
+
+    codes = ("index.bad_snapshot",)
 
 
 @dataclass(frozen=True)

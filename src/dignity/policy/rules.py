@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dignity.errors import DignityError
+from dignity.errors import BadRequest
 
 ACTIONS: tuple[str, ...] = ("allow", "label", "review", "block")
 SEVERITY = {action: i for i, action in enumerate(ACTIONS)}
@@ -57,10 +57,10 @@ _RULE_KEYS = {
 _TOP_KEYS = {"policy", "rule", "statement"}
 
 
-class PolicyError(DignityError):
+class PolicyError(BadRequest):
     """A policy file that cannot be used; ``problems`` lists every ``file:line: message``."""
 
-    default_code = "policy.invalid"
+    codes = ("policy.invalid",)
 
     def __init__(self, problems: list[str], source: str) -> None:
         shown = "\n".join(problems)

@@ -412,7 +412,7 @@ def _from_xmp(media: Media, errors: list[str]) -> _Found | None:
     try:
         values = xmp.read_properties(text, (xmp.CREATOR_TOOL, _XMP_USER_COMMENT, _XMP_DESCRIPTION))
     except xmp.XmpError as exc:
-        errors.append(str(exc))
+        errors.append(exc.message)
         return None
     tools = values.get(xmp.CREATOR_TOOL) or []
     name = _software_generator(tools[0]) if tools else None

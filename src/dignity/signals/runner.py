@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from dignity.errors import DignityError
+from dignity.errors import BadRequest
 from dignity.media import Media
 from dignity.settings import Settings
 from dignity.signals.base import (
@@ -35,10 +35,10 @@ _NAME = re.compile(r"\A[a-z][a-z0-9_]{0,31}\Z")
 RESERVED = frozenset({"ai_evidence", "classifiers", "plugins", "derivative_of"})
 
 
-class SignalConfigError(DignityError):
+class SignalConfigError(BadRequest):
     """The signal plug-ins cannot be set up as configured (a missing extra, a name clash)."""
 
-    default_code = "config.signals"
+    codes = ("config.signals",)
 
 
 class SignalSuite:

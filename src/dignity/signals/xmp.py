@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 from xml.parsers import expat
 
+from dignity.errors import MediaError, Refused
 from dignity.media import Media
 from dignity.settings import Settings
 from dignity.signals.base import (
@@ -70,8 +71,11 @@ _TERM_MEANINGS: Final = {
 }
 
 
-class XmpError(ValueError):
-    """The packet could not be read: malformed XML, or a DTD/entity declaration refused."""
+class XmpError(MediaError, Refused):
+    """The packet could not be read: malformed XML, or a DTD/entity declaration refused. The
+    XMP check records it as the check's error rather than refusing the media."""
+
+    codes = ("media.bad_xmp",)
 
 
 def find_packet(media: Media) -> bytes | str | None:
@@ -164,7 +168,7 @@ class XmpCheck:
         try:
             values = read_properties(packet, (DIGITAL_SOURCE_TYPE, CREATOR_TOOL, _HAS_EXTENDED))
         except XmpError as exc:
-            data["error"] = str(exc)
+            data["error"] = exc.message
             return ProvenanceReport(data)
         guid = _first(values, _HAS_EXTENDED)
         if not values.get(DIGITAL_SOURCE_TYPE) and guid and media.format == "JPEG":
@@ -175,7 +179,7 @@ class XmpCheck:
                 try:
                     more = read_properties(extended, (DIGITAL_SOURCE_TYPE, CREATOR_TOOL))
                 except XmpError as exc:
-                    data["error"] = f"Extended XMP: {exc}"
+                    data["error"] = f"Extended XMP: {exc.message}"
                 else:
                     for key, found in more.items():
                         values.setdefault(key, []).extend(found)

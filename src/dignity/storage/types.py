@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, Dialect
 from sqlalchemy.types import TypeDecorator
 
-from dignity.errors import DignityError
+from dignity.errors import error_class
 
 
 def utc(at: datetime) -> datetime:
@@ -34,11 +34,12 @@ def utc(at: datetime) -> datetime:
 
 def parse_utc(text: str, *, what: str, code: str) -> datetime:
     """``text``, an ISO 8601 date or time (naive means UTC), as an aware UTC datetime; anything
-    else is a :class:`DignityError` with ``code`` that names ``what`` (an option, a field)."""
+    else is the error that owns ``code`` (:func:`~dignity.errors.error_class`), naming ``what``
+    (an option, a field)."""
     try:
         return utc(datetime.fromisoformat(text.strip()))
     except ValueError as exc:
-        raise DignityError(
+        raise error_class(code)(
             f"{what} must be an ISO 8601 date or time (2026-07-01 or 2026-07-01T12:00Z), "
             f"not {text[:40]!r}",
             code=code,

@@ -23,7 +23,8 @@ from urllib.parse import quote
 import httpx
 
 from dignity import __version__
-from dignity.fetch import HEADERS, UrlError, read_body, remaining
+from dignity.errors import UrlFailed, UrlRefused, UrlTimeout
+from dignity.fetch import HEADERS, read_body, remaining
 from dignity.settings import Settings
 
 MAX_REDIRECTS = 3
@@ -37,12 +38,12 @@ def content_url(template: str, content_id: str) -> str:
     a dot segment (``.``, ``..``), which no encoding keeps from moving up the path."""
     rest = template.replace(PLACEHOLDER, "")
     if PLACEHOLDER not in template or "{" in rest or "}" in rest:
-        raise UrlError(
+        raise UrlRefused(
             "DIGNITY_PREVIEW_URL_TEMPLATE must hold {content_id}, and nothing else in braces",
             code="url.invalid",
         )
     if content_id in ("", ".", ".."):
-        raise UrlError(
+        raise UrlRefused(
             f"content id {content_id!r} cannot be put into a URL", code="url.invalid", url=template
         )
     # safe="": "/", "?", "#", "%" and the rest are encoded, so the id stays one path segment
@@ -60,7 +61,7 @@ def fetch_content(settings: Settings, content_id: str) -> bytes:
     template is set."""
     template = settings.preview_url_template
     if not template:
-        raise UrlError(
+        raise UrlRefused(
             "content cannot be fetched: DIGNITY_PREVIEW_URL_TEMPLATE is not set", code="url.invalid"
         )
     return fetch_from(
@@ -76,7 +77,7 @@ def fetch_from(template: str, content_id: str, *, max_bytes: int, timeout_s: flo
     try:
         current = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise UrlError(f"the content URL cannot be parsed: {exc}", code="url.invalid") from exc
+        raise UrlRefused(f"the content URL cannot be parsed: {exc}", code="url.invalid") from exc
     origin = _origin(current)
     # trust_env=False: the URL is internal, and a proxy from the environment must not see it.
     with httpx.Client(follow_redirects=False, trust_env=False) as client:
@@ -88,7 +89,7 @@ def fetch_from(template: str, content_id: str, *, max_bytes: int, timeout_s: flo
                 ) as response:
                     if not response.is_redirect:
                         if response.status_code != 200:
-                            raise UrlError(
+                            raise UrlFailed(
                                 f"the platform answered HTTP {response.status_code}",
                                 code="url.http_error",
                                 url=shown,
@@ -99,21 +100,21 @@ def fetch_from(template: str, content_id: str, *, max_bytes: int, timeout_s: flo
                         )
                     target = current.join(response.headers.get("location", ""))
             except httpx.TimeoutException as exc:
-                raise UrlError(
+                raise UrlTimeout(
                     "the platform did not send the content in time", code="url.timeout", url=shown
                 ) from exc
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                raise UrlError(
+                raise UrlFailed(
                     f"fetching the content failed: {type(exc).__name__}",
                     code="url.fetch_failed",
                     url=shown,
                 ) from exc
             if _origin(target) != origin:
-                raise UrlError(
+                raise UrlFailed(
                     "the platform redirected to another address", code="url.fetch_failed", url=shown
                 )
             current = target
-    raise UrlError(
+    raise UrlRefused(
         f"the platform redirected more than {MAX_REDIRECTS} times",
         code="url.too_many_redirects",
         url=url,

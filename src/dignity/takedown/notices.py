@@ -53,7 +53,7 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from dignity import audit
-from dignity.errors import DignityError
+from dignity.errors import Conflict, DignityError, Forbidden, NotFound, Refused
 from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.takedown.clock import Clock, SystemClock, utc
@@ -101,7 +101,40 @@ class NoticeError(DignityError):
     """A statement or appeal request was refused: unknown statement or appeal, wrong code, the
     window closed, an appeal already open or decided, the removal's own reviewer deciding."""
 
-    default_code = "appeal.invalid"
+
+class NoticeRefused(NoticeError, Refused):
+    """An appeal or statement request with a bad field, outcome or period."""
+
+    codes = (
+        "appeal.bad_text",
+        "appeal.bad_outcome",
+        "appeal.bad_state",
+        "appeal.no_actor",
+        "statement.bad_period",
+    )
+
+
+class NoticeForbidden(NoticeError, Forbidden):
+    """A wrong appeal code, or the removal's own reviewer deciding its appeal."""
+
+    codes = ("appeal.bad_code", "appeal.same_reviewer")
+
+
+class NoticeConflict(NoticeError, Conflict):
+    """An appeal that cannot be made or decided in the removal's state."""
+
+    codes = (
+        "appeal.window_closed",
+        "appeal.already_open",
+        "appeal.already_decided",
+        "appeal.restored",
+    )
+
+
+class NoticeNotFound(NoticeError, NotFound):
+    """No statement or appeal with that id."""
+
+    codes = ("statement.not_found", "appeal.not_found")
 
 
 def notify_requester(
@@ -490,7 +523,7 @@ class NoticeService:
             else None
         )
         if row is None:
-            raise NoticeError("no such statement of reasons", code="statement.not_found")
+            raise NoticeNotFound("no such statement of reasons", code="statement.not_found")
         return row
 
     def _public(self, s: Session, row: Statement) -> dict[str, Any]:
@@ -536,32 +569,32 @@ class NoticeService:
         an ``appeal.received`` event and an audit record together."""
         text = text.strip()
         if not text or len(text) > MAX_APPEAL_TEXT or "\x00" in text:
-            raise NoticeError(
+            raise NoticeRefused(
                 f"say why the decision is wrong in 1 to {MAX_APPEAL_TEXT} characters",
                 code="appeal.bad_text",
             )
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise NoticeError("the text is not valid Unicode", code="appeal.bad_text") from exc
+            raise NoticeRefused("the text is not valid Unicode", code="appeal.bad_text") from exc
 
         def apply(s: Session) -> dict[str, Any]:
             from dignity.actions.outbox import emit_event
 
             row = self._statement(s, public_id)
             if not hmac.compare_digest(code_hash(code.strip()), row.appeal_hash):
-                raise NoticeError(
+                raise NoticeForbidden(
                     "the appeal code does not match this statement", code="appeal.bad_code"
                 )
             now = self.clock.now()
             removal = s.get(Removal, row.removal_id) if row.removal_id is not None else None
             if removal is not None and removal.restored_at is not None:
-                raise NoticeError(
+                raise NoticeConflict(
                     "the content was restored already: there is nothing to appeal",
                     code="appeal.restored",
                 )
             if now > row.appeal_until:
-                raise NoticeError(
+                raise NoticeConflict(
                     f"the appeal window closed on {row.appeal_until.date().isoformat()}",
                     code="appeal.window_closed",
                 )
@@ -573,7 +606,7 @@ class NoticeService:
                 select(Appeal.id).where(Appeal.statement_id == row.id, Appeal.state == "open")
             )
             if open_one is not None:
-                raise NoticeError(
+                raise NoticeConflict(
                     "an appeal against this decision is already being reviewed",
                     code="appeal.already_open",
                 )
@@ -621,13 +654,13 @@ class NoticeService:
         Writes the decision, the restore, the ``appeal.outcome`` event, the review item and
         the audit record in one transaction. Deciding again the same way changes nothing."""
         if outcome not in ("uphold", "reverse"):
-            raise NoticeError(
+            raise NoticeRefused(
                 f"an appeal is decided with uphold or reverse; got {outcome!r}",
                 code="appeal.bad_outcome",
             )
         who = actor.strip()[:200]
         if not who:
-            raise NoticeError("say who decides the appeal", code="appeal.no_actor")
+            raise NoticeRefused("say who decides the appeal", code="appeal.no_actor")
         note = note.strip()[:4000]
         state = "upheld" if outcome == "uphold" else "reversed"
 
@@ -637,7 +670,7 @@ class NoticeService:
 
             appeal = s.get(Appeal, appeal_id)
             if appeal is None:
-                raise NoticeError(f"no appeal {appeal_id}", code="appeal.not_found")
+                raise NoticeNotFound(f"no appeal {appeal_id}", code="appeal.not_found")
             statement = s.get(Statement, appeal.statement_id)
             assert statement is not None  # appeals cascade with their statement
             removal = (
@@ -646,13 +679,13 @@ class NoticeService:
             if appeal.state != "open":
                 if appeal.state == state:
                     return self._appeal_dict(appeal, statement, already=True)
-                raise NoticeError(
+                raise NoticeConflict(
                     f"appeal {appeal_id} was already decided ({appeal.state})",
                     code="appeal.already_decided",
                     state=appeal.state,
                 )
             if removal is not None and removal.decided_by and removal.decided_by == who:
-                raise NoticeError(
+                raise NoticeForbidden(
                     "you took the removal decision, so another reviewer must decide the appeal "
                     "(DSA Art. 20)",
                     code="appeal.same_reviewer",
@@ -664,7 +697,7 @@ class NoticeService:
                 .values(state=state, decided_by=who, decided_at=now, note=note)
             )
             if not cast(CursorResult[Any], claimed).rowcount:
-                raise NoticeError(
+                raise NoticeConflict(
                     f"appeal {appeal_id} was decided meanwhile", code="appeal.already_decided"
                 )
             restored = None
@@ -745,7 +778,7 @@ class NoticeService:
     ) -> list[dict[str, Any]]:
         """Appeals in id order, optionally of one state (open, upheld, reversed)."""
         if state is not None and state not in ("open", "upheld", "reversed"):
-            raise NoticeError(
+            raise NoticeRefused(
                 f"state is open, upheld or reversed; got {state!r}", code="appeal.bad_state"
             )
         with self.db.session() as s:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from dignity import audit
 from dignity.actions.outbox import emit_event
-from dignity.errors import BankError, DignityError
+from dignity.errors import BankError, Conflict, DignityError, NotFound, Refused, UpstreamFailed
 from dignity.fetch import UrlError
 from dignity.matching.banks import BankService, NewEntry
 from dignity.settings import Settings
@@ -60,7 +60,29 @@ class RemovalError(DignityError):
     """A removal or restore was refused: unknown request, scan or removal, a request that is
     not valid (or already closed otherwise), content without a platform id."""
 
-    default_code = "removal.invalid"
+
+class RemovalRefused(RemovalError, Refused):
+    """Content that cannot be removed as asked (no platform id)."""
+
+    codes = ("removal.no_content",)
+
+
+class RemovalNotFound(RemovalError, NotFound):
+    """No removal (or request, scan) with that id."""
+
+    codes = ("removal.not_found",)
+
+
+class RemovalConflict(RemovalError, Conflict):
+    """A request not valid yet, or already closed otherwise."""
+
+    codes = ("removal.request_incomplete", "removal.request_closed")
+
+
+class RemovalFailed(RemovalError, UpstreamFailed):
+    """The platform's removal endpoint failed."""
+
+    codes = ("removal.fetch_failed",)
 
 
 @dataclass(frozen=True)
@@ -209,7 +231,7 @@ class RemovalService:
         with self.db.session() as s:
             req = s.get(TakedownRequest, request_id)
             if req is None:
-                raise RemovalError(
+                raise RemovalNotFound(
                     f"no takedown request {request_id}",
                     code="removal.not_found",
                     request_id=request_id,
@@ -227,7 +249,7 @@ class RemovalService:
             refs = [(i.id, i.ref, i.content_id, i.scan_id) for i in items]
         targets, not_found = self._targets(refs)
         if not targets:
-            raise RemovalError(
+            raise RemovalRefused(
                 "none of the request's content resolves to a content id on this platform; "
                 "reject the request or ask the requester for the exact URL",
                 code="removal.no_content",
@@ -324,9 +346,11 @@ class RemovalService:
         with self.db.session() as s:
             row = s.get(ScanRecord, scan_id)
             if row is None:
-                raise RemovalError(f"no scan {scan_id}", code="removal.not_found", scan_id=scan_id)
+                raise RemovalNotFound(
+                    f"no scan {scan_id}", code="removal.not_found", scan_id=scan_id
+                )
             if row.content_id is None:
-                raise RemovalError(
+                raise RemovalRefused(
                     "this scan has no content id (the platform did not send one), so there is "
                     "nothing to name in a removal call",
                     code="removal.no_content",
@@ -378,13 +402,13 @@ class RemovalService:
         if req.state == "valid":
             return
         if req.state == "incomplete":
-            raise RemovalError(
+            raise RemovalConflict(
                 f"takedown request {req.ticket} is incomplete; nothing is removed before a "
                 "request is valid",
                 code="removal.request_incomplete",
                 ticket=req.ticket,
             )
-        raise RemovalError(
+        raise RemovalConflict(
             f"takedown request {req.ticket} is already closed ({req.state})",
             code="removal.request_closed",
             ticket=req.ticket,
@@ -716,7 +740,7 @@ class RemovalService:
         """:meth:`restore` inside the caller's transaction (an appeal's decision)."""
         row = s.get(Removal, removal_id)
         if row is None:
-            raise RemovalError(
+            raise RemovalNotFound(
                 f"no removal {removal_id}", code="removal.not_found", removal_id=removal_id
             )
         claimed = s.execute(
@@ -905,7 +929,7 @@ def fetch_content(settings: Settings, content_id: str) -> bytes:
     try:
         return fetch_platform_content(settings, content_id)
     except UrlError as exc:
-        raise RemovalError(
+        raise RemovalFailed(
             f"could not fetch {content_id!r}: {exc.message}",
             code="removal.fetch_failed",
             reason=exc.code,

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
-from dignity.errors import DignityError
+from dignity.errors import Refused
 from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.types import utc
@@ -63,11 +63,11 @@ _JURISDICTION = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?")
 _DECISION = re.compile(r"[a-z][a-z_]{0,15}")
 
 
-class ReportError(DignityError):
-    """A report period that cannot be used: a date that does not parse, an empty or too long
-    period."""
+class ReportError(Refused):
+    """A report period that cannot be used (a date that does not parse, an empty or too long
+    period), or a report file that cannot be written."""
 
-    default_code = "report.bad_period"
+    codes = ("report.bad_period", "report.bad_date", "report.output")
 
 
 # -- period -------------------------------------------------------------------------------------

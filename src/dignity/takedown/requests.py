@@ -62,7 +62,12 @@ from dignity.takedown.models import (
 from dignity.takedown.notices import notify_requester
 from dignity.takedown.validity import (
     RequestForm,
+    TakedownConflict,
     TakedownError,
+    TakedownForbidden,
+    TakedownNotFound,
+    TakedownRefused,
+    TakedownUnavailable,
     Validity,
     check,
     email_in,
@@ -210,7 +215,7 @@ class TakedownService:
         if flag is not None and flag.suspended_until is not None:
             until = flag.suspended_until
             if until > now:
-                raise TakedownError(
+                raise TakedownForbidden(
                     "requests from this contact are suspended until "
                     f"{until:%Y-%m-%d %H:%M} UTC, because earlier requests were found manifestly "
                     "unfounded (EU DSA Art. 23). If this is a mistake, contact the platform.",
@@ -307,7 +312,7 @@ class TakedownService:
             ticket = new_ticket()
             if s.scalar(select(TakedownRequest.id).where(TakedownRequest.ticket == ticket)) is None:
                 return ticket
-        raise TakedownError("could not pick a free ticket; try again", code="takedown.busy")
+        raise TakedownUnavailable("could not pick a free ticket; try again", code="takedown.busy")
 
     # -- intake -----------------------------------------------------------------------------
 
@@ -318,9 +323,9 @@ class TakedownService:
         flagger's key, given as ``flagger``: priority 0). Raises ``takedown.*`` on malformed
         input and ``takedown.suspended`` for a suspended requester; nothing is written then."""
         if channel not in ("form", "flagger"):
-            raise TakedownError(f"unknown channel {channel!r}", code="takedown.invalid")
+            raise TakedownRefused(f"unknown channel {channel!r}", code="takedown.invalid")
         if channel == "flagger" and flagger is None:
-            raise TakedownError(
+            raise TakedownRefused(
                 "a flagger request needs the flagger's key", code="takedown.invalid"
             )
         form = normalize(form)
@@ -397,7 +402,7 @@ class TakedownService:
         given = hashlib.sha256((c or "").encode("ascii", "replace")).hexdigest()
         matches = hmac.compare_digest(expected, given)
         if req is None or c is None or not matches:
-            raise TakedownError(
+            raise TakedownForbidden(
                 "that ticket and access code do not match a request; check both and try again",
                 code="takedown.bad_credentials",
             )
@@ -455,7 +460,7 @@ class TakedownService:
         with self.db.session() as s:
             req = self._authenticate(s, ticket, code)
             if req.state != "incomplete":
-                raise TakedownError(
+                raise TakedownConflict(
                     f"this request is {req.state}; only an incomplete request can be completed",
                     code="takedown.not_incomplete",
                     state=req.state,
@@ -494,7 +499,7 @@ class TakedownService:
         with self.db.session() as s:
             req = self._authenticate(s, ticket, code)
             if req.state not in OPEN_STATES:
-                raise TakedownError(
+                raise TakedownConflict(
                     f"this request is already {req.state}", code="takedown.closed", state=req.state
                 )
             req.state = "withdrawn"
@@ -553,7 +558,7 @@ class TakedownService:
     def _load(self, s: Session, request_id: int) -> TakedownRequest:
         req = s.get(TakedownRequest, request_id)
         if req is None:
-            raise TakedownError(
+            raise TakedownNotFound(
                 f"no takedown request {request_id}",
                 code="takedown.not_found",
                 request_id=request_id,
@@ -635,7 +640,7 @@ class TakedownService:
                 else None
             )
         if found is None:
-            raise TakedownError(
+            raise TakedownNotFound(
                 f"no takedown request {str(ticket)[:40]!r}", code="takedown.not_found"
             )
         return int(found)
@@ -654,7 +659,7 @@ class TakedownService:
         """Request summaries by id (``overdue``: valid requests past their deadline, the most
         overdue first)."""
         if state is not None and state not in REQUEST_STATES:
-            raise TakedownError(
+            raise TakedownRefused(
                 f"state must be one of {', '.join(REQUEST_STATES)}; got {state[:40]!r}",
                 code="takedown.bad_state",
             )
@@ -793,12 +798,12 @@ class TakedownService:
         ``takedown.closed`` (409), ``takedown.reason_required``."""
         reason = reason.strip() if isinstance(reason, str) else ""
         if not reason:
-            raise TakedownError(
+            raise TakedownRefused(
                 "say why the request is rejected: the requester is told this reason",
                 code="takedown.reason_required",
             )
         if len(reason) > MAX_REASON:
-            raise TakedownError(
+            raise TakedownRefused(
                 f"the reason is longer than {MAX_REASON} characters", code="takedown.too_long"
             )
         who = (actor or audit.current_actor())[:200]
@@ -808,13 +813,13 @@ class TakedownService:
                 select(TakedownRequest).where(TakedownRequest.id == request_id).with_for_update()
             )
             if req is None:
-                raise TakedownError(
+                raise TakedownNotFound(
                     f"no takedown request {request_id}",
                     code="takedown.not_found",
                     request_id=request_id,
                 )
             if req.state not in OPEN_STATES:
-                raise TakedownError(
+                raise TakedownConflict(
                     f"request {req.ticket} is already {req.state}",
                     code="takedown.closed",
                     state=req.state,
@@ -930,7 +935,7 @@ class TakedownService:
     def _check_fp(fp: str) -> str:
         value = fp.strip().lower() if isinstance(fp, str) else ""
         if not _FP.match(value):
-            raise TakedownError(
+            raise TakedownRefused(
                 "a requester fingerprint is 64 hex characters (requester_fp in the evidence)",
                 code="takedown.bad_fingerprint",
             )
@@ -942,12 +947,12 @@ class TakedownService:
         ``takedown.invalid`` for a number of days out of 1..3650."""
         fp = self._check_fp(fp)
         if not isinstance(days, int) or not 1 <= days <= MAX_SUSPEND_DAYS:
-            raise TakedownError(
+            raise TakedownRefused(
                 f"days must be 1 to {MAX_SUSPEND_DAYS}", code="takedown.invalid", field="days"
             )
         note = note.strip()
         if len(note) > MAX_NOTE:
-            raise TakedownError(
+            raise TakedownRefused(
                 f"the note is longer than {MAX_NOTE} characters", code="takedown.too_long"
             )
         now = self._now()
@@ -974,7 +979,7 @@ class TakedownService:
         with self.db.session() as s:
             flag = self._lock_flag(s, fp)
             if flag is None:
-                raise TakedownError(
+                raise TakedownNotFound(
                     "no flag or suspension for that requester", code="takedown.flag_not_found"
                 )
             flag.suspended_until = None

@@ -27,7 +27,16 @@ from PIL import Image, ImageFilter
 from sqlalchemy import CursorResult, and_, or_, select, update
 
 from dignity import audit
-from dignity.errors import DignityError, MediaError
+from dignity.errors import (
+    Conflict,
+    DignityError,
+    MediaError,
+    NotFound,
+    Refused,
+    UpstreamFailed,
+    UpstreamTimeout,
+    error_class,
+)
 from dignity.fetch import UrlError
 from dignity.media import decode
 from dignity.settings import Settings
@@ -66,7 +75,41 @@ class ReviewError(DignityError):
     """A review item that does not exist, an outcome that does not fit it, a second decision,
     or a preview that cannot be had."""
 
-    default_code = "review.invalid"
+
+class ReviewRefused(ReviewError, Refused):
+    """A decision that does not fit the item: bad kind or outcome, missing or long note."""
+
+    codes = (
+        "review.bad_kind",
+        "review.bad_outcome",
+        "review.note_required",
+        "review.note_too_long",
+        "review.gone",
+    )
+
+
+class ReviewNotFound(ReviewError, NotFound):
+    """No review item, or no preview of it."""
+
+    codes = ("review.not_found", "review.no_preview", "review.preview_missing")
+
+
+class ReviewConflict(ReviewError, Conflict):
+    """An item already decided."""
+
+    codes = ("review.decided",)
+
+
+class ReviewFailed(ReviewError, UpstreamFailed):
+    """The platform's preview could not be had."""
+
+    codes = ("review.preview_failed", "review.preview_too_large")
+
+
+class ReviewTimeout(ReviewError, UpstreamTimeout):
+    """The platform's preview took too long."""
+
+    codes = ("review.preview_timeout",)
 
 
 @dataclass(frozen=True)
@@ -81,7 +124,7 @@ class Preview:
 
 
 def _not_found(item_id: int) -> ReviewError:
-    return ReviewError(f"no review item {item_id}", code="review.not_found", item_id=item_id)
+    return ReviewNotFound(f"no review item {item_id}", code="review.not_found", item_id=item_id)
 
 
 def _plural(n: int, word: str) -> str:
@@ -115,7 +158,7 @@ class ReviewQueue:
         wanted = tuple(kinds) if kinds is not None else REVIEW_KINDS
         unknown = [k for k in wanted if k not in REVIEW_KINDS]
         if unknown:
-            raise ReviewError(
+            raise ReviewRefused(
                 f"kind must be one of {', '.join(REVIEW_KINDS)}; got {unknown[0]!r}",
                 code="review.bad_kind",
             )
@@ -422,7 +465,7 @@ class ReviewQueue:
         service that carries out the decision pass through and leave the item open."""
         note = note.strip()
         if len(note) > _NOTE_MAX:
-            raise ReviewError(
+            raise ReviewRefused(
                 f"the note is longer than {_NOTE_MAX} characters", code="review.note_too_long"
             )
         who = actor.strip()[:200] or "unknown"
@@ -434,18 +477,18 @@ class ReviewQueue:
             kind = row.kind
             allowed = OUTCOMES.get(kind, ())
             if outcome not in allowed:
-                raise ReviewError(
+                raise ReviewRefused(
                     f"a {kind} item is decided with {' or '.join(allowed)}; got {outcome!r}",
                     code="review.bad_outcome",
                     allowed=list(allowed),
                 )
             if unfounded and (kind, outcome) != ("takedown", "reject"):
-                raise ReviewError(
+                raise ReviewRefused(
                     "only a rejected takedown request can be marked unfounded",
                     code="review.bad_outcome",
                 )
             if (kind, outcome) == ("takedown", "reject") and not note:
-                raise ReviewError(
+                raise ReviewRefused(
                     "say why the request is rejected: the requester is told this reason",
                     code="review.note_required",
                 )
@@ -453,7 +496,7 @@ class ReviewQueue:
                 kind
             ]
             if target is None and (kind, outcome) != ("scan", "keep"):
-                raise ReviewError(
+                raise ReviewRefused(
                     f"review item {item_id} no longer has its {kind} record",
                     code="review.gone",
                 )
@@ -497,7 +540,7 @@ class ReviewQueue:
         if row.state == "open" or stale:
             return
         by = f" by {row.decided_by}" if row.decided_by else ""
-        raise ReviewError(
+        raise ReviewConflict(
             f"review item {row.id} is being decided{by} right now"
             if row.state == "deciding"
             else f"review item {row.id} was already decided{by}",
@@ -520,7 +563,7 @@ class ReviewQueue:
             if row is None:
                 raise _not_found(item_id)
             self._refuse_if_decided(row, now)
-            raise ReviewError(  # unreachable unless the row changed between the two reads
+            raise ReviewConflict(  # unreachable unless the row changed between the two reads
                 f"review item {item_id} was already decided", code="review.decided"
             )
 
@@ -584,13 +627,13 @@ class ReviewQueue:
         when previews are not set up or the item has no content id."""
         template = self.settings.preview_url_template
         if not template:
-            raise ReviewError(
+            raise ReviewNotFound(
                 "previews are not set up on this server (DIGNITY_PREVIEW_URL_TEMPLATE)",
                 code="review.no_preview",
             )
         ids = self.content_ids(item_id)
         if not 0 <= index < len(ids):
-            raise ReviewError(
+            raise ReviewNotFound(
                 "this item has no content id to preview"
                 if not ids
                 else f"this item has {_plural(len(ids), 'content id')}; no number {index}",
@@ -605,7 +648,7 @@ class ReviewQueue:
                 min_size=PREVIEW_SIZE,
             )
         except MediaError as exc:
-            raise ReviewError(
+            raise ReviewFailed(
                 f"the platform's preview could not be decoded: {exc.message}",
                 code="review.preview_failed",
                 media=exc.code,
@@ -659,7 +702,7 @@ def fetch_preview(settings: Settings, content_id: str) -> bytes:
         else:
             message = f"the preview could not be fetched: {exc.message}"
             code = "review.preview_failed"
-        raise ReviewError(message, code=code, reason=exc.code) from exc
+        raise error_class(code)(message, code=code, reason=exc.code) from exc
 
 
 __all__ = [

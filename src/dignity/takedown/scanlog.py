@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dignity import audit
-from dignity.errors import DignityError, StorageError
+from dignity.errors import RequestRefused, ScanNotFound, StorageError
 from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.models import Entry
@@ -65,7 +65,7 @@ def check_ref(value: str | None, what: str) -> str | None:
     if value is None:
         return None
     if not value or len(value) > MAX_REF or not value.isprintable():
-        raise DignityError(
+        raise RequestRefused(
             f"{what} must be 1 to {MAX_REF} printable characters",
             code=f"request.bad_{what}",
             field=what,
@@ -359,7 +359,7 @@ class ScanLog:
         with self.db.session() as s:
             row = s.get(ScanRecord, scan_id)
             if row is None:
-                raise DignityError(f"no scan {scan_id}", code="scan.not_found", scan_id=scan_id)
+                raise ScanNotFound(f"no scan {scan_id}", code="scan.not_found", scan_id=scan_id)
             return scan_dict(row)
 
     def latest_for(self, content_id: str) -> dict[str, Any] | None:

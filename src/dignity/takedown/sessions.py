@@ -22,7 +22,7 @@ from sqlalchemy import delete, select
 
 from dignity import audit
 from dignity.cases.service import FailureLimiter
-from dignity.errors import DignityError
+from dignity.errors import DignityError, Forbidden, Unauthenticated
 from dignity.keys import AuthError, KeyService
 from dignity.settings import Settings
 from dignity.storage.db import Database
@@ -39,7 +39,17 @@ _TOKEN_MAX = 128  # longer cookie values are not ours; refuse before hashing any
 class SessionError(DignityError):
     """Not signed in, a session that ended, a refused sign-in, or a missing CSRF token."""
 
-    default_code = "session.missing"
+
+class SessionUnauthenticated(SessionError, Unauthenticated):
+    """Not signed in, a session that ended, or a refused sign-in key."""
+
+    codes = ("session.missing", "session.expired", "session.revoked", "session.bad_key")
+
+
+class SessionForbidden(SessionError, Forbidden):
+    """A signed-in key of the wrong role, or a request without its CSRF token."""
+
+    codes = ("session.role", "review.csrf")
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,7 @@ def _view(row: WebSession) -> ReviewSession:
 
 
 def _not_signed_in(why: str, code: str = "session.missing") -> SessionError:
-    return SessionError(why, code=code)
+    return SessionUnauthenticated(why, code=code)
 
 
 class SessionService:
@@ -133,12 +143,12 @@ class SessionService:
             info = self.keys.verify(key.strip())
         except AuthError as exc:
             self.limiter.add(client)
-            raise SessionError(
+            raise SessionUnauthenticated(
                 "that API key is not valid or has been revoked", code="session.bad_key"
             ) from exc
         if info.role not in REVIEW_ROLES:
             self.limiter.add(client)
-            raise SessionError(
+            raise SessionForbidden(
                 f"a {info.role} key may not sign in to the review UI; use a reviewer or admin key",
                 code="session.role",
                 role=info.role,
@@ -235,7 +245,7 @@ class SessionService:
         if not presented or not hmac.compare_digest(
             presented.encode("utf-8"), session.csrf.encode("utf-8")
         ):
-            raise SessionError(
+            raise SessionForbidden(
                 "this call needs the X-CSRF-Token header of your session; reload the page",
                 code="review.csrf",
             )

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Any
 
-from dignity.errors import DignityError
+from dignity.errors import Conflict, DignityError, Forbidden, NotFound, Refused, Unavailable
 from dignity.settings import Settings
 
 REQUESTER_KINDS = ("self", "representative")
@@ -84,7 +84,44 @@ class TakedownError(DignityError):
     """A takedown request or action was refused: malformed input, wrong ticket or access code,
     suspended requester, a request already closed, an unknown request."""
 
-    default_code = "takedown.invalid"
+
+class TakedownRefused(TakedownError, Refused):
+    """A takedown form or action that is malformed or does not fit the request."""
+
+    codes = (
+        "takedown.invalid",
+        "takedown.bad_content",
+        "takedown.bad_fingerprint",
+        "takedown.bad_state",
+        "takedown.reason_required",
+        "takedown.too_long",
+        "takedown.too_many_items",
+        "takedown.unknown_field",
+    )
+
+
+class TakedownForbidden(TakedownError, Forbidden):
+    """A wrong ticket or access code, or a suspended requester."""
+
+    codes = ("takedown.bad_credentials", "takedown.suspended")
+
+
+class TakedownConflict(TakedownError, Conflict):
+    """A request already closed, or not waiting for more information."""
+
+    codes = ("takedown.closed", "takedown.not_incomplete")
+
+
+class TakedownNotFound(TakedownError, NotFound):
+    """No takedown request (or flag) with that id."""
+
+    codes = ("takedown.not_found", "takedown.flag_not_found")
+
+
+class TakedownUnavailable(TakedownError, Unavailable):
+    """Takedowns cannot be taken now: the server is busy or not set up for them."""
+
+    codes = ("takedown.busy", "takedown.bad_setting")
 
 
 @dataclass(frozen=True)
@@ -113,7 +150,7 @@ class RequestForm:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise TakedownError(
+            raise TakedownRefused(
                 f"unknown field(s): {', '.join(unknown)[:200]}",
                 code="takedown.unknown_field",
                 fields=unknown[:20],
@@ -228,12 +265,12 @@ def _pattern(text: str) -> re.Pattern[str]:
     try:
         compiled = re.compile(text)
     except re.error as exc:
-        raise TakedownError(
+        raise TakedownUnavailable(
             f"the content_url_pattern setting is not a valid regular expression: {exc}",
             code="takedown.bad_setting",
         ) from exc
     if "content_id" not in compiled.groupindex:
-        raise TakedownError(
+        raise TakedownUnavailable(
             "the content_url_pattern setting needs a named group (?P<content_id>...)",
             code="takedown.bad_setting",
         )
@@ -256,10 +293,10 @@ def resolve(ref: str, settings: Settings) -> ContentRef:
 
 def _text(name: str, value: object, *, multiline: bool) -> str:
     if not isinstance(value, str):
-        raise TakedownError(f"{name} must be text", code="takedown.invalid", field=name)
+        raise TakedownRefused(f"{name} must be text", code="takedown.invalid", field=name)
     text = value.strip()
     if len(text) > MAX_LENGTHS[name]:
-        raise TakedownError(
+        raise TakedownRefused(
             f"{name.replace('_', ' ')} is longer than {MAX_LENGTHS[name]} characters",
             code="takedown.too_long",
             field=name,
@@ -267,7 +304,7 @@ def _text(name: str, value: object, *, multiline: bool) -> str:
         )
     bad = _CONTROL_TEXT if multiline else _CONTROL
     if bad.search(text):
-        raise TakedownError(
+        raise TakedownRefused(
             f"{name.replace('_', ' ')} contains control characters",
             code="takedown.invalid",
             field=name,
@@ -277,13 +314,13 @@ def _text(name: str, value: object, *, multiline: bool) -> str:
 
 def _choice(name: str, value: object, allowed: Sequence[str], *, fold: bool = False) -> str:
     if not isinstance(value, str):
-        raise TakedownError(f"{name} must be text", code="takedown.invalid", field=name)
+        raise TakedownRefused(f"{name} must be text", code="takedown.invalid", field=name)
     text = value.strip()
     if fold:
         lookup = {a.lower(): a for a in allowed}
         text = lookup.get(text.lower(), text)
     if text not in allowed:
-        raise TakedownError(
+        raise TakedownRefused(
             f"{name.replace('_', ' ')} must be one of {', '.join(allowed)}; got {text[:40]!r}",
             code="takedown.invalid",
             field=name,
@@ -294,7 +331,7 @@ def _choice(name: str, value: object, allowed: Sequence[str], *, fold: bool = Fa
 
 def _bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise TakedownError(f"{name} must be true or false", code="takedown.invalid", field=name)
+        raise TakedownRefused(f"{name} must be true or false", code="takedown.invalid", field=name)
     return value
 
 
@@ -304,7 +341,7 @@ def normalize_refs(lines: Iterable[object]) -> tuple[str, ...]:
     seen: set[str] = set()
     for n, raw in enumerate(lines, start=1):
         if not isinstance(raw, str):
-            raise TakedownError(
+            raise TakedownRefused(
                 f"content line {n} must be text", code="takedown.bad_content", line=n
             )
         ref = raw.strip()
@@ -315,19 +352,19 @@ def normalize_refs(lines: Iterable[object]) -> tuple[str, ...]:
         scheme = _SCHEME.match(ref)
         limit = MAX_REF if scheme else MAX_CONTENT_ID
         if len(ref) > limit:
-            raise TakedownError(
+            raise TakedownRefused(
                 f"content line {n} is longer than {limit} characters",
                 code="takedown.bad_content",
                 line=n,
             )
         if scheme and scheme.group(1).lower() not in ("http", "https"):
-            raise TakedownError(
+            raise TakedownRefused(
                 f"content line {n}: only http and https links can be reported",
                 code="takedown.bad_content",
                 line=n,
             )
         if any(c.isspace() for c in ref) or _CONTROL.search(ref):
-            raise TakedownError(
+            raise TakedownRefused(
                 f"content line {n} has spaces in it: put one link or content id on each line",
                 code="takedown.bad_content",
                 line=n,
@@ -336,7 +373,7 @@ def normalize_refs(lines: Iterable[object]) -> tuple[str, ...]:
             seen.add(ref)
             out.append(ref)
         if len(out) > MAX_ITEMS:
-            raise TakedownError(
+            raise TakedownRefused(
                 f"at most {MAX_ITEMS} links or content ids in one request",
                 code="takedown.too_many_items",
                 limit=MAX_ITEMS,
@@ -351,7 +388,7 @@ def normalize(form: RequestForm) -> RequestForm:
     if isinstance(content, str):
         content = tuple(content.splitlines())
     if not isinstance(content, Sequence):
-        raise TakedownError("content must be a list", code="takedown.invalid", field="content")
+        raise TakedownRefused("content must be a list", code="takedown.invalid", field="content")
     return replace(
         form,
         requester_kind=_choice("requester_kind", form.requester_kind, REQUESTER_KINDS, fold=True),
