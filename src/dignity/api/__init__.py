@@ -189,8 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
 
     # Each feature's routes live in its own module with a ``router``.
-    routers = (v1, hma, events, portal, feed, sources, pages, takedown, review, notices, report)
-    for module in (*routers, audit):
+    features = (v1, hma, events, portal, feed, sources, pages, takedown, review, notices)
+    for module in (*features, report, audit):
         app.include_router(module.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="The process is up")

@@ -207,9 +207,6 @@ class Services:
     def refresh_sources(self) -> None:
         self.sources.refresh()
 
-    def _purge_scan_log(self) -> None:
-        self.scan_log.purge()
-
     def background_tasks(self) -> list[Periodic]:
         """The periodic loops of a serving process, as data: the jobs issue can move any of
         them onto its task engine by running the same tick there instead."""
@@ -222,7 +219,7 @@ class Services:
             Periodic(
                 "scan-log-purge",
                 SCAN_LOG_PURGE_S,
-                self._purge_scan_log,
+                self.scan_log.purge,
                 # Soon after start too: a process restarted daily would otherwise never purge.
                 first_after_s=s.takedown_check_s,
             ),
