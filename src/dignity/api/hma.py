@@ -48,7 +48,8 @@ from dignity.api.uploads import read_file
 from dignity.api.v1 import Curator, Hasher, Platform, Reader, fetch, written
 from dignity.errors import BankNotFound, DignityError, error_class
 from dignity.hashing.digests import md5_hex, sha256_hex
-from dignity.hashing.signals import ImageHashes, hash_bytes, normalize_hash, pdq_distance
+from dignity.hashing.registry import DistanceSignalType, signal_types
+from dignity.hashing.signals import ImageHashes, hash_bytes, normalize_hash
 from dignity.keys import ROLES, KeyInfo
 from dignity.matching.banks import DEFAULT_THRESHOLD, BankInfo, EntryInfo, NewEntry
 from dignity.matching.engine import Match, MatchOutcome
@@ -471,10 +472,12 @@ async def compare(request: Request, _: Platform) -> dict[str, Any]:
             right = normalize_hash(sig, pair[1])[1]
         except DignityError as exc:
             raise bad(f"Invalid {name} hash: {exc.message}", code="hash.malformed") from exc
-        if sig == "pdq":
-            # HMA's PdqSignal.compare_hash: a match within the confident threshold, 31.
-            dist = pdq_distance(left, right)
-            out[name] = [dist <= DEFAULT_THRESHOLD, {"distance": dist}]
+        kind = signal_types().get(sig)
+        if isinstance(kind, DistanceSignalType):
+            # HMA's PdqSignal.compare_hash: a match within the type's default threshold (31
+            # for PDQ, HMA's confident threshold).
+            dist = kind.distance(bytes.fromhex(left), bytes.fromhex(right))
+            out[name] = [dist <= kind.default_threshold, {"distance": dist}]
         else:
             # Exact hashes have no distance (HMA's SignalSimilarityInfo carries no fields).
             out[name] = [left == right, {}]
