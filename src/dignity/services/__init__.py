@@ -22,6 +22,7 @@ from functools import cached_property
 from dignity.actions.delivery import DeliveryConfig, DeliveryWorker
 from dignity.actions.outbox import OutboxService
 from dignity.actions.webhooks import WebhookService
+from dignity.audit import record_policy
 from dignity.background import Periodic, Supervisor
 from dignity.cases.service import CaseService
 from dignity.derivatives.service import SourceIndex, SourceService
@@ -261,9 +262,12 @@ def build_services(settings: Settings, *, profile: Profile = SERVER) -> Services
     services = Services(settings, profile=profile)
     try:
         services.scanner  # noqa: B018
+        # Parts that keep per-process state are built here, before request threads can race
+        # to build two (cached_property takes no lock from Python 3.12 on); the rest are
+        # stateless views of the database, where a duplicate would be harmless.
+        services.review_sessions  # noqa: B018
+        services.keys  # noqa: B018
         # The policy in force goes into the audit log, once per change of file or content.
-        from dignity.audit import record_policy
-
         record_policy(services.db, settings.policy_file)
     except Exception:
         services.close()
