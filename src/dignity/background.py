@@ -62,8 +62,16 @@ class Beat:
         with self._lock:
             self._state.runs += 1
             self._state.failures += 1
-            self._state.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            self._state.last_error = describe(exc)
             self._state.last_error_at = time.time()
+
+
+def describe(exc: BaseException) -> str:
+    """What /readyz may say about a failure: its type and stable code, never its message.
+    /readyz answers without a key, and a message can carry SQL, addresses or hashes; the full
+    traceback is in the log."""
+    code = getattr(exc, "code", None)
+    return f"{type(exc).__name__}: {code}" if isinstance(code, str) else type(exc).__name__
 
 
 # How the core starts one-shot background work without knowing who runs it: a name and a

@@ -34,7 +34,7 @@ def test_periodic_ticks_records_failures_and_keeps_going() -> None:
     _until(lambda: len(calls) >= 4)
     state = sup.status()["refresh"]
     assert state.running and state.kind == "periodic"
-    assert state.failures == 1 and state.last_error == "RuntimeError: database blip"
+    assert state.failures == 1 and state.last_error == "RuntimeError"  # no message: see describe
     assert state.last_success is not None and state.last_error_at is not None
     assert state.last_success > state.last_error_at  # it recovered
     assert sup.stalled() == []
@@ -115,9 +115,19 @@ def test_spawn_records_one_shot_tasks() -> None:
 
     sup.spawn("snapshot", boom).join(2)
     state = sup.status()["snapshot"]
-    assert state.kind == "oneshot" and state.failures == 1 and "disk full" in str(state.last_error)
+    assert state.kind == "oneshot" and state.failures == 1 and state.last_error == "ValueError"
     assert not state.running
     assert sup.stalled() == []  # a failed one-shot is reported, not a stalled loop
+
+
+def test_a_failure_is_described_by_type_and_code_never_message() -> None:
+    from dignity.background import describe
+    from dignity.errors import StorageError
+
+    secret = "postgresql://app:hunter2@db/prod"
+    assert describe(RuntimeError(secret)) == "RuntimeError"
+    error = StorageError(f"cannot open {secret}", code="storage.unavailable")
+    assert describe(error) == "StorageError: storage.unavailable"
 
 
 def test_names_are_unique() -> None:
