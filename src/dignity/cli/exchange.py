@@ -229,17 +229,18 @@ def fetch(ctx: Context, name: str, full: bool, max_pages: int | None) -> None:
 def run(ctx: Context, once: bool) -> None:
     """Fetch every enabled exchange on its schedule until interrupted (SIGINT/SIGTERM)."""
     service = _service(ctx)
+
+    def report(result: FetchSummary | dict[str, Any]) -> None:
+        emit(result if isinstance(result, dict) else result.to_dict())
+
     if once:
         for result in service.run_due():
-            emit(result if isinstance(result, dict) else result.to_dict())
+            report(result)
         return
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
-
-    def report(result: FetchSummary | dict[str, Any]) -> None:
-        emit(result if isinstance(result, dict) else result.to_dict())
 
     supervisor = ctx.services.supervisor
     supervisor.add(

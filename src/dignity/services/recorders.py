@@ -1,4 +1,4 @@
-"""What happens after a scan is answered-to-be: explicit, ordered recorders, not patched closures.
+"""What a scan leaves behind before its answer goes out: explicit, ordered recorders, not closures.
 
 The scan log writes first (it gives the scan its id and is what takedown sweeps and retro-matching
 read); then each :class:`ScanRecorder` runs in the order the composition root lists them: the
