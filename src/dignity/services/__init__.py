@@ -84,7 +84,6 @@ class Services:
         self.supervisor = Supervisor()
         # A cap on CPU-heavy work (decodes) per process, shared by every face in it.
         self.slots = threading.BoundedSemaphore(settings.max_concurrency)
-        self.started = time.time()
         self.last_refresh = 0.0  # wall time the index last caught up with the change log
 
     # -- storage and the core ----------------------------------------------------------------
