@@ -19,7 +19,7 @@ category with its status, each class with its codes (``.x`` repeats the prefix b
     │   └── AuditBadRequest     audit.bad_anchor, .bad_since, .bad_output, .broken
     ├── Refused                 422  the input was read but breaks a rule
     │   ├── MediaRefused        media.not_an_image, .empty, .unsupported_format, .truncated,
-    │   │                       .corrupt
+    │   │                       .corrupt, .not_a_video
     │   ├── XmpError            media.bad_xmp (signals/xmp.py; recorded, never answered)
     │   ├── HashError           hash.invalid, .malformed, .unknown_signal, .low_quality
     │   ├── BankRefused         bank.bad_name, .bad_purpose, .bad_threshold, .bad_text,
@@ -73,7 +73,7 @@ category with its status, each class with its codes (``.x`` repeats the prefix b
     │   ├── NoticeConflict      appeal.window_closed, .already_open, .already_decided, .restored
     │   └── ReviewConflict      review.decided
     ├── TooLarge                413
-    │   ├── MediaTooLarge       media.too_large, .too_many_pixels
+    │   ├── MediaTooLarge       media.too_large, .too_many_pixels, .too_long
     │   └── RequestTooLarge     request.too_large
     ├── UnsupportedMediaType    415
     │   └── RequestUnsupported  request.unsupported_media_type
@@ -312,7 +312,7 @@ class MediaError(DignityError):
 
 
 class MediaRefused(MediaError, Refused):
-    """Bytes that are not a usable image."""
+    """Bytes that are not a usable image or video."""
 
     codes = (
         "media.not_an_image",
@@ -320,13 +320,15 @@ class MediaRefused(MediaError, Refused):
         "media.unsupported_format",
         "media.truncated",
         "media.corrupt",
+        "media.not_a_video",
     )
 
 
 class MediaTooLarge(MediaError, TooLarge):
-    """A file over the byte limit, or an image over the pixel limit."""
+    """A file over the byte limit, an image or video frame over the pixel limit, or a video
+    over the duration limit."""
 
-    codes = ("media.too_large", "media.too_many_pixels")
+    codes = ("media.too_large", "media.too_many_pixels", "media.too_long")
 
 
 class HashError(Refused):

@@ -215,6 +215,15 @@ def pdq_from_pixels(pixels: NDArray[np.uint8], *, dihedral: bool = False) -> Pdq
     return _pdq_from_small(reference_downsample(pixels), dihedral=dihedral)
 
 
+def pdq_from_full_pixels(pixels: NDArray[np.uint8]) -> PdqHash:
+    """PDQ of an H x W x 3 RGB uint8 array at its full size, without the 512 px resize.
+
+    Meta's vpdq hashes each video frame this way (``PDQFrameBufferHasher`` feeds the whole
+    frame to the blur), so vPDQ frame hashes need it to agree with Meta's.
+    """
+    return _pdq_from_small(pixels, dihedral=False)
+
+
 def pdq_from_image(image: Image.Image, *, dihedral: bool = False) -> PdqHash:
     """PDQ of an RGB Pillow image; only the 512 px sample is ever turned into an array."""
     if image.mode != "RGB":
