@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         default=True,
         description="Match all 8 rotations/mirrors of a query image, so turned copies are found.",
     )
+    match_regions: bool = Field(
+        default=True,
+        description=(
+            "Also match the pictures found inside an uploaded image (screenshots, collages, "
+            "memes, chat forwards, bordered reposts): up to 8 regions, PDQ each."
+        ),
+    )
     # -- HTTP service ------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address `dignity serve` listens on.")
     port: int = Field(default=8080, ge=1, le=65535, description="Port `dignity serve` listens on.")

@@ -49,6 +49,15 @@ class MatchByHashes(BaseModel):
     hashes: list[SignalValue] = Field(min_length=1, max_length=1000)
 
 
+class RegionOut(BaseModel):
+    """Where in the upload a matched picture was found (its pixels; x, y the top-left)."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+
 class MatchOut(BaseModel):
     bank: str
     entry_id: int
@@ -56,6 +65,11 @@ class MatchOut(BaseModel):
     distance: int
     purpose: str
     transform: str | None = None
+    region: RegionOut | None = Field(
+        None,
+        description="Set when the banked picture was found inside the upload (a screenshot, "
+        "a collage, a meme) rather than as the whole image",
+    )
 
 
 class MatchResult(BaseModel):

@@ -128,9 +128,9 @@ async def match_route(request: Request, services: ServicesDep, _: Platform) -> M
 
 
 def _match_upload(data: bytes, services: Services) -> Any:
-    dihedral = services.settings.match_dihedral
-    h = hash_bytes(data, settings=services.settings, dihedral=dihedral)
-    return services.engine.match_image(h, dihedral=dihedral)
+    s = services.settings
+    h = hash_bytes(data, settings=s, dihedral=s.match_dihedral, regions=s.match_regions)
+    return services.engine.match_image(h, dihedral=s.match_dihedral)
 
 
 @router.post(

@@ -19,9 +19,12 @@ from dignity.hashing.signals import ImageHashes, hash_bytes
 from dignity.settings import Settings
 
 
-def hash_file(path: str, settings: Settings, *, dihedral: bool) -> ImageHashes:
+def hash_file(
+    path: str, settings: Settings, *, dihedral: bool, regions: bool = False
+) -> ImageHashes:
     """Hash one file; raises DignityError (MediaError for bad media or unreadable files)."""
-    return hash_bytes(read_upload_file(path, settings), settings=settings, dihedral=dihedral)
+    data = read_upload_file(path, settings)
+    return hash_bytes(data, settings=settings, dihedral=dihedral, regions=regions)
 
 
 def read_upload_file(path: str, settings: Settings) -> bytes:
@@ -53,13 +56,13 @@ def hashes_to_dict(path: str, h: ImageHashes, *, dihedral: bool) -> dict[str, An
 
 
 def each_hashed(
-    files: tuple[str, ...], settings: Settings, *, dihedral: bool
+    files: tuple[str, ...], settings: Settings, *, dihedral: bool, regions: bool = False
 ) -> Iterator[tuple[str, ImageHashes]]:
     """Hash each file in turn, emitting ``{path, error}`` for failures; exit 1 at the end if any."""
     failed = 0
     for path in files:
         try:
-            h = hash_file(path, settings, dihedral=dihedral)
+            h = hash_file(path, settings, dihedral=dihedral, regions=regions)
         except DignityError as exc:
             failed += 1
             emit({"path": path, "error": {"code": exc.code, "message": exc.message}})
@@ -95,9 +98,12 @@ def match_cmd(ctx: Context, dihedral: bool | None, files: tuple[str, ...]) -> No
 
     Each object has ``path`` and ``matches`` (a list of {bank, entry_id, signal, distance});
     when an allow bank matched, ``allowed_by`` and the ``suppressed`` matches are shown too.
+    A banked picture found inside the file (a screenshot, collage, meme, chat forward or
+    bordered repost) is a match with ``region`` {x, y, w, h} (DIGNITY_MATCH_REGIONS, on).
     """
     use_dihedral = ctx.settings.match_dihedral if dihedral is None else dihedral
     engine = ctx.engine()
-    for path, h in each_hashed(files, ctx.settings, dihedral=use_dihedral):
+    regions = ctx.settings.match_regions
+    for path, h in each_hashed(files, ctx.settings, dihedral=use_dihedral, regions=regions):
         outcome = engine.match_image(h, dihedral=use_dihedral)
         emit({"path": path, **outcome.to_dict()})

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dignity.hashing.digests import md5_digest, sha256_digest
 from dignity.hashing.pdq import PDQ_DOWNSAMPLE, PdqHash, pdq_from_image
 from dignity.hashing.registry import signal_types
 from dignity.media import Media, decode
 from dignity.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from dignity.regions import RegionHash
 
 
 class _HexDigits(Mapping[str, int]):
@@ -82,6 +86,9 @@ class ImageHashes:
     format: str
     # The exact digests as bytes, by signal type, for matching without a trip through hex.
     digests: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    # PDQ of the pictures inside this one (screenshots, collages, memes: dignity.regions),
+    # matched like the whole image's PDQ; empty unless asked for.
+    regions: tuple[RegionHash, ...] = field(default=(), compare=False, repr=False)
 
     def fields(self) -> dict[str, object]:
         """The hash fields of ``dignity hash`` output (and of scan results)."""
@@ -112,8 +119,17 @@ class ImageHashes:
         return [(t.name, have[t.name]) for t in photo if t.name in have]
 
 
-def hash_media(media: Media, data: bytes, *, dihedral: bool = False) -> ImageHashes:
+def hash_media(
+    media: Media, data: bytes, *, dihedral: bool = False, regions: bool = False
+) -> ImageHashes:
+    """Every hash of decoded ``media``; with ``regions``, also the PDQ of each picture found
+    inside it (:func:`dignity.regions.region_hashes`, from the same decode)."""
     md5, sha256 = md5_digest(data), sha256_digest(data)
+    found: tuple[RegionHash, ...] = ()
+    if regions:
+        from dignity.regions import region_hashes
+
+        found = region_hashes(media.image, (media.width, media.height), dihedral=dihedral)
     return ImageHashes(
         pdq=pdq_from_image(media.image, dihedral=dihedral),
         md5=md5.hex(),
@@ -122,6 +138,7 @@ def hash_media(media: Media, data: bytes, *, dihedral: bool = False) -> ImageHas
         height=media.height,
         format=media.format,
         digests={"md5": md5, "sha256": sha256},
+        regions=found,
     )
 
 
@@ -138,9 +155,13 @@ def decode_upload(data: bytes, settings: Settings) -> Media:
 
 
 def hash_bytes(
-    data: bytes, *, settings: Settings | None = None, dihedral: bool = False
+    data: bytes,
+    *,
+    settings: Settings | None = None,
+    dihedral: bool = False,
+    regions: bool = False,
 ) -> ImageHashes:
     """Decode ``data`` once (JPEGs over ``FULL_SIZE_PIXELS`` in the DCT domain down to >= 512 px)
-    and compute every hash."""
+    and compute every hash (with ``regions``, of the pictures inside it too)."""
     media = decode_upload(data, settings or get_settings())
-    return hash_media(media, data, dihedral=dihedral)
+    return hash_media(media, data, dihedral=dihedral, regions=regions)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -39,6 +39,7 @@ from dignity.hashing.registry import DistanceSignalType, signal_types
 from dignity.hashing.signals import ImageHashes
 from dignity.matching.index import MihIndex
 from dignity.matching.protocol import MatchIndex
+from dignity.regions import Region
 from dignity.storage.changelog import ChangeLog, Replayer
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, IndexLog
@@ -63,6 +64,9 @@ class Match:
     signal: str
     distance: int
     transform: str = "original"
+    # Where in the upload the matched picture is, when it was found inside it (a screenshot,
+    # a collage; dignity.regions) rather than as the whole image.
+    region: Region | None = None
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -74,6 +78,8 @@ class Match:
         }
         if self.transform != "original":
             out["transform"] = self.transform
+        if self.region is not None:
+            out["region"] = self.region.to_dict()
         return out
 
 
@@ -466,7 +472,37 @@ class MatchEngine:
             (name, digests[name] if name in digests else bytes.fromhex(hashes.hexes()[name]))
             for name in self._photo_exact
         ]
-        return self._match(near, exact, notes)
+        outcome = self._match(near, exact, notes)
+        if hashes.regions:
+            outcome = self._with_regions(outcome, hashes, dihedral=dihedral)
+        return outcome
+
+    def _with_regions(
+        self, outcome: MatchOutcome, hashes: ImageHashes, *, dihedral: bool
+    ) -> MatchOutcome:
+        """Add the matches of the pictures inside the image (each proposal's PDQ matched as
+        a whole image's is, quality floor included). An entry the whole image matched is not
+        repeated; an entry found in several regions is kept at its nearest. An allow-bank
+        match of a region cancels that region's other matches only: a cleared picture pasted
+        beside a banked one must not clear the collage."""
+        seen = {m.entry_id for m in outcome.matches + outcome.suppressed + outcome.allowed_by}
+        best: dict[int, Match] = {}
+        for rh in hashes.regions:
+            if rh.pdq.quality < self.min_quality:
+                continue
+            part = self._match([(SNAPSHOT_SIGNAL, rh.pdq.query_bytes(dihedral=dihedral))], [], [])
+            for m in part.matches:
+                if m.entry_id in seen:
+                    continue
+                old = best.get(m.entry_id)
+                if old is None or m.distance < old.distance:
+                    best[m.entry_id] = replace(m, region=rh.region)
+        if not best:
+            return outcome
+        found = sorted(best.values(), key=lambda m: (m.distance, m.bank, m.entry_id))
+        if outcome.allowed_by:  # the whole image is cleared: so is everything inside it
+            return replace(outcome, suppressed=outcome.suppressed + found)
+        return replace(outcome, matches=outcome.matches + found)
 
     def match_hashes(self, values: Sequence[tuple[str, str]]) -> MatchOutcome:
         """Match bare (signal, hex) pairs, e.g. hashes a victim computed on their own device."""
