@@ -186,17 +186,10 @@ def _same_colour(colour: Callable[[int], NDArray[np.float64]], start: int, end: 
 
 def _segments(sep: NDArray[np.bool_], lo: int) -> list[tuple[int, int]]:
     """The runs of non-separator lines, offset by ``lo``."""
-    segs: list[tuple[int, int]] = []
-    start: int | None = None
-    for i, s in enumerate(sep.tolist()):
-        if not s and start is None:
-            start = i
-        elif s and start is not None:
-            segs.append((lo + start, lo + i))
-            start = None
-    if start is not None:
-        segs.append((lo + start, lo + len(sep)))
-    return segs
+    edges = np.diff(np.concatenate(([1], sep.view(np.int8), [1])).astype(np.int8))
+    starts = np.flatnonzero(edges == -1)
+    ends = np.flatnonzero(edges == 1)
+    return [(lo + int(a), lo + int(b)) for a, b in zip(starts, ends, strict=True)]
 
 
 def _xy_cut(
@@ -300,7 +293,7 @@ def _runs(edges: NDArray[np.bool_], min_len: int) -> list[tuple[int, int, int]]:
 def _dominant(a: NDArray[np.uint8], box: Box) -> float:
     """Share of the block's sample pixels in its most common grey level (of 32)."""
     x0, y0, x1, y1 = box
-    codes = (a[y0:y1, x0:x1].astype(np.int32) >> 3).ravel()
+    codes = (a[y0:y1:2, x0:x1:2] >> 3).ravel()
     return float(np.bincount(codes, minlength=32).max()) / float(max(1, codes.size))
 
 
@@ -351,27 +344,34 @@ def _refine(image: Image.Image, sample: _Sample, block: Box) -> Box:
 def _trim(stats: _Stats, block: Box, size: tuple[int, int]) -> Box:
     """``block`` without the plain lines along its edges that continue the line outside it
     (the rest of a separator that a cut across a wider block left on this part)."""
-    x0, y0, x1, y1 = block
     sw, sh = size
 
-    def level(box: Box, axis: int) -> tuple[float, float]:
+    def cut(box: Box, axis: int) -> Box:
+        x0, y0, x1, y1 = box
+        lo, hi = (y0, y1) if axis == 0 else (x0, x1)
+        end = sh if axis == 0 else sw
         mean, spread = stats.lines(box, axis)
-        return float(mean[0]), float(spread[0])
 
-    def same(inner: Box, outer: Box, axis: int) -> bool:
-        m, s = level(inner, axis)
-        om, os_ = level(outer, axis)
-        return s <= PLAIN_STD and os_ <= PLAIN_STD and abs(m - om) <= STEP
+        def outside(at: int) -> tuple[float, float]:
+            one = (x0, at, x1, at + 1) if axis == 0 else (at, y0, at + 1, y1)
+            m, sp = stats.lines(one, axis)
+            return float(m[0]), float(sp[0])
 
-    while y0 > 0 and y1 - y0 > 2 and same((x0, y0, x1, y0 + 1), (x0, y0 - 1, x1, y0), 0):
-        y0 += 1
-    while y1 < sh and y1 - y0 > 2 and same((x0, y1 - 1, x1, y1), (x0, y1, x1, y1 + 1), 0):
-        y1 -= 1
-    while x0 > 0 and x1 - x0 > 2 and same((x0, y0, x0 + 1, y1), (x0 - 1, y0, x0, y1), 1):
-        x0 += 1
-    while x1 < sw and x1 - x0 > 2 and same((x1 - 1, y0, x1, y1), (x1, y0, x1 + 1, y1), 1):
-        x1 -= 1
-    return x0, y0, x1, y1
+        def sep(i: int, level: float) -> bool:
+            return bool(spread[i] <= PLAIN_STD and abs(mean[i] - level) <= STEP)
+
+        a, b = 0, hi - lo
+        if lo > 0:
+            level, sp = outside(lo - 1)
+            while sp <= PLAIN_STD and b - a > 2 and sep(a, level):
+                a += 1
+        if hi < end:
+            level, sp = outside(hi)
+            while sp <= PLAIN_STD and b - a > 2 and sep(b - 1, level):
+                b -= 1
+        return (x0, lo + a, x1, lo + b) if axis == 0 else (lo + a, y0, lo + b, y1)
+
+    return cut(cut(block, 0), 1)
 
 
 def _iou(a: Box, b: Box) -> float:
@@ -460,18 +460,18 @@ def _round_corners(pixels: NDArray[np.uint8], outside: list[NDArray[np.uint8] | 
         # The corner's own run of that colour: a quarter disc is monotone along rows and
         # columns, so a pixel belongs when every pixel between it and the corner does.
         mask = np.logical_and.accumulate(np.logical_and.accumulate(close, axis=0), axis=1)
-        if mask.all():
-            continue  # the whole corner is that colour: a border, not a rounding
-        todo = mask.copy()
+        if mask.mean() > 0.25:
+            continue  # more than a rounding (at most 1 - pi/4 of its square): the picture's own
+        ys, xs = np.nonzero(mask)
+        # Along the diagonal, the first pixel out of the staircase is the picture's.
         for k in range(1, c):
-            if not todo.any():
+            if not ys.size:
                 break
-            ys, xs = np.nonzero(todo)
             inside = (ys + k < c) & (xs + k < c)
             ys, xs = ys[inside], xs[inside]
             ok = ~mask[ys + k, xs + k]
             view[ys[ok], xs[ok]] = view[ys[ok] + k, xs[ok] + k]
-            todo[ys[ok], xs[ok]] = False
+            ys, xs = ys[~ok], xs[~ok]
 
 
 def _outside_colours(image: Image.Image, box: Box) -> list[NDArray[np.uint8] | None]:
