@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/watermark.py
 	$(BIN)/python bench/derivatives.py
+	$(BIN)/python bench/regions.py
 
 # The README's screenshots: the browser tests on SQLite, then docs/make_screenshots.py.
 screenshots: $(STAMP)

@@ -8,7 +8,7 @@ group (``bench/derivatives.py``'s pool) into **banked** photos and **unrelated**
 never banked. Each banked photo (whole-image PDQ quality >= the engine's floor) is put into
 every layout of :mod:`dignity.sample_layouts` (scaled to fit, JPEG at quality 70-95 or PNG),
 and each layout is scanned as ``dignity match`` and ``/v1/scan`` do: one decode
-(``decode_upload``), hashes with proposals (``hash_media(..., regions=True)``, all 8 dihedral
+(``decode_upload``), hashes with proposals (``regions.with_regions``, all 8 dihedral
 hashes) and ``MatchEngine.match_image`` against a real SQLite bank at the default threshold
 (31). The bank also holds distractor entries (PDQ of generated landscapes and of windows of
 other photos) so that the false-match bound means something.
@@ -60,7 +60,7 @@ from dignity.derivatives import (
 from dignity.hashing.pdq import pdq_from_image
 from dignity.hashing.signals import decode_upload, hash_media
 from dignity.matching import BankService, MatchEngine, NewEntry
-from dignity.regions import Region, region_hashes
+from dignity.regions import Region, region_hashes, with_regions
 from dignity.sample_layouts import LAYOUTS
 from dignity.samples import encode, landscape
 from dignity.settings import Settings
@@ -138,8 +138,9 @@ def main() -> None:
     unrelated = [at_most(groups[g][0], 1024) for g in other_groups]
     fillers = [at_most(x, 700) for g in other_groups for x in groups[g][:1]]
     print(
-        f"pool: {len(names)} content groups; {len(banked)} banked photos ({len(candidates) - len(banked)} "
-        f"under PDQ quality {floor} left out), {len(unrelated)} unrelated photos",
+        f"pool: {len(names)} content groups; {len(banked)} banked photos "
+        f"({len(candidates) - len(banked)} under PDQ quality {floor} left out), "
+        f"{len(unrelated)} unrelated photos",
         flush=True,
     )
 
@@ -235,7 +236,7 @@ def main() -> None:
             for name, img, _ in items:
                 data = shared(img, rng)
                 media = decode_upload(data, settings)
-                hashes = hash_media(media, data, dihedral=True, regions=True)
+                hashes = with_regions(hash_media(media, data, dihedral=True), media, dihedral=True)
                 outcome = engine.match_image(hashes, dihedral=True)
                 n_unrelated += 1
                 if outcome.matches:
@@ -308,7 +309,7 @@ def main() -> None:
                 img, _ = LAYOUTS[name](edited, rng, fillers)
                 data = shared(img, rng)
                 media = decode_upload(data, settings)
-                hashes = hash_media(media, data, dihedral=True, regions=True)
+                hashes = with_regions(hash_media(media, data, dihedral=True), media, dihedral=True)
                 started = time.process_time()
                 got = match_media(matcher, media, hashes.regions)
                 d_cpu.append(time.process_time() - started)
@@ -321,11 +322,11 @@ def main() -> None:
                 d_anchor.append(whole is not None and whole.source_id == s_i + 1)
         d_unrelated = 0
         for photo in unrelated[: max(10, len(sources))]:
-            for name, layout in LAYOUTS.items():
+            for layout in LAYOUTS.values():
                 img, _ = layout(photo, rng, fillers)
                 data = shared(img, rng)
                 media = decode_upload(data, settings)
-                hashes = hash_media(media, data, dihedral=True, regions=True)
+                hashes = with_regions(hash_media(media, data, dihedral=True), media, dihedral=True)
                 d_unrelated += 1
                 d_false += match_media(matcher, media, hashes.regions) is not None
         d_all = d_found["all"]
@@ -335,7 +336,8 @@ def main() -> None:
             f"{len(records)} in the matcher): found {sum(d_all)} of {len(d_all)} "
             f"({sum(d_all) / max(1, len(d_all)):.1%}); whole image only (anchor) "
             f"{sum(d_anchor) / max(1, len(d_anchor)):.1%}; false {d_false} over "
-            f"{d_pairs:.3g} pairs (95% bound {upper_bound(d_pairs) if d_false == 0 else float('nan'):.2g})"
+            f"{d_pairs:.3g} pairs (95% bound "
+            f"{upper_bound(d_pairs) if d_false == 0 else float('nan'):.2g})"
         )
         for key in names_l:
             v = d_found[key]

@@ -22,7 +22,7 @@ it does for whole images. Coordinates are in the upload's pixels (the decode may
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -30,8 +30,19 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from dignity.hashing.pdq import PdqHash, box_sample, pdq_from_pixels
+from dignity.hashing.signals import ImageHashes, Region, RegionHash, decode_upload, hash_media
+from dignity.media import Media
+from dignity.settings import Settings
 
-__all__ = ["MAX_REGIONS", "Region", "RegionHash", "propose", "region_hashes"]
+__all__ = [
+    "MAX_REGIONS",
+    "Region",
+    "RegionHash",
+    "hash_upload",
+    "propose",
+    "region_hashes",
+    "with_regions",
+]
 
 MAX_REGIONS = 8
 WORK_SIDE = 512  # long side of the working sample, px
@@ -50,32 +61,6 @@ DOMINANT = 0.55  # a block with more of one colour than this is text or UI, not 
 _MAX_DEPTH = 8
 CORNER_TOL = 24  # per channel: a corner pixel this close to the colour outside is UI
 EDGE_STEP = 18  # grey levels between neighbouring sample pixels that make an edge
-
-
-@dataclass(frozen=True)
-class Region:
-    """A rectangle of the upload, in its pixels: ``x``, ``y`` the top-left corner."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-
-    def to_dict(self) -> dict[str, int]:
-        return {"x": self.x, "y": self.y, "w": self.w, "h": self.h}
-
-    def box(self) -> tuple[int, int, int, int]:
-        return (self.x, self.y, self.x + self.w, self.y + self.h)
-
-
-@dataclass(frozen=True)
-class RegionHash:
-    """One proposal and its PDQ hash (computed on the decoded image); ``box`` is the same
-    rectangle as ``(x0, y0, x1, y1)`` in the decoded image's pixels (a reduced decode's)."""
-
-    region: Region
-    pdq: PdqHash
-    box: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1
@@ -513,3 +498,19 @@ def region_hashes(
         region = Region(x0, y0, round(box[2] * kx) - x0, round(box[3] * ky) - y0)
         out.append(RegionHash(region, region_pdq(image, box, dihedral=dihedral), box))
     return tuple(out)
+
+
+def with_regions(hashes: ImageHashes, media: Media, *, dihedral: bool = False) -> ImageHashes:
+    """``hashes`` of decoded ``media`` with the PDQ of each picture found inside it."""
+    found = region_hashes(media.image, (media.width, media.height), dihedral=dihedral)
+    return replace(hashes, regions=found)
+
+
+def hash_upload(
+    data: bytes, settings: Settings, *, dihedral: bool = False, regions: bool = True
+) -> ImageHashes:
+    """``hash_bytes`` for matching: one decode, every hash, and with ``regions`` the pictures
+    inside the image too (what ``dignity match``, ``/v1/match`` and HMA's lookups match)."""
+    media = decode_upload(data, settings)
+    hashes = hash_media(media, data, dihedral=dihedral)
+    return with_regions(hashes, media, dihedral=dihedral) if regions else hashes

@@ -50,7 +50,11 @@ def analyze(
     media = decode_upload(data, settings)
     signals = suite.run(media)
     # The pictures inside this one (issue 20), hashed from the same decode.
-    hashes = hash_media(media, data, dihedral=dihedral, regions=settings.match_regions)
+    hashes = hash_media(media, data, dihedral=dihedral)
+    if settings.match_regions:
+        from dignity.regions import with_regions
+
+        hashes = with_regions(hashes, media, dihedral=dihedral)
     # An edited copy of a registered photo (issue 7): the evidence, or None.
     signals["derivative_of"] = None
     if derivatives is not None:

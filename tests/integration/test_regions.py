@@ -16,6 +16,7 @@ import pytest
 from dignity.hashing.signals import hash_bytes
 from dignity.matching.banks import BankService, NewEntry
 from dignity.matching.engine import MatchEngine
+from dignity.regions import hash_upload
 from dignity.sample_layouts import LAYOUTS
 from dignity.samples import encode, landscape
 from dignity.scanning import Scanner
@@ -147,7 +148,7 @@ def test_scan_log_sweep_finds_a_picture_posted_inside_a_screenshot(tmp_path: Pat
     banks.create_bank("ncii")
     banks.add_entries("ncii", [NewEntry("pdq", original.pdq.hex)])
     engine.refresh()
-    outcome = engine.match_image(hash_bytes(COLLAGE_PNG, dihedral=True, regions=True))
+    outcome = engine.match_image(hash_upload(COLLAGE_PNG, settings, dihedral=True))
     # (The takedown above banked the original's hash too.)
     assert {m.bank for m in outcome.matches} == {"ncii", "takedowns"}
     assert all(m.region is not None for m in outcome.matches)

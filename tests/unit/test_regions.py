@@ -15,9 +15,10 @@ from PIL import Image, ImageDraw
 from dignity.hashing.pdq import pdq_from_box, pdq_from_image
 from dignity.hashing.signals import hash_bytes
 from dignity.matching.engine import Match
-from dignity.regions import MAX_REGIONS, Region, propose, region_hashes, region_pdq
+from dignity.regions import MAX_REGIONS, Region, hash_upload, propose, region_hashes, region_pdq
 from dignity.sample_layouts import LAYOUTS
 from dignity.samples import encode, landscape
+from dignity.settings import Settings
 
 PICTURE = landscape(41, (900, 650))
 OTHERS = [landscape(42, (800, 600)), landscape(43, (640, 480))]
@@ -96,7 +97,7 @@ def test_proposals_cost_little_and_never_the_whole_image() -> None:
     assert len(boxes) <= MAX_REGIONS
     data = encode(img, "JPEG", quality=85)
     plain = hash_bytes(data)
-    with_regions = hash_bytes(data, regions=True)
+    with_regions = hash_upload(data, Settings())
     # The whole image's hashes do not change; the regions come on top.
     assert plain == with_regions and plain.regions == () and with_regions.regions
 
@@ -116,3 +117,16 @@ def test_low_detail_regions_are_left_to_the_quality_floor() -> None:
     assert arr.shape == (1200, 800, 3)
     for r in region_hashes(screen):
         assert r.pdq.quality < 50
+
+
+def test_policy_sees_the_regions_of_matches_found_inside() -> None:
+    from dignity.matching.engine import MatchOutcome
+    from dignity.policy import decide, facts_of
+
+    inside = Match("ncii", "block", 1, "pdq", 5, region=Region(0, 300, 720, 500))
+    whole = Match("ncii", "block", 2, "pdq", 0)
+    facts = facts_of(MatchOutcome(matches=[whole, inside]))
+    assert facts["match.region"] == [{"x": 0, "y": 300, "w": 720, "h": 500}]
+    assert facts["match.block"][1]["region"] == {"x": 0, "y": 300, "w": 720, "h": 500}
+    assert facts_of(MatchOutcome(matches=[whole]))["match.region"] == []
+    assert decide(MatchOutcome(matches=[inside]), {}).action == "block"

@@ -197,8 +197,12 @@ def hash_content(
 ) -> Hashed:
     if content_type == "photo":
         s = services.settings
-        # With the pictures inside it when matching (dihedral is asked only by lookups).
-        image = hash_bytes(data, settings=s, dihedral=dihedral, regions=regions)
+        if regions:  # a lookup: the pictures inside the photo are matched too
+            from dignity.regions import hash_upload
+
+            image = hash_upload(data, s, dihedral=dihedral)
+        else:
+            image = hash_bytes(data, settings=s, dihedral=dihedral)
         # Like HMA (PdqSignal.hash_from_bytes), a PDQ below the quality floor is "".
         pdq = image.pdq.hex if image.pdq and image.pdq.quality >= s.pdq_min_quality else ""
         every = {"pdq": pdq, "md5": image.md5, "sha256": image.sha256}

@@ -128,8 +128,10 @@ async def match_route(request: Request, services: ServicesDep, _: Platform) -> M
 
 
 def _match_upload(data: bytes, services: Services) -> Any:
+    from dignity.regions import hash_upload
+
     s = services.settings
-    h = hash_bytes(data, settings=s, dihedral=s.match_dihedral, regions=s.match_regions)
+    h = hash_upload(data, s, dihedral=s.match_dihedral, regions=s.match_regions)
     return services.engine.match_image(h, dihedral=s.match_dihedral)
 
 

@@ -24,7 +24,11 @@ def hash_file(
 ) -> ImageHashes:
     """Hash one file; raises DignityError (MediaError for bad media or unreadable files)."""
     data = read_upload_file(path, settings)
-    return hash_bytes(data, settings=settings, dihedral=dihedral, regions=regions)
+    if regions:
+        from dignity.regions import hash_upload
+
+        return hash_upload(data, settings, dihedral=dihedral)
+    return hash_bytes(data, settings=settings, dihedral=dihedral)
 
 
 def read_upload_file(path: str, settings: Settings) -> bytes:

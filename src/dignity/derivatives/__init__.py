@@ -19,7 +19,7 @@ from dignity.derivatives.matching import DerivativeMatch, DerivativeMatcher, Rec
 from dignity.media import Media
 
 if TYPE_CHECKING:
-    from dignity.regions import RegionHash
+    from dignity.hashing.signals import RegionHash
 
 __all__ = [
     "REGION_LIMIT",

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from dignity.hashing.digests import md5_digest, sha256_digest
 from dignity.hashing.pdq import PDQ_DOWNSAMPLE, PdqHash, pdq_from_image
 from dignity.hashing.registry import signal_types
 from dignity.media import Media, decode
 from dignity.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from dignity.regions import RegionHash
 
 
 class _HexDigits(Mapping[str, int]):
@@ -75,6 +71,33 @@ def pdq_distance(a: str, b: str) -> int:
 
 
 @dataclass(frozen=True)
+class Region:
+    """A rectangle of an upload, in its pixels: ``x``, ``y`` the top-left corner."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"x": self.x, "y": self.y, "w": self.w, "h": self.h}
+
+    def box(self) -> tuple[int, int, int, int]:
+        return (self.x, self.y, self.x + self.w, self.y + self.h)
+
+
+@dataclass(frozen=True)
+class RegionHash:
+    """The PDQ of a picture found inside an upload (:mod:`dignity.regions`): where it is in
+    the upload (``region``), and the same rectangle as ``(x0, y0, x1, y1)`` in the decoded
+    image's pixels (``box``; a reduced decode's differ)."""
+
+    region: Region
+    pdq: PdqHash
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
 class ImageHashes:
     """Every hash of one image, from one decode; ``pdq`` is None only if hashing was skipped."""
 
@@ -86,8 +109,8 @@ class ImageHashes:
     format: str
     # The exact digests as bytes, by signal type, for matching without a trip through hex.
     digests: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
-    # PDQ of the pictures inside this one (screenshots, collages, memes: dignity.regions),
-    # matched like the whole image's PDQ; empty unless asked for.
+    # PDQ of the pictures inside this one (screenshots, collages, memes: dignity.regions adds
+    # them), matched like the whole image's PDQ; empty unless asked for.
     regions: tuple[RegionHash, ...] = field(default=(), compare=False, repr=False)
 
     def fields(self) -> dict[str, object]:
@@ -119,17 +142,8 @@ class ImageHashes:
         return [(t.name, have[t.name]) for t in photo if t.name in have]
 
 
-def hash_media(
-    media: Media, data: bytes, *, dihedral: bool = False, regions: bool = False
-) -> ImageHashes:
-    """Every hash of decoded ``media``; with ``regions``, also the PDQ of each picture found
-    inside it (:func:`dignity.regions.region_hashes`, from the same decode)."""
+def hash_media(media: Media, data: bytes, *, dihedral: bool = False) -> ImageHashes:
     md5, sha256 = md5_digest(data), sha256_digest(data)
-    found: tuple[RegionHash, ...] = ()
-    if regions:
-        from dignity.regions import region_hashes
-
-        found = region_hashes(media.image, (media.width, media.height), dihedral=dihedral)
     return ImageHashes(
         pdq=pdq_from_image(media.image, dihedral=dihedral),
         md5=md5.hex(),
@@ -138,7 +152,6 @@ def hash_media(
         height=media.height,
         format=media.format,
         digests={"md5": md5, "sha256": sha256},
-        regions=found,
     )
 
 
@@ -155,13 +168,9 @@ def decode_upload(data: bytes, settings: Settings) -> Media:
 
 
 def hash_bytes(
-    data: bytes,
-    *,
-    settings: Settings | None = None,
-    dihedral: bool = False,
-    regions: bool = False,
+    data: bytes, *, settings: Settings | None = None, dihedral: bool = False
 ) -> ImageHashes:
     """Decode ``data`` once (JPEGs over ``FULL_SIZE_PIXELS`` in the DCT domain down to >= 512 px)
-    and compute every hash (with ``regions``, of the pictures inside it too)."""
+    and compute every hash."""
     media = decode_upload(data, settings or get_settings())
-    return hash_media(media, data, dihedral=dihedral, regions=regions)
+    return hash_media(media, data, dihedral=dihedral)

@@ -36,10 +36,9 @@ from sqlalchemy import Connection, Row, func, select
 from dignity.background import Spawn, spawn_thread
 from dignity.hashing.pdq import DIHEDRAL_NAMES
 from dignity.hashing.registry import DistanceSignalType, signal_types
-from dignity.hashing.signals import ImageHashes
+from dignity.hashing.signals import ImageHashes, Region
 from dignity.matching.index import MihIndex
 from dignity.matching.protocol import MatchIndex
-from dignity.regions import Region
 from dignity.storage.changelog import ChangeLog, Replayer
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, IndexLog
