@@ -125,10 +125,15 @@ def main() -> None:
         )
     names = sorted(groups)
     random.Random(args.seed).shuffle(names)
-    half = len(names) // 2
-    banked_groups, other_groups = names[:half], names[half:]
+    # Three disjoint sets of content groups: banked photos, distractor entries, unrelated
+    # queries (a wallpaper's light and dark variants are one group: never on two sides).
+    half, rest = len(names) // 2, len(names) - len(names) // 2
+    banked_groups = names[:half]
+    distractor_groups = names[half : half + rest // 2]
+    other_groups = names[half + rest // 2 :]
     if args.quick:
         banked_groups, other_groups = banked_groups[:8], other_groups[:8]
+        distractor_groups = distractor_groups[:8]
         args.landscapes, args.distractors, args.derivative_sources = 4, 300, 6
     settings = Settings()
     floor = settings.pdq_min_quality
@@ -156,7 +161,7 @@ def main() -> None:
         # Distractors: landscapes of other seeds and windows of other groups' later photos.
         extra: list[str] = []
         drng = random.Random(args.seed + 1)
-        distractor_photos = [x for g in other_groups for x in groups[g][1:]] or unrelated
+        distractor_photos = [x for g in distractor_groups for x in groups[g]]
         k = 0
         while len(extra) < args.distractors:
             if k % 2 == 0:

@@ -177,6 +177,29 @@ def _segments(sep: NDArray[np.bool_], lo: int) -> list[tuple[int, int]]:
     return [(lo + int(a), lo + int(b)) for a, b in zip(starts, ends, strict=True)]
 
 
+def _grow(sep: NDArray[np.bool_], mean: NDArray[np.float64], a: int, b: int) -> tuple[int, int]:
+    """Segment ``[a, b)`` grown over the separator run next to it on each side when that run
+    is one of several levels (a step between it and the rest of the separator): the nearest
+    level may be the picture's own flat edge, the farthest is the UI's."""
+
+    def nearest_level(i: int, step: int) -> int:
+        # Walk from line i (a separator line next to the segment) while the level holds.
+        j = i
+        while 0 <= j + step < len(sep) and sep[j + step] and abs(mean[j + step] - mean[j]) <= STEP:
+            j += step
+        beyond = j + step
+        if 0 <= beyond < len(sep) and sep[beyond]:  # another level follows: grow over this one
+            return j
+        return i - step  # a single level: the UI's, keep the cut
+
+    ga, gb = a, b
+    if a > 0 and sep[a - 1]:
+        ga = nearest_level(a - 1, -1)
+    if b < len(sep) and sep[b]:
+        gb = nearest_level(b, 1) + 1
+    return min(ga, a), max(gb, b)
+
+
 def _xy_cut(
     sample: _Sample,
     stats: _Stats,
@@ -211,12 +234,19 @@ def _xy_cut(
                 found: NDArray[np.float64] = line.mean(axis=0)
                 return found
 
-            segs = _segments(_separators(mean, spread, colour, strict=strict), lo)
+            sep = _separators(mean, spread, colour, strict=strict)
+            segs = _segments(sep, lo)
             if segs == [(lo, hi)] or not segs:
                 continue  # nothing cuts this way: try the other axis
             for a, b in segs:
                 child = (x0, a, x1, b) if axis == 0 else (a, y0, b, y1)
                 stack.append((child, depth + 1))
+                # A picture's own flat band (a clear sky) next to the UI is a separator of
+                # another level beside the UI's: also propose the segment grown over it.
+                ga, gb = _grow(sep, mean, a - lo, b - lo)
+                if (ga, gb) != (a - lo, b - lo):
+                    grown = (x0, lo + ga, x1, lo + gb) if axis == 0 else (lo + ga, y0, lo + gb, y1)
+                    out.append((grown, depth + 1))
             break
 
 
@@ -460,15 +490,22 @@ def _round_corners(pixels: NDArray[np.uint8], outside: list[NDArray[np.uint8] | 
 
 
 def _outside_colours(image: Image.Image, box: Box) -> list[NDArray[np.uint8] | None]:
+    """For each corner of ``box`` (top-left, top-right, bottom-left, bottom-right), the colour
+    just outside its edge an eighth of the side in from the corner (past any rounding: the
+    diagonal neighbour may be outside a rounded bubble too), or None at the image's edge."""
     x0, y0, x1, y1 = box
     w, h = image.size
-    spots = ((x0 - 1, y0 - 1), (x1, y0 - 1), (x0 - 1, y1), (x1, y1))
+    dx, dy = max(1, (x1 - x0) // 8), max(1, (y1 - y0) // 8)
+    spots = (
+        ((x0 + dx, y0 - 1), (x0 - 1, y0 + dy)),
+        ((x1 - 1 - dx, y0 - 1), (x1, y0 + dy)),
+        ((x0 + dx, y1), (x0 - 1, y1 - 1 - dy)),
+        ((x1 - 1 - dx, y1), (x1, y1 - 1 - dy)),
+    )
     out: list[NDArray[np.uint8] | None] = []
-    for x, y in spots:
-        if 0 <= x < w and 0 <= y < h:
-            out.append(np.asarray(image.getpixel((x, y)), dtype=np.uint8))
-        else:
-            out.append(None)
+    for pair in spots:
+        inside = [(x, y) for x, y in pair if 0 <= x < w and 0 <= y < h]
+        out.append(np.asarray(image.getpixel(inside[0]), dtype=np.uint8) if inside else None)
     return out
 
 
