@@ -431,8 +431,9 @@ def propose(image: Image.Image, limit: int = MAX_REGIONS) -> list[Box]:
             continue
         if _dominant(grey, b) > DOMINANT:
             continue
-        # Leaves and deep blocks first (the tightest), then the larger.
-        scored.append((-(share + depth), b))
+        # Blocks inside blocks first (depth 2: a cell of a collage, an inset picture), then the
+        # larger: deeper cuts are mostly of a picture at its own flat bands.
+        scored.append((-(share + min(depth, 2)), b))
     scored.sort()
     out: list[Box] = []
     for _, b in scored:
