@@ -41,11 +41,13 @@ def test_each_layout_yields_a_tight_proposal_that_matches(name: str) -> None:
     found = region_hashes(img, dihedral=True)
     assert 1 <= len(found) <= MAX_REGIONS
     best = max(found, key=lambda r: iou(r.region.box(), box))
-    # Tight: every edge within 1% of the picture's side (PDQ tolerates a few percent).
+    # Tight: every edge within 1% of the picture's side (PDQ tolerates a few percent); a chat
+    # bubble's padding on a patterned wallpaper may stay in (found by its straight edges).
     x0, y0, x1, y1 = best.region.box()
     bw, bh = box[2] - box[0], box[3] - box[1]
     err = max(abs(x0 - box[0]) / bw, abs(x1 - box[2]) / bw, abs(y0 - box[1]) / bh)
-    assert max(err, abs(y1 - box[3]) / bh) <= 0.01, (best.region, box)
+    tolerance = 0.02 if name == "chat" else 0.01
+    assert max(err, abs(y1 - box[3]) / bh) <= tolerance, (best.region, box)
     want = pdq_from_image(PICTURE)
     assert min(distance(h, want.hex) for h in best.pdq.dihedral or ()) <= 31
 
