@@ -480,8 +480,9 @@ class MatchEngine:
         self, outcome: MatchOutcome, hashes: ImageHashes, *, dihedral: bool
     ) -> MatchOutcome:
         """Add the matches of the pictures inside the image (each proposal's PDQ matched as
-        a whole image's is, quality floor included). An entry the whole image matched is not
-        repeated; an entry found in several regions is kept at its nearest. An allow-bank
+        a whole image's is, quality floor included, as shown and mirrored). An entry the whole
+        image matched is not repeated; an entry found in several regions is kept at its
+        nearest. An allow-bank
         match of a region cancels that region's other matches only: a cleared picture pasted
         beside a banked one must not clear the collage."""
         seen = {m.entry_id for m in outcome.matches + outcome.suppressed + outcome.allowed_by}
@@ -489,7 +490,15 @@ class MatchEngine:
         for rh in hashes.regions:
             if rh.pdq.quality < self.min_quality:
                 continue
-            part = self._match([(SNAPSHOT_SIGNAL, rh.pdq.query_bytes(dihedral=dihedral))], [], [])
+            # A picture inside a screenshot is shown upright, perhaps mirrored: of the dihedral
+            # family only those two are asked, a quarter of the chances of a false match.
+            packed = rh.pdq.query_bytes(dihedral=dihedral)
+            names: tuple[str, ...] = ("original",)
+            if len(packed) == 32 * len(DIHEDRAL_NAMES):
+                flip = DIHEDRAL_NAMES.index("flipx")
+                packed = packed[:32] + packed[32 * flip : 32 * (flip + 1)]
+                names = ("original", "flipx")
+            part = self._match([(SNAPSHOT_SIGNAL, packed)], [], [], names)
             for m in part.matches:
                 if m.entry_id in seen:
                     continue
@@ -526,6 +535,7 @@ class MatchEngine:
         near: Sequence[tuple[str, bytes]],
         exact: Sequence[tuple[str, bytes]],
         notes: list[str],
+        transforms: Sequence[str] | None = None,
     ) -> MatchOutcome:
         """``near``: (distance signal, one or more hashes back to back; 8 are a dihedral family
         matched as one image); ``exact``: (exact signal, hash)."""
@@ -563,7 +573,10 @@ class MatchEngine:
                 bank = banks.get(tag)
                 if bank is None or not bank.enabled or dist > bank.threshold:
                     continue
-                transform = DIHEDRAL_NAMES[q] if family else "original"
+                if transforms is not None:  # the caller's own subset of the family
+                    transform = transforms[q]
+                else:
+                    transform = DIHEDRAL_NAMES[q] if family else "original"
                 found.append(Match(bank.name, bank.purpose, eid, signal, dist, transform))
         return self._decide(found, notes)
 
