@@ -482,9 +482,8 @@ class MatchEngine:
         """Add the matches of the pictures inside the image (each proposal's PDQ matched as
         a whole image's is, quality floor included, as shown and mirrored). An entry the whole
         image matched is not repeated; an entry found in several regions is kept at its
-        nearest. An allow-bank
-        match of a region cancels that region's other matches only: a cleared picture pasted
-        beside a banked one must not clear the collage."""
+        nearest. An allow-bank match of a region cancels that region's other matches only: a
+        cleared picture pasted beside a banked one must not clear the collage."""
         seen = {m.entry_id for m in outcome.matches + outcome.suppressed + outcome.allowed_by}
         best: dict[int, Match] = {}
         for rh in hashes.regions:
