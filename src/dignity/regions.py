@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 MAX_REGIONS = 8
-WORK_SIDE = 512  # long side of the working sample, px
+WORK_SIDE = 384  # long side of the working sample, px (edges are refined on the image)
 PLAIN_STD = 6.0  # a line whose grey levels spread less than this is plain
 STEP = 3.0  # a level change between neighbouring plain lines that ends a run
 DRIFT = 8.0  # a plain run whose level drifts further is a gradient, not a separator
@@ -470,9 +470,10 @@ def _round_corners(pixels: NDArray[np.uint8], outside: list[NDArray[np.uint8] | 
     for view, colour in zip(views, outside, strict=True):
         if colour is None:
             continue
-        close = np.abs(view.astype(np.int16) - colour.astype(np.int16)).max(axis=-1) <= CORNER_TOL
-        if not close[0, 0]:
-            continue
+        want = colour.astype(np.int16)
+        if int(np.abs(view[0, 0].astype(np.int16) - want).max()) > CORNER_TOL:
+            continue  # the corner is the picture's: nothing rounded it (most corners)
+        close = np.abs(view.astype(np.int16) - want).max(axis=-1) <= CORNER_TOL
         # The corner's own run of that colour: a quarter disc is monotone along rows and
         # columns, so a pixel belongs when every pixel between it and the corner does.
         mask = np.logical_and.accumulate(np.logical_and.accumulate(close, axis=0), axis=1)
