@@ -185,6 +185,11 @@ def test_import_streams_and_is_all_or_nothing(live: LiveServer) -> None:
         r = c.post("/v1/banks/imp/import", content=chunks(), headers={"content-type": "text/plain"})
         assert r.status_code == 200, r.text
         assert r.json()["added"] == n
+        # One endless line: refused once it passes the longest line an import can hold,
+        # quickly (the body is searched for newlines once, not at every chunk).
+        endless = (b"x" * 65536 for _ in range(200))
+        r = c.post("/v1/banks/imp/import", content=endless, headers={"content-type": "text/plain"})
+        assert r.status_code == 422 and "longer than" in r.json()["message"], r.text
         bad = b"pdq " + b"a" * 64 + b"\npdq nothex\n"
         r = c.post("/v1/banks/imp/import", content=bad, headers={"content-type": "text/plain"})
         assert r.status_code == 422 and r.json()["detail"]["line"] == 2
