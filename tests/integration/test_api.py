@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +44,15 @@ def test_health_needs_no_key(live: LiveServer) -> None:
             time.sleep(0.1)
         spec = c.get("/openapi.json").json()
         assert "/v1/scan" in spec["paths"] and spec["info"]["title"] == "dignity"
-        assert c.get("/docs").status_code == 200
+        docs = c.get("/docs")
+        assert docs.status_code == 200
+        # Swagger UI from this origin only: no third-party script beside /review.
+        scripts = re.findall(r'<script src="([^"]+)"', docs.text)
+        assert scripts and all(src.startswith("/") for src in scripts), scripts
+        assert "script-src 'self';" in docs.headers["content-security-policy"]
+        for src in scripts:
+            assert c.get(src).status_code == 200, src
+        assert c.get("/redoc").status_code == 404
 
 
 def test_auth_errors(live: LiveServer) -> None:
