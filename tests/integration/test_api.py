@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import re
 import time
@@ -254,6 +255,47 @@ def test_limits_give_clear_4xx_and_503(tight: LiveServer) -> None:
     assert codes[:30] == [200] * 30 and codes[-1] == 429
     r = httpx.get(tight.base + "/v1/banks", headers=tight.headers("reviewer"))
     assert int(r.headers["retry-after"]) >= 1 and r.json()["code"] == "rate.limited"
+
+
+def test_a_burst_of_heavy_requests_leaves_health_checks_fast(tmp_path: Path) -> None:
+    """200 concurrent hashes on a one-slot server: they wait for the slot without holding
+    threads, so every one is answered and /healthz stays fast meanwhile (requests waiting in
+    the thread pool starved it for 20 s)."""
+    server = LiveServer(
+        tmp_path,
+        env={
+            "DIGNITY_MAX_CONCURRENCY": "1",
+            "DIGNITY_QUEUE_TIMEOUT_S": "120",
+            "DIGNITY_REQUEST_TIMEOUT_S": "120",
+            "DIGNITY_RATE_PER_MINUTE": "100000",
+        },
+    )
+    server.start()
+    try:
+        image = encode(landscape(5, (640, 480)), "JPEG")
+
+        async def burst() -> tuple[list[int], float]:
+            limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
+            headers = server.headers("platform")
+            async with httpx.AsyncClient(
+                base_url=server.base, headers=headers, limits=limits, timeout=180
+            ) as c:
+                heavy = [
+                    asyncio.create_task(c.post("/v1/hash", files=upload(image))) for _ in range(200)
+                ]
+                await asyncio.sleep(1.0)  # the burst is queued by now
+                started = time.monotonic()
+                health = await c.get("/healthz")
+                health_s = time.monotonic() - started
+                assert health.status_code == 200
+                done = await asyncio.gather(*heavy)
+            return [r.status_code for r in done], health_s
+
+        statuses, health_s = asyncio.run(burst())
+        assert statuses == [200] * 200, sorted(set(statuses))
+        assert health_s < 2.0, health_s
+    finally:
+        server.stop()
 
 
 def test_metrics(live: LiveServer) -> None:
