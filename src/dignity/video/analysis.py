@@ -218,7 +218,7 @@ def _stream(source: Path | str | bytes | BinaryIO) -> BinaryIO:
     if isinstance(source, bytes):
         return io.BytesIO(source)
     if isinstance(source, (str, Path)):
-        return open(source, "rb")  # noqa: SIM115 (vpdq_hash closes it)
+        return open(source, "rb")  # closed by vpdq_hash
     return source
 
 

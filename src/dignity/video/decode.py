@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import av
 import av.container
@@ -52,6 +52,7 @@ DECODE_SECONDS = 600.0
 MAX_STREAMS = 64
 _CHUNK = 1 << 20
 _MAX_TAGS = 64
+_MIN_FRAME_MS = 20.0
 _MAX_TAG_TEXT = 64 * 1024
 
 
@@ -197,7 +198,7 @@ class VideoReader:
                 for frame in packet.decode():
                     if frame.width * frame.height > self._max_frame_pixels:
                         raise _too_many_pixels(frame.width, frame.height, self._max_frame_pixels)
-                    frame_time = frame.time
+                    frame_time: float | None = frame.time
                     if frame_time is not None and not math.isfinite(frame_time):
                         frame_time = None
                     # Without timestamps, the index says how far in we are.
@@ -284,6 +285,18 @@ def open_video(
         raw = source
     reader = _DigestingReader(raw)
     try:
+        head = reader.read(12)
+        reader.seek(0)
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            # FFmpeg decodes still WebP only; an animated one is read by Pillow instead.
+            return _AnimationReader(
+                reader,
+                max_seconds=max_seconds,
+                max_frame_pixels=max_frame_pixels,
+                max_bytes=max_bytes,
+                decode_seconds=decode_seconds,
+                allow_partial=allow_partial,
+            )
         return _open(
             reader,
             max_seconds=max_seconds,
@@ -320,11 +333,18 @@ def _open(
             size=size,
             limit=max_bytes,
         )
+    started = time.monotonic()
     try:
+        # The timeout interrupts FFmpeg's own reads too (probing, demuxing), where a crafted
+        # file could otherwise make it spin between two of our checks.
         container = av.open(reader, mode="r", timeout=decode_seconds)
     except av.error.FFmpegError as exc:
+        if time.monotonic() - started > decode_seconds:
+            raise _too_slow(decode_seconds, 0) from exc
         raise MediaRefused("not a video FFmpeg can read", code="media.not_a_video") from exc
     try:
+        if time.monotonic() - started > decode_seconds:
+            raise _too_slow(decode_seconds, 0)
         if len(container.streams) > MAX_STREAMS:
             raise MediaTooLarge(
                 f"the file holds {len(container.streams)} streams, over the {MAX_STREAMS} limit",
@@ -357,9 +377,131 @@ def _open(
         info,
         max_seconds=max_seconds,
         max_frame_pixels=max_frame_pixels,
-        decode_seconds=decode_seconds,
+        decode_seconds=decode_seconds - (time.monotonic() - started),
         allow_partial=allow_partial,
     )
+
+
+class _AnimationReader(VideoReader):
+    """An animated WebP as a video, decoded by Pillow (FFmpeg has no animated WebP decoder):
+    each frame becomes an RGB :class:`VideoFrame` stamped with its start time in ms, so that
+    hashing and sampling treat it as any decoded video frame. The same limits apply; frames
+    shorter than 20 ms count as 20 ms, as browsers show them, so a flood of zero-length frames
+    still reaches the duration limit."""
+
+    def __init__(
+        self,
+        reader: _DigestingReader,
+        *,
+        max_seconds: float,
+        max_frame_pixels: int,
+        max_bytes: int,
+        decode_seconds: float,
+        allow_partial: bool,
+    ) -> None:
+        from PIL import Image
+
+        reader.seek(0, io.SEEK_END)
+        size = reader.tell()
+        reader.seek(0)
+        if size > max_bytes:
+            raise MediaTooLarge(
+                f"the file is {size} bytes, over the {max_bytes} byte limit",
+                code="media.too_large",
+                size=size,
+                limit=max_bytes,
+            )
+        try:
+            image = Image.open(cast(BinaryIO, reader), formats=("WEBP",))
+        except Exception as exc:
+            raise MediaRefused("not a WebP Pillow can read", code="media.not_a_video") from exc
+        width, height = image.size
+        if width * height > max_frame_pixels:
+            raise _too_many_pixels(width, height, max_frame_pixels)
+        durations = _webp_durations(cast(BinaryIO, reader))
+        reader.seek(0)
+        count = len(durations)
+        duration = sum(durations) / 1000
+        if not count:
+            raise MediaRefused("the WebP holds no frame", code="media.not_a_video")
+        if duration > max_seconds:
+            raise _too_long(duration, max_seconds)
+        self._reader = reader
+        self._image = image
+        self._count = count
+        self._durations = durations
+        self.info = VideoInfo(
+            width=width,
+            height=height,
+            frame_rate=count / duration if duration else 0.0,
+            duration=duration,
+            frame_count=count,
+            codec="webp",
+            container="webp",
+            tags={},
+        )
+        self._max_seconds = max_seconds
+        self._max_frame_pixels = max_frame_pixels
+        self._decode_seconds = decode_seconds
+        self._allow_partial = allow_partial
+        self.partial = None
+
+    def frames(self) -> Iterator[DecodedFrame]:
+        from fractions import Fraction
+
+        import numpy as np
+
+        deadline = time.monotonic() + self._decode_seconds
+        elapsed_ms = 0.0
+        for index in range(self._count):
+            if time.monotonic() > deadline:
+                raise _too_slow(self._decode_seconds, index)
+            try:
+                self._image.seek(index)
+                rgb = np.asarray(self._image.convert("RGB"))
+            except Exception as exc:
+                if self._allow_partial and index:
+                    self.partial = "media.corrupt"
+                    return
+                raise MediaRefused(
+                    f"the animation could not be decoded after {index} frames",
+                    code="media.corrupt",
+                    frames=index,
+                ) from exc
+            frame = VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = round(elapsed_ms)
+            frame.time_base = Fraction(1, 1000)
+            yield DecodedFrame(index=index, time=elapsed_ms / 1000, frame=frame)
+            elapsed_ms += self._durations[index]
+
+    def close(self) -> None:
+        self._image.close()
+        self._reader.close()
+
+
+def _webp_durations(stream: BinaryIO) -> list[float]:
+    """Each frame's display time in ms from a WebP's ANMF chunk headers (seeking past the
+    pixels), at least _MIN_FRAME_MS each; a still WebP is one frame of _MIN_FRAME_MS."""
+    stream.seek(12)
+    durations: list[float] = []
+    still = False
+    while True:
+        header = stream.read(8)
+        if len(header) < 8:
+            break
+        tag, size = header[:4], int.from_bytes(header[4:], "little")
+        start = stream.tell()
+        if tag == b"ANMF":
+            frame = stream.read(16)
+            if len(frame) < 16:
+                break
+            durations.append(max(float(int.from_bytes(frame[12:15], "little")), _MIN_FRAME_MS))
+        elif tag in (b"VP8 ", b"VP8L"):
+            still = True
+        stream.seek(start + size + (size & 1))
+    if not durations and still:
+        durations.append(_MIN_FRAME_MS)
+    return durations
 
 
 def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
