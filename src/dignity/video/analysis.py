@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
@@ -40,7 +40,15 @@ if TYPE_CHECKING:
     from dignity.derivatives import DerivativeMatcher
     from dignity.signals.runner import SignalSuite
 
-__all__ = ["FrameSampler", "VideoScan", "analyze_video", "frames_json", "generator_from_tags"]
+__all__ = [
+    "FrameSampler",
+    "VideoScan",
+    "analyze_video",
+    "frames_json",
+    "generator_from_tags",
+    "hash_video",
+    "sync_decode_seconds",
+]
 
 # Sampled frames are scaled so that their longer side is at most this: the classifiers
 # resize to a few hundred pixels anyway, and derivative detection works at this size.
@@ -137,7 +145,6 @@ def analyze_video(
     ``media.too_long``. A corrupt or truncated stream is scanned up to the damage and marked
     ``partial``. A BinaryIO source must be seekable; it is closed when this returns.
     """
-    limit = settings.video_max_seconds if max_seconds is None else max_seconds
     plugins: list[dict[str, Any]] = []
     evidence: list[dict[str, str]] = []
     signals: dict[str, Any] = {"ai_evidence": evidence}
@@ -146,33 +153,29 @@ def analyze_video(
     c2pa = next((c for c in suite.checks if c.name == "c2pa"), None)
     if c2pa is not None:
         started = time.perf_counter()
-        report = _c2pa_report(c2pa, stream)
+        error = None
+        try:
+            report = _c2pa_report(c2pa, stream)
+        except Exception as exc:  # a hostile box layout must not stop the scan
+            error, report = f"{type(exc).__name__}: {exc}", None
         if report is not None:
             signals["c2pa"] = report.data
             evidence.extend(e.to_dict() for e in report.evidence)
-        plugins.append(_timing("c2pa", "provenance", c2pa.version, started, None))
-    stream.seek(0)
-    sampler = FrameSampler(max(2, settings.video_signal_frames + settings.video_signal_frames % 2))
+        plugins.append(_timing("c2pa", "provenance", c2pa.version, started, error))
     try:
-        video = vpdq_hash(
-            stream,
-            dihedral=dihedral,
-            max_seconds=limit,
-            max_frame_pixels=settings.video_max_pixels,
-            max_bytes=settings.video_max_bytes,
-            decode_seconds=settings.video_decode_seconds,
-            allow_partial=True,
-            on_frame=sampler.offer,
-        )
-    except MediaTooLarge as exc:
-        if sync and exc.code == "media.too_long":
-            raise MediaTooLarge(
-                f"the video runs over {limit:.0f} s, the longest scanned inside a request",
-                code="media.video_too_long_for_sync",
-                limit=limit,
-                **{k: v for k, v in exc.detail.items() if k == "seconds"},
-            ) from exc
+        stream.seek(0)
+    except BaseException:
+        stream.close()
         raise
+    sampler = FrameSampler(max(2, settings.video_signal_frames + settings.video_signal_frames % 2))
+    video = hash_video(
+        stream,
+        settings,
+        dihedral=dihedral,
+        max_seconds=max_seconds,
+        sync=sync,
+        on_frame=sampler.offer,
+    )
     if "generator" in names:
         started = time.perf_counter()
         data, found = generator_from_tags(video.tags)
@@ -199,6 +202,53 @@ def analyze_video(
         "nudity": signals.pop("_nudity_frames", None),
     }
     return VideoScan(video, signals)
+
+
+def sync_decode_seconds(settings: Settings) -> float:
+    """The decode time limit inside a request: under the request's own time limit, so that a
+    slow video is answered ``media.decode_timeout`` (413) rather than a bare timeout."""
+    return min(settings.video_decode_seconds, 0.8 * settings.request_timeout_s)
+
+
+def hash_video(
+    source: Path | str | bytes | BinaryIO,
+    settings: Settings,
+    *,
+    dihedral: bool = True,
+    max_seconds: float | None = None,
+    sync: bool = False,
+    on_frame: Callable[[DecodedFrame, float], None] | None = None,
+) -> VpdqResult:
+    """vPDQ (with dihedral variants), MD5 and SHA-256 of a video under the settings' limits,
+    a damaged stream read up to the damage (``partial``). With ``sync`` (inside a request) the
+    length limit is ``video_sync_max_seconds`` and going over it is
+    ``media.video_too_long_for_sync``, refused from the header when it states the length."""
+    limit = settings.video_max_seconds if max_seconds is None else max_seconds
+    decode_seconds = settings.video_decode_seconds
+    if sync:
+        limit = min(limit, settings.video_sync_max_seconds)
+        decode_seconds = sync_decode_seconds(settings)
+    try:
+        return vpdq_hash(
+            _stream(source),
+            dihedral=dihedral,
+            max_seconds=limit,
+            max_frame_pixels=settings.video_max_pixels,
+            max_bytes=settings.video_max_bytes,
+            decode_seconds=decode_seconds,
+            allow_partial=True,
+            on_frame=on_frame,
+        )
+    except MediaTooLarge as exc:
+        if sync and exc.code == "media.too_long":
+            raise MediaTooLarge(
+                f"the video runs over {limit:.0f} s, the longest scanned inside a request;"
+                " longer videos go to the background job route",
+                code="media.video_too_long_for_sync",
+                limit=limit,
+                **{k: v for k, v in exc.detail.items() if k == "seconds"},
+            ) from exc
+        raise
 
 
 def frames_json(frames: tuple[VpdqFrame, ...]) -> list[dict[str, Any]]:
