@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from av.video.stream import VideoStream
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -52,12 +53,14 @@ def _write(
 ) -> Path:
     with av.open(str(path), "w", format=fmt, options=options or {}) as out:
         stream = out.add_stream(codec, rate=25)
+        assert isinstance(stream, VideoStream)
         stream.width, stream.height = size
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         stream.codec_context.time_base = MS
         extras = []
         for _ in range(extra_streams):
             extra = out.add_stream("mpeg4", rate=25)
+            assert isinstance(extra, VideoStream)
             extra.width, extra.height = 16, 16
             extra.pix_fmt = "yuv420p"
             extra.codec_context.time_base = MS

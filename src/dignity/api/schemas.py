@@ -38,10 +38,10 @@ class HashOut(BaseModel):
     height: int
     format: str = Field(examples=["JPEG"])
     pdq_dihedral: list[str] | None = None
-    duration_s: float | None = Field(None, description="A video's length in seconds")
-    vpdq: list[VpdqFrameOut] | None = Field(None, description="A video's vPDQ frames")
+    duration_s: float | None = Field(default=None, description="A video's length in seconds")
+    vpdq: list[VpdqFrameOut] | None = Field(default=None, description="A video's vPDQ frames")
     partial: bool | None = Field(
-        None, description="A video hashed up to damage in its stream (truncated or corrupt)"
+        default=None, description="A video hashed up to damage in its stream (truncated or corrupt)"
     )
 
 
