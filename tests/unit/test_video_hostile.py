@@ -13,9 +13,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-from av.video.stream import VideoStream
 import numpy as np
 import pytest
+from av.video.stream import VideoStream
 from numpy.typing import NDArray
 from PIL import Image
 
@@ -261,3 +261,52 @@ def test_looks_like_video_knows_containers_and_not_images(tmp_path: Path) -> Non
     assert not looks_like_video(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00")
     assert not looks_like_video(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00")
     assert looks_like_video(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00")
+
+
+def _rotation_clip(path: Path, *, matrix: int = 0, turn: int = 0) -> Path:
+    """The synthetic clip with a display matrix of ``matrix`` degrees, or with its pixels
+    turned ``turn`` quarter turns counter-clockwise (what a re-encode that applies it stores)."""
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        assert isinstance(stream, VideoStream)
+        width, height = (48, 64) if turn % 2 else (64, 48)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = MS
+        if matrix:
+            stream.set_display_rotation(matrix)
+        for index, stamp in enumerate(_steady(2)):
+            pixels = np.ascontiguousarray(np.rot90(_pattern(index), k=turn))
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts, frame.time_base = stamp, MS
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_rotation_metadata_exchange_hashes_stay_coded_and_dihedral_finds_upright(
+    tmp_path: Path,
+) -> None:
+    from dignity.video.analysis import FrameSampler
+
+    plain = vpdq_hash(_rotation_clip(tmp_path / "plain.mp4"))
+    phone = _rotation_clip(tmp_path / "phone.mp4", matrix=90)
+    applied = vpdq_hash(_rotation_clip(tmp_path / "applied.mp4", turn=1))
+    got = vpdq_hash(phone, dihedral=True)
+    assert got.rotation == 90
+    # Exchange hashes are of the coded frames, as Meta's vpdq computes them.
+    assert [f.pdq_hex for f in got.frames] == [f.pdq_hex for f in plain.frames]
+    upright = vpdq_hash(phone, honour_rotation=True)
+    for ours, up, theirs in zip(got.frames, upright.frames, applied.frames, strict=True):
+        assert (int(up.pdq_hex, 16) ^ int(theirs.pdq_hex, 16)).bit_count() <= 16
+        assert ours.dihedral is not None
+        variants = [ours.dihedral[i * 32 : (i + 1) * 32] for i in range(8)]
+        target = int(theirs.pdq_hex, 16)
+        distances = [(int.from_bytes(v, "big") ^ target).bit_count() for v in variants]
+        # One dihedral variant of the coded frame is the upright copy's hash.
+        assert min(distances) <= 16 < distances[0]
+    # Frames for the classifiers are turned upright.
+    sampler = FrameSampler(4)
+    vpdq_hash(phone, on_frame=sampler.offer)
+    assert sampler.kept[0][1].shape[:2] == (64, 48)

@@ -6,8 +6,8 @@ video facts, and the synchronous length limit."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
