@@ -258,3 +258,16 @@ def test_frame_sampler_stays_bounded_and_spread() -> None:
     gaps = {round(b - a, 3) for a, b in itertools.pairwise(times)}
     assert len(gaps) == 1  # evenly spread
     assert max(sampler.kept[0][1].shape[:2]) == 512  # scaled down for the classifiers
+
+
+def test_scanning_metas_fixture_gives_its_vpdq(db: Database, tmp_path: Path) -> None:
+    from dignity.video.vpdq import vpdq_hash
+    from tests.conftest import shared_fixture
+
+    path = shared_fixture("vpdq", "chair-19-sd-bar.mp4")  # skips visibly when absent
+    out = _scanner(db, tmp_path, SignalSuite([], [])).scan(path).to_dict()
+    reference = vpdq_hash(path)
+    assert [(f["frame"], f["pdq"]) for f in out["vpdq"]] == [
+        (f.frame_number, f.pdq_hex) for f in reference.frames
+    ]
+    assert out["md5"] == reference.md5 and out["duration_s"] == pytest.approx(18.8, abs=0.05)
