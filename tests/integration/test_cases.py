@@ -347,6 +347,15 @@ def test_portal_api_refusals(two_servers: tuple[LiveServer, LiveServer]) -> None
     # the address has used its 6 failures this hour: refused before any PIN check
     r = httpx.post(status_url, json={"case_number": created["case_number"], "pin": created["pin"]})
     assert r.status_code == 429 and r.json()["code"] == "rate.limited"
+    # A proxy header nobody configured (DIGNITY_PORTAL_CLIENT_IP_HEADER is empty) is the
+    # client's word: a new X-Forwarded-For each time must not reset the address's limit.
+    for n in range(3):
+        r = httpx.post(
+            status_url,
+            json={"case_number": created["case_number"], "pin": created["pin"]},
+            headers={"X-Forwarded-For": f"198.51.100.{n}", "Forwarded": f"for=198.51.100.{n}"},
+        )
+        assert r.status_code == 429 and r.json()["code"] == "rate.limited", r.text
 
 
 def test_feed_over_http_partner_only(two_servers: tuple[LiveServer, LiveServer]) -> None:

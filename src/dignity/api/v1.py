@@ -343,7 +343,8 @@ async def import_entries(
     services.banks.get_bank(name)  # 404 before reading a large body
     limit = services.settings.max_import_bytes
     items: list[NewEntry] = []
-    pending = b""
+    pending = bytearray()
+    searched = 0  # pending[:searched] holds no newline
     lineno = 0
     size = 0
     # Parse while the body streams in, a batch of lines at a time in a worker thread: memory
@@ -358,10 +359,23 @@ async def import_entries(
         pending += chunk
         if len(pending) < _PARSE_BATCH:
             continue
-        *complete, pending = pending.split(b"\n")
+        # Split at the last newline, looking only at bytes not searched before: a body without
+        # newlines would otherwise be searched again at every chunk (quadratic).
+        cut = pending.rfind(b"\n", searched)
+        if cut < 0:
+            searched = len(pending)
+            if len(pending) > MAX_IMPORT_LINE:
+                raise RequestRefused(
+                    f"line {lineno + 1} is longer than {MAX_IMPORT_LINE} bytes",
+                    code="request.invalid",
+                )
+            continue
+        complete = bytes(pending[:cut]).split(b"\n")
+        del pending[: cut + 1]
+        searched = 0
         items += await anyio.to_thread.run_sync(_parse_lines, complete, lineno)
         lineno += len(complete)
-    tail = pending.split(b"\n")
+    tail = bytes(pending).split(b"\n")
     items += await anyio.to_thread.run_sync(_parse_lines, tail, lineno)
     lineno += len(tail) if tail[-1].strip() else len(tail) - 1
     # A bulk import is bounded by its byte limit, not by the per-request time limit meant for
@@ -383,6 +397,9 @@ async def import_entries(
 
 
 _PARSE_BATCH = 1 << 20
+# One import line is one hash; a video's vPDQ (a frame a second for up to the longest video
+# accepted) is the longest kind, well under this.
+MAX_IMPORT_LINE = 8 << 20
 
 
 def _parse_lines(lines: list[bytes], before: int) -> list[NewEntry]:
