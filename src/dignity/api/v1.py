@@ -7,7 +7,7 @@ hash, bulk writes) runs through :func:`~dignity.api.deps.run_heavy`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -31,11 +31,13 @@ from dignity.api.schemas import (
     ScanOut,
     WithdrawIn,
 )
-from dignity.api.uploads import openapi_upload_or_json, read_upload_or_json
+from dignity.api.uploads import openapi_upload_or_json, read_media_or_json, read_upload_or_json
 from dignity.errors import ImportFormatError, RequestRefused, RequestTooLarge
 from dignity.hashing.signals import ImageHashes, hash_bytes
 from dignity.keys import KeyInfo
 from dignity.matching.banks import NewEntry, parse_import_line
+from dignity.scanning import HEAD_BYTES, format_name, is_video
+from dignity.video.analysis import sync_decode_seconds
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
@@ -82,22 +84,63 @@ async def media_bytes(request: Request, services: Services) -> bytes:
     return got
 
 
+async def media_source(request: Request, services: Services) -> bytes | BinaryIO:
+    """Like :func:`media_bytes`, but an uploaded video stays in its temporary file (under
+    ``DIGNITY_VIDEO_MAX_BYTES``) and is hashed from there."""
+    s = services.settings
+    got = await read_media_or_json(request, HashByUrl, s.max_bytes, s.video_max_bytes)
+    if isinstance(got, HashByUrl):
+        return await run_heavy(services, fetch, services, got.url)
+    return got
+
+
+def heavy_timeout(services: Services, data: bytes | BinaryIO) -> float | None:
+    """The time limit of a heavy call on ``data``: a video gets a little more than its decode
+    limit inside a request, so that the clear ``media.decode_timeout`` answers first."""
+    if isinstance(data, bytes) and not is_video(data[:HEAD_BYTES], data):
+        return None
+    s = services.settings
+    return sync_decode_seconds(s) + s.request_timeout_s
+
+
 @router.post(
     "/hash",
     response_model=HashOut,
     openapi_extra=openapi_upload_or_json("HashByUrl"),
-    summary='Hash an uploaded image (field `file`) or an image by URL (`{"url": ...}`)',
+    summary='Hash an uploaded image or video (field `file`), or an image by URL (`{"url": ...}`)',
 )
 async def hash_route(
     request: Request, services: ServicesDep, _: Hasher, dihedral: bool = False
 ) -> HashOut:
-    data = await media_bytes(request, services)
+    data = await media_source(request, services)
+    if not isinstance(data, bytes) or is_video(data[:HEAD_BYTES], data):
+        timeout = heavy_timeout(services, data)
+        return await run_heavy(services, _hash_video, data, services, dihedral, timeout_s=timeout)
     h = await run_heavy(services, _hash, data, services, dihedral)
     return hashes_out(h, dihedral=dihedral)
 
 
 def _hash(data: bytes, services: Services, dihedral: bool) -> ImageHashes:
     return hash_bytes(data, settings=services.settings, dihedral=dihedral)
+
+
+def _hash_video(data: bytes | BinaryIO, services: Services, dihedral: bool) -> HashOut:
+    from dignity.video.analysis import frames_json, hash_video
+
+    video = hash_video(data, services.settings, dihedral=dihedral, sync=True)
+    return HashOut.model_validate(
+        {
+            "kind": "video",
+            "md5": video.md5,
+            "sha256": video.sha256,
+            "width": video.width,
+            "height": video.height,
+            "format": format_name(video.container),
+            "duration_s": round(video.duration, 3),
+            "vpdq": frames_json(video.frames),
+            "partial": video.partial is not None,
+        }
+    )
 
 
 def result_out(outcome: Any) -> MatchResult:
@@ -154,14 +197,20 @@ async def scan_route(
 
     # Checked before the body is read: a bad id costs no decoding.
     refs = (check_ref(content_id, "content_id"), check_ref(uploader, "uploader"))
-    data = await media_bytes(request, services)
-    return await run_heavy(services, _scan, data, services, key, refs)
+    data = await media_source(request, services)
+    timeout = heavy_timeout(services, data)
+    return await run_heavy(services, _scan, data, services, key, refs, timeout_s=timeout)
 
 
 def _scan(
-    data: bytes, services: Services, key: KeyInfo, refs: tuple[str | None, str | None]
+    data: bytes | BinaryIO,
+    services: Services,
+    key: KeyInfo,
+    refs: tuple[str | None, str | None],
 ) -> ScanOut:
-    result = services.scanner.scan(data)
+    # sync: a video longer than DIGNITY_VIDEO_SYNC_MAX_SECONDS is answered 413
+    # (media.video_too_long_for_sync) from its header, before any decoding.
+    result = services.scanner.scan(data, sync=True)
     # In this worker call, before answering: a scan the platform was told about is in the log
     # and its events are written (a failed write fails the scan with 503; the platform retries).
     scan_id = services.record_scan(result, key, content_id=refs[0], uploader=refs[1])
