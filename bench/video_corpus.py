@@ -37,7 +37,7 @@ except ImportError:  # running from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from dignity.samples import landscape
 
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 DEFAULT_CACHE = Path(__file__).resolve().parent / ".cache" / "video-corpus"
 
 Frame = NDArray[np.uint8]
@@ -136,12 +136,12 @@ MOVES = ("pan-left", "pan-right", "zoom-in", "zoom-out", "drift")
 
 
 def shot_list(seed: int, seconds: float) -> list[Shot]:
-    """Shots of 3-7 s, each a new scene with its own move, filling ``seconds``."""
+    """Shots of 4-9 s, each a new scene with its own move, filling ``seconds``."""
     rng = random.Random(seed * 7919 + 1)
     shots: list[Shot] = []
     left = seconds
     while left > 1e-6:
-        length = min(left, rng.uniform(3.0, 7.0))
+        length = min(left, rng.uniform(4.0, 9.0))
         shots.append(Shot(rng.randrange(1 << 30), length, rng.choice(MOVES)))
         left -= length
     return shots
@@ -169,15 +169,20 @@ def _window(
     w, h = size
     if move in ("zoom-in", "zoom-out"):
         z = t if move == "zoom-in" else 1.0 - t
-        scale = 1.5 - 0.45 * z  # from the whole scene down to a window 1.05x the frame
+        # From a window 1.3x the frame down to 1.15x: a slideshow's slow zoom (a few percent
+        # a second). Faster moves put frames half a second apart (a trim's offset from the
+        # one-a-second grid) 30-50 PDQ bits apart, which no frame-sampling matcher survives.
+        scale = 1.3 - 0.15 * z
         cw, ch = w * scale, h * scale
         return ((bw - cw) / 2, (bh - ch) / 2, (bw + cw) / 2, (bh + ch) / 2)
-    cw, ch = w * 1.15, h * 1.15
+    # Pans travel a tenth of the frame width in a shot (slow, as in a slideshow).
+    cw, ch = w * 1.25, h * 1.25
     if move == "drift":
-        x = (bw - cw) * (0.4 + 0.2 * t)
-        y = (bh - ch) * (0.5 + 0.2 * math.sin(3 * t))
+        x = (bw - cw) * (0.45 + 0.1 * t)
+        y = (bh - ch) * (0.5 + 0.1 * math.sin(3 * t))
     else:
-        x = (bw - cw) * (t if move == "pan-right" else 1.0 - t)
+        travel = 0.1 * w / (bw - cw)
+        x = (bw - cw) * (0.5 + travel * ((t if move == "pan-right" else 1.0 - t) - 0.5))
         y = (bh - ch) / 2
     return (x, y, x + cw, y + ch)
 
