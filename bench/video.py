@@ -317,7 +317,8 @@ def hamming(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> NDArray[np.int64]:
     if a.shape[0] == 0 or b.shape[0] == 0:
         return np.zeros((a.shape[0], b.shape[0]), np.int64)
     x = np.bitwise_xor(a[:, None, :], b[None, :, :])
-    return _POPCOUNT[x].sum(axis=2, dtype=np.int64)
+    out: NDArray[np.int64] = _POPCOUNT[x].sum(axis=2, dtype=np.int64)
+    return out
 
 
 @dataclass(frozen=True)
@@ -348,10 +349,8 @@ def hma_anchor(query: NDArray[np.uint8], banked: NDArray[np.uint8]) -> AnchorRes
 
 
 def hash_clip(clip: vc.Clip) -> VpdqResult:
-    try:
-        return vpdq_hash(Path(clip.path), dihedral=True)  # type: ignore[call-arg,unused-ignore]
-    except TypeError:  # before vpdq_hash(dihedral=...) lands
-        return vpdq_hash(Path(clip.path))
+    # With each frame's 8 dihedral hashes, as a scan hashes a video (mirrored copies match).
+    return vpdq_hash(Path(clip.path), dihedral=True)
 
 
 def part_match(cache: Path) -> None:
@@ -457,28 +456,9 @@ def dignity_matches(
 
 def video_dihedral_rows(path: Path, frames: int) -> NDArray[np.uint8]:
     """The 8 dihedral PDQ variants of a video's first ``frames`` one-a-second frames."""
-    try:
-        result = vpdq_hash(path, dihedral=True)  # type: ignore[call-arg,unused-ignore]
-        packed = [getattr(f, "dihedral", None) for f in result.frames[:frames]]
-        if all(isinstance(p, bytes) and len(p) == 256 for p in packed):
-            return np.frombuffer(b"".join(packed), np.uint8).reshape(-1, 32)  # type: ignore[arg-type]
-    except TypeError:
-        pass
-    # Until vpdq_hash(dihedral=True) lands: the frames' dihedral PDQs from the same decoder.
-    from dignity.hashing.pdq import pdq_from_pixels
-    from dignity.video.decode import open_video
-    from dignity.video.vpdq import frame_step
-
-    rows: list[bytes] = []
-    with open_video(path) as video:
-        step = frame_step(1.0, video.info.frame_rate)
-        for item in video.frames():
-            if item.index % step == 0:
-                pixels = item.frame.to_ndarray(format="rgb24")
-                rows.append(pdq_from_pixels(pixels, dihedral=True).query_bytes(dihedral=True))
-                if len(rows) == frames:
-                    break
-    return np.frombuffer(b"".join(rows), np.uint8).reshape(-1, 32)
+    result = vpdq_hash(path, dihedral=True)
+    packed = [f.dihedral or b"" for f in result.frames[:frames]]
+    return np.frombuffer(b"".join(packed), np.uint8).reshape(-1, 32)
 
 
 def part_index(cache: Path, size: int, rounds: int, long_minutes: float) -> None:

@@ -25,9 +25,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
+from av.video.stream import VideoStream
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -208,13 +210,13 @@ def write_video(path: Path, frames: Iterator[Frame], enc: Encoding = H264) -> in
     rate = Fraction(enc.fps).limit_denominator(1001)
     count = 0
     with av.open(str(path), mode="w") as out:
-        stream = None
+        stream: VideoStream | None = None
         for pixels in frames:
             if stream is None:
-                stream = out.add_stream(enc.codec, rate=rate)
+                stream = cast(VideoStream, out.add_stream(enc.codec, rate=rate))
                 stream.height, stream.width = pixels.shape[:2]
                 stream.pix_fmt = enc.pix_fmt
-                options = dict(enc.options)
+                options: dict[str, object] = dict(enc.options)
                 if enc.codec == "libx264":
                     options["threads"] = "1"
                 stream.options = options
@@ -235,7 +237,10 @@ def read_frames(path: Path) -> tuple[list[Frame], float]:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
         rate = float(stream.average_rate or 24)
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        frames = [
+            np.asarray(f.to_ndarray(format="rgb24"), dtype=np.uint8)
+            for f in container.decode(stream)
+        ]
     return frames, rate
 
 
