@@ -146,6 +146,15 @@ def test_bad_uploads_are_4xx(live: LiveServer) -> None:
         assert r.status_code == 422
         r = c.post("/v1/match", json={"hashes": [{"signal": "pdq", "value": "12"}]})
         assert r.status_code == 422 and r.json()["code"] == "hash.malformed"
+        # JSON nested past the parser's recursion limit: a client error, never a 500 with a
+        # traceback, on authenticated and anonymous routes alike.
+        deep = b"[" * 100_000 + b"]" * 100_000
+        deep_obj = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
+        json_type = {"content-type": "application/json"}
+        for path in ("/v1/match", "/portal/api/cases", "/takedown/api/check", "/m/compare"):
+            for body in (deep, deep_obj):
+                r = c.post(path, content=body, headers=json_type)
+                assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:200])
 
 
 def test_hash_by_url_refuses_internal_addresses(live: LiveServer) -> None:

@@ -63,8 +63,12 @@ def parse_json(body: bytes, model: type[M]) -> M:
         raw: Any = json.loads(body)
     except ValueError as exc:
         raise RequestRefused(f"the body is not JSON: {exc}", code="request.invalid") from exc
+    except RecursionError as exc:  # "[[[[...": the parser's recursion, not our bug
+        raise RequestRefused("the JSON body is nested too deeply", code="request.invalid") from exc
     try:
         return model.model_validate(raw)
+    except RecursionError as exc:
+        raise RequestRefused("the JSON body is nested too deeply", code="request.invalid") from exc
     except ValidationError as exc:
         detail = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()][:50]
         raise RequestRefused(
