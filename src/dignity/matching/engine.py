@@ -60,6 +60,8 @@ _SNAPSHOT_SAMPLE = 32
 # an entry's frames come and go with it by its id alone (formats.MAX_FRAMES = 1 << FRAME_BITS).
 FRAME_BITS = 20
 _FRAME_MASK = (1 << FRAME_BITS) - 1
+# The MD5 of a file's bytes, by both of its names.
+_FILE_MD5 = ("md5", "video_md5")
 
 log = logging.getLogger("dignity.matching")
 
@@ -698,12 +700,7 @@ class MatchEngine:
         with self._lock:
             banks, videos = self._banks, self._videos
             frame_index, pdq_index = self._frames, self._indexes.get(SNAPSHOT_SIGNAL)
-            found: list[Match] = []
-            if md5:
-                for eid, bank_id in self._video_md5.get(bytes.fromhex(md5)).items():
-                    bank = banks.get(bank_id)
-                    if bank is not None and bank.enabled:
-                        found.append(Match(bank.name, bank.purpose, eid, "video_md5", 0))
+        found = self._video_md5_matches(bytes.fromhex(md5)) if md5 else []
         found += self._match([], exact, []).matches_all()
         kept = [f for f in frames if f.quality >= self.min_quality]
         if len(kept) < len(frames):
@@ -723,6 +720,17 @@ class MatchEngine:
                 found += _image_matches(kept, hits, rows_frame, rows_transform, banks)
         return self._decide(_best(found), notes)
 
+    def _video_md5_matches(self, digest: bytes) -> list[Match]:
+        """Video entries banked with this file MD5 (reported as signal ``video_md5``)."""
+        with self._lock:
+            banks = self._banks
+            found = []
+            for eid, bank_id in self._video_md5.get(digest).items():
+                bank = banks.get(bank_id)
+                if bank is not None and bank.enabled:
+                    found.append(Match(bank.name, bank.purpose, eid, "video_md5", 0))
+        return found
+
     def match_hashes(self, values: Sequence[tuple[str, str]]) -> MatchOutcome:
         """Match bare (signal, hex) pairs, e.g. hashes a victim computed on their own device.
         A ``vpdq`` value is its frames (Meta's hash-file text or py-tx's JSON), as HMA's
@@ -739,6 +747,14 @@ class MatchEngine:
                 continue
             sig, val = self._signals.normalize(signal, value)
             found = self._signals.get(sig)
+            if sig in _FILE_MD5:
+                # One digest of the file's bytes under two names (md5; video_md5 as StopNCII
+                # and NCMEC call it): a lookup by either finds entries of both, and videos
+                # banked with their MD5.
+                digest = bytes.fromhex(val)
+                exact += [(name, digest) for name in _FILE_MD5]
+                videos += self._video_md5_matches(digest)
+                continue
             (near if found is not None and found.matched_by_distance else exact).append(
                 (sig, bytes.fromhex(val))
             )
