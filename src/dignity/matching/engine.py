@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -38,7 +39,7 @@ from dignity.hashing.pdq import DIHEDRAL_NAMES
 from dignity.hashing.registry import DistanceSignalType, has_frames, signal_types
 from dignity.hashing.signals import ImageHashes
 from dignity.matching.index import MihIndex
-from dignity.matching.protocol import MatchIndex
+from dignity.matching.protocol import IndexHits, MatchIndex
 from dignity.storage.changelog import ChangeLog, Replayer
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, EntryFrame, IndexLog
@@ -711,13 +712,25 @@ class MatchEngine:
         thresholds = [b.threshold for b in banks.values() if b.enabled]
         if kept and thresholds:
             queries, rows_frame, rows_transform = _frame_queries(kept, dihedral=dihedral)
+            # Repeated frames (a still scene, black frames) and symmetric pictures give equal
+            # rows: each distinct row is searched once and its hits handed to every copy.
+            unique, inverse = np.unique(queries, axis=0, return_inverse=True)
             top = max(thresholds)
-            if len(frame_index):
-                hits = frame_index.search(queries, top)
-                found += _video_matches(kept, hits, rows_frame, rows_transform, banks, videos)
-            if pdq_index is not None and len(pdq_index):
-                hits = pdq_index.search(queries, top)
-                found += _image_matches(kept, hits, rows_frame, rows_transform, banks)
+            targets = [i for i in (frame_index, pdq_index) if i is not None and len(i)]
+            # One batch search per index, the two side by side: the kernels release the GIL.
+            results: list[IndexHits] = []
+            if len(targets) == 2:
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    other = pool.submit(targets[1].search, unique, top)
+                    results = [targets[0].search(unique, top), other.result()]
+            elif targets:
+                results = [targets[0].search(unique, top)]
+            for index, raw in zip(targets, results, strict=True):
+                hits = _expand(raw, inverse.reshape(-1), unique.shape[0])
+                if index is frame_index:
+                    found += _video_matches(kept, hits, rows_frame, rows_transform, banks, videos)
+                else:
+                    found += _image_matches(kept, hits, rows_frame, rows_transform, banks)
         return self._decide(_best(found), notes)
 
     def _video_md5_matches(self, digest: bytes) -> list[Match]:
@@ -820,6 +833,26 @@ class MatchEngine:
         if allow:
             return MatchOutcome(matches=[], suppressed=rest, allowed_by=allow, notes=notes)
         return MatchOutcome(matches=rest, notes=notes)
+
+
+def _expand(hits: IndexHits, inverse: NDArray[np.intp], distinct: int) -> IndexHits:
+    """Hits of the distinct query rows as hits of every query row (``inverse``: row ->
+    distinct row, as ``np.unique`` gives it)."""
+    if not len(hits):
+        return hits
+    counts = np.bincount(inverse, minlength=distinct)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    per_hit = counts[hits.query]
+    which = np.repeat(np.arange(hits.query.shape[0]), per_hit)
+    within = np.arange(which.shape[0]) - np.repeat(np.cumsum(per_hit) - per_hit, per_hit)
+    rows = order[starts[hits.query][which] + within]
+    return IndexHits(
+        query=rows.astype(np.int64),
+        ids=hits.ids[which],
+        tags=hits.tags[which],
+        distances=hits.distances[which],
+    )
 
 
 def _frame_queries(
