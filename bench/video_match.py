@@ -21,7 +21,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +35,6 @@ from dignity.storage.db import open_database
 from dignity.video.vpdq import VpdqFrame
 
 FRAMES_PER_VIDEO = 600
-
-
-@dataclass(frozen=True)
-class Frame(VpdqFrame):
-    dihedral: bytes | None = None  # as video-media's VpdqFrame carries them
 
 
 def flip(rows: np.ndarray, bits: int, rng: np.random.Generator) -> np.ndarray:
@@ -79,13 +73,13 @@ def build(engine: MatchEngine, n: int, images: int, rng: np.random.Generator) ->
     return hashes[:FRAMES_PER_VIDEO]  # the first banked video's frames
 
 
-def query(banked: np.ndarray, rng: np.random.Generator) -> list[Frame]:
+def query(banked: np.ndarray, rng: np.random.Generator) -> list[VpdqFrame]:
     rows = rng.integers(0, 256, size=(FRAMES_PER_VIDEO, len(DIHEDRAL_NAMES), 32), dtype=np.uint8)
     # A 60 s stretch of the first banked video, 8 bits off, as the mirrored variant.
     flipx = DIHEDRAL_NAMES.index("flipx")
     rows[100:160, flipx] = flip(banked[200:260], 8, rng)
     return [
-        Frame(i * 30, float(i), rows[i, 0].tobytes().hex(), 90, rows[i].tobytes())
+        VpdqFrame(i * 30, float(i), rows[i, 0].tobytes().hex(), 90, rows[i].tobytes())
         for i in range(FRAMES_PER_VIDEO)
     ]
 

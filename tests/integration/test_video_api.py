@@ -1,130 +1,152 @@
-"""The native API's bank and match routes with videos, against a live server (SQLite file;
-PostgreSQL where set): a video uploaded to a bank is one vpdq entry with its MD5; entries can
-be given as frames or as py-tx text; ``/v1/match`` takes a video upload or a vpdq / video_md5
-hash and reports percentages and segments; banks carry the vPDQ rule."""
+"""Videos over real HTTP (a server subprocess) and through the real CLI (a subprocess): scan
+and hash give the image scan's object for videos, long ones are refused inside a request with a
+stable code, uploads over the video byte limit are refused, and hostile files get clear errors.
+Every video is synthetic (gradients and flat colours built with PyAV in a temp directory)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import av
+import numpy as np
 import pytest
 
-from dignity.hashing.digests import md5_hex
-from dignity.video.formats import frames_to_json, vpdq_digest, vpdq_pytx_json
-from dignity.video.vpdq import vpdq_hash
+from dignity.samples import encode, landscape
 from tests.integration.server import LiveServer
-from tests.video_samples import write_video
+from tests.integration.test_cli import Cli
+from tests.unit.test_video_hostile import MS, _steady, _write
+
+SYNC_SECONDS = 5
+
+
+def _noise(path: Path, seconds: float) -> Path:
+    """Random pixels compress badly: a short clip of a few hundred KB."""
+    rng = np.random.default_rng(7)
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.codec_context.time_base = MS
+        for index, stamp in enumerate(_steady(seconds)):
+            pixels = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts, frame.time_base = stamp, MS
+            del index
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = Path(tmp_path_factory.mktemp("api-videos"))
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("videos")
     return {
-        "original": write_video(d / "o.mp4", [(11, 8)]),
-        "inside": write_video(d / "i.mkv", [(12, 10), (11, 4), (13, 10)], codec="mpeg4"),
-        "other": write_video(d / "x.mp4", [(14, 6)]),
+        "clip": _write(root / "clip.mp4", _steady(3)),
+        "long": _write(root / "long.mp4", [0, 30_000], size=(16, 16)),
+        "ten_hours": _write(root / "ten-hours.mp4", [0, 36_000_000], size=(16, 16)),
+        "noise": _noise(root / "noise.mp4", 1),
     }
 
 
 @pytest.fixture(scope="module")
-def curator(live: LiveServer) -> Iterator[httpx.Client]:
-    with live.client("curator") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def platform(live: LiveServer) -> Iterator[httpx.Client]:
-    with live.client("platform") as c:
-        yield c
-
-
-def test_video_banks_and_matching(
-    curator: httpx.Client, platform: httpx.Client, clips: dict[str, Path]
-) -> None:
-    r = curator.post("/v1/banks", json={"name": "api-videos", "vpdq_min_segment_s": 3})
-    assert r.status_code == 201, r.text
-    assert r.json()["vpdq_query_percent"] == 80.0
-    data = clips["original"].read_bytes()
-    r = curator.post("/v1/banks/api-videos/entries", files={"file": ("o.mp4", data, "video/mp4")})
-    assert r.status_code == 201, r.text
-    (eid,) = r.json()["entry_ids"]
-    (entry,) = curator.get("/v1/banks/api-videos/entries").json()
-    assert entry["signal"] == "vpdq" and entry["video_md5"] == md5_hex(data)
-
-    r = platform.post("/v1/match", files={"file": ("o.mp4", data, "video/mp4")})
-    assert r.status_code == 200, r.text
-    signals = {m["signal"]: m for m in r.json()["matches"]}
-    assert set(signals) == {"vpdq", "video_md5"}
-    assert signals["vpdq"]["query_match_percent"] == 100.0 and signals["vpdq"]["segments"]
-
-    inside = clips["inside"].read_bytes()
-    r = platform.post("/v1/match", files={"file": ("i.mkv", inside, "video/x-matroska")})
-    (m,) = r.json()["matches"]
-    assert m["entry_id"] == eid and m["query_match_percent"] < 80
-    assert m["segments"][0]["query_start"] == 10.0 and m["segments"][0]["entry_start"] == 0.0
-
-    other = clips["other"].read_bytes()
-    assert (
-        platform.post("/v1/match", files={"file": ("x.mp4", other, "video/mp4")}).json()["matches"]
-        == []
-    )
-
-    # Hashes: a video's MD5 and its vPDQ as py-tx text.
-    frames = vpdq_hash(clips["original"]).frames
-    r = platform.post(
-        "/v1/match",
-        json={
-            "hashes": [
-                {"signal": "video_md5", "value": md5_hex(data)},
-                {"signal": "vpdq", "value": vpdq_pytx_json(frames)},
-            ]
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = LiveServer(
+        tmp_path_factory.mktemp("video-live"),
+        env={
+            "DIGNITY_VIDEO_SYNC_MAX_SECONDS": str(SYNC_SECONDS),
+            "DIGNITY_VIDEO_MAX_BYTES": "200000",
         },
     )
-    assert r.status_code == 200, r.text
-    assert {(m["signal"], m["entry_id"]) for m in r.json()["matches"]} == {
-        ("video_md5", eid),
-        ("vpdq", eid),
-    }
-    r = platform.post("/v1/match", json={"hashes": [{"signal": "vpdq", "value": "[1]"}]})
-    assert r.status_code in (400, 422), r.text
+    live.start()
+    yield live
+    live.stop()
 
 
-def test_video_entries_as_json(curator: httpx.Client, clips: dict[str, Path]) -> None:
-    r = curator.post("/v1/banks", json={"name": "json-videos"})
-    assert r.status_code == 201, r.text
-    frames = vpdq_hash(clips["other"]).frames
-    body = {
-        "entries": [
-            {"signal": "vpdq", "frames": frames_to_json(frames), "video_md5": "a" * 32},
-            {"signal": "video_md5", "value": "b" * 32},
-        ]
-    }
-    r = curator.post("/v1/banks/json-videos/entries", json=body)
-    assert r.status_code == 201, r.text
-    entries = {e["signal"]: e for e in curator.get("/v1/banks/json-videos/entries").json()}
-    assert entries["vpdq"]["value"] == vpdq_digest(frames)
-    assert entries["vpdq"]["video_md5"] == "a" * 32
-    # The same frames as py-tx text are numbered afresh, so another entry; bad frames are 4xx
-    # and write nothing.
-    r = curator.post(
-        "/v1/banks/json-videos/entries",
-        json={"entries": [{"signal": "vpdq", "value": vpdq_pytx_json(frames)}]},
-    )
-    assert r.status_code == 201, r.text
-    bad = {
-        "entries": [
-            {
-                "signal": "vpdq",
-                "frames": [{"frame": 0, "timestamp": 0, "pdq": "z" * 64, "quality": 50}],
-            }
-        ]
-    }
-    r = curator.post("/v1/banks/json-videos/entries", json=bad)
-    assert r.status_code in (400, 422), r.text
-    r = curator.post("/v1/banks/json-videos/entries", json={"entries": [{"signal": "vpdq"}]})
-    assert r.status_code in (400, 422), r.text
-    assert len(curator.get("/v1/banks/json-videos/entries").json()) == 3
-    assert json.loads(r.text)["code"]
+def _upload(path: Path, name: str | None = None) -> dict[str, tuple[str, bytes, str]]:
+    return {"file": (name or path.name, path.read_bytes(), "application/octet-stream")}
+
+
+def test_scan_and_hash_a_video_over_http(server: LiveServer, videos: dict[str, Path]) -> None:
+    clip = videos["clip"]
+    md5 = hashlib.md5(clip.read_bytes()).hexdigest()
+    with server.client("platform") as plat, server.client("curator") as cur:
+        # The name says JPEG; the bytes say MP4, and the bytes decide.
+        r = plat.post("/v1/scan", files=_upload(clip, "holiday.jpg"))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["kind"] == "video" and body["md5"] == md5
+        assert body["duration_s"] == pytest.approx(3.0)
+        assert [f["timestamp"] for f in body["vpdq"]] == [0.0, 1.0, 2.0]
+        assert body["partial"] is False and body["matches"] == []
+        assert body["signals"]["video"]["sampled_frames"] >= 8
+        assert 0 <= body["signals"]["nudity"] < 0.5  # the real classifier, on gradients
+        assert body["decision"]["action"] == "allow" and body["scan_id"] > 0
+
+        hashed = plat.post("/v1/hash", files=_upload(clip))
+        assert hashed.status_code == 200, hashed.text
+        assert hashed.json()["kind"] == "video"
+        assert hashed.json()["vpdq"] == body["vpdq"]
+
+        assert cur.post("/v1/banks", json={"name": "videos"}).status_code == 201
+        added = cur.post(
+            "/v1/banks/videos/entries", json={"entries": [{"signal": "md5", "value": md5}]}
+        )
+        assert added.status_code in (200, 201), added.text
+        blocked = plat.post("/v1/scan", files=_upload(clip)).json()
+        assert [m["signal"] for m in blocked["matches"]] == ["md5"]
+        assert blocked["decision"]["action"] == "block"
+
+        image = plat.post("/v1/scan", files={"file": ("x.png", encode(landscape(3), "PNG"))})
+        assert image.status_code == 200 and image.json()["kind"] == "image"
+
+
+def test_long_big_and_hostile_videos_get_clear_errors(
+    server: LiveServer, videos: dict[str, Path]
+) -> None:
+    with server.client("platform") as plat:
+        for route in ("/v1/scan", "/v1/hash"):
+            r = plat.post(route, files=_upload(videos["long"]))
+            assert r.status_code == 413, r.text
+            assert r.json()["code"] == "media.video_too_long_for_sync"
+            assert r.json()["detail"]["limit"] == SYNC_SECONDS
+        r = plat.post("/v1/scan", files=_upload(videos["ten_hours"]))
+        assert r.status_code == 413 and r.json()["code"] == "media.video_too_long_for_sync"
+        assert videos["noise"].stat().st_size > 200_000
+        r = plat.post("/v1/scan", files=_upload(videos["noise"]))
+        assert r.status_code == 413 and r.json()["code"] == "request.too_large"
+        data = videos["clip"].read_bytes()
+        cut = plat.post("/v1/scan", files={"file": ("cut.mp4", data[: len(data) // 4])})
+        assert cut.status_code in (200, 422), cut.text
+        if cut.status_code == 422:
+            assert cut.json()["code"] in ("media.truncated", "media.corrupt", "media.not_a_video")
+        else:
+            assert cut.json()["partial"] is True
+        # The server is still well after all of that.
+        assert plat.get("/healthz").json()["status"] == "ok"
+
+
+def test_cli_scans_videos(tmp_path: Path, videos: dict[str, Path]) -> None:
+    cli = Cli(tmp_path / "data")
+    rows = cli.lines("scan", "--workers", "1", str(videos["clip"]))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["kind"] == "video" and row["status"] == "no_match"
+    assert row["duration_s"] == pytest.approx(3.0) and len(row["vpdq"]) == 3  # type: ignore[arg-type]
+
+    folder = tmp_path / "upload-dir"
+    folder.mkdir()
+    (folder / "a.mp4").write_bytes(videos["clip"].read_bytes())
+    (folder / "b.png").write_bytes(encode(landscape(4), "PNG"))
+    (folder / "c.mov").write_bytes(videos["ten_hours"].read_bytes())
+    report = tmp_path / "report.jsonl"
+    r = cli("scan", "--workers", "1", "--report", str(report), str(folder))
+    assert r.returncode == 1, r.stderr  # one file refused: reported, the rest scanned
+    got = {Path(str(x["path"])).name: x for x in map(json.loads, report.read_text().splitlines())}
+    assert got["a.mp4"]["kind"] == "video" and got["b.png"]["kind"] == "image"
+    # The CLI has no sync limit, but DIGNITY_VIDEO_MAX_SECONDS (3 h) still refuses 10 hours.
+    assert got["c.mov"]["status"] == "error"
+    assert got["c.mov"]["error"]["code"] == "media.too_long"

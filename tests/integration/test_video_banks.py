@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -171,10 +170,6 @@ def test_engine_matches_videos(
 def test_mirrored_frames_match_through_their_dihedral_hashes(
     db: Database, banked: tuple[BankService, tuple[VpdqFrame, ...], int]
 ) -> None:
-    @dataclass(frozen=True)
-    class Frame(VpdqFrame):
-        dihedral: bytes | None = None
-
     _, frames, eid = banked
     rng = random.Random(3)
     # A mirrored copy: its own hashes differ; its "flipx" variant is the original's hash.
@@ -184,7 +179,7 @@ def test_mirrored_frames_match_through_their_dihedral_hashes(
         variants = [bytes.fromhex(_hex(rng)) for _ in DIHEDRAL_NAMES]
         variants[flip] = bytes.fromhex(f.pdq_hex)
         mirrored.append(
-            Frame(f.frame_number, f.timestamp, variants[0].hex(), 90, b"".join(variants))
+            VpdqFrame(f.frame_number, f.timestamp, variants[0].hex(), 90, b"".join(variants))
         )
     engine = MatchEngine(db)
     engine.load()

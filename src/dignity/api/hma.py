@@ -31,7 +31,6 @@ shapes as OpenMediaMatch, over dignity's own services. Differences, each on purp
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import re
 import time
@@ -59,6 +58,7 @@ from dignity.hashing.signals import ImageHashes, hash_bytes, normalize_hash
 from dignity.keys import ROLES, KeyInfo
 from dignity.matching.banks import DEFAULT_THRESHOLD, BankInfo, EntryInfo, NewEntry, read_frames
 from dignity.matching.engine import Match, MatchOutcome
+from dignity.settings import Settings
 from dignity.video.formats import parse_vpdq_text, vpdq_digest, vpdq_pytx_json
 from dignity.video.vpdq import VpdqFrame, VpdqResult
 
@@ -230,7 +230,7 @@ def hash_content(
     video = None
     if "vpdq" in types:
         try:
-            video = hash_video_bytes(data, dihedral=dihedral)
+            video = hash_video_bytes(data, services.settings, dihedral=dihedral)
         except MediaError:
             # Asked for by name, a video that does not decode is the client's error; by
             # default (no `types`) the bytes' digests still stand, as HMA hashes what it can.
@@ -241,13 +241,12 @@ def hash_content(
     return Hashed(content_type, {t: every[t] for t in types if t in every}, video=video)
 
 
-def hash_video_bytes(data: bytes, *, dihedral: bool = False) -> VpdqResult:
-    """A video's vPDQ (one frame a second) from its bytes; raises the ``media.*`` errors."""
-    from dignity.video.vpdq import vpdq_hash
+def hash_video_bytes(data: bytes, settings: Settings, *, dihedral: bool = False) -> VpdqResult:
+    """A video's vPDQ (one frame a second) from its bytes, under the limits of a request;
+    raises the ``media.*`` errors."""
+    from dignity.video.analysis import hash_video
 
-    if dihedral and "dihedral" in inspect.signature(vpdq_hash).parameters:
-        return vpdq_hash(data, dihedral=True)  # type: ignore[call-arg,unused-ignore]
-    return vpdq_hash(data)
+    return hash_video(data, settings, dihedral=dihedral, sync=True)
 
 
 async def read_upload(request: Request, services: Services) -> tuple[str, bytes]:

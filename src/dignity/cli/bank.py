@@ -240,7 +240,7 @@ def add(
     for item in items:
         try:
             if os.path.exists(item) and is_video_file(item):
-                video = hash_video_file(item, seconds_per_hash=seconds_per_hash)
+                video = hash_video_file(item, ctx.settings, seconds_per_hash=seconds_per_hash)
                 videos[item] = NewEntry(
                     "vpdq", "", frames=video.frames, video_md5=video.md5, note=note
                 )

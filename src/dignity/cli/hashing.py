@@ -10,7 +10,6 @@ notice.
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 from collections.abc import Iterator
@@ -50,17 +49,23 @@ def is_video_file(path: str) -> bool:
 
 
 def hash_video_file(
-    path: str, *, seconds_per_hash: float = 1.0, dihedral: bool = False
+    path: str, settings: Settings, *, seconds_per_hash: float = 1.0, dihedral: bool = False
 ) -> VpdqResult:
-    """The vPDQ (and digests) of a video file, streaming; raises the ``media.*`` errors."""
+    """The vPDQ (and digests) of a video file, streaming, under the settings' video limits
+    (``DIGNITY_VIDEO_MAX_SECONDS`` and the rest; no request to answer in time here); raises
+    the ``media.*`` errors."""
     from dignity.video.vpdq import vpdq_hash
 
-    options: dict[str, Any] = {"seconds_per_hash": seconds_per_hash}
-    # Dihedral frame hashes arrive with the video-media work; ask only where vpdq_hash has them.
-    if dihedral and "dihedral" in inspect.signature(vpdq_hash).parameters:
-        options["dihedral"] = True
     try:
-        return vpdq_hash(path, **options)
+        return vpdq_hash(
+            path,
+            seconds_per_hash=seconds_per_hash,
+            dihedral=dihedral,
+            max_seconds=settings.video_max_seconds,
+            max_frame_pixels=settings.video_max_pixels,
+            max_bytes=settings.video_max_bytes,
+            decode_seconds=settings.video_decode_seconds,
+        )
     except IsADirectoryError as exc:
         raise InputError("is a directory", code="input.unreadable") from exc
     except OSError as exc:
@@ -128,7 +133,9 @@ def each_hashed(
         try:
             h: ImageHashes | VpdqResult
             if is_video_file(path):
-                h = hash_video_file(path, seconds_per_hash=seconds_per_hash, dihedral=dihedral)
+                h = hash_video_file(
+                    path, settings, seconds_per_hash=seconds_per_hash, dihedral=dihedral
+                )
             else:
                 h = hash_file(path, settings, dihedral=dihedral)
         except DignityError as exc:

@@ -48,6 +48,9 @@ from dignity.video.compare import FramePair, Segment, compare
 if TYPE_CHECKING:
     from dignity.video.vpdq import VpdqFrame, VpdqResult
 
+if TYPE_CHECKING:
+    from dignity.video.vpdq import VpdqResult
+
 INDEX_LOG = ChangeLog(IndexLog.seq, IndexLog.entry_id, IndexLog.op)
 
 # The signal type whose index is kept in snapshots (the one that grows to 1e7 entries), and the
