@@ -15,14 +15,16 @@ from PIL import Image, ImageOps
 
 from dignity.samples import landscape
 
-SIZE = (160, 120)
+SIZE = (320, 240)  # at 160 x 120 a mirrored frame's dihedral hash is ~30 bits off: too small
 FPS = 10
 
 
-def scene_frames(seed: int, seconds: int, *, fps: int = FPS) -> list[Image.Image]:
+def scene_frames(
+    seed: int, seconds: int, *, fps: int = FPS, size: tuple[int, int] = SIZE
+) -> list[Image.Image]:
     """``seconds`` of one scene: each second its own landscape (a cut), panned a little from
     frame to frame, so that no two seconds look alike."""
-    width, height = SIZE
+    width, height = size
     out = []
     for second in range(seconds):
         wide = landscape(seed * 1000 + second, (width + 2 * fps, height))
@@ -38,14 +40,17 @@ def write_video(
     codec: str = "libx264",
     fps: int = FPS,
     skip_seconds: int = 0,
+    size: tuple[int, int] = SIZE,
 ) -> Path:
     """Write ``scenes`` ((seed, seconds) each, in order) to ``path`` (the container from its
     suffix); ``mirror`` flips every frame left to right; ``skip_seconds`` trims the start."""
-    frames = [f for seed, seconds in scenes for f in scene_frames(seed, seconds, fps=fps)]
+    frames = [
+        f for seed, seconds in scenes for f in scene_frames(seed, seconds, fps=fps, size=size)
+    ]
     frames = frames[skip_seconds * fps :]
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height = SIZE
+        stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         for image in frames:
             if mirror:
