@@ -17,7 +17,7 @@ Figures of 2026-12-06 on this project's 2-vCPU machine, shared with other sessio
 1e6 frames + 1e6 images 11.5-12.8 s (frame index alone 4.1-5.5 s; with no images, match_video
 takes what its one search takes: the engine adds nothing measurable); against 1e7 frames + 1e7
 images 88-144 s, 12.6 s per minute of video. The cost is the exact index's search at distance
-31, far from the issue's 1 s target at 1e7: see the report of the video-core branch.
+31, far from the issue's 1 s target at 1e7.
 """
 
 from __future__ import annotations
