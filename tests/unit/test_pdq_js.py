@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from dignity.hashing.pdq import pdq_from_pixels
+from dignity.hashing.pdq import pdq_from_full_pixels, pdq_from_pixels
 from dignity.media import decode
 from tests.conftest import ROOT, shared_fixture
 
 JS_TESTS = ROOT / "tests" / "js"
 VECTORS = JS_TESTS / "pdq-vectors.json"
+FULL_SIZE_VECTORS = JS_TESTS / "pdq-full-size-vectors.json"
 
 
 def synthetic(kind: str, w: int, h: int, seed: int) -> NDArray[np.uint8]:
@@ -53,6 +54,15 @@ def test_vectors_are_the_servers_hashes() -> None:
             # an AVX-512 Xeon and an AVX2 EPYC. The engine never matches on it (quality < 50).
             flipped = bin(int(got.hex, 16) ^ int(v["hash"], 16)).count("1")
             assert flipped <= 8, v
+
+
+def test_full_size_vectors_are_the_servers_frame_hashes() -> None:
+    # pdq.js's pdqHashFullSize (the portal's vPDQ frames) is checked against these under Node.
+    vectors = json.loads(FULL_SIZE_VECTORS.read_text())
+    assert any(v["width"] > 512 for v in vectors)
+    for v in vectors:
+        got = pdq_from_full_pixels(synthetic(v["kind"], v["width"], v["height"], v["seed"]))
+        assert (got.hex, got.quality) == (v["hash"], v["quality"]), v
 
 
 def _node() -> str:
