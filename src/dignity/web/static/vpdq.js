@@ -161,7 +161,6 @@ function matroskaTiming(bytes) {
   const containers = new Set([EBML_SEGMENT, EBML_TRACKS, EBML_TRACK_ENTRY, EBML_INFO]);
   const walk = (start, end) => {
     let at = start;
-    let track = { type: 0, duration: 0 };
     while (at < end) {
       const id = vint(bytes, at, true);
       if (!id) return;
@@ -172,11 +171,10 @@ function matroskaTiming(bytes) {
       if (id.value === EBML_CLUSTER) return; // the frames themselves: the header is over
       if (containers.has(id.value)) {
         if (id.value === EBML_TRACK_ENTRY) {
-          const before = { type: 0, duration: 0 };
-          track = before;
-          walkEntry(body, stop, before);
-          if (before.type === 1 && before.duration && !defaultDuration) {
-            defaultDuration = before.duration;
+          const track = { type: 0, duration: 0 };
+          walkEntry(body, stop, track);
+          if (track.type === 1 && track.duration && !defaultDuration) {
+            defaultDuration = track.duration;
           }
         } else {
           walk(body, stop);
