@@ -69,7 +69,7 @@ const VIDEO_STATES = {
     "code ready (this video is very dark or plain: only exact copies of the file can be matched)",
   unreadable:
     "code ready, but this browser cannot play this video, so only exact copies of the file " +
-    "can be matched. Another browser (Chrome, Edge or Firefox) may be able to do more.",
+    "can be matched. Another browser may be able to do more.",
 };
 
 function render(item) {
