@@ -10,8 +10,9 @@
   its MD5 and says clearly that only exact copies can be matched.
 * Every request the page makes while hashing and submitting a video is intercepted: bodies are
   JSON of codes and form fields only, and carry no run of the file's bytes.
-* A video case end to end: the server stores the vPDQ with its frames as one bank entry. This
-  one needs the video signal types and ``NewEntry.frames`` of the video-core branch.
+* A video case end to end: the server stores the vPDQ with its frames as one bank entry, and
+  ``dignity match`` of the same file finds the case by vPDQ (every frame) and by MD5. This one
+  needs the video signal types, ``NewEntry.frames`` and video matching of the video-core branch.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
+import subprocess
+import sys
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -236,3 +239,17 @@ def test_video_case_end_to_end(browser: Any, portal: LiveServer) -> None:
     assert entries["video_md5"].value == hashlib.md5(path.read_bytes()).hexdigest()
     assert entries["vpdq"].value == formats.vpdq_digest(frames)
     assert entries["vpdq"].origin_kind == "case"
+    # The server's own hash of the same file finds the case: by its frames and by its bytes.
+    out = subprocess.run(
+        [sys.executable, "-m", "dignity", "match", str(path)],
+        env=portal.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    matches = json.loads(out.stdout)["matches"]
+    found = {m["signal"] for m in matches if m["bank"] == "cases"}
+    assert found >= {"vpdq", "video_md5"}, matches
+    vpdq_match = next(m for m in matches if m["signal"] == "vpdq")
+    assert vpdq_match["query_match_percent"] == 100.0, vpdq_match
