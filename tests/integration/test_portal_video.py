@@ -2,7 +2,8 @@
 
 * The page's vPDQ (frames read through a ``<video>`` element, hashed by pdq.js at full size)
   agrees with the server's ``vpdq_hash`` on Meta's sample videos (../shared/fixtures/vpdq, H.264
-  MP4, which Debian's Chromium plays) and on a VP9 WebM made here from synthetic frames: the
+  MP4, which Debian's Chromium plays), on a VP9 WebM made here from synthetic frames and on
+  H.264 clips with a display rotation (hashed as coded, as vpdq does): the
   same frames (numbers and timestamps), and each frame of quality >= 50 within the bounds
   tests/unit/test_video.py holds the server to against Meta's references (at most 24 bits, under
   Meta's regtest tolerance of 31; median at most 4).
@@ -53,8 +54,11 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server.stop()
 
 
-def _write_video(path: Path, codec: str, *, fps: int = 25, seconds: int = 4) -> Path:
-    """A benign synthetic clip: a slow pan across generated landscapes, a new one each second."""
+def _write_video(
+    path: Path, codec: str, *, fps: int = 25, seconds: int = 4, rotation: int = 0
+) -> Path:
+    """A benign synthetic clip: a slow pan across generated landscapes, a new one each second;
+    ``rotation`` sets a display matrix, as a phone does for a video taken upright."""
     import av
 
     width, height = 320, 240
@@ -63,6 +67,8 @@ def _write_video(path: Path, codec: str, *, fps: int = 25, seconds: int = 4) -> 
         stream = out.add_stream(codec, rate=Fraction(fps))
         assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         for i in range(fps * seconds):
             scene = scenes[i // fps]
             shift = (i % fps) * 4
@@ -101,6 +107,11 @@ def test_page_vpdq_agrees_with_server(
 ) -> None:
     files = sorted(shared_fixture("vpdq").glob("*.mp4"))
     files.append(_write_video(tmp_path / "landscapes-vp9.webm", "libvpx-vp9"))
+    # A phone's upright video: the browser shows it turned, the page hashes it as coded, as
+    # vpdq does and as partners exchange it (the server's dihedral variants find it upright).
+    for rotation in (90, 180, 270):
+        path = tmp_path / f"landscapes-rotated-{rotation}.mp4"
+        files.append(_write_video(path, "libx264", seconds=3, rotation=rotation))
     context, page, seen = _open_page(browser, portal)
     try:
         items = _hash_videos(page, files)

@@ -87,9 +87,26 @@ function moovTiming(moov) {
       duration += count * view.getUint32(stts.start + 12 + e * 8);
     }
     if (!timescale || !samples || !duration) return null;
-    return { frameRate: (timescale * samples) / duration, frameCount: samples };
+    return {
+      frameRate: (timescale * samples) / duration,
+      frameCount: samples,
+      rotation: tkhdRotation(moov, view, child(moov, trak, "tkhd")),
+    };
   }
   return null;
+}
+
+/** The angle of the track's tkhd matrix, atan2(b, a), in degrees (0, 90, 180, 270): the
+ * browser shows the coded frame turned by it, so drawing turned back by it gives the coded
+ * frame (checked against PyAV on clips of every display rotation). */
+function tkhdRotation(moov, view, tkhd) {
+  if (!tkhd) return 0;
+  const matrix = tkhd.start + (moov[tkhd.start] === 1 ? 52 : 40);
+  if (matrix + 36 > tkhd.end) return 0;
+  const a = view.getInt32(matrix) / 65536;
+  const b = view.getInt32(matrix + 4) / 65536;
+  const degrees = Math.round((Math.atan2(b, a) * 180) / Math.PI / 90) * 90;
+  return ((degrees % 360) + 360) % 360;
 }
 
 async function mp4Timing(file) {
@@ -252,12 +269,12 @@ function sameSample(a, b) {
  * the element on a busy machine (the previous frame is drawn: measured on 2 of 130 frames), and
  * a paused video in a headless browser never calls requestVideoFrameCallback back for a seek;
  * so draw again after a short wait until two draws agree. */
-async function settledPixels(video, ctx, width, height) {
-  ctx.drawImage(video, 0, 0, width, height);
+async function settledPixels(video, ctx, width, height, draw) {
+  draw();
   let pixels = ctx.getImageData(0, 0, width, height).data;
   for (let tries = 0; tries < SETTLE_TRIES; tries++) {
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-    ctx.drawImage(video, 0, 0, width, height);
+    draw();
     const again = ctx.getImageData(0, 0, width, height).data;
     if (sameSample(pixels, again)) return again;
     pixels = again;
@@ -285,9 +302,17 @@ export async function vpdqOfFile(file, options = {}) {
     const loaded = once(video, ["loadeddata"], LOAD_TIMEOUT_MS, "opening the video");
     video.src = url;
     await loaded;
-    const width = video.videoWidth;
-    const height = video.videoHeight;
-    if (!width || !height) throw new VideoUnreadable("the file has no picture this browser can show");
+    const shownWidth = video.videoWidth;
+    const shownHeight = video.videoHeight;
+    if (!shownWidth || !shownHeight) {
+      throw new VideoUnreadable("the file has no picture this browser can show");
+    }
+    // The browser shows a phone video upright by its display matrix; vpdq (and the codes that
+    // partners exchange) hash the frames as coded, so the turn is undone here.
+    const rotation = timing.rotation || 0;
+    const sideways = rotation === 90 || rotation === 270;
+    const width = sideways ? shownHeight : shownWidth;
+    const height = sideways ? shownWidth : shownHeight;
     const step = frameStep(secondsPerHash, timing.frameRate);
     const byDuration = Number.isFinite(video.duration)
       ? Math.floor(video.duration * timing.frameRate + 1e-6)
@@ -303,13 +328,17 @@ export async function vpdqOfFile(file, options = {}) {
         ? new OffscreenCanvas(width, height)
         : Object.assign(document.createElement("canvas"), { width, height });
     const ctx = canvas.getContext("2d", { willReadFrequently: true });
+    ctx.translate(width / 2, height / 2);
+    ctx.rotate((-rotation * Math.PI) / 180);
+    const draw = () =>
+      ctx.drawImage(video, -shownWidth / 2, -shownHeight / 2, shownWidth, shownHeight);
     const frames = [];
     for (let k = 0; k < total; k++) {
       const index = k * step;
       // The middle of frame `index`: its start time would round to the previous frame as
       // often as not. The last frame is clamped inside the stream.
       await seekTo(video, Math.min((index + 0.5) / timing.frameRate, video.duration - 1e-3));
-      const pixels = await settledPixels(video, ctx, width, height);
+      const pixels = await settledPixels(video, ctx, width, height, draw);
       const { hash, quality } = pdqHashFullSize(pixels, width, height);
       frames.push({
         frame: index,
@@ -319,7 +348,7 @@ export async function vpdqOfFile(file, options = {}) {
       });
       if (options.onProgress) options.onProgress(k + 1, total);
     }
-    return { frames, frameRate: timing.frameRate, frameStep: step, width, height };
+    return { frames, frameRate: timing.frameRate, frameStep: step, width, height, rotation };
   } finally {
     video.removeAttribute("src");
     video.load(); // releases the decoder
