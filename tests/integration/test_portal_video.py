@@ -264,3 +264,17 @@ def test_video_case_end_to_end(browser: Any, portal: LiveServer) -> None:
     assert found >= {"vpdq", "video_md5"}, matches
     vpdq_match = next(m for m in matches if m["signal"] == "vpdq")
     assert vpdq_match["query_match_percent"] == 100.0, vpdq_match
+
+
+def test_a_video_removed_while_it_is_hashed_stays_removed(browser: Any, portal: LiveServer) -> None:
+    context, page, _ = _open_page(browser, portal)
+    try:
+        page.set_input_files("#files", [str(shared_fixture("vpdq", "chair-20-sd-bar.mp4"))])
+        # The file's MD5 first, then the frames, each with a progress bar.
+        page.wait_for_selector("#items li:has-text('of 21 frames') progress")
+        page.get_by_role("button", name="Remove item 1").click()
+        page.wait_for_timeout(1500)  # longer than a few frames take
+        assert page.locator("#items li").count() == 0
+        assert page.locator("#submit-status").inner_text() == ""
+    finally:
+        context.close()

@@ -47,12 +47,18 @@ async function hashImage(file) {
 
 /** A video's codes: the MD5 of the file always; its vPDQ where this browser can decode it and
  * some frame has enough detail; `note` says which (full, plain or unreadable). */
-async function hashVideo(file, onProgress) {
-  const hashes = [{ signal: "video_md5", value: await md5File(file) }];
+async function hashVideo(file, onProgress, signal) {
+  const md5 = await md5File(file, (share) =>
+    onProgress(Math.round(share * 100), 100, `reading the file: ${Math.round(share * 100)}%`),
+  );
+  const hashes = [{ signal: "video_md5", value: md5 }];
   let result;
   try {
-    result = await vpdqOfFile(file, { onProgress });
-  } catch (err) {
+    result = await vpdqOfFile(file, {
+      onProgress: (done, total) => onProgress(done, total, `${done} of ${total} frames`),
+      signal,
+    });
+  } catch {
     // Any failure to decode (a codec this browser lacks, a damaged file): the MD5 still works.
     return { hashes, frames: null, note: "unreadable" };
   }
@@ -73,6 +79,7 @@ const VIDEO_STATES = {
 };
 
 function render(item) {
+  if (item.removed) return; // removed while its codes were being worked out
   let li = document.querySelector(`li[data-item="${item.id}"]`);
   if (!li) {
     li = document.createElement("li");
@@ -88,6 +95,8 @@ function render(item) {
     remove.textContent = "Remove";
     remove.setAttribute("aria-label", `Remove item ${item.id}`);
     remove.addEventListener("click", () => {
+      item.removed = true;
+      item.stop.abort(); // a video stops being read at the next frame
       items.splice(items.indexOf(item), 1);
       URL.revokeObjectURL(item.url);
       li.remove();
@@ -111,11 +120,11 @@ function render(item) {
   if (item.error) label.className = "bad";
   text.append(label);
   if (item.progress && !item.hashes.length && !item.error) {
-    const [done, total] = item.progress;
+    const [done, total, what] = item.progress;
     const bar = document.createElement("progress");
     bar.max = total;
     bar.value = done;
-    bar.setAttribute("aria-label", `Video ${item.id}: ${done} of ${total} frames`);
+    bar.setAttribute("aria-label", `Video ${item.id}: ${what}`);
     text.append(bar);
   }
   for (const h of item.hashes) {
@@ -148,17 +157,18 @@ async function addFiles(files) {
   for (const file of files) {
     const kind = file.type.startsWith("video/") ? "video" : "image";
     const item = { id: nextId++, kind, state: "working out the code…", hashes: [], error: false };
+    item.stop = new AbortController();
     item.url = URL.createObjectURL(file);
     items.push(item);
     render(item);
     update();
     try {
       if (kind === "video") {
-        const result = await hashVideo(file, (done, total) => {
-          item.progress = [done, total];
-          item.state = `working out the codes on this device: ${done} of ${total} frames…`;
+        const result = await hashVideo(file, (done, total, what) => {
+          item.progress = [done, total, what];
+          item.state = `working out the codes on this device: ${what}…`;
           render(item);
-        });
+        }, item.stop.signal);
         item.hashes = result.hashes;
         item.frames = result.frames;
         item.note = result.note;

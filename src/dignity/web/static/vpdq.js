@@ -285,7 +285,8 @@ async function settledPixels(video, ctx, width, height, draw) {
 /**
  * The vPDQ frames of a video file, decoded by this browser.
  * @param {File|Blob} file
- * @param {{onProgress?: (done: number, total: number) => void, secondsPerHash?: number}} options
+ * @param {{onProgress?: (done: number, total: number) => void, secondsPerHash?: number,
+ *          signal?: AbortSignal}} options
  */
 export async function vpdqOfFile(file, options = {}) {
   const secondsPerHash = options.secondsPerHash ?? SECONDS_PER_HASH;
@@ -334,6 +335,7 @@ export async function vpdqOfFile(file, options = {}) {
       ctx.drawImage(video, -shownWidth / 2, -shownHeight / 2, shownWidth, shownHeight);
     const frames = [];
     for (let k = 0; k < total; k++) {
+      if (options.signal && options.signal.aborted) throw new DOMException("stopped", "AbortError");
       const index = k * step;
       // The middle of frame `index`: its start time would round to the previous frame as
       // often as not. The last frame is clamped inside the stream.
