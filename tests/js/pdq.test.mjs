@@ -13,7 +13,9 @@ import { Md5, md5Hex } from "../../src/dignity/web/static/md5.js";
 const here = new URL(".", import.meta.url);
 const vectors = JSON.parse(readFileSync(new URL("pdq-vectors.json", here), "utf8"));
 // Video frames: hashed at full size (the server's pdq_from_full_pixels, Meta's vpdq).
-const fullSizeVectors = JSON.parse(readFileSync(new URL("pdq-full-size-vectors.json", here), "utf8"));
+const fullSizeVectors = JSON.parse(
+  readFileSync(new URL("pdq-full-size-vectors.json", here), "utf8"),
+);
 
 // The same integer formulas as tests/unit/test_pdq_js.py's `synthetic()`.
 function synthetic(kind, w, h, seed) {
@@ -54,7 +56,7 @@ for (const v of vectors) {
 }
 
 for (const v of fullSizeVectors) {
-  test(`full-size pdq ${v.width}x${v.height} seed ${v.seed} agrees with the server's frame hash`, () => {
+  test(`full-size pdq ${v.width}x${v.height} seed ${v.seed} is the server's frame hash`, () => {
     const rgba = synthetic(v.kind, v.width, v.height, v.seed);
     const got = pdqHashFullSize(rgba, v.width, v.height);
     assert.equal(got.hash, v.hash);

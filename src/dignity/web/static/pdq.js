@@ -4,7 +4,7 @@
 //
 //   pdqHash(rgba, width, height) -> {hash: "64 lowercase hex, MSB first", quality: 0..100}
 //   pdqHashFullSize(rgba, width, height) -> the same without step 1, for video frames: Meta's
-//       vpdq (and the server's pdq_from_full_pixels) blurs the whole frame, never the 512 px sample.
+//       vpdq (and the server's pdq_from_full_pixels) blurs the whole frame, not a 512 px sample.
 //
 // `rgba` is a Uint8ClampedArray (or Uint8Array) of the full-size image, already turned upright
 // (the page decodes with createImageBitmap(..., {imageOrientation: "from-image"})). The module

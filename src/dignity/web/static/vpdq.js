@@ -5,11 +5,14 @@
 // the video track's sample times, as FFmpeg's average rate; WebM/Matroska: DefaultDuration),
 // reading only the few boxes needed through File.slice. Frames are then read through a
 // <video> element: seek into the middle of frame i (so rounding cannot land on its neighbour),
-// draw it to a canvas at the video's natural size and hash the pixels with pdq.js. Nothing
-// leaves the page: the file is opened through a blob: URL and the result is a list of codes.
+// draw it to a canvas at the video's coded size (a display rotation turned back, as vpdq hashes
+// coded frames) and hash the pixels with pdq.js. Nothing leaves the page: the file is opened
+// through a blob: URL and the result is a list of codes.
+// (WebCodecs would decode every frame in order, but needs a demuxer for each container written
+// here; seeking agrees with the server's decoder to a few bits, see test_portal_video.py.)
 //
-//   vpdqOfFile(file, {onProgress}) -> {frames: [{frame, timestamp, pdq, quality}], frameRate,
-//                                      frameStep, width, height}
+//   vpdqOfFile(file, {onProgress, signal}) -> {frames: [{frame, timestamp, pdq, quality}],
+//                                              frameRate, frameStep, width, height, rotation}
 //   throws VideoUnreadable where this browser cannot decode the video or find its frame rate.
 import { pdqHashFullSize } from "./pdq.js";
 
@@ -228,7 +231,8 @@ function matroskaTiming(bytes) {
   return { frameRate, frameCount: seconds ? Math.round(seconds * frameRate) : null };
 }
 
-/** {frameRate, frameCount | null} from the file's container, or null where it cannot say. */
+/** {frameRate, frameCount | null, rotation?} from the file's container, or null where it
+ * cannot say. */
 export async function containerTiming(file) {
   const head = await bytesOf(file, 0, 12);
   if (head.length >= 8 && fourcc(head, 4) === "ftyp") return mp4Timing(file);
@@ -247,8 +251,9 @@ function once(target, okEvents, timeoutMs, what) {
       fn(value);
     };
     const ok = (event) => done(resolve, event);
-    const bad = () => done(reject, new VideoUnreadable(`this browser cannot decode the video`));
-    const timer = setTimeout(() => done(reject, new VideoUnreadable(`${what} took too long`)), timeoutMs);
+    const bad = () => done(reject, new VideoUnreadable("this browser cannot decode the video"));
+    const late = () => done(reject, new VideoUnreadable(`${what} took too long`));
+    const timer = setTimeout(late, timeoutMs);
     for (const e of okEvents) target.addEventListener(e, ok);
     target.addEventListener("error", bad);
   });
@@ -261,15 +266,18 @@ function seekTo(video, time) {
 }
 
 function sameSample(a, b) {
-  for (let p = 0; p < a.length; p += 4 * 97) if (a[p] !== b[p] || a[p + 1] !== b[p + 1]) return false;
+  for (let p = 0; p < a.length; p += 4 * 97) {
+    if (a[p] !== b[p] || a[p + 1] !== b[p + 1]) return false;
+  }
   return true;
 }
 
 /** The pixels on show once they stop changing. 'seeked' can come before the new frame reaches
- * the element on a busy machine (the previous frame is drawn: measured on 2 of 130 frames), and
- * a paused video in a headless browser never calls requestVideoFrameCallback back for a seek;
- * so draw again after a short wait until two draws agree. */
-async function settledPixels(video, ctx, width, height, draw) {
+ * the element on a busy machine (the previous frame was drawn for 2 of 65 frames in one run),
+ * and a paused video in a headless browser never calls requestVideoFrameCallback back for a
+ * seek; so wait a little, then draw again after each short wait until two draws agree. */
+async function settledPixels(ctx, width, height, draw) {
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
   draw();
   let pixels = ctx.getImageData(0, 0, width, height).data;
   for (let tries = 0; tries < SETTLE_TRIES; tries++) {
@@ -340,7 +348,7 @@ export async function vpdqOfFile(file, options = {}) {
       // The middle of frame `index`: its start time would round to the previous frame as
       // often as not. The last frame is clamped inside the stream.
       await seekTo(video, Math.min((index + 0.5) / timing.frameRate, video.duration - 1e-3));
-      const pixels = await settledPixels(video, ctx, width, height, draw);
+      const pixels = await settledPixels(ctx, width, height, draw);
       const { hash, quality } = pdqHashFullSize(pixels, width, height);
       frames.push({
         frame: index,
