@@ -29,6 +29,7 @@ from dignity.signals.runner import SignalSuite
 
 if TYPE_CHECKING:
     from dignity.derivatives import DerivativeMatcher
+    from dignity.video.vpdq import VpdqResult
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Analysis:
 
     hashes: ImageHashes
     signals: dict[str, Any]
+    kind: str = "image"  # "image" | "video"
+    video: VpdqResult | None = None  # a video's vPDQ frames and digests
 
 
 def analyze(

@@ -13,11 +13,24 @@ wall-clock deadline and the byte cap bound the whole fetch (the body is read by
 :func:`dignity.fetch.read_body`). Failures are :class:`~dignity.fetch.UrlError` with the
 hash-by-URL codes (``url.invalid``, ``url.http_error`` with ``status``, ``url.too_large``,
 ``url.timeout``, ``url.fetch_failed``); each caller turns them into its own codes.
+
+A video can be far larger than an image, so :func:`fetched_media` streams the body into a
+temporary file instead of memory, up to the video byte limit (``video_max_bytes``), and sorts it
+by its first bytes: a video container is kept whole for hashing from the file
+(:func:`dignity.takedown.videos.hash_video`), anything else must fit the image limit
+(``max_bytes``) as before. The file is deleted when the caller is done with it.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
 from urllib.parse import quote
 
 import httpx
@@ -72,6 +85,13 @@ def fetch_content(settings: Settings, content_id: str) -> bytes:
 def fetch_from(template: str, content_id: str, *, max_bytes: int, timeout_s: float) -> bytes:
     """The bytes of ``content_id`` through ``template``, within ``max_bytes`` and ``timeout_s``
     (for everything: connects, redirects and the body)."""
+    return _fetch(template, content_id, max_bytes=max_bytes, timeout_s=timeout_s, sink=None)
+
+
+def _fetch(
+    template: str, content_id: str, *, max_bytes: int, timeout_s: float, sink: BinaryIO | None
+) -> bytes:
+    """:func:`fetch_from`, or with a ``sink`` the body written there (returns b"")."""
     url = content_url(template, content_id)
     deadline = time.monotonic() + timeout_s
     try:
@@ -95,6 +115,11 @@ def fetch_from(template: str, content_id: str, *, max_bytes: int, timeout_s: flo
                                 url=shown,
                                 status=response.status_code,
                             )
+                        if sink is not None:
+                            _write_body(
+                                response, sink, url=shown, max_bytes=max_bytes, deadline=deadline
+                            )
+                            return b""
                         return read_body(
                             response, url=shown, max_bytes=max_bytes, deadline=deadline
                         )
@@ -121,4 +146,117 @@ def fetch_from(template: str, content_id: str, *, max_bytes: int, timeout_s: flo
     )
 
 
-__all__ = ["MAX_REDIRECTS", "content_url", "fetch_content", "fetch_from"]
+def _write_body(
+    response: httpx.Response, sink: BinaryIO, *, url: str, max_bytes: int, deadline: float
+) -> None:
+    """:func:`dignity.fetch.read_body`'s rules, the body written to ``sink`` as it arrives."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise UrlFailed(
+            f"{url} sent a {encoding!r}-encoded body although asked for identity",
+            code="url.fetch_failed",
+            url=url,
+        )
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise UrlRefused(
+            f"{url} is {declared} bytes, more than the {max_bytes} allowed",
+            code="url.too_large",
+            url=url,
+            max_bytes=max_bytes,
+            content_length=int(declared),
+        )
+    received = 0
+    for chunk in response.iter_raw():
+        received += len(chunk)
+        if received > max_bytes:
+            raise UrlRefused(
+                f"{url} is more than the {max_bytes} bytes allowed",
+                code="url.too_large",
+                url=url,
+                max_bytes=max_bytes,
+            )
+        remaining(deadline)
+        sink.write(chunk)
+
+
+# Video containers by their first bytes: ISO-BMFF (MP4, MOV, M4V, 3GP; not the HEIF/AVIF image
+# brands), Matroska/WebM, AVI. A first version: dignity.video.looks_like_video (video-media)
+# knows more containers and replaces it when the branches meet.
+_IMAGE_BRANDS = frozenset({b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis", b"heim"})
+_QT_ATOMS = frozenset({b"moov", b"mdat", b"free", b"wide", b"skip"})
+
+
+def looks_like_video(head: bytes) -> bool:
+    """Whether ``head`` (the first 16+ bytes) starts a video container."""
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return head[8:12] not in _IMAGE_BRANDS
+    if len(head) >= 8 and head[4:8] in _QT_ATOMS:
+        return True
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: Matroska, WebM
+        return True
+    return head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX")
+
+
+@dataclass(frozen=True)
+class FetchedMedia:
+    """Platform content in a temporary file: ``kind`` by its first bytes, its size."""
+
+    kind: Literal["image", "video"]
+    path: Path
+    size: int
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+def video_max_bytes(settings: Settings) -> int:
+    """The byte limit of a video (``video_max_bytes`` where the settings have it)."""
+    limit = getattr(settings, "video_max_bytes", None)
+    return max(settings.max_bytes, int(limit) if limit else 1024 * 1024 * 1024)
+
+
+@contextmanager
+def fetched_media(settings: Settings, content_id: str) -> Iterator[FetchedMedia]:
+    """``content_id`` fetched into a temporary file (deleted afterwards), streaming: a video
+    within :func:`video_max_bytes`, anything else within ``max_bytes`` (``url.too_large``)."""
+    template = settings.preview_url_template
+    if not template:
+        raise UrlRefused(
+            "content cannot be fetched: DIGNITY_PREVIEW_URL_TEMPLATE is not set", code="url.invalid"
+        )
+    limit = video_max_bytes(settings)
+    # The system's temporary directory, never data_dir (which may be backed up): fetched media
+    # is never stored.
+    fd, name = tempfile.mkstemp(prefix="dignity-content-")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "w+b") as sink:
+            _fetch(
+                template, content_id, max_bytes=limit, timeout_s=settings.url_timeout_s, sink=sink
+            )
+            size = sink.tell()
+            sink.seek(0)
+            head = sink.read(64)
+        kind: Literal["image", "video"] = "video" if looks_like_video(head) else "image"
+        if kind == "image" and size > settings.max_bytes:
+            raise UrlRefused(
+                f"the content is {size} bytes, more than the {settings.max_bytes} allowed",
+                code="url.too_large",
+                max_bytes=settings.max_bytes,
+            )
+        yield FetchedMedia(kind, path, size)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+__all__ = [
+    "MAX_REDIRECTS",
+    "FetchedMedia",
+    "content_url",
+    "fetch_content",
+    "fetch_from",
+    "fetched_media",
+    "looks_like_video",
+    "video_max_bytes",
+]

@@ -473,7 +473,14 @@ def _build(
     ).one()
 
     rm = Removal
-    by_reason = {"reported": 0, "copy_exact": 0, "copy_pdq": 0, "reviewed": 0}
+    by_reason = {
+        "reported": 0,
+        "copy_exact": 0,
+        "copy_pdq": 0,
+        "copy_video": 0,
+        "copy_frame": 0,
+        "reviewed": 0,
+    }
     automated = reviewer = restored = 0
     for reason, n, auto, back in s.execute(
         select(
@@ -493,7 +500,10 @@ def _build(
     content = {
         "removed": sum(by_reason.values()),
         **by_reason,
-        "copies_found": by_reason["copy_exact"] + by_reason["copy_pdq"],
+        "copies_found": by_reason["copy_exact"]
+        + by_reason["copy_pdq"]
+        + by_reason["copy_video"]
+        + by_reason["copy_frame"],
         "restored": restored,
     }
 
@@ -894,6 +904,8 @@ def _render_html(report: Report, *, page_url: str | None, csv_url: str | None) -
         ("Reported content", c["reported"]),
         ("Exact copies (sweep)", c["copy_exact"]),
         ("PDQ copies (sweep)", c["copy_pdq"]),
+        ("Video copies by shared footage (sweep)", c.get("copy_video", 0)),
+        ("Videos showing a removed image (sweep)", c.get("copy_frame", 0)),
         ("After review of a scan", c["reviewed"]),
     ]
     content_section: list[_Table | _Figure] = [
