@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +89,13 @@ def fetch_from(template: str, content_id: str, *, max_bytes: int, timeout_s: flo
 
 
 def _fetch(
-    template: str, content_id: str, *, max_bytes: int, timeout_s: float, sink: BinaryIO | None
+    template: str,
+    content_id: str,
+    *,
+    max_bytes: int,
+    timeout_s: float,
+    sink: BinaryIO | None,
+    limit_of: Callable[[bytes], int] | None = None,
 ) -> bytes:
     """:func:`fetch_from`, or with a ``sink`` the body written there (returns b"")."""
     url = content_url(template, content_id)
@@ -117,7 +123,12 @@ def _fetch(
                             )
                         if sink is not None:
                             _write_body(
-                                response, sink, url=shown, max_bytes=max_bytes, deadline=deadline
+                                response,
+                                sink,
+                                url=shown,
+                                max_bytes=max_bytes,
+                                deadline=deadline,
+                                limit_of=limit_of,
                             )
                             return b""
                         return read_body(
@@ -146,10 +157,20 @@ def _fetch(
     )
 
 
+_HEAD = 64  # bytes that tell a video container from an image
+
+
 def _write_body(
-    response: httpx.Response, sink: BinaryIO, *, url: str, max_bytes: int, deadline: float
+    response: httpx.Response,
+    sink: BinaryIO,
+    *,
+    url: str,
+    max_bytes: int,
+    deadline: float,
+    limit_of: Callable[[bytes], int] | None = None,
 ) -> None:
-    """:func:`dignity.fetch.read_body`'s rules, the body written to ``sink`` as it arrives."""
+    """:func:`dignity.fetch.read_body`'s rules, the body written to ``sink`` as it arrives;
+    ``limit_of(first bytes)`` lowers ``max_bytes`` once the first bytes are in."""
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding != "identity":
         raise UrlFailed(
@@ -167,8 +188,25 @@ def _write_body(
             content_length=int(declared),
         )
     received = 0
+    head = b""
     for chunk in response.iter_raw():
         received += len(chunk)
+        if limit_of is not None and len(head) < _HEAD:
+            head += chunk[: _HEAD - len(head)]
+            if len(head) >= _HEAD or received >= (
+                int(declared) if declared and declared.isdigit() else _HEAD
+            ):
+                # The first bytes say what it is: an image keeps the image limit.
+                max_bytes = limit_of(head)
+                limit_of = None
+                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                    raise UrlRefused(
+                        f"{url} is {declared} bytes, more than the {max_bytes} allowed",
+                        code="url.too_large",
+                        url=url,
+                        max_bytes=max_bytes,
+                        content_length=int(declared),
+                    )
         if received > max_bytes:
             raise UrlRefused(
                 f"{url} is more than the {max_bytes} bytes allowed",
