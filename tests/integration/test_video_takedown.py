@@ -238,6 +238,21 @@ def test_a_removed_image_finds_the_video_that_shows_it(
     assert found[0].timestamp == 7.0 and found[0].distance <= settings.sweep_pdq_threshold
 
 
+def test_a_removed_video_finds_a_still_of_it_posted_as_an_image(
+    db: Database, world: World, videos: Videos, settings: Settings
+) -> None:
+    world.scan(videos.still, "photo-1")  # second 5 of the film, as a picture
+    world.scan(encode(film_frame(2, 5.0), "JPEG", quality=92), "photo-2")  # another film
+    query = HashSet(
+        None, *_digests(videos.orig), None, VideoFrames.from_vpdq(hash_video(videos.orig, settings))
+    )
+    found = world.log.find_copies([query])
+    assert [(c.content_id, c.reason) for c in found] == [("photo-1", "copy_still")]
+    assert found[0].source_timestamp == 5.0
+    assert found[0].to_dict()["source_timestamp"] == 5.0
+    assert world.log.find_copies([query], stills=False) == []
+
+
 def test_a_takedown_of_a_video_removes_its_copies_with_the_time_ranges(
     db: Database, world: World, videos: Videos, settings: Settings
 ) -> None:

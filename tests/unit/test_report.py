@@ -321,6 +321,7 @@ EXPECTED: dict[str, Any] = {
         "copy_pdq": 1,
         "copy_video": 0,
         "copy_frame": 0,
+        "copy_still": 0,
         "reviewed": 1,
         "copies_found": 3,
         "restored": 1,

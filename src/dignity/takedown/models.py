@@ -31,7 +31,15 @@ from dignity.storage.types import UtcDateTime
 REQUEST_STATES = ("incomplete", "valid", "removed", "rejected", "withdrawn")
 ITEM_STATES = ("pending", "removed", "kept", "not_found")
 REVIEW_KINDS = ("scan", "takedown", "appeal")
-REMOVAL_REASONS = ("reported", "copy_exact", "copy_pdq", "copy_video", "copy_frame", "reviewed")
+REMOVAL_REASONS = (
+    "reported",
+    "copy_exact",
+    "copy_pdq",
+    "copy_video",
+    "copy_frame",
+    "copy_still",
+    "reviewed",
+)
 APPEAL_STATES = ("open", "upheld", "reversed")
 
 
@@ -198,7 +206,7 @@ class Removal(Base):
         BigInteger, ForeignKey("scan_log.id", ondelete="SET NULL"), nullable=True
     )
     content_id: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
-    # reported | copy_exact | copy_pdq | copy_video | copy_frame | reviewed
+    # reported | copy_exact | copy_pdq | copy_video | copy_frame | copy_still | reviewed
     reason: Mapped[str] = mapped_column(String(16), nullable=False)
     distance: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The removal this copy was found from (sweeps), else None.

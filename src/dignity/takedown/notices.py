@@ -461,6 +461,8 @@ class NoticeService:
                 )
             elif removal.reason == "copy_frame":
                 what = "a video that shows the same picture in one of its frames"
+            elif removal.reason == "copy_still":
+                what = "a picture of one of the frames of a video"
             else:
                 what = (
                     "a visually near-identical copy (perceptual hash distance "

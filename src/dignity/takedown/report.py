@@ -479,6 +479,7 @@ def _build(
         "copy_pdq": 0,
         "copy_video": 0,
         "copy_frame": 0,
+        "copy_still": 0,
         "reviewed": 0,
     }
     automated = reviewer = restored = 0
@@ -503,7 +504,8 @@ def _build(
         "copies_found": by_reason["copy_exact"]
         + by_reason["copy_pdq"]
         + by_reason["copy_video"]
-        + by_reason["copy_frame"],
+        + by_reason["copy_frame"]
+        + by_reason["copy_still"],
         "restored": restored,
     }
 
@@ -906,6 +908,7 @@ def _render_html(report: Report, *, page_url: str | None, csv_url: str | None) -
         ("PDQ copies (sweep)", c["copy_pdq"]),
         ("Video copies by shared footage (sweep)", c.get("copy_video", 0)),
         ("Videos showing a removed image (sweep)", c.get("copy_frame", 0)),
+        ("Stills of a removed video (sweep)", c.get("copy_still", 0)),
         ("After review of a scan", c["reviewed"]),
     ]
     content_section: list[_Table | _Figure] = [

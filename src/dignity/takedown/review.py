@@ -387,7 +387,9 @@ class ReviewQueue:
                     # Frames only: the exact copies are listed already, and an image-style
                     # PDQ walk of the whole log is a removal's job, not a page view's.
                     queries.append(HashSet(None, full.md5, full.sha256, None, full.video))
-            found = log.find_copies(queries, exclude_content_ids=set(videos), session=s)
+            found = log.find_copies(
+                queries, exclude_content_ids=set(videos), session=s, stills=False
+            )
         sources = list(videos)
         return [
             {**c.to_dict(), "copy_of": sources[c.query]}

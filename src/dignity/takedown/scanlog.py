@@ -19,7 +19,8 @@ the near pairs (distance <= 31, quality >= 50: HMA's vPDQ thresholds) into share
 :func:`dignity.video.compare.compare`: three consecutive seconds of one stretch of footage make a
 ``copy_video``, even as a clip inside a longer compilation, and mirrored or turned copies match
 through the dihedral variants of whichever side has them. A removed *image* finds the logged
-videos that show it (``copy_frame``, with the frame's time).
+videos that show it (``copy_frame``, with the frame's time), and a removed video the images
+that show one of its frames (``copy_still``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ _SHORT = 160  # characters kept of a free-text value in the detail
 _PURGE_BATCH = 5000
 # A logged video's frames: frame number, timestamp in milliseconds, PDQ quality, PDQ.
 FRAME = struct.Struct("<IIB32s")
+# The same layout for numpy: a page of logged videos unpacks without a Python loop per frame.
+_FRAME_DTYPE = np.dtype([("number", "<u4"), ("ms", "<u4"), ("quality", "u1"), ("pdq", "u1", (32,))])
+_NO_FRAMES = np.zeros(0, dtype=_FRAME_DTYPE)
 VARIANTS = 8  # dihedral variants of a PDQ hash, the original first (DIHEDRAL_NAMES order)
 VIDEO_SWEEP_PAGE = 256  # logged videos per comparison (up to ~4 MB of frames at 1 h each)
 VIDEO_MAX_DISTANCE = 31  # HMA's vPDQ frame threshold
@@ -285,15 +289,15 @@ class VideoFrames:
 
     @classmethod
     def unpack(cls, frames: bytes, dihedral: bytes | None, duration: float) -> VideoFrames:
-        rows = list(FRAME.iter_unpack(frames)) if frames else []
-        n = len(rows)
+        rows = np.frombuffer(frames, dtype=_FRAME_DTYPE) if frames else _NO_FRAMES
+        n = int(rows.shape[0])
         if dihedral is not None and len(dihedral) != n * (VARIANTS - 1) * 32:
             dihedral = None  # a damaged row: the originals still sweep
         return cls(
-            numbers=tuple(r[0] for r in rows),
-            times=tuple(r[1] / 1000.0 for r in rows),
-            qualities=tuple(r[2] for r in rows),
-            hashes=b"".join(r[3] for r in rows),
+            numbers=tuple(rows["number"].tolist()),
+            times=tuple((rows["ms"] / 1000.0).tolist()),
+            qualities=tuple(rows["quality"].tolist()),
+            hashes=np.ascontiguousarray(rows["pdq"]).tobytes(),
             dihedral=dihedral,
             duration=duration,
         )
@@ -338,8 +342,9 @@ class Copy:
     ``query`` is the index of the :class:`HashSet` it matched; ``reason`` ``copy_exact``
     (distance 0), ``copy_pdq`` (PDQ distance), ``copy_video`` (a video sharing ``segments``
     of footage with a removed video, or matching it whole by HMA's 80% rule; ``orientation``
-    says how the copy is turned or mirrored) or ``copy_frame`` (a video showing a removed
-    image at ``timestamp`` seconds)."""
+    says how the copy is turned or mirrored), ``copy_frame`` (a video showing a removed
+    image at ``timestamp`` seconds) or ``copy_still`` (an image showing the removed video's
+    frame at ``source_timestamp`` seconds)."""
 
     scan_id: int
     content_id: str
@@ -351,6 +356,7 @@ class Copy:
     query_match_percent: float | None = None
     compared_match_percent: float | None = None
     orientation: str | None = None
+    source_timestamp: float | None = None
 
     @property
     def seconds(self) -> float:
@@ -378,6 +384,8 @@ class Copy:
             ]
         if self.timestamp is not None:
             out["timestamp"] = round(self.timestamp, 3)
+        if self.source_timestamp is not None:
+            out["source_timestamp"] = round(self.source_timestamp, 3)
         if self.query_match_percent is not None:
             out["source_match_percent"] = self.query_match_percent
             out["copy_match_percent"] = self.compared_match_percent
@@ -607,6 +615,7 @@ class ScanLog:
         threshold: int | None = None,
         after_id: int = 0,
         session: Session | None = None,
+        stills: bool = True,
     ) -> list[Copy]:
         """Scan-log rows of other content that are copies of ``queries``: equal SHA-256 or MD5
         (``copy_exact``), or PDQ within ``threshold`` (default ``sweep_pdq_threshold``;
@@ -614,7 +623,9 @@ class ScanLog:
         ``exclude_content_ids`` are skipped; one result per content id (its closest row).
         PDQ hashes below ``pdq_min_quality`` on either side are not compared: flat images
         have near-identical hashes whatever they show. ``after_id`` limits the search to
-        newer rows (a sweep's catch-up inside its transaction)."""
+        newer rows (a sweep's catch-up inside its transaction). Video queries are compared with
+        the logged videos (segments) and, unless ``stills`` is false, their frames with the
+        logged images (a walk of the whole log, like the PDQ part)."""
         if not queries:
             return []
         limit = self.settings.sweep_pdq_threshold if threshold is None else threshold
@@ -631,7 +642,7 @@ class ScanLog:
         def run(s: Session) -> None:
             for found in self._exact(s, queries, after_id):
                 keep(found)
-            for found in self._near(s, queries, limit, after_id):
+            for found in self._near(s, queries, limit, after_id, stills=stills):
                 keep(found)
             for found in self._videos(s, queries, limit, after_id):
                 keep(found)
@@ -660,7 +671,13 @@ class ScanLog:
                 yield Copy(int(scan_id), str(content_id), query, "copy_exact", 0)
 
     def _near(
-        self, s: Session, queries: Sequence[HashSet], limit: int, after_id: int
+        self,
+        s: Session,
+        queries: Sequence[HashSet],
+        limit: int,
+        after_id: int,
+        *,
+        stills: bool = True,
     ) -> Iterator[Copy]:
         from dignity.matching.index import MihIndex
 
@@ -671,14 +688,31 @@ class ScanLog:
             if q.pdq is not None and (q.pdq_quality is None or q.pdq_quality >= floor)
         ]
         hashes = [h for _, h in usable if h is not None]
-        if not usable:
+        # A removed video's frames find the stills of it posted as images (``copy_still``):
+        # index ids past the queries' name (query, frame time) in ``still_of``.
+        still_of: list[tuple[int, float]] = []
+        still_rows: list[bytes] = []
+        for i, q in enumerate(queries):
+            if q.video is None or not stills:
+                continue
+            for k in q.video.usable().tolist():
+                if q.video.qualities[k] >= floor:
+                    still_of.append((i, q.video.times[k]))
+                    still_rows.append(q.video.hashes[k * 32 : k * 32 + 32])
+        if not usable and not still_of:
             return
+        first_still = len(queries)
+        index_ids = [i for i, _ in usable] + list(range(first_still, first_still + len(still_of)))
+        rows = _hex_rows(hashes) if hashes else np.zeros((0, 32), dtype=np.uint8)
+        if still_rows:
+            extra = np.frombuffer(b"".join(still_rows), dtype=np.uint8).reshape(-1, 32)
+            rows = np.concatenate([rows, extra])
         # The removed hashes are the (tiny) index; each batch of the log is searched against
         # it with the index's compiled scan, so a batch costs one C call.
         index = MihIndex.from_arrays(
-            np.asarray([i for i, _ in usable], dtype=np.int64),
-            _hex_rows(hashes),
-            np.zeros(len(usable), dtype=np.int32),
+            np.asarray(index_ids, dtype=np.int64),
+            np.ascontiguousarray(rows),
+            np.zeros(len(index_ids), dtype=np.int32),
             background=False,
         )
         # Windows of ids rather than LIMIT: each batch is an index range on any planner, even
@@ -725,7 +759,19 @@ class ScanLog:
                     }
                     for scan_id, query, dist in found:
                         content_id = ids.get(scan_id)
-                        if content_id is not None:
+                        if content_id is None:
+                            continue
+                        if query >= first_still:
+                            source, at = still_of[query - first_still]
+                            yield Copy(
+                                scan_id,
+                                str(content_id),
+                                source,
+                                "copy_still",
+                                dist,
+                                source_timestamp=at,
+                            )
+                        else:
                             # Equal PDQ is not equal bytes: exact copies are the digest matches.
                             yield Copy(scan_id, str(content_id), query, "copy_pdq", dist)
         finally:

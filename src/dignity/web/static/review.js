@@ -284,7 +284,11 @@ function videoCopiesPart(item) {
     part.append(el("p", "No other video shares this footage."));
     return part;
   }
-  const how = { copy_video: "shared footage", copy_frame: "shows the image" };
+  const how = {
+    copy_video: "shared footage",
+    copy_frame: "shows the image",
+    copy_still: "a still of it",
+  };
   part.append(
     table(
       ["Content", "Found by", "In the reported video", "In the copy", "Turned", "Match"],
@@ -297,7 +301,11 @@ function videoCopiesPart(item) {
         return [
           c.content_id,
           how[c.reason] || c.reason,
-          segs.length ? segs.map((g) => span(g.source_start, g.source_end)).join(", ") : "",
+          segs.length
+            ? segs.map((g) => span(g.source_start, g.source_end)).join(", ")
+            : c.source_timestamp !== undefined
+              ? `frame at ${clock(c.source_timestamp)}`
+              : "",
           segs.length
             ? segs.map((g) => span(g.copy_start, g.copy_end)).join(", ")
             : c.timestamp !== undefined
