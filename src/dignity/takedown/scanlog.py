@@ -902,9 +902,21 @@ class _FrameQuery:
         return cls(index, int(usable.size), every is not None)
 
 
-def _video_pages(
-    s: Session, after_id: int, *, with_dihedral: bool
-) -> Iterator[list[tuple[int, str, VideoFrames]]]:
+@dataclass(frozen=True)
+class _Logged:
+    """A logged video as a page holds it: still packed (most are never unpacked)."""
+
+    scan_id: int
+    content_id: str
+    frames: bytes
+    dihedral: bytes | None
+    duration: float
+
+    def unpack(self) -> VideoFrames:
+        return VideoFrames.unpack(self.frames, self.dihedral, self.duration)
+
+
+def _video_pages(s: Session, after_id: int, *, with_dihedral: bool) -> Iterator[list[_Logged]]:
     """Logged videos still up (not removed, with a content id), a page at a time in scan id
     order: keyset pages on the primary key, so each is an index range on any planner."""
     last = after_id
@@ -934,10 +946,12 @@ def _video_pages(
             )
         }
         yield [
-            (
+            _Logged(
                 int(r[0]),
                 live[int(r[0])],
-                VideoFrames.unpack(r[1], r[3] if with_dihedral else None, float(r[2])),
+                bytes(r[1]),
+                bytes(r[3]) if with_dihedral and r[3] is not None else None,
+                float(r[2]),
             )
             for r in rows
             if int(r[0]) in live
@@ -947,55 +961,72 @@ def _video_pages(
 
 
 class _Candidates:
-    """One page of logged videos' usable frames in one array, for one kernel call a query."""
+    """One page of logged videos' usable frames in one array, for one kernel call a query.
 
-    def __init__(self, page: list[tuple[int, str, VideoFrames]]) -> None:
+    The page's packed frames are read as one numpy record array (no Python loop per frame or
+    per video); a video is unpacked into a :class:`VideoFrames` only when it has a hit."""
+
+    def __init__(self, page: list[_Logged]) -> None:
         self.page = page
-        owners: list[np.ndarray[Any, Any]] = []
-        frames: list[np.ndarray[Any, Any]] = []
-        rows: list[np.ndarray[Any, Any]] = []
-        for pos, (_, _, video) in enumerate(page):
-            usable = video.usable()
-            owners.append(np.full(usable.size, pos, dtype=np.int64))
-            frames.append(usable.astype(np.int64))
-            rows.append(video.rows()[usable])
-        self.owner = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64)
-        self.frame = np.concatenate(frames) if frames else np.zeros(0, dtype=np.int64)
-        self.rows = (
-            np.ascontiguousarray(np.concatenate(rows)) if rows else np.zeros((0, 32), np.uint8)
+        counts = np.asarray([len(v.frames) // FRAME.size for v in page], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        every = np.frombuffer(
+            b"".join(
+                v.frames[: c * FRAME.size] for v, c in zip(page, counts.tolist(), strict=True)
+            ),
+            dtype=_FRAME_DTYPE,
         )
-        self.usable_counts = [int(f.size) for f in frames]
+        owner = np.repeat(np.arange(len(page), dtype=np.int64), counts)
+        frame = np.arange(every.shape[0], dtype=np.int64) - np.repeat(starts, counts)
+        keep = every["quality"] >= VIDEO_MIN_QUALITY
+        self.owner = owner[keep]
+        self.frame = frame[keep]
+        self.rows = np.ascontiguousarray(every["pdq"][keep])
+        self.usable_counts = np.bincount(self.owner, minlength=len(page)).tolist()
+        self._counts = counts
+        self._keep = keep
+        self._owner_all = owner
+        self._frame_all = frame
+        self._unpacked: dict[int, VideoFrames] = {}
         self._variants: tuple[Any, Any, Any, Any] | None = None
 
     @property
     def count(self) -> int:
         return int(self.rows.shape[0])
 
+    def video(self, pos: int) -> VideoFrames:
+        if pos not in self._unpacked:
+            self._unpacked[pos] = self.page[pos].unpack()
+        return self._unpacked[pos]
+
     def variants(self) -> tuple[Any, Any, Any, Any]:
         """Owner, frame, variant and hash of the other 7 variants of the candidates' usable
         frames (those that have them)."""
         if self._variants is None:
-            owners, frames, kinds, rows = [], [], [], []
-            for pos, (_, _, video) in enumerate(self.page):
-                every = video.variant_rows()
-                if every is None:
-                    continue
-                usable = video.usable()
-                n = int(usable.size)
-                owners.append(np.full(n * (VARIANTS - 1), pos, dtype=np.int64))
-                frames.append(np.repeat(usable.astype(np.int64), VARIANTS - 1))
-                kinds.append(np.tile(np.arange(1, VARIANTS, dtype=np.int64), n))
-                rows.append(every[usable][:, 1:, :].reshape(-1, 32))
-            if owners:
-                self._variants = (
-                    np.concatenate(owners),
-                    np.concatenate(frames),
-                    np.concatenate(kinds),
-                    np.ascontiguousarray(np.concatenate(rows)),
-                )
-            else:
-                empty = np.zeros(0, dtype=np.int64)
-                self._variants = (empty, empty, empty, np.zeros((0, 32), np.uint8))
+            per = (VARIANTS - 1) * 32
+            has = np.asarray(
+                [
+                    v.dihedral is not None and len(v.dihedral) == c * per
+                    for v, c in zip(self.page, self._counts.tolist(), strict=True)
+                ],
+                dtype=bool,
+            )
+            blob = b"".join(
+                cast(bytes, v.dihedral) for v, h in zip(self.page, has.tolist(), strict=True) if h
+            )
+            rows = np.frombuffer(blob, dtype=np.uint8).reshape(-1, VARIANTS - 1, 32)
+            mine = has[self._owner_all]  # frames of videos that have variants, in page order
+            usable = self._keep[mine]
+            rows = rows[usable]
+            owners = self._owner_all[mine][usable]
+            frames = self._frame_all[mine][usable]
+            n = int(owners.shape[0])
+            self._variants = (
+                np.repeat(owners, VARIANTS - 1),
+                np.repeat(frames, VARIANTS - 1),
+                np.tile(np.arange(1, VARIANTS, dtype=np.int64), n),
+                np.ascontiguousarray(rows.reshape(-1, 32)),
+            )
         return self._variants
 
     def frames_near(self, index: Any, limit: int) -> Iterator[Copy]:
@@ -1009,8 +1040,15 @@ class _Candidates:
             if key not in best or dist < best[key][0]:
                 best[key] = (int(dist), int(self.frame[row]))
         for (pos, query), (dist, frame) in best.items():
-            scan_id, content_id, video = self.page[pos]
-            yield Copy(scan_id, content_id, query, "copy_frame", dist, timestamp=video.times[frame])
+            logged = self.page[pos]
+            yield Copy(
+                logged.scan_id,
+                logged.content_id,
+                query,
+                "copy_frame",
+                dist,
+                timestamp=self.video(pos).times[frame],
+            )
 
     def segments(self, query_no: int, video: VideoFrames, fq: _FrameQuery) -> Iterator[Copy]:
         """Videos sharing footage with ``video``, in any of its orientations."""
@@ -1039,7 +1077,7 @@ class _Candidates:
         best: dict[int, Copy] = {}
         step = video.step
         for (pos, variant), found in pairs.items():
-            scan_id, content_id, cand = self.page[pos]
+            logged, cand = self.page[pos], self.video(pos)
             result = compare(
                 video.times,
                 cand.times,
@@ -1056,8 +1094,8 @@ class _Candidates:
             if not result.segments and not whole:
                 continue
             copy = Copy(
-                scan_id,
-                content_id,
+                logged.scan_id,
+                logged.content_id,
                 query_no,
                 "copy_video",
                 result.distance,

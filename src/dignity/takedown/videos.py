@@ -127,7 +127,10 @@ def _frames(
             "the file is not a video that can be read", code="media.not_a_video"
         ) from exc
     try:
-        if not container.streams.video:
+        # FFmpeg reads a still picture as a one-frame video (image2, *_pipe demuxers): a
+        # picture is previewed as one, not as a sheet.
+        name = container.format.name
+        if not container.streams.video or name == "image2" or name.endswith("_pipe"):
             raise MediaRefused("the file has no video stream", code="media.not_a_video")
         stream = container.streams.video[0]
         width, height = stream.codec_context.width, stream.codec_context.height
