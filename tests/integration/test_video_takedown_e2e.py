@@ -7,8 +7,8 @@ person files a request on ``/takedown/api/requests`` naming the video's URL; a r
 the item (a video: its preview is a blurred contact sheet, fetched from the platform), and
 removes it. The server fetches the video into a temporary file, hashes it with vPDQ, logs it
 and sweeps: the platform receives ``content.remove`` for the video and for the compilation
-(``copy_video``, with the matched time ranges), and not for the unrelated video; the
-requester's status says removed.
+(``copy_video``, with the matched time ranges), and not for the unrelated video; the keyed
+API lists the item as a video; the requester's status says removed.
 """
 
 from __future__ import annotations
@@ -176,7 +176,15 @@ def test_a_video_takedown_from_intake_to_the_removal_of_its_copy(
     assert calls["vid-2"]["reason"] == "copy_video" and calls["vid-2"]["segments"] == segments
     assert calls["vid-2"]["copy_of"] == by_id["vid-1"]["id"]
 
-    # 4. The requester's status says removed.
+    # 4. The keyed API says the reported item is a video (the fetch logged it as one).
+    with server.client("reviewer") as staff:
+        request = staff.get(f"/v1/takedowns/{ticket}")
+        assert request.status_code == 200, request.text
+        (reported_item,) = request.json()["items"]
+        assert reported_item["content_id"] == "vid-1" and reported_item["kind"] == "video"
+        assert reported_item["state"] == "removed"
+
+    # 5. The requester's status says removed.
     with httpx.Client(base_url=server.base, timeout=30) as public:
         status = public.post("/takedown/api/status", json={"ticket": ticket, "access_code": code})
         assert status.status_code == 200, status.text
