@@ -489,6 +489,8 @@ def _json_body(raw: bytes) -> Any:
         return json.loads(raw) if raw.strip() else None
     except ValueError as exc:
         raise bad(f"the body is not JSON: {exc}") from exc
+    except RecursionError as exc:  # "[[[[...": the parser's recursion, not our bug
+        raise bad("the JSON body is nested too deeply") from exc
 
 
 # -- curator: banks ------------------------------------------------------------------------

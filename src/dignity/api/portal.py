@@ -134,6 +134,14 @@ def static(name: str, services: ServicesDep) -> Response:
     return Response(_static(name), media_type=_STATIC[name], headers=_SECURITY_HEADERS)
 
 
+def _succeeded(error: BaseException | None) -> bool:
+    return error is None
+
+
+def _bad_credentials(error: BaseException | None) -> bool:
+    return isinstance(error, CaseError) and error.code in ("case.bad_credentials", "case.locked")
+
+
 @router.post("/portal/api/cases", include_in_schema=False)
 async def create_case(request: Request, services: ServicesDep) -> Response:
     _enabled(services)
@@ -151,8 +159,8 @@ async def create_case(request: Request, services: ServicesDep) -> Response:
     items = [HashIn(h.signal, h.value, h.quality) for h in body.hashes]
     cases = _cases(services)
     cases.validate(items)  # cheap checks first, before any slow work or rate budget
-    limits.creations.add(client)
-    created = await run_heavy(services, cases.create, items)
+    with limits.creations.trying(client, keep=_succeeded):
+        created = await run_heavy(services, cases.create, items)
     # This process matches the new hashes at once (a refresh blocks: not on the event loop).
     await anyio.to_thread.run_sync(services.engine.refresh)
     return JSONResponse(created.to_dict(), status_code=201, headers={"Cache-Control": "no-store"})
@@ -166,13 +174,11 @@ async def _with_credentials(request: Request, services: Services, action: str) -
     creds: _Credentials = await read_model(request, _Credentials, _MAX_BODY)
     cases = _cases(services)
     fn = cases.withdraw if action == "withdraw" else cases.status
-    try:
+    # Counted as a failure before the PIN is checked, refunded when it was not one: requests
+    # in flight at once cannot all slip under the limit.
+    with limits.failures.trying(client, keep=_bad_credentials):
         await run_heavy(services, cases.release_pending)
         result = await run_heavy(services, fn, creds.case_number, creds.pin)
-    except CaseError as exc:
-        if exc.code in ("case.bad_credentials", "case.locked"):
-            limits.failures.add(client)
-        raise
     if action == "withdraw":
         # Stops matching here at once; elsewhere within a refresh.
         await anyio.to_thread.run_sync(services.engine.refresh)

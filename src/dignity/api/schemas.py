@@ -19,7 +19,17 @@ class ErrorBody(BaseModel):
     detail: object | None = None
 
 
+class VpdqFrameOut(BaseModel):
+    """One hashed video frame (Meta's vpdq: one a second by default)."""
+
+    frame: int = Field(ge=0, description="0-based decode index")
+    timestamp: float = Field(ge=0, description="Seconds from the first frame")
+    pdq: str
+    quality: int = Field(ge=0, le=100)
+
+
 class HashOut(BaseModel):
+    kind: Literal["image", "video"] = "image"
     pdq: str | None = Field(None, examples=[PDQ_EXAMPLE])
     quality: int | None = Field(None, examples=[100])
     md5: str = Field(examples=["0cc175b9c0f1b6a831c399e269772661"])
@@ -28,6 +38,11 @@ class HashOut(BaseModel):
     height: int
     format: str = Field(examples=["JPEG"])
     pdq_dihedral: list[str] | None = None
+    duration_s: float | None = Field(default=None, description="A video's length in seconds")
+    vpdq: list[VpdqFrameOut] | None = Field(default=None, description="A video's vPDQ frames")
+    partial: bool | None = Field(
+        default=None, description="A video hashed up to damage in its stream (truncated or corrupt)"
+    )
 
 
 class HashByUrl(BaseModel):
@@ -126,6 +141,7 @@ class DerivativeOut(BaseModel):
     confidence: float = Field(ge=0, le=1)
     matched_area: float = Field(ge=0, le=1, description="Share of the upload the match covers")
     changed_region: ChangedRegionOut
+    timestamp: float | None = Field(None, description="For a video: the frame's time in seconds")
 
 
 class SignalsOut(BaseModel):
@@ -141,6 +157,9 @@ class SignalsOut(BaseModel):
     classifiers: dict[str, Any] = {}
     plugins: list[PluginOut] = []
     derivative_of: DerivativeOut | None = None
+    video: dict[str, Any] | None = Field(
+        None, description="A video's facts: duration_s, partial, sampled frames, nudity per frame"
+    )
 
 
 class ScanOut(HashOut, MatchResult):

@@ -7,7 +7,7 @@ hash, bulk writes) runs through :func:`~dignity.api.deps.run_heavy`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -31,11 +31,13 @@ from dignity.api.schemas import (
     ScanOut,
     WithdrawIn,
 )
-from dignity.api.uploads import openapi_upload_or_json, read_upload_or_json
+from dignity.api.uploads import openapi_upload_or_json, read_media_or_json, read_upload_or_json
 from dignity.errors import ImportFormatError, RequestRefused, RequestTooLarge
 from dignity.hashing.signals import ImageHashes, hash_bytes
 from dignity.keys import KeyInfo
 from dignity.matching.banks import NewEntry, parse_import_line
+from dignity.scanning import HEAD_BYTES, format_name, is_video
+from dignity.video.analysis import sync_decode_seconds
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
@@ -82,22 +84,63 @@ async def media_bytes(request: Request, services: Services) -> bytes:
     return got
 
 
+async def media_source(request: Request, services: Services) -> bytes | BinaryIO:
+    """Like :func:`media_bytes`, but an uploaded video stays in its temporary file (under
+    ``DIGNITY_VIDEO_MAX_BYTES``) and is hashed from there."""
+    s = services.settings
+    got = await read_media_or_json(request, HashByUrl, s.max_bytes, s.video_max_bytes)
+    if isinstance(got, HashByUrl):
+        return await run_heavy(services, fetch, services, got.url)
+    return got
+
+
+def heavy_timeout(services: Services, data: bytes | BinaryIO) -> float | None:
+    """The time limit of a heavy call on ``data``: a video gets a little more than its decode
+    limit inside a request, so that the clear ``media.decode_timeout`` answers first."""
+    if isinstance(data, bytes) and not is_video(data[:HEAD_BYTES], data):
+        return None
+    s = services.settings
+    return sync_decode_seconds(s) + s.request_timeout_s
+
+
 @router.post(
     "/hash",
     response_model=HashOut,
     openapi_extra=openapi_upload_or_json("HashByUrl"),
-    summary='Hash an uploaded image (field `file`) or an image by URL (`{"url": ...}`)',
+    summary='Hash an uploaded image or video (field `file`), or an image by URL (`{"url": ...}`)',
 )
 async def hash_route(
     request: Request, services: ServicesDep, _: Hasher, dihedral: bool = False
 ) -> HashOut:
-    data = await media_bytes(request, services)
+    data = await media_source(request, services)
+    if not isinstance(data, bytes) or is_video(data[:HEAD_BYTES], data):
+        timeout = heavy_timeout(services, data)
+        return await run_heavy(services, _hash_video, data, services, dihedral, timeout_s=timeout)
     h = await run_heavy(services, _hash, data, services, dihedral)
     return hashes_out(h, dihedral=dihedral)
 
 
 def _hash(data: bytes, services: Services, dihedral: bool) -> ImageHashes:
     return hash_bytes(data, settings=services.settings, dihedral=dihedral)
+
+
+def _hash_video(data: bytes | BinaryIO, services: Services, dihedral: bool) -> HashOut:
+    from dignity.video.analysis import frames_json, hash_video
+
+    video = hash_video(data, services.settings, dihedral=dihedral, sync=True)
+    return HashOut.model_validate(
+        {
+            "kind": "video",
+            "md5": video.md5,
+            "sha256": video.sha256,
+            "width": video.width,
+            "height": video.height,
+            "format": format_name(video.container),
+            "duration_s": round(video.duration, 3),
+            "vpdq": frames_json(video.frames),
+            "partial": video.partial is not None,
+        }
+    )
 
 
 def result_out(outcome: Any) -> MatchResult:
@@ -154,14 +197,20 @@ async def scan_route(
 
     # Checked before the body is read: a bad id costs no decoding.
     refs = (check_ref(content_id, "content_id"), check_ref(uploader, "uploader"))
-    data = await media_bytes(request, services)
-    return await run_heavy(services, _scan, data, services, key, refs)
+    data = await media_source(request, services)
+    timeout = heavy_timeout(services, data)
+    return await run_heavy(services, _scan, data, services, key, refs, timeout_s=timeout)
 
 
 def _scan(
-    data: bytes, services: Services, key: KeyInfo, refs: tuple[str | None, str | None]
+    data: bytes | BinaryIO,
+    services: Services,
+    key: KeyInfo,
+    refs: tuple[str | None, str | None],
 ) -> ScanOut:
-    result = services.scanner.scan(data)
+    # sync: a video longer than DIGNITY_VIDEO_SYNC_MAX_SECONDS is answered 413
+    # (media.video_too_long_for_sync) from its header, before any decoding.
+    result = services.scanner.scan(data, sync=True)
     # In this worker call, before answering: a scan the platform was told about is in the log
     # and its events are written (a failed write fails the scan with 503; the platform retries).
     scan_id = services.record_scan(result, key, content_id=refs[0], uploader=refs[1])
@@ -294,7 +343,8 @@ async def import_entries(
     services.banks.get_bank(name)  # 404 before reading a large body
     limit = services.settings.max_import_bytes
     items: list[NewEntry] = []
-    pending = b""
+    pending = bytearray()
+    searched = 0  # pending[:searched] holds no newline
     lineno = 0
     size = 0
     # Parse while the body streams in, a batch of lines at a time in a worker thread: memory
@@ -309,10 +359,23 @@ async def import_entries(
         pending += chunk
         if len(pending) < _PARSE_BATCH:
             continue
-        *complete, pending = pending.split(b"\n")
+        # Split at the last newline, looking only at bytes not searched before: a body without
+        # newlines would otherwise be searched again at every chunk (quadratic).
+        cut = pending.rfind(b"\n", searched)
+        if cut < 0:
+            searched = len(pending)
+            if len(pending) > MAX_IMPORT_LINE:
+                raise RequestRefused(
+                    f"line {lineno + 1} is longer than {MAX_IMPORT_LINE} bytes",
+                    code="request.invalid",
+                )
+            continue
+        complete = bytes(pending[:cut]).split(b"\n")
+        del pending[: cut + 1]
+        searched = 0
         items += await anyio.to_thread.run_sync(_parse_lines, complete, lineno)
         lineno += len(complete)
-    tail = pending.split(b"\n")
+    tail = bytes(pending).split(b"\n")
     items += await anyio.to_thread.run_sync(_parse_lines, tail, lineno)
     lineno += len(tail) if tail[-1].strip() else len(tail) - 1
     # A bulk import is bounded by its byte limit, not by the per-request time limit meant for
@@ -334,6 +397,9 @@ async def import_entries(
 
 
 _PARSE_BATCH = 1 << 20
+# One import line is one hash; a video's vPDQ (a frame a second for up to the longest video
+# accepted) is the longest kind, well under this.
+MAX_IMPORT_LINE = 8 << 20
 
 
 def _parse_lines(lines: list[bytes], before: int) -> list[NewEntry]:

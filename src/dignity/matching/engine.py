@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,6 +42,9 @@ from dignity.matching.protocol import MatchIndex
 from dignity.storage.changelog import ChangeLog, Replayer
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, IndexLog
+
+if TYPE_CHECKING:
+    from dignity.video.vpdq import VpdqResult
 
 INDEX_LOG = ChangeLog(IndexLog.seq, IndexLog.entry_id, IndexLog.op)
 
@@ -540,6 +543,19 @@ class MatchEngine:
         if allow:
             return MatchOutcome(matches=[], suppressed=rest, allowed_by=allow, notes=notes)
         return MatchOutcome(matches=rest, notes=notes)
+
+    # -- PLACEHOLDER (video-media branch): the video-core branch writes the real match_video
+    # (vPDQ frames, segments, frames against image entries). This stand-in matches only the
+    # file digests exactly, so that the scan path runs; the lead replaces it at merge.
+    def match_video(self, video: VpdqResult, *, dihedral: bool = True) -> MatchOutcome:
+        """PLACEHOLDER: match a video's MD5 and SHA-256 exactly (``dihedral`` is unused)."""
+        del dihedral
+        exact = [
+            (name, bytes.fromhex(video.md5 if name in ("md5", "video_md5") else video.sha256))
+            for name in ("md5", "video_md5", "sha256")
+            if name in self._exact
+        ]
+        return self._match([], exact, [])
 
 
 def _best(matches: list[Match]) -> list[Match]:
