@@ -14,19 +14,14 @@
 
 from __future__ import annotations
 
-import inspect
 import json
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import av
-import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from dignity.hashing.pdq import _pdq_from_small
 from dignity.hashing.signals import ImageHashes
 from dignity.samples import encode
 from dignity.scanning import Analysis
@@ -36,64 +31,21 @@ from dignity.takedown.clock import FixedClock
 from dignity.takedown.models import ScanRecord, ScanVideo
 from dignity.takedown.scanlog import HashSet, VideoFrames, hashset_of
 from dignity.takedown.videos import hash_video
-from dignity.video.vpdq import VpdqResult, vpdq_hash
+from dignity.video.vpdq import VpdqResult
 from tests.integration.test_removal import World, _Platform, events, make_request, subscribe
 from tests.videos import film_frame, mirrored, write_video
 
 
-@dataclass(frozen=True)
-class _Frame:
-    """A vPDQ frame with its dihedral variants (video-media's VpdqFrame has the field)."""
-
-    frame_number: int
-    timestamp: float
-    pdq_hex: str
-    quality: int
-    dihedral: bytes | None = None
-
-
 def with_dihedral(path: Path, settings: Settings) -> VpdqResult:
-    """The video's vPDQ with each frame's 8 dihedral variants: from ``vpdq_hash`` where it
-    computes them, else from the same frames hashed here (the coded frame, full size)."""
-    if "dihedral" in inspect.signature(vpdq_hash).parameters:
-        return hash_video(path, settings)
-    plain = hash_video(path, settings)
-    wanted = {f.frame_number: f for f in plain.frames}
-    frames: list[Any] = []
-    with av.open(str(path)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i in wanted:
-                rgb = np.asarray(
-                    frame.to_ndarray(format="rgb24", interpolation="AREA"), dtype=np.uint8
-                )
-                pdq = _pdq_from_small(rgb, dihedral=True)
-                f = wanted[i]
-                frames.append(_Frame(i, f.timestamp, pdq.hex, pdq.quality, pdq.packed))
-    return VpdqResult(
-        frames=tuple(frames),
-        duration=plain.duration,
-        frame_rate=plain.frame_rate,
-        frames_decoded=plain.frames_decoded,
-        width=plain.width,
-        height=plain.height,
-        md5=plain.md5,
-        sha256=plain.sha256,
-    )
+    """The video's vPDQ with each frame's 8 dihedral variants (what a scan computes)."""
+    result = hash_video(path, settings)
+    assert all(f.dihedral is not None for f in result.frames)
+    return result
 
 
 def strip(result: VpdqResult) -> VpdqResult:
     """The same result without dihedral variants."""
-    frames = tuple(_Frame(f.frame_number, f.timestamp, f.pdq_hex, f.quality) for f in result.frames)
-    return VpdqResult(
-        frames=frames,  # type: ignore[arg-type]
-        duration=result.duration,
-        frame_rate=result.frame_rate,
-        frames_decoded=result.frames_decoded,
-        width=result.width,
-        height=result.height,
-        md5=result.md5,
-        sha256=result.sha256,
-    )
+    return replace(result, frames=tuple(replace(f, dihedral=None) for f in result.frames))
 
 
 class Videos:

@@ -4,7 +4,6 @@ frames of the scan log, and the reviewer's contact sheet (blurred, never the vid
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from dignity.takedown import videos as videos_module
 from dignity.takedown.content import looks_like_video
 from dignity.takedown.scanlog import FRAME, VideoFrames
 from dignity.takedown.videos import contact_sheet, hash_video
-from dignity.video.vpdq import VpdqResult
+from dignity.video.vpdq import VpdqFrame, VpdqResult
 from tests.videos import write_video
 
 
@@ -44,18 +43,9 @@ def test_video_containers_are_told_from_images(film: Path, tmp_path: Path) -> No
     assert not looks_like_video(heif) and not looks_like_video(b"")
 
 
-@dataclass(frozen=True)
-class _Frame:
-    frame_number: int
-    timestamp: float
-    pdq_hex: str
-    quality: int
-    dihedral: bytes | None = None
-
-
-def _result(frames: tuple[_Frame, ...]) -> VpdqResult:
+def _result(frames: tuple[VpdqFrame, ...]) -> VpdqResult:
     return VpdqResult(
-        frames=frames,  # type: ignore[arg-type]
+        frames=frames,
         duration=3.0,
         frame_rate=25.0,
         frames_decoded=75,
@@ -69,7 +59,7 @@ def _result(frames: tuple[_Frame, ...]) -> VpdqResult:
 def test_frames_keep_their_dihedral_variants_only_when_every_frame_has_them() -> None:
     rows = [bytes([n]) * 32 * 8 for n in range(3)]
     full = _result(
-        tuple(_Frame(25 * n, float(n), rows[n][:32].hex(), 90, rows[n]) for n in range(3))
+        tuple(VpdqFrame(25 * n, float(n), rows[n][:32].hex(), 90, rows[n]) for n in range(3))
     )
     frames = VideoFrames.from_vpdq(full)
     assert frames.dihedral == b"".join(r[32:] for r in rows)  # the original is not repeated
@@ -78,8 +68,8 @@ def test_frames_keep_their_dihedral_variants_only_when_every_frame_has_them() ->
     assert bytes(every[2, 0]) == rows[2][:32] and bytes(every[2, 7]) == rows[2][224:]
     partial = _result(
         (
-            _Frame(0, 0.0, rows[0][:32].hex(), 90, rows[0]),
-            _Frame(25, 1.0, rows[1][:32].hex(), 90, None),
+            VpdqFrame(0, 0.0, rows[0][:32].hex(), 90, rows[0]),
+            VpdqFrame(25, 1.0, rows[1][:32].hex(), 90, None),
         )
     )
     assert VideoFrames.from_vpdq(partial).dihedral is None

@@ -39,6 +39,7 @@ from dignity import __version__
 from dignity.errors import UrlFailed, UrlRefused, UrlTimeout
 from dignity.fetch import HEADERS, read_body, remaining
 from dignity.settings import Settings
+from dignity.video import looks_like_video
 
 MAX_REDIRECTS = 3
 PLACEHOLDER = "{content_id}"
@@ -157,7 +158,7 @@ def _fetch(
     )
 
 
-_HEAD = 64  # bytes that tell a video container from an image
+_HEAD = 512  # bytes that tell a video container from an image (MPEG-TS needs 377)
 
 
 def _write_body(
@@ -218,24 +219,6 @@ def _write_body(
         sink.write(chunk)
 
 
-# Video containers by their first bytes: ISO-BMFF (MP4, MOV, M4V, 3GP; not the HEIF/AVIF image
-# brands), Matroska/WebM, AVI. A first version: dignity.video.looks_like_video (video-media)
-# knows more containers and replaces it when the branches meet.
-_IMAGE_BRANDS = frozenset({b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis", b"heim"})
-_QT_ATOMS = frozenset({b"moov", b"mdat", b"free", b"wide", b"skip"})
-
-
-def looks_like_video(head: bytes) -> bool:
-    """Whether ``head`` (the first 16+ bytes) starts a video container."""
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        return head[8:12] not in _IMAGE_BRANDS
-    if len(head) >= 8 and head[4:8] in _QT_ATOMS:
-        return True
-    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: Matroska, WebM
-        return True
-    return head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX")
-
-
 @dataclass(frozen=True)
 class FetchedMedia:
     """Platform content in a temporary file: ``kind`` by its first bytes, its size."""
@@ -249,9 +232,8 @@ class FetchedMedia:
 
 
 def video_max_bytes(settings: Settings) -> int:
-    """The byte limit of a video (``video_max_bytes`` where the settings have it)."""
-    limit = getattr(settings, "video_max_bytes", None)
-    return max(settings.max_bytes, int(limit) if limit else 1024 * 1024 * 1024)
+    """The byte limit of a fetched video (never under the image limit)."""
+    return max(settings.max_bytes, settings.video_max_bytes)
 
 
 @contextmanager
@@ -275,7 +257,7 @@ def fetched_media(settings: Settings, content_id: str) -> Iterator[FetchedMedia]
             )
             size = sink.tell()
             sink.seek(0)
-            head = sink.read(64)
+            head = sink.read(_HEAD)
         kind: Literal["image", "video"] = "video" if looks_like_video(head) else "image"
         if kind == "image" and size > settings.max_bytes:
             raise UrlRefused(

@@ -1,8 +1,8 @@
 """Videos in the takedown workflow: hashing fetched videos, and the reviewer's contact sheet.
 
 :func:`hash_video` hashes a video the platform sent (already in a temporary file) with
-:func:`dignity.video.vpdq.vpdq_hash`, streaming from the file, with dihedral variants where the
-hasher offers them, so the sweep finds mirrored copies of it. :func:`contact_sheet` is what a
+:func:`dignity.video.vpdq.vpdq_hash`, streaming from the file, with dihedral variants, so the
+sweep finds mirrored copies of it. :func:`contact_sheet` is what a
 reviewer sees of a video instead of playing it: :data:`SHEET_FRAMES` frames evenly spread over
 its length (the middle of each sixth, reached by seeking, so a long video costs a few decodes),
 each greyscaled and blurred on its own like an image preview unless the reviewer revealed it,
@@ -12,12 +12,11 @@ readable while the pictures do not. Nothing is ever played, and nothing is store
 
 from __future__ import annotations
 
-import inspect
 import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import av
 import av.error
@@ -26,7 +25,6 @@ from PIL import Image, ImageDraw
 
 from dignity.errors import MediaRefused, MediaTooLarge
 from dignity.settings import Settings
-from dignity.video.decode import MAX_FRAME_PIXELS, MAX_SECONDS
 from dignity.video.vpdq import VpdqResult, vpdq_hash
 
 SHEET_FRAMES = 6
@@ -37,23 +35,22 @@ _SEQUENTIAL_STEP = 25  # without a known duration: every n-th frame, from the st
 
 
 def _limits(settings: Settings) -> tuple[float, int]:
-    # video-media's settings (video_max_seconds, video_max_pixels) where this build has them.
-    seconds = getattr(settings, "video_max_seconds", None)
-    pixels = getattr(settings, "video_max_pixels", None)
-    return (
-        float(seconds) if seconds else MAX_SECONDS,
-        int(pixels) if pixels else MAX_FRAME_PIXELS,
-    )
+    """The longest video and the largest frame a contact sheet is made of."""
+    return settings.video_max_seconds, settings.video_max_pixels
 
 
 def hash_video(path: Path, settings: Settings) -> VpdqResult:
-    """vPDQ (one frame a second), MD5 and SHA-256 of the video at ``path``, streamed from the
-    file; each frame's dihedral variants too where ``vpdq_hash`` computes them."""
-    max_seconds, max_pixels = _limits(settings)
-    options: dict[str, Any] = {"max_seconds": max_seconds, "max_frame_pixels": max_pixels}
-    if "dihedral" in inspect.signature(vpdq_hash).parameters:
-        options["dihedral"] = True
-    return cast(VpdqResult, cast(Any, vpdq_hash)(path, **options))
+    """vPDQ (one frame a second, with each frame's dihedral variants, so the sweep finds
+    mirrored and turned copies), MD5 and SHA-256 of the video at ``path``, streamed from the
+    file within the video limits (``media.*`` errors past them)."""
+    return vpdq_hash(
+        path,
+        dihedral=True,
+        max_seconds=settings.video_max_seconds,
+        max_frame_pixels=settings.video_max_pixels,
+        max_bytes=settings.video_max_bytes,
+        decode_seconds=settings.video_decode_seconds,
+    )
 
 
 @dataclass(frozen=True)
