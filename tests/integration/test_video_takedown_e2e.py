@@ -1,14 +1,16 @@
 """A takedown of a video over HTTP, from the public intake to the platform's removal calls.
 
 A real server (SQLite file and PostgreSQL), a local "platform" serving its videos by content id
-and receiving webhooks. Earlier uploads are in the scan log (a compilation holding 4 s of the
-reported video, and an unrelated video); the reported video itself was never scanned. The
+and receiving webhooks. The platform scanned earlier uploads through ``/v1/scan`` (a
+compilation holding 4 s of the reported video, and an unrelated video), which logs their vPDQ
+frames; the reported video itself was never scanned. The
 person files a request on ``/takedown/api/requests`` naming the video's URL; a reviewer opens
 the item (a video: its preview is a blurred contact sheet, fetched from the platform), and
 removes it. The server fetches the video into a temporary file, hashes it with vPDQ, logs it
 and sweeps: the platform receives ``content.remove`` for the video and for the compilation
 (``copy_video``, with the matched time ranges), and not for the unrelated video; the keyed
-API lists the item as a video; the requester's status says removed.
+API lists the item as a video; a re-upload of the video is blocked; the requester's status
+says removed.
 """
 
 from __future__ import annotations
@@ -23,11 +25,10 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
+from sqlalchemy import select
 
-from dignity.settings import Settings
 from dignity.storage.db import open_database
-from dignity.takedown.scanlog import ScanLog
-from dignity.takedown.videos import hash_video
+from dignity.takedown.models import ScanRecord, ScanVideo
 from tests.integration.conftest import database_for
 from tests.integration.server import LiveServer
 from tests.integration.test_removal import SECRET, Receiver
@@ -115,13 +116,23 @@ def test_a_video_takedown_from_intake_to_the_removal_of_its_copy(
             "vid-3": other.read_bytes(),
         }
     )
-    # Earlier uploads in the scan log, as a video scan leaves them (not the reported video).
-    settings = Settings(data_dir=tmp_path / "data")
+    # Earlier uploads, scanned through /v1/scan (not the reported video): logged with frames.
+    with server.client("platform") as p:
+        for content_id in ("vid-2", "vid-3"):
+            r = p.post(
+                "/v1/scan",
+                params={"content_id": content_id, "uploader": f"user-{content_id}"},
+                files={"file": ("upload.mp4", media.items[content_id], "video/mp4")},
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["kind"] == "video" and r.json()["decision"]["action"] == "allow"
     db = open_database(server.url)
     try:
-        log = ScanLog(db, settings)
-        log.record_video(hash_video(compilation, settings), content_id="vid-2", decision="allow")
-        log.record_video(hash_video(other, settings), content_id="vid-3", decision="allow")
+        with db.session() as s:
+            logged = s.scalars(select(ScanRecord).where(ScanRecord.content_id == "vid-2")).one()
+            frames = s.get(ScanVideo, logged.id)
+            assert frames is not None and frames.frame_count == 14
+            assert frames.dihedral is not None  # the scan's dihedral variants are kept
     finally:
         db.close()
 
@@ -184,7 +195,17 @@ def test_a_video_takedown_from_intake_to_the_removal_of_its_copy(
         assert reported_item["content_id"] == "vid-1" and reported_item["kind"] == "video"
         assert reported_item["state"] == "removed"
 
-    # 5. The requester's status says removed.
+    # 5. The removed video's bytes are blocked: a re-upload is refused by its MD5.
+    with server.client("platform") as p:
+        again = p.post(
+            "/v1/scan",
+            params={"content_id": "vid-9"},
+            files={"file": ("again.mp4", media.items["vid-1"], "video/mp4")},
+        )
+        assert again.status_code == 200, again.text
+        assert again.json()["decision"]["action"] == "block", again.text
+
+    # 6. The requester's status says removed.
     with httpx.Client(base_url=server.base, timeout=30) as public:
         status = public.post("/takedown/api/status", json={"ticket": ticket, "access_code": code})
         assert status.status_code == 200, status.text
