@@ -9,10 +9,11 @@ re-upload is blocked. Then the sweep: earlier scans of *other* content with the 
 (``copy_exact``) or a PDQ hash within ``sweep_pdq_threshold`` (``copy_pdq``) are the TAKE IT
 DOWN Act's "known identical copies"; for a video, earlier videos sharing at least three seconds
 of its footage, mirrored or inside a longer compilation (``copy_video``, with the time ranges),
-and for an image, videos that show it (``copy_frame``). Each gets its own removal, event and
-statement. Videos never scanned are fetched into a temporary file and hashed (vPDQ) from it. All
-writes of one decision, its audit records and its events go in one transaction; what may be
-slow happens before it (fetching never-scanned content through ``preview_url_template``, and
+for an image, videos that show it (``copy_frame``), and for a video, images that show one of
+its frames (``copy_still``). Each gets its own removal, event and statement. Videos never
+scanned are fetched into a temporary file and hashed (vPDQ) from it. All writes of one
+decision, its audit records and its events go in one transaction; what may be slow happens
+before it (fetching never-scanned content through ``preview_url_template``, and
 streaming the scan log for PDQ copies, whose few newer rows are caught up inside it). A
 decision applied twice is answered with what the first one did and writes nothing: the request
 (or scan) is claimed with a conditional update, so two reviewers cannot both remove it.
