@@ -2,7 +2,7 @@
 finds copies of a video by segment matching, mirrored ones too.
 
 Revision ID: 0009
-Revises: 0007 (the lead chains it after 0008_entry_frames when merging)
+Revises: 0008
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
