@@ -73,7 +73,8 @@ category with its status, each class with its codes (``.x`` repeats the prefix b
     │   ├── NoticeConflict      appeal.window_closed, .already_open, .already_decided, .restored
     │   └── ReviewConflict      review.decided
     ├── TooLarge                413
-    │   ├── MediaTooLarge       media.too_large, .too_many_pixels, .too_long
+    │   ├── MediaTooLarge       media.too_large, .too_many_pixels, .too_long,
+    │   │                       .too_many_streams, .decode_timeout, .video_too_long_for_sync
     │   └── RequestTooLarge     request.too_large
     ├── UnsupportedMediaType    415
     │   └── RequestUnsupported  request.unsupported_media_type
@@ -325,10 +326,18 @@ class MediaRefused(MediaError, Refused):
 
 
 class MediaTooLarge(MediaError, TooLarge):
-    """A file over the byte limit, an image or video frame over the pixel limit, or a video
-    over the duration limit."""
+    """A file over the byte limit, an image or video frame over the pixel limit, a video over
+    the duration limit, with too many streams, too slow to decode, or too long to scan in a
+    synchronous request (``media.video_too_long_for_sync``: the background route takes it)."""
 
-    codes = ("media.too_large", "media.too_many_pixels", "media.too_long")
+    codes = (
+        "media.too_large",
+        "media.too_many_pixels",
+        "media.too_long",
+        "media.too_many_streams",
+        "media.decode_timeout",
+        "media.video_too_long_for_sync",
+    )
 
 
 class HashError(Refused):

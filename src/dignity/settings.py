@@ -61,6 +61,44 @@ class Settings(BaseSettings):
             "memes, chat forwards, bordered reposts): up to 8 regions, PDQ each."
         ),
     )
+    # -- video -------------------------------------------------------------------------
+    video_max_seconds: float = Field(
+        default=3 * 3600.0,
+        gt=0,
+        description="Longest video accepted, in seconds; refused from the container's header.",
+    )
+    video_max_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        gt=0,
+        description="Largest video file accepted, in bytes (images keep max_bytes).",
+    )
+    video_max_pixels: int = Field(
+        default=40_000_000,
+        gt=0,
+        description="Largest video frame accepted, in pixels (width x height).",
+    )
+    video_decode_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="Decoding one video taking longer than this is stopped (media.decode_timeout).",
+    )
+    video_sync_max_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest video /v1/scan and /v1/hash take in the request itself (else 413).",
+    )
+    video_signal_frames: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Frames of a video the classifiers and derivative detection look at, at most.",
+    )
+    video_nudity_threshold: float = Field(
+        default=0.8,
+        ge=0.0,
+        le=1.0,
+        description="A sampled video frame scoring this or more counts in the nudity.share fact.",
+    )
     # -- HTTP service ------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address `dignity serve` listens on.")
     port: int = Field(default=8080, ge=1, le=65535, description="Port `dignity serve` listens on.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +45,15 @@ def test_health_needs_no_key(live: LiveServer) -> None:
             time.sleep(0.1)
         spec = c.get("/openapi.json").json()
         assert "/v1/scan" in spec["paths"] and spec["info"]["title"] == "dignity"
-        assert c.get("/docs").status_code == 200
+        docs = c.get("/docs")
+        assert docs.status_code == 200
+        # Swagger UI from this origin only: no third-party script beside /review.
+        scripts = re.findall(r'<script src="([^"]+)"', docs.text)
+        assert scripts and all(src.startswith("/") for src in scripts), scripts
+        assert "script-src 'self';" in docs.headers["content-security-policy"]
+        for src in scripts:
+            assert c.get(src).status_code == 200, src
+        assert c.get("/redoc").status_code == 404
 
 
 def test_auth_errors(live: LiveServer) -> None:
@@ -146,6 +156,15 @@ def test_bad_uploads_are_4xx(live: LiveServer) -> None:
         assert r.status_code == 422
         r = c.post("/v1/match", json={"hashes": [{"signal": "pdq", "value": "12"}]})
         assert r.status_code == 422 and r.json()["code"] == "hash.malformed"
+        # JSON nested past the parser's recursion limit: a client error, never a 500 with a
+        # traceback, on authenticated and anonymous routes alike.
+        deep = b"[" * 100_000 + b"]" * 100_000
+        deep_obj = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
+        json_type = {"content-type": "application/json"}
+        for path in ("/v1/match", "/portal/api/cases", "/takedown/api/check", "/m/compare"):
+            for body in (deep, deep_obj):
+                r = c.post(path, content=body, headers=json_type)
+                assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:200])
 
 
 def test_hash_by_url_refuses_internal_addresses(live: LiveServer) -> None:
@@ -176,6 +195,11 @@ def test_import_streams_and_is_all_or_nothing(live: LiveServer) -> None:
         r = c.post("/v1/banks/imp/import", content=chunks(), headers={"content-type": "text/plain"})
         assert r.status_code == 200, r.text
         assert r.json()["added"] == n
+        # One endless line: refused once it passes the longest line an import can hold,
+        # quickly (the body is searched for newlines once, not at every chunk).
+        endless = (b"x" * 65536 for _ in range(200))
+        r = c.post("/v1/banks/imp/import", content=endless, headers={"content-type": "text/plain"})
+        assert r.status_code == 422 and "longer than" in r.json()["message"], r.text
         bad = b"pdq " + b"a" * 64 + b"\npdq nothex\n"
         r = c.post("/v1/banks/imp/import", content=bad, headers={"content-type": "text/plain"})
         assert r.status_code == 422 and r.json()["detail"]["line"] == 2
@@ -231,6 +255,47 @@ def test_limits_give_clear_4xx_and_503(tight: LiveServer) -> None:
     assert codes[:30] == [200] * 30 and codes[-1] == 429
     r = httpx.get(tight.base + "/v1/banks", headers=tight.headers("reviewer"))
     assert int(r.headers["retry-after"]) >= 1 and r.json()["code"] == "rate.limited"
+
+
+def test_a_burst_of_heavy_requests_leaves_health_checks_fast(tmp_path: Path) -> None:
+    """200 concurrent hashes on a one-slot server: they wait for the slot without holding
+    threads, so every one is answered and /healthz stays fast meanwhile (requests waiting in
+    the thread pool starved it for 20 s)."""
+    server = LiveServer(
+        tmp_path,
+        env={
+            "DIGNITY_MAX_CONCURRENCY": "1",
+            "DIGNITY_QUEUE_TIMEOUT_S": "120",
+            "DIGNITY_REQUEST_TIMEOUT_S": "120",
+            "DIGNITY_RATE_PER_MINUTE": "100000",
+        },
+    )
+    server.start()
+    try:
+        image = encode(landscape(5, (640, 480)), "JPEG")
+
+        async def burst() -> tuple[list[int], float]:
+            limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
+            headers = server.headers("platform")
+            async with httpx.AsyncClient(
+                base_url=server.base, headers=headers, limits=limits, timeout=180
+            ) as c:
+                heavy = [
+                    asyncio.create_task(c.post("/v1/hash", files=upload(image))) for _ in range(200)
+                ]
+                await asyncio.sleep(1.0)  # the burst is queued by now
+                started = time.monotonic()
+                health = await c.get("/healthz")
+                health_s = time.monotonic() - started
+                assert health.status_code == 200
+                done = await asyncio.gather(*heavy)
+            return [r.status_code for r in done], health_s
+
+        statuses, health_s = asyncio.run(burst())
+        assert statuses == [200] * 200, sorted(set(statuses))
+        assert health_s < 2.0, health_s
+    finally:
+        server.stop()
 
 
 def test_metrics(live: LiveServer) -> None:

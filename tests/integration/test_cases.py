@@ -4,6 +4,7 @@ withdrawal reaching another server process and a CLI process within a second."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import subprocess
@@ -329,7 +330,7 @@ def test_portal_api_refusals(two_servers: tuple[LiveServer, LiveServer]) -> None
         == 422
     )
     assert httpx.post(url, content=b"x", headers={"content-type": "text/plain"}).status_code == 415
-    big = {"hashes": [{"signal": "pdq", "value": P2}] * 5000, "adult": True}
+    big = {"hashes": [{"signal": "pdq", "value": P2}] * 60000, "adult": True}  # over 4 MiB
     assert httpx.post(url, json=big).status_code == 413
     many = {"hashes": [{"signal": "md5", "value": f"{i:032x}"} for i in range(300)], "adult": True}
     r = httpx.post(url, json=many)
@@ -347,6 +348,15 @@ def test_portal_api_refusals(two_servers: tuple[LiveServer, LiveServer]) -> None
     # the address has used its 6 failures this hour: refused before any PIN check
     r = httpx.post(status_url, json={"case_number": created["case_number"], "pin": created["pin"]})
     assert r.status_code == 429 and r.json()["code"] == "rate.limited"
+    # A proxy header nobody configured (DIGNITY_PORTAL_CLIENT_IP_HEADER is empty) is the
+    # client's word: a new X-Forwarded-For each time must not reset the address's limit.
+    for n in range(3):
+        r = httpx.post(
+            status_url,
+            json={"case_number": created["case_number"], "pin": created["pin"]},
+            headers={"X-Forwarded-For": f"198.51.100.{n}", "Forwarded": f"for=198.51.100.{n}"},
+        )
+        assert r.status_code == 429 and r.json()["code"] == "rate.limited", r.text
 
 
 def test_feed_over_http_partner_only(two_servers: tuple[LiveServer, LiveServer]) -> None:
@@ -425,3 +435,31 @@ def test_scan_recorders_count_case_matches_in_order(settings: Settings, db: Data
     assert services.cases.status(created.number, created.pin).matches == 1
     with db.session() as s:
         assert s.execute(text("SELECT count(*) FROM scan_log")).scalar_one() == 1
+
+
+def test_concurrent_pin_guesses_stay_within_the_address_limit(tmp_path: Path) -> None:
+    """60 wrong guesses from one address at once: no more than the hourly limit reach a PIN
+    check (checked before and counted after the check, 42 of them got through a limit of 20)."""
+    server = LiveServer(tmp_path, env={"DIGNITY_PORTAL_IP_FAILURES_PER_HOUR": "6"})
+    server.start()
+    try:
+
+        async def guesses() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=server.base, timeout=60) as c:
+                return await asyncio.gather(
+                    *(
+                        c.post(
+                            "/portal/api/cases/status",
+                            json={"case_number": f"NC-{n:04d}-0000", "pin": "0000-0000-0000"},
+                        )
+                        for n in range(60)
+                    )
+                )
+
+        answers = asyncio.run(guesses())
+        codes = [r.json()["code"] for r in answers]
+        assert set(codes) <= {"case.bad_credentials", "rate.limited"}, set(codes)
+        assert codes.count("case.bad_credentials") <= 6, codes.count("case.bad_credentials")
+        assert codes.count("rate.limited") >= 54
+    finally:
+        server.stop()

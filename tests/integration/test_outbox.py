@@ -350,6 +350,51 @@ def test_redirects_are_failures_and_retry_after_is_honoured(
     assert waited.total_seconds() >= 600
 
 
+def test_a_huge_error_body_is_not_read(db: Database) -> None:
+    """A receiver answering 500 with an endless body: the delivery keeps the first bytes as its
+    error and hangs up, instead of holding the whole answer in memory."""
+    sent = [0]
+    done = threading.Event()
+
+    class Flood(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(500)
+            self.send_header("Content-Length", str(300 << 20))
+            self.end_headers()
+            block = b"overloaded " * 6000
+            try:
+                while sent[0] < 300 << 20:
+                    self.wfile.write(block)
+                    sent[0] += len(block)
+            except OSError:
+                pass  # the sender hung up, as it should
+            finally:
+                done.set()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flood)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        WebhookService(db).create(f"http://127.0.0.1:{server.server_port}/hook", secret=SECRET)
+        with db.session() as s:
+            emit_event(s, "bank.deleted", {"bank": "b"})
+        with make_client(10.0) as client:
+            [c] = claim(db)
+            outcome = send(client, c)
+        assert not outcome.ok and outcome.status == 500
+        assert outcome.error.startswith("HTTP 500: overloaded overloaded")
+        assert done.wait(10)
+        assert sent[0] < 64 << 20, sent[0]  # hung up long before the 300 MB were written
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_claims_are_bounded_and_expired_leases_come_due(db: Database, receiver: Receiver) -> None:
     WebhookService(db).create(receiver.url, secret=SECRET)
     with db.session() as s:

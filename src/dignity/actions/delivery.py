@@ -191,23 +191,39 @@ def claim(
     ]
 
 
+_ERROR_BODY_BYTES = 1024
+
+
+def _head(response: httpx.Response, limit: int) -> bytes:
+    """Up to ``limit`` bytes of a streamed body; the rest is never read."""
+    got = bytearray()
+    for chunk in response.iter_bytes():
+        got += chunk
+        if len(got) >= limit:
+            break
+    return bytes(got[:limit])
+
+
 def send(client: httpx.Client, c: Claim, *, timestamp: int | None = None) -> Outcome:
     """POST one delivery; any 2xx is success, everything else (3xx included) a failure."""
     body = c.body()
     headers = signed_headers(c.secret, c.event_id, c.event_type, body, timestamp=timestamp)
     try:
-        r = client.post(c.url, content=body, headers=headers)
+        with client.stream("POST", c.url, content=body, headers=headers) as r:
+            if 200 <= r.status_code < 300:
+                return Outcome(True, r.status_code)
+            # Only the start of an error body is kept: a receiver answering with hundreds of
+            # megabytes must not be read into memory.
+            head = _head(r, _ERROR_BODY_BYTES)
     except httpx.HTTPError as exc:
         return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR])
-    if 200 <= r.status_code < 300:
-        return Outcome(True, r.status_code)
     retry_after: float | None = None
     if r.status_code in (429, 503):
         try:
             retry_after = max(0.0, float(r.headers.get("retry-after", "")))
         except ValueError:
             retry_after = None
-    text = r.text[:200].strip()
+    text = head.decode("utf-8", "replace")[:200].strip()
     return Outcome(False, r.status_code, f"HTTP {r.status_code}: {text}"[:MAX_ERROR], retry_after)
 
 

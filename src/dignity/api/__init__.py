@@ -183,6 +183,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Authenticate with `Authorization: Bearer <key>` (`dignity key create --role ...`)."
         ),
         lifespan=lifespan,
+        # /docs is served by pages.py from this origin; ReDoc only exists as a CDN script.
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
     metrics = Metrics()

@@ -130,11 +130,9 @@ async def run_heavy(
         finally:
             services.slots.release()
 
-    # A free slot is taken at once; only when all are busy do we wait for one, off the loop.
-    got = services.slots.acquire(blocking=False) or await anyio.to_thread.run_sync(
-        lambda: services.slots.acquire(timeout=settings.queue_timeout_s)
-    )
-    if not got:
+    # Waiting for a slot happens on the event loop: a waiting request holds no thread, so the
+    # threads stay free for the work itself and for every other route.
+    if not await services.slots.acquire(settings.queue_timeout_s):
         raise Unavailable("the server is busy; try again", code="server.busy", retry_after=1)
     try:
         with anyio.fail_after(timeout_s or settings.request_timeout_s):

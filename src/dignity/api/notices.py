@@ -183,6 +183,13 @@ async def statement_page(public_id: str, services: ServicesDep) -> Response:
     return html_response(statement_html(platform, st))
 
 
+def _bad_code(error: BaseException | None) -> bool:
+    return isinstance(error, NoticeError) and error.code in (
+        "appeal.bad_code",
+        "statement.not_found",
+    )
+
+
 @router.post("/statements/api/{public_id}/appeal", include_in_schema=False)
 async def file_appeal(public_id: str, request: Request, services: ServicesDep) -> Response:
     limits = _limits(request, services)
@@ -191,13 +198,11 @@ async def file_appeal(public_id: str, request: Request, services: ServicesDep) -
     limits.appeals.check(client)
     body = await read_model(request, _AppealIn, _MAX_BODY)
     notices = _notices(services)
-    try:
+    with (
+        limits.failures.trying(client, keep=_bad_code),
+        limits.appeals.trying(client, keep=lambda error: error is None),
+    ):
         got = await anyio.to_thread.run_sync(notices.appeal, public_id[:64], body.code, body.text)
-    except NoticeError as exc:
-        if exc.code in ("appeal.bad_code", "statement.not_found"):
-            limits.failures.add(client)
-        raise
-    limits.appeals.add(client)
     out = {k: got[k] for k in ("appeal_id", "state", "received_at", "statement")}
     return JSONResponse(out, status_code=201, headers={"Cache-Control": "no-store"})
 

@@ -4,13 +4,17 @@ Every page is a static HTML file from :mod:`dignity.web` whose script talks to J
 HTML that the server renders with escaped values; all are sent with one strict
 Content-Security-Policy (scripts, styles, images and connections from this origin only, no inline
 script), no caching and no framing. ``/assets/{name}`` serves ``web/static`` files by a fixed
-list of extensions; names are checked so nothing outside that folder can be read.
+list of extensions; names are checked so nothing outside that folder can be read. ``/docs`` is
+Swagger UI served from the ``swagger-ui-bundle`` package on this origin: FastAPI's default loads
+it from a CDN, and a script from a third party on the origin of ``/review`` could act with a
+reviewer's session.
 """
 
 from __future__ import annotations
 
 import re
 from importlib import resources
+from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -52,6 +56,42 @@ def html_response(html: str | bytes, *, status_code: int = 200) -> Response:
 def page(name: str) -> Response:
     """A static page from ``dignity/web`` (``name`` is a fixed file name chosen by the caller)."""
     return html_response(resources.files("dignity.web").joinpath(name).read_bytes())
+
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>dignity API</title>
+<link rel="stylesheet" href="/docs/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script src="/assets/api-docs.js"></script></body></html>
+"""
+_DOCS_FILES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+}
+# Swagger UI sets inline styles and shows data: images; scripts still come from this origin only.
+_DOCS_HEADERS = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": SECURITY_HEADERS["Content-Security-Policy"].replace(
+        "style-src 'self'", "style-src 'self' 'unsafe-inline'"
+    ),
+    "Cache-Control": "public, max-age=3600",
+}
+
+
+@router.get("/docs")
+def api_docs() -> Response:
+    return Response(_DOCS_PAGE, media_type="text/html; charset=utf-8", headers=_DOCS_HEADERS)
+
+
+@router.get("/docs/{name}")
+def api_docs_file(name: str) -> Response:
+    import swagger_ui_bundle
+
+    if name not in _DOCS_FILES:
+        raise NotFound(f"no file {name[:80]!r}", code="not_found")
+    data = (Path(swagger_ui_bundle.swagger_ui_path) / name).read_bytes()
+    return Response(data, media_type=_DOCS_FILES[name], headers=_DOCS_HEADERS)
 
 
 @router.get("/assets/{name}")

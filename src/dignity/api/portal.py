@@ -6,8 +6,10 @@ origin only), so even a tampered script could not send a picture elsewhere. The 
 JSON bodies of at most ``_MAX_BODY`` bytes, read with a cap before parsing:
 
 * ``POST /portal/api/cases`` ``{"hashes": [{"signal": "pdq", "value": hex, "quality": 0-100} |
-  {"signal": "md5", "value": hex}], "adult": true}`` -> 201 ``{"case_number", "pin",
-  "hashes"}``: the PIN is shown this once and stored only as a scrypt hash.
+  {"signal": "md5", "value": hex} | {"signal": "video_md5", "value": hex} | {"signal": "vpdq",
+  "frames": [{"frame", "timestamp", "pdq", "quality"}]}], "adult": true}`` -> 201
+  ``{"case_number", "pin", "hashes"}``: the PIN is shown this once and stored only as a scrypt
+  hash. A video's vPDQ (one PDQ a second, worked out on the device) is one hash of the case.
 * ``POST /portal/api/cases/status`` ``{"case_number", "pin"}`` -> ``{"case_number", "status",
   "hashes", "matched", "matches", "created_at", "withdrawn_at"}`` (counts only).
 * ``POST /portal/api/cases/withdraw`` ``{"case_number", "pin"}`` -> the same, status
@@ -32,16 +34,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dignity.api.deps import Services, ServicesDep, per_process, run_heavy
 from dignity.api.uploads import read_model
-from dignity.cases.service import CaseError, CaseRefused, CaseService, FailureLimiter, HashIn
+from dignity.cases.service import (
+    MAX_VIDEO_FRAMES,
+    CaseError,
+    CaseRefused,
+    CaseService,
+    FailureLimiter,
+    HashIn,
+)
 from dignity.errors import NotFound
 
 router = APIRouter()
 
-_MAX_BODY = 256 * 1024
+# Room for a few long videos' vPDQ frames (about 100 bytes each: 3 h of video is 1 MiB).
+_MAX_BODY = 4 * 1024 * 1024
 _TAKE_IT_DOWN = "https://takeitdown.ncmec.org/"
 _STATIC = {
     "pdq.js": "text/javascript; charset=utf-8",
     "md5.js": "text/javascript; charset=utf-8",
+    "vpdq.js": "text/javascript; charset=utf-8",
     "portal.js": "text/javascript; charset=utf-8",
     "portal.css": "text/css; charset=utf-8",
 }
@@ -59,11 +70,20 @@ _SECURITY_HEADERS = {
 }
 
 
+class _FrameModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    frame: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    timestamp: Annotated[float, Field(ge=0, le=10**7)]
+    pdq: Annotated[str, Field(min_length=64, max_length=64)]
+    quality: Annotated[int, Field(ge=0, le=100)]
+
+
 class _HashModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     signal: Annotated[str, Field(max_length=16)]
-    value: Annotated[str, Field(max_length=128)]
+    value: Annotated[str, Field(max_length=128)] = ""
     quality: Annotated[int | None, Field(ge=0, le=100)] = None
+    frames: Annotated[list[_FrameModel] | None, Field(max_length=MAX_VIDEO_FRAMES)] = None
 
 
 class _CaseIn(BaseModel):
@@ -134,6 +154,14 @@ def static(name: str, services: ServicesDep) -> Response:
     return Response(_static(name), media_type=_STATIC[name], headers=_SECURITY_HEADERS)
 
 
+def _succeeded(error: BaseException | None) -> bool:
+    return error is None
+
+
+def _bad_credentials(error: BaseException | None) -> bool:
+    return isinstance(error, CaseError) and error.code in ("case.bad_credentials", "case.locked")
+
+
 @router.post("/portal/api/cases", include_in_schema=False)
 async def create_case(request: Request, services: ServicesDep) -> Response:
     _enabled(services)
@@ -148,11 +176,19 @@ async def create_case(request: Request, services: ServicesDep) -> Response:
             code="case.not_adult",
             help=_TAKE_IT_DOWN,
         )
-    items = [HashIn(h.signal, h.value, h.quality) for h in body.hashes]
+    items = [
+        HashIn(
+            h.signal,
+            h.value,
+            h.quality,
+            None if h.frames is None else tuple(f.model_dump() for f in h.frames),
+        )
+        for h in body.hashes
+    ]
     cases = _cases(services)
     cases.validate(items)  # cheap checks first, before any slow work or rate budget
-    limits.creations.add(client)
-    created = await run_heavy(services, cases.create, items)
+    with limits.creations.trying(client, keep=_succeeded):
+        created = await run_heavy(services, cases.create, items)
     # This process matches the new hashes at once (a refresh blocks: not on the event loop).
     await anyio.to_thread.run_sync(services.engine.refresh)
     return JSONResponse(created.to_dict(), status_code=201, headers={"Cache-Control": "no-store"})
@@ -166,13 +202,11 @@ async def _with_credentials(request: Request, services: Services, action: str) -
     creds: _Credentials = await read_model(request, _Credentials, _MAX_BODY)
     cases = _cases(services)
     fn = cases.withdraw if action == "withdraw" else cases.status
-    try:
+    # Counted as a failure before the PIN is checked, refunded when it was not one: requests
+    # in flight at once cannot all slip under the limit.
+    with limits.failures.trying(client, keep=_bad_credentials):
         await run_heavy(services, cases.release_pending)
         result = await run_heavy(services, fn, creds.case_number, creds.pin)
-    except CaseError as exc:
-        if exc.code in ("case.bad_credentials", "case.locked"):
-            limits.failures.add(client)
-        raise
     if action == "withdraw":
         # Stops matching here at once; elsewhere within a refresh.
         await anyio.to_thread.run_sync(services.engine.refresh)

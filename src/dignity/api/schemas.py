@@ -19,7 +19,17 @@ class ErrorBody(BaseModel):
     detail: object | None = None
 
 
+class VpdqFrameOut(BaseModel):
+    """One hashed video frame (Meta's vpdq: one a second by default)."""
+
+    frame: int = Field(ge=0, description="0-based decode index")
+    timestamp: float = Field(ge=0, description="Seconds from the first frame")
+    pdq: str
+    quality: int = Field(ge=0, le=100)
+
+
 class HashOut(BaseModel):
+    kind: Literal["image", "video"] = "image"
     pdq: str | None = Field(None, examples=[PDQ_EXAMPLE])
     quality: int | None = Field(None, examples=[100])
     md5: str = Field(examples=["0cc175b9c0f1b6a831c399e269772661"])
@@ -28,6 +38,11 @@ class HashOut(BaseModel):
     height: int
     format: str = Field(examples=["JPEG"])
     pdq_dihedral: list[str] | None = None
+    duration_s: float | None = Field(default=None, description="A video's length in seconds")
+    vpdq: list[VpdqFrameOut] | None = Field(default=None, description="A video's vPDQ frames")
+    partial: bool | None = Field(
+        default=None, description="A video hashed up to damage in its stream (truncated or corrupt)"
+    )
 
 
 class HashByUrl(BaseModel):
@@ -35,10 +50,21 @@ class HashByUrl(BaseModel):
     url: str = Field(max_length=4096, examples=["https://cdn.example.com/u/123.jpg"])
 
 
+# A vpdq value is its frames as text (py-tx's JSON or Meta's lines): 3 h at one frame a second
+# is about 0.8 MB.
+VPDQ_MAX_CHARS = 2_000_000
+SignalName = Literal["pdq", "md5", "sha256", "vpdq", "video_md5"]
+
+
 class SignalValue(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    signal: Literal["pdq", "md5", "sha256"] = "pdq"
-    value: str = Field(min_length=1, max_length=128, examples=[PDQ_EXAMPLE])
+    signal: SignalName = "pdq"
+    value: str = Field(
+        min_length=1,
+        max_length=VPDQ_MAX_CHARS,
+        examples=[PDQ_EXAMPLE],
+        description="Hex; for vpdq, its frames (py-tx's JSON list or Meta's hash-file text)",
+    )
 
 
 class MatchByHashes(BaseModel):
@@ -58,6 +84,13 @@ class RegionOut(BaseModel):
     h: int
 
 
+class SegmentOut(BaseModel):
+    query_start: float
+    query_end: float
+    entry_start: float
+    entry_end: float
+
+
 class MatchOut(BaseModel):
     bank: str
     entry_id: int
@@ -70,6 +103,12 @@ class MatchOut(BaseModel):
         description="Set when the banked picture was found inside the upload (a screenshot, "
         "a collage, a meme) rather than as the whole image",
     )
+    timestamp: float | None = Field(
+        None, description="A video frame that matched an image entry: seconds into the video"
+    )
+    query_match_percent: float | None = None
+    compared_match_percent: float | None = None
+    segments: list[SegmentOut] | None = None
 
 
 class MatchResult(BaseModel):
@@ -140,6 +179,7 @@ class DerivativeOut(BaseModel):
     confidence: float = Field(ge=0, le=1)
     matched_area: float = Field(ge=0, le=1, description="Share of the upload the match covers")
     changed_region: ChangedRegionOut
+    timestamp: float | None = Field(None, description="For a video: the frame's time in seconds")
 
 
 class SignalsOut(BaseModel):
@@ -155,6 +195,9 @@ class SignalsOut(BaseModel):
     classifiers: dict[str, Any] = {}
     plugins: list[PluginOut] = []
     derivative_of: DerivativeOut | None = None
+    video: dict[str, Any] | None = Field(
+        None, description="A video's facts: duration_s, partial, sampled frames, nudity per frame"
+    )
 
 
 class ScanOut(HashOut, MatchResult):
@@ -179,6 +222,12 @@ class BankIn(BaseModel):
     threshold: int = Field(31, ge=0, le=63)
     enabled: bool = True
     description: str = Field("", max_length=2000)
+    vpdq_query_percent: float = Field(
+        80.0, gt=0, le=100, description="Videos: share of the query's frames that must match"
+    )
+    vpdq_min_segment_s: float = Field(
+        3.0, gt=0, le=3600, description="Videos: seconds of matching frames that match alone"
+    )
 
 
 class BankPatch(BaseModel):
@@ -187,6 +236,8 @@ class BankPatch(BaseModel):
     threshold: int | None = Field(None, ge=0, le=63)
     enabled: bool | None = None
     description: str | None = Field(None, max_length=2000)
+    vpdq_query_percent: float | None = Field(None, gt=0, le=100)
+    vpdq_min_segment_s: float | None = Field(None, gt=0, le=3600)
 
 
 class BankOut(BaseModel):
@@ -198,6 +249,8 @@ class BankOut(BaseModel):
     active_entries: int
     withdrawn_entries: int
     created_at: str | None
+    vpdq_query_percent: float = 80.0
+    vpdq_min_segment_s: float = 3.0
 
 
 class Origin(BaseModel):
@@ -206,10 +259,32 @@ class Origin(BaseModel):
     ref: str = Field("", max_length=512)
 
 
+class FrameIn(BaseModel):
+    """One vPDQ frame, as ``dignity hash`` prints it."""
+
+    model_config = ConfigDict(extra="forbid")
+    frame: int = Field(ge=0, le=2**31 - 1)
+    timestamp: float = Field(ge=0, le=1e7)
+    pdq: str = Field(min_length=64, max_length=64)
+    quality: int = Field(ge=0, le=100)
+
+
 class EntryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    signal: Literal["pdq", "md5", "sha256"] = "pdq"
-    value: str = Field(min_length=1, max_length=128, examples=[PDQ_EXAMPLE])
+    signal: SignalName = "pdq"
+    value: str = Field(
+        "",
+        max_length=VPDQ_MAX_CHARS,
+        examples=[PDQ_EXAMPLE],
+        description="Hex (required but for vpdq); for vpdq the frames' digest, or the frames "
+        "as text (py-tx's JSON list or Meta's lines) when `frames` is not given",
+    )
+    frames: list[FrameIn] | None = Field(
+        None, max_length=1 << 20, description="vpdq: the frames (as `dignity hash` prints them)"
+    )
+    video_md5: str | None = Field(
+        None, min_length=32, max_length=32, description="vpdq: the video file's MD5"
+    )
     origin: Origin = Field(default_factory=lambda: Origin(kind="person", ref=""))
     note: str = Field("", max_length=2000)
 
@@ -241,6 +316,7 @@ class EntryOut(BaseModel):
     status: str
     created_at: str | None
     withdrawn_at: str | None
+    video_md5: str | None = None
 
 
 class WithdrawIn(BaseModel):

@@ -176,6 +176,11 @@ class ItemOut(BaseModel):
     content_id: str | None
     scan_id: int | None
     state: str
+    kind: Literal["image", "video"] | None = Field(
+        None,
+        description="What the content is, from its newest scan (a video when the scan log "
+        "holds its vPDQ frames); null until it was scanned or fetched for a removal",
+    )
 
 
 class FlagOut(BaseModel):
@@ -273,7 +278,7 @@ async def check_request(request: Request, services: ServicesDep) -> Response:
     client = client_address(request, services)
     limits.checks.check(client)
     body: TakedownIn = await read_model(request, TakedownIn, _MAX_BODY)
-    limits.checks.add(client)
+    limits.checks.take(client)
     validity = _service(services).check(body.form())
     out = {"validity": validity.to_dict(), "missing": [m.to_dict() for m in validity.missing]}
     return JSONResponse(out, headers=_NO_STORE)
@@ -292,14 +297,18 @@ async def file_request(request: Request, services: ServicesDep) -> Response:
         with audit.acting_as(_REQUESTER):
             return svc.submit(form).to_dict()
 
-    try:
+    # A refused requester's tries count too.
+    with limits.requests.trying(client, keep=_filed_or_suspended):
         out = await run_heavy(services, submit)
-    except DignityError as exc:
-        if exc.code == "takedown.suspended":
-            limits.requests.add(client)  # a refused requester's tries count too
-        raise
-    limits.requests.add(client)
     return JSONResponse(out, status_code=201, headers=_NO_STORE)
+
+
+def _filed_or_suspended(error: BaseException | None) -> bool:
+    return error is None or (isinstance(error, DignityError) and error.code == "takedown.suspended")
+
+
+def _bad_credentials(error: BaseException | None) -> bool:
+    return isinstance(error, DignityError) and error.code == "takedown.bad_credentials"
 
 
 async def _credentialed(
@@ -325,12 +334,8 @@ async def _credentialed(
                 return svc.withdraw(body.ticket, body.access_code)
             return svc.status(body.ticket, body.access_code)
 
-    try:
+    with limits.failures.trying(client, keep=_bad_credentials):
         out = await run_heavy(services, run)
-    except DignityError as exc:
-        if exc.code == "takedown.bad_credentials":
-            limits.failures.add(client)
-        raise
     return JSONResponse(out, headers=_NO_STORE)
 
 

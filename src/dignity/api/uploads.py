@@ -3,12 +3,15 @@
 Routes that accept either an upload or JSON (``/v1/hash`` takes a file or ``{"url": ...}``)
 read the body here, so size limits and error codes are the same everywhere: 413 past the byte
 limit (read no further), 415 for other content types, 422 for a missing field or bad JSON.
+Routes that take videos too (``/v1/scan``, ``/v1/hash``) use :func:`read_media_or_json`: an
+uploaded video is not read into memory but handed over as the spooled temporary file the
+multipart parser already wrote, under its own byte limit (``DIGNITY_VIDEO_MAX_BYTES``).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
@@ -36,6 +39,38 @@ async def read_file(upload: UploadFile, max_bytes: int) -> bytes:
 
 async def read_upload_or_json(request: Request, model: type[M], max_bytes: int) -> bytes | M:
     """The uploaded file's bytes, or the JSON body parsed as ``model``."""
+    got = await _upload_or_json(request, model)
+    if isinstance(got, UploadFile):
+        return await read_file(got, max_bytes)
+    return got
+
+
+async def read_media_or_json(
+    request: Request, model: type[M], max_bytes: int, video_max_bytes: int
+) -> bytes | BinaryIO | M:
+    """Like :func:`read_upload_or_json`, but an uploaded video (by its first bytes) comes back
+    as its seekable temporary file, refused past ``video_max_bytes`` without being read."""
+    from dignity.scanning import HEAD_BYTES
+    from dignity.video import looks_like_video
+
+    got = await _upload_or_json(request, model)
+    if not isinstance(got, UploadFile):
+        return got
+    head = await got.read(HEAD_BYTES)
+    await got.seek(0)
+    if not looks_like_video(head):
+        return await read_file(got, max_bytes)
+    size = got.size
+    if size is None:
+        got.file.seek(0, 2)
+        size = got.file.tell()
+        got.file.seek(0)
+    if size > video_max_bytes:
+        raise too_large(video_max_bytes)
+    return got.file
+
+
+async def _upload_or_json(request: Request, model: type[M]) -> UploadFile | M:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         try:
@@ -49,7 +84,7 @@ async def read_upload_or_json(request: Request, model: type[M], max_bytes: int) 
             raise RequestRefused(
                 f"send the image in the multipart field {UPLOAD_FIELD!r}", code="request.invalid"
             )
-        return await read_file(upload, max_bytes)
+        return upload
     if ctype == "application/json":
         return parse_json(await request.body(), model)
     raise RequestUnsupported(
@@ -63,8 +98,12 @@ def parse_json(body: bytes, model: type[M]) -> M:
         raw: Any = json.loads(body)
     except ValueError as exc:
         raise RequestRefused(f"the body is not JSON: {exc}", code="request.invalid") from exc
+    except RecursionError as exc:  # "[[[[...": the parser's recursion, not our bug
+        raise RequestRefused("the JSON body is nested too deeply", code="request.invalid") from exc
     try:
         return model.model_validate(raw)
+    except RecursionError as exc:
+        raise RequestRefused("the JSON body is nested too deeply", code="request.invalid") from exc
     except ValidationError as exc:
         detail = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()][:50]
         raise RequestRefused(

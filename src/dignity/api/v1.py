@@ -7,7 +7,7 @@ hash, bulk writes) runs through :func:`~dignity.api.deps.run_heavy`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -21,6 +21,7 @@ from dignity.api.schemas import (
     BankPatch,
     CountOut,
     EntriesIn,
+    EntryIn,
     EntryOut,
     ErrorBody,
     HashByUrl,
@@ -31,11 +32,14 @@ from dignity.api.schemas import (
     ScanOut,
     WithdrawIn,
 )
-from dignity.api.uploads import openapi_upload_or_json, read_upload_or_json
+from dignity.api.uploads import openapi_upload_or_json, read_media_or_json, read_upload_or_json
 from dignity.errors import ImportFormatError, RequestRefused, RequestTooLarge
 from dignity.hashing.signals import ImageHashes, hash_bytes
 from dignity.keys import KeyInfo
 from dignity.matching.banks import NewEntry, parse_import_line
+from dignity.scanning import HEAD_BYTES, format_name, is_video
+from dignity.video.analysis import sync_decode_seconds
+from dignity.video.formats import frames_from_json, parse_vpdq_text
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
@@ -82,22 +86,63 @@ async def media_bytes(request: Request, services: Services) -> bytes:
     return got
 
 
+async def media_source(request: Request, services: Services) -> bytes | BinaryIO:
+    """Like :func:`media_bytes`, but an uploaded video stays in its temporary file (under
+    ``DIGNITY_VIDEO_MAX_BYTES``) and is hashed from there."""
+    s = services.settings
+    got = await read_media_or_json(request, HashByUrl, s.max_bytes, s.video_max_bytes)
+    if isinstance(got, HashByUrl):
+        return await run_heavy(services, fetch, services, got.url)
+    return got
+
+
+def heavy_timeout(services: Services, data: bytes | BinaryIO) -> float | None:
+    """The time limit of a heavy call on ``data``: a video gets a little more than its decode
+    limit inside a request, so that the clear ``media.decode_timeout`` answers first."""
+    if isinstance(data, bytes) and not is_video(data[:HEAD_BYTES], data):
+        return None
+    s = services.settings
+    return sync_decode_seconds(s) + s.request_timeout_s
+
+
 @router.post(
     "/hash",
     response_model=HashOut,
     openapi_extra=openapi_upload_or_json("HashByUrl"),
-    summary='Hash an uploaded image (field `file`) or an image by URL (`{"url": ...}`)',
+    summary='Hash an uploaded image or video (field `file`), or an image by URL (`{"url": ...}`)',
 )
 async def hash_route(
     request: Request, services: ServicesDep, _: Hasher, dihedral: bool = False
 ) -> HashOut:
-    data = await media_bytes(request, services)
+    data = await media_source(request, services)
+    if not isinstance(data, bytes) or is_video(data[:HEAD_BYTES], data):
+        timeout = heavy_timeout(services, data)
+        return await run_heavy(services, _hash_video, data, services, dihedral, timeout_s=timeout)
     h = await run_heavy(services, _hash, data, services, dihedral)
     return hashes_out(h, dihedral=dihedral)
 
 
 def _hash(data: bytes, services: Services, dihedral: bool) -> ImageHashes:
     return hash_bytes(data, settings=services.settings, dihedral=dihedral)
+
+
+def _hash_video(data: bytes | BinaryIO, services: Services, dihedral: bool) -> HashOut:
+    from dignity.video.analysis import frames_json, hash_video
+
+    video = hash_video(data, services.settings, dihedral=dihedral, sync=True)
+    return HashOut.model_validate(
+        {
+            "kind": "video",
+            "md5": video.md5,
+            "sha256": video.sha256,
+            "width": video.width,
+            "height": video.height,
+            "format": format_name(video.container),
+            "duration_s": round(video.duration, 3),
+            "vpdq": frames_json(video.frames),
+            "partial": video.partial is not None,
+        }
+    )
 
 
 def result_out(outcome: Any) -> MatchResult:
@@ -115,24 +160,62 @@ def result_out(outcome: Any) -> MatchResult:
     "/match",
     response_model=MatchResult,
     openapi_extra=openapi_upload_or_json("MatchByHashes"),
-    summary="Match an uploaded image, or hashes, against every enabled bank",
+    summary="Match an uploaded image or video, or hashes, against every enabled bank",
 )
 async def match_route(request: Request, services: ServicesDep, _: Platform) -> MatchResult:
-    got = await read_upload_or_json(request, MatchByHashes, services.settings.max_bytes)
+    s = services.settings
+    got = await read_media_or_json(request, MatchByHashes, s.max_bytes, s.video_max_bytes)
     if isinstance(got, MatchByHashes):
         pairs = [(h.signal, h.value) for h in got.hashes]
         outcome = await run_heavy(services, services.engine.match_hashes, pairs)
     else:
-        outcome = await run_heavy(services, _match_upload, got, services)
+        timeout = heavy_timeout(services, got)
+        outcome = await run_heavy(services, _match_upload, got, services, timeout_s=timeout)
     return result_out(outcome)
 
 
-def _match_upload(data: bytes, services: Services) -> Any:
+def _match_upload(data: bytes | BinaryIO, services: Services) -> Any:
+    dihedral = services.settings.match_dihedral
+    if not isinstance(data, bytes) or is_video(data[:HEAD_BYTES], data):
+        from dignity.video.analysis import hash_video
+
+        video = hash_video(data, services.settings, dihedral=dihedral, sync=True)
+        return services.engine.match_video(video, dihedral=dihedral)
     from dignity.regions import hash_upload
 
     s = services.settings
-    h = hash_upload(data, s, dihedral=s.match_dihedral, regions=s.match_regions)
-    return services.engine.match_image(h, dihedral=s.match_dihedral)
+    h = hash_upload(data, s, dihedral=dihedral, regions=s.match_regions)
+    return services.engine.match_image(h, dihedral=dihedral)
+
+
+def _entry_in(e: EntryIn) -> NewEntry:
+    """A JSON entry; a vpdq one takes its frames from ``frames`` or, as text, from ``value``."""
+    if e.signal != "vpdq":
+        return NewEntry(e.signal, e.value, e.origin.kind, e.origin.ref, e.note)
+    if e.frames is not None:
+        frames = frames_from_json([f.model_dump() for f in e.frames])
+        value = e.value
+    else:
+        frames, value = parse_vpdq_text(e.value), ""
+    return NewEntry("vpdq", value, e.origin.kind, e.origin.ref, e.note, frames, e.video_md5 or "")
+
+
+def _upload_entries(data: bytes | BinaryIO, services: Services) -> list[NewEntry]:
+    """An uploaded file's entries: an image's PDQ and MD5, or a video as one vpdq entry (its
+    frames, and its MD5 on it)."""
+    if not isinstance(data, bytes) or is_video(data[:HEAD_BYTES], data):
+        from dignity.video.analysis import hash_video
+
+        # Frames as Meta's vpdq gives them: banks exchange them; dihedral is for queries.
+        video = hash_video(data, services.settings, dihedral=False, sync=True)
+        return [NewEntry("vpdq", "", "file", frames=video.frames, video_md5=video.md5)]
+    h = _hash(data, services, False)
+    wanted = ("pdq", "md5")
+    return [
+        NewEntry(sig, val, "file")
+        for sig, val in h.values(services.settings.pdq_min_quality)
+        if sig in wanted
+    ]
 
 
 @router.post(
@@ -156,14 +239,20 @@ async def scan_route(
 
     # Checked before the body is read: a bad id costs no decoding.
     refs = (check_ref(content_id, "content_id"), check_ref(uploader, "uploader"))
-    data = await media_bytes(request, services)
-    return await run_heavy(services, _scan, data, services, key, refs)
+    data = await media_source(request, services)
+    timeout = heavy_timeout(services, data)
+    return await run_heavy(services, _scan, data, services, key, refs, timeout_s=timeout)
 
 
 def _scan(
-    data: bytes, services: Services, key: KeyInfo, refs: tuple[str | None, str | None]
+    data: bytes | BinaryIO,
+    services: Services,
+    key: KeyInfo,
+    refs: tuple[str | None, str | None],
 ) -> ScanOut:
-    result = services.scanner.scan(data)
+    # sync: a video longer than DIGNITY_VIDEO_SYNC_MAX_SECONDS is answered 413
+    # (media.video_too_long_for_sync) from its header, before any decoding.
+    result = services.scanner.scan(data, sync=True)
     # In this worker call, before answering: a scan the platform was told about is in the log
     # and its events are written (a failed write fails the scan with 503; the platform retries).
     scan_id = services.record_scan(result, key, content_id=refs[0], uploader=refs[1])
@@ -201,6 +290,8 @@ def create_bank(body: BankIn, services: ServicesDep, _: Curator) -> BankOut:
         threshold=body.threshold,
         enabled=body.enabled,
         description=body.description,
+        vpdq_query_percent=body.vpdq_query_percent,
+        vpdq_min_segment_s=body.vpdq_min_segment_s,
     )
     written(services)
     return bank_out(info)
@@ -219,6 +310,8 @@ def patch_bank(name: str, body: BankPatch, services: ServicesDep, _: Curator) ->
         threshold=body.threshold,
         enabled=body.enabled,
         description=body.description,
+        vpdq_query_percent=body.vpdq_query_percent,
+        vpdq_min_segment_s=body.vpdq_min_segment_s,
     )
     written(services)
     return bank_out(info)
@@ -248,25 +341,20 @@ def list_entries(
     "/banks/{name}/entries",
     response_model=AddOut,
     openapi_extra=openapi_upload_or_json("EntriesIn"),
-    summary="Add hashes (JSON) or an image (multipart `file`: its PDQ and MD5) to a bank",
+    summary="Add hashes (JSON) or a file (multipart `file`: an image's PDQ and MD5, or a video "
+    "as one vpdq entry with its MD5) to a bank",
     responses={201: {"model": AddOut, "description": "something was added or re-activated"}},
 )
 async def add_entries(
     name: str, request: Request, response: Response, services: ServicesDep, _: Curator
 ) -> AddOut:
-    got = await read_upload_or_json(request, EntriesIn, services.settings.max_bytes)
+    s = services.settings
+    got = await read_media_or_json(request, EntriesIn, s.max_bytes, s.video_max_bytes)
     if isinstance(got, EntriesIn):
-        items = [
-            NewEntry(e.signal, e.value, e.origin.kind, e.origin.ref, e.note) for e in got.entries
-        ]
+        items = [_entry_in(e) for e in got.entries]
     else:
-        h = await run_heavy(services, _hash, got, services, False)
-        wanted = ("pdq", "md5")
-        items = [
-            NewEntry(sig, val, "file")
-            for sig, val in h.values(services.settings.pdq_min_quality)
-            if sig in wanted
-        ]
+        timeout = heavy_timeout(services, got)
+        items = await run_heavy(services, _upload_entries, got, services, timeout_s=timeout)
     result = await run_heavy(services, services.banks.add_entries, name, items)
     await written_async(services)
     response.status_code = 201 if result.added or result.reactivated else 200
@@ -296,7 +384,8 @@ async def import_entries(
     services.banks.get_bank(name)  # 404 before reading a large body
     limit = services.settings.max_import_bytes
     items: list[NewEntry] = []
-    pending = b""
+    pending = bytearray()
+    searched = 0  # pending[:searched] holds no newline
     lineno = 0
     size = 0
     # Parse while the body streams in, a batch of lines at a time in a worker thread: memory
@@ -311,10 +400,23 @@ async def import_entries(
         pending += chunk
         if len(pending) < _PARSE_BATCH:
             continue
-        *complete, pending = pending.split(b"\n")
+        # Split at the last newline, looking only at bytes not searched before: a body without
+        # newlines would otherwise be searched again at every chunk (quadratic).
+        cut = pending.rfind(b"\n", searched)
+        if cut < 0:
+            searched = len(pending)
+            if len(pending) > MAX_IMPORT_LINE:
+                raise RequestRefused(
+                    f"line {lineno + 1} is longer than {MAX_IMPORT_LINE} bytes",
+                    code="request.invalid",
+                )
+            continue
+        complete = bytes(pending[:cut]).split(b"\n")
+        del pending[: cut + 1]
+        searched = 0
         items += await anyio.to_thread.run_sync(_parse_lines, complete, lineno)
         lineno += len(complete)
-    tail = pending.split(b"\n")
+    tail = bytes(pending).split(b"\n")
     items += await anyio.to_thread.run_sync(_parse_lines, tail, lineno)
     lineno += len(tail) if tail[-1].strip() else len(tail) - 1
     # A bulk import is bounded by its byte limit, not by the per-request time limit meant for
@@ -336,6 +438,9 @@ async def import_entries(
 
 
 _PARSE_BATCH = 1 << 20
+# One import line is one hash; a video's vPDQ (a frame a second for up to the longest video
+# accepted) is the longest kind, well under this.
+MAX_IMPORT_LINE = 8 << 20
 
 
 def _parse_lines(lines: list[bytes], before: int) -> list[NewEntry]:

@@ -1,11 +1,14 @@
-"""``dignity scan PATH...``: hashes, matches, signals and a decision for every image, on all cores.
+"""``dignity scan PATH...``: hashes, matches, signals and a decision for every image and video,
+on all cores.
 
 Workers (processes, one per core by default) decode, hash and run the signal plug-ins; the
 parent matches against the in-memory index, applies the policy and writes one row per file,
 flushed as it goes. Files given by name print their rows on stdout; a directory scan writes a
 report file instead, and re-running with the same report skips files already in it, so an
 interrupted scan of millions of files resumes where it stopped (a half-written last line from a
-crash is cut off first).
+crash is cut off first). A video (known by its first bytes, whatever its name) is hashed
+straight from its file, one frame a second, with its signals over sampled frames; the CLI holds
+it to ``DIGNITY_VIDEO_MAX_SECONDS`` only (no request to answer in time).
 """
 
 from __future__ import annotations
@@ -40,13 +43,17 @@ from dignity.cli.hashing import read_upload_file
 from dignity.derivatives import DerivativeMatcher
 from dignity.derivatives.service import load_matcher
 from dignity.errors import DignityError
-from dignity.scanning import Analysis, Scanner, analyze
+from dignity.scanning import HEAD_BYTES, Analysis, Scanner, analyze
 from dignity.settings import Settings
 from dignity.signals.runner import SignalSuite
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 )
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".3gp", ".webm", ".mkv", ".avi", ".flv", ".ts", ".mpg", ".mpeg"}
+)
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 CSV_FIELDS = [
     "path",
     "status",
@@ -88,12 +95,29 @@ def _init_worker(
 def _work(path: str) -> tuple[str, Analysis | tuple[str, str]]:
     assert _settings is not None and _suite is not None
     try:
-        data = read_upload_file(path, _settings)
-        return path, analyze(data, _settings, _suite, dihedral=_dihedral, derivatives=_derivatives)
+        source: bytes | Path = Path(path)
+        if not _is_video_file(path):
+            source = read_upload_file(path, _settings)
+        return path, analyze(
+            source, _settings, _suite, dihedral=_dihedral, derivatives=_derivatives
+        )
     except DignityError as exc:
         return path, (exc.code, exc.message)
     except Exception as exc:  # a worker must report, never die silently mid-scan
         return path, ("internal", f"{type(exc).__name__}: {exc}")
+
+
+def _is_video_file(path: str) -> bool:
+    """Whether the file is a video container by its first bytes (an animated GIF or WebP is
+    read as bytes, under the image byte limit, and told apart later)."""
+    from dignity.video import looks_like_video
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    except OSError:
+        return False  # read_upload_file reports why
+    return looks_like_video(head)
 
 
 def discover(root: Path, all_files: bool) -> list[str]:
@@ -101,7 +125,7 @@ def discover(root: Path, all_files: bool) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
-            if all_files or Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            if all_files or Path(name).suffix.lower() in MEDIA_SUFFIXES:
                 found.append(os.path.join(dirpath, name))
     return found
 
@@ -172,8 +196,8 @@ def scan(
     all_files: bool,
     dihedral: bool | None,
 ) -> None:
-    """Scan each image FILE, or every image under each DIRECTORY: hashes, bank matches,
-    signals (AI provenance, nudity) and the policy's decision with reasons.
+    """Scan each image or video FILE, or every one under each DIRECTORY: hashes, bank
+    matches, signals (AI provenance, nudity) and the policy's decision with reasons.
 
     One JSON object per file: path, status, the hash fields of `dignity hash`, matches,
     signals and decision. Files named on the command line print to stdout; directories write

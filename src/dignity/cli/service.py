@@ -42,6 +42,10 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int, log_le
         workers=workers,
         log_level=log_level,
         timeout_graceful_shutdown=10,
+        # uvicorn would take X-Forwarded-For from 127.0.0.1 as the client address, so anyone
+        # reaching a local port could reset the per-address limits with a new header each time.
+        # The one proxy header we trust is DIGNITY_PORTAL_CLIENT_IP_HEADER, read by the app.
+        proxy_headers=False,
         # A worker busy with a million-row import can answer the supervisor's ping late; the
         # default 5 s would kill it mid-transaction (the import rolls back, nothing is lost).
         timeout_worker_healthcheck=30,

@@ -215,13 +215,14 @@ def pdq_from_pixels(pixels: NDArray[np.uint8], *, dihedral: bool = False) -> Pdq
     return _pdq_from_small(reference_downsample(pixels), dihedral=dihedral)
 
 
-def pdq_from_full_pixels(pixels: NDArray[np.uint8]) -> PdqHash:
+def pdq_from_full_pixels(pixels: NDArray[np.uint8], *, dihedral: bool = False) -> PdqHash:
     """PDQ of an H x W x 3 RGB uint8 array at its full size, without the 512 px resize.
 
     Meta's vpdq hashes each video frame this way (``PDQFrameBufferHasher`` feeds the whole
-    frame to the blur), so vPDQ frame hashes need it to agree with Meta's.
+    frame to the blur), so vPDQ frame hashes need it to agree with Meta's. ``dihedral`` adds
+    the 8 variants (one DCT, sign flips and a transpose: almost free).
     """
-    return _pdq_from_small(pixels, dihedral=False)
+    return _pdq_from_small(pixels, dihedral=dihedral)
 
 
 def pdq_from_image(image: Image.Image, *, dihedral: bool = False) -> PdqHash:

@@ -59,6 +59,14 @@ CORE_FACTS: frozenset[str] = frozenset(
         "ai_evidence.metadata",
         "ai_evidence.watermark",
         "derivative_of",
+        # Videos: the video's length, the matched segments (time ranges in both videos) and
+        # nudity over its sampled frames: the highest score, and the share of frames at or over
+        # DIGNITY_VIDEO_NUDITY_THRESHOLD. For an image, nudity.max is its nudity score and
+        # nudity.share None (one picture has no share); video.duration_s is None.
+        "video.duration_s",
+        "match.segments",
+        "nudity.max",
+        "nudity.share",
     }
 )
 
@@ -97,7 +105,19 @@ def facts_of(outcome: MatchOutcome, signals: Mapping[str, Any] | None = None) ->
         "ai_evidence": evidence,
         "ai_evidence.sources": sources,
         "derivative_of": signals.get("derivative_of"),
+        "match.segments": [
+            segment for m in outcome.matches for segment in _as_list(m.to_dict().get("segments"))
+        ],
     }
+    video = signals.get("video")
+    video_nudity = video.get("nudity") if isinstance(video, Mapping) else None
+    if isinstance(video_nudity, Mapping):
+        facts["nudity.max"] = video_nudity.get("max")
+        facts["nudity.share"] = video_nudity.get("share")
+    else:
+        score = signals.get("nudity")
+        facts["nudity.max"] = score if isinstance(score, (int, float)) else None
+        facts["nudity.share"] = None
     for source in ("c2pa", "xmp", "metadata", "watermark"):
         facts[f"ai_evidence.{source}"] = [
             e for e in evidence if isinstance(e, Mapping) and e.get("source") == source
@@ -108,8 +128,13 @@ def facts_of(outcome: MatchOutcome, signals: Mapping[str, Any] | None = None) ->
         facts[name] = value
         if isinstance(value, Mapping):
             for key, inner in value.items():
-                facts[f"{name}.{key}"] = inner
+                facts.setdefault(f"{name}.{key}", inner)
+    facts.setdefault("video.duration_s", None)
     return facts
+
+
+def _as_list(value: object) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else []
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ an explicit, ordered list of recorders (:mod:`dignity.services.recorders`). Depe
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from dignity.services.recorders import (
     RecordedScan,
     ScanRecorder,
 )
+from dignity.services.slots import Slots
 from dignity.settings import Settings
 from dignity.storage.db import Database, open_database
 from dignity.takedown.notices import NoticeService
@@ -83,7 +83,7 @@ class Services:
         self._db = db
         self.supervisor = Supervisor()
         # A cap on CPU-heavy work (decodes) per process, shared by every face in it.
-        self.slots = threading.BoundedSemaphore(settings.max_concurrency)
+        self.slots = Slots(settings.max_concurrency)
         self.last_refresh = 0.0  # wall time the index last caught up with the change log
 
     # -- storage and the core ----------------------------------------------------------------

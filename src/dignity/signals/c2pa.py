@@ -20,7 +20,7 @@ import re
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from dignity.media import Media
 from dignity.settings import Settings
@@ -178,11 +178,26 @@ class C2paCheck:
             data["error"] = _text(f"{type(exc).__name__}: {exc}")
             return ProvenanceReport(data=data)
 
-    def _read(self, mime: str, data: bytes) -> ProvenanceReport:
+    def check_stream(self, mime: str, stream: BinaryIO) -> ProvenanceReport:
+        """The report for a seekable file that is not decoded as an image (a video: MP4 and
+        MOV carry their manifest in a ``uuid`` box), read from the stream, never copied."""
+        if _c2pa is None:
+            data = _empty("none")
+            data["error"] = "c2pa-python is not installed"
+            return ProvenanceReport(data=data)
+        try:
+            return self._read(mime, stream)
+        except Exception as exc:  # a hostile file must never take the scan down
+            data = _empty("invalid")
+            data["error"] = _text(f"{type(exc).__name__}: {exc}")
+            return ProvenanceReport(data=data)
+
+    def _read(self, mime: str, data: bytes | BinaryIO) -> ProvenanceReport:
+        stream = io.BytesIO(data) if isinstance(data, bytes) else data
         try:
             # A Reader per call over a shared Context, which the library guards for
             # concurrent use (its own default Context is shared by every thread).
-            reader = _c2pa.Reader.try_create(mime, io.BytesIO(data), None, self._reader_context())
+            reader = _c2pa.Reader.try_create(mime, stream, None, self._reader_context())
             if reader is None:
                 return ProvenanceReport(data=_empty("none"))
             with reader:

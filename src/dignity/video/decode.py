@@ -1,13 +1,24 @@
 """Streaming video decoding with PyAV (FFmpeg inside its wheel), refusing bad input early.
 
-:func:`open_video` reads the container's header, refuses a file whose declared duration or frame
-size is over its limits before a single frame is decoded, and returns a :class:`VideoReader`
-whose :meth:`~VideoReader.frames` yields one decoded frame at a time, so memory holds a few
-frames whatever the length. Every read of the input goes through a digesting file object, so
-the MD5 and SHA-256 of the bytes come out of the same pass (plus a catch-up read of whatever the
-demuxer skipped). Failures become ``media.*`` errors: ``media.not_a_video`` when FFmpeg finds no
-video stream, ``media.truncated`` when decoding fails or stops short at the end of the input,
-``media.corrupt`` for any other decoding failure.
+:func:`open_video` reads the container's header, refuses a file whose size, declared duration,
+stream count or frame size is over its limits before a single frame is decoded, and returns a
+:class:`VideoReader` whose :meth:`~VideoReader.frames` yields one decoded frame at a time, so
+memory holds a few frames whatever the length. Every read of the input goes through a digesting
+file object, so the MD5 and SHA-256 of the bytes come out of the same pass (plus a catch-up read
+of whatever the demuxer skipped).
+
+Hostile input is bounded three ways: by the header (``media.too_large`` bytes,
+``media.too_long`` declared duration, ``media.too_many_pixels``, ``media.too_many_streams``), by
+what the frames say while decoding (a frame's size or time over the limits, however the header
+lied: a 10-hour black video of a few KB is refused by its container duration, or by the time
+of the first frame past the limit when the container says nothing), and by the wall clock
+(``media.decode_timeout`` once decoding has run ``decode_seconds``). Failures become ``media.*``
+errors: ``media.not_a_video`` when FFmpeg finds no video stream, ``media.truncated`` when
+decoding fails or stops short at the end of the input, ``media.corrupt`` for any other decoding
+failure; with ``allow_partial`` the last two instead end the frames early and leave their code
+in :attr:`VideoReader.partial`, so a caller can use the frames read so far and say so.
+Broken timestamps (missing, going backwards) are repaired by the caller from the frame index;
+see :mod:`dignity.video.vpdq`.
 """
 
 from __future__ import annotations
@@ -15,11 +26,13 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import av
 import av.container
@@ -32,12 +45,20 @@ from dignity.errors import MediaRefused, MediaTooLarge
 
 MAX_SECONDS = 3 * 3600.0
 MAX_FRAME_PIXELS = 40_000_000
+MAX_BYTES = 2 * 1024**3
+DECODE_SECONDS = 600.0
+# A real video has a handful of streams (video, audio tracks, subtitles, timecode); hundreds
+# are only there to make the demuxer work.
+MAX_STREAMS = 64
 _CHUNK = 1 << 20
+_MAX_TAGS = 64
+_MIN_FRAME_MS = 20.0
+_MAX_TAG_TEXT = 64 * 1024
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the container declares about the first video stream, read before decoding.
+    """What the container declares about the chosen video stream, read before decoding.
 
     ``frame_rate`` is the stream's average rate (its base rate when that is unset), the rate
     vpdq selects frames by; ``duration`` and ``frame_count`` are None where the container does
@@ -50,6 +71,10 @@ class VideoInfo:
     duration: float | None
     frame_count: int | None
     codec: str
+    # The container's format name and its and the video stream's metadata tags (encoder,
+    # handler, comment, ...), bounded: what a generator may have written into the file.
+    container: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -132,7 +157,10 @@ class DecodedFrame:
 
 class VideoReader:
     """An open video: its :attr:`info`, a one-pass :meth:`frames` iterator and the input's
-    :meth:`digests`. Use as a context manager; it closes the container and the file."""
+    :meth:`digests`. Use as a context manager; it closes the container and the file.
+
+    :attr:`partial` is None until :meth:`frames` stopped early on a damaged stream with
+    ``allow_partial``; then it holds the ``media.*`` code that would have been raised."""
 
     def __init__(
         self,
@@ -143,6 +171,8 @@ class VideoReader:
         *,
         max_seconds: float,
         max_frame_pixels: int,
+        decode_seconds: float,
+        allow_partial: bool = False,
     ) -> None:
         self._reader = reader
         self._container = container
@@ -150,35 +180,56 @@ class VideoReader:
         self.info = info
         self._max_seconds = max_seconds
         self._max_frame_pixels = max_frame_pixels
+        self._decode_seconds = decode_seconds
+        self._allow_partial = allow_partial
+        self.partial: str | None = None
 
     def frames(self) -> Iterator[DecodedFrame]:
-        """Decode the first video stream, one frame at a time, checking the limits again
-        against what the frames themselves say (a header can lie)."""
+        """Decode the chosen video stream, one frame at a time, checking the limits again
+        against what the frames themselves say (a header can lie) and the clock after every
+        packet, so that neither a long stream nor a slow one runs past the limits."""
+        deadline = time.monotonic() + self._decode_seconds
+        rate = self.info.frame_rate
         index = 0
         try:
-            for frame in self._container.decode(self._stream):
-                if frame.width * frame.height > self._max_frame_pixels:
-                    raise _too_many_pixels(frame.width, frame.height, self._max_frame_pixels)
-                time = frame.time
-                if time is not None and time > self._max_seconds:
-                    raise _too_long(time, self._max_seconds)
-                yield DecodedFrame(index=index, time=time, frame=frame)
-                index += 1
+            for packet in self._container.demux(self._stream):
+                if time.monotonic() > deadline:
+                    raise _too_slow(self._decode_seconds, index)
+                for frame in packet.decode():
+                    if frame.width * frame.height > self._max_frame_pixels:
+                        raise _too_many_pixels(frame.width, frame.height, self._max_frame_pixels)
+                    frame_time: float | None = frame.time
+                    if frame_time is not None and not math.isfinite(frame_time):
+                        frame_time = None
+                    # Without timestamps, the index says how far in we are.
+                    elapsed = frame_time if frame_time is not None else index / (rate or 1.0)
+                    if elapsed > self._max_seconds:
+                        raise _too_long(elapsed, self._max_seconds)
+                    yield DecodedFrame(index=index, time=frame_time, frame=frame)
+                    index += 1
         except av.error.FFmpegError as exc:
             if self._reader.reached_end:
-                raise MediaRefused(
+                error = MediaRefused(
                     "the video ends before its last frame (truncated?)",
                     code="media.truncated",
                     frames=index,
-                ) from exc
-            raise MediaRefused(
-                f"the video could not be decoded after {index} frames",
-                code="media.corrupt",
-                frames=index,
-            ) from exc
+                )
+            else:
+                error = MediaRefused(
+                    f"the video could not be decoded after {index} frames",
+                    code="media.corrupt",
+                    frames=index,
+                )
+            if self._allow_partial and index:
+                self.partial = error.code
+                return
+            raise error from exc
         declared = self.info.frame_count
         if declared is not None and index < declared and self._reader.reached_end:
             # The index promised more frames than the bytes held: the tail is missing.
+            if self._allow_partial and index:
+                self.partial = "media.truncated"
+                return
             raise MediaRefused(
                 f"the video ends after {index} of its {declared} frames (truncated?)",
                 code="media.truncated",
@@ -207,23 +258,53 @@ class VideoReader:
 
 
 def open_video(
-    source: Path | str | bytes,
+    source: Path | str | bytes | BinaryIO,
     *,
     max_seconds: float = MAX_SECONDS,
     max_frame_pixels: int = MAX_FRAME_PIXELS,
+    max_bytes: int = MAX_BYTES,
+    decode_seconds: float = DECODE_SECONDS,
+    allow_partial: bool = False,
     threads: bool = True,
 ) -> VideoReader:
-    """Open a video file (path) or the bytes of one and check its header against the limits.
+    """Open a video file (path, or a seekable binary file object, which is then closed with
+    the reader) or the bytes of one, and check its header against the limits.
 
     ``threads`` lets FFmpeg decode with frame and slice threads; results are the same either
     way. Raises :class:`MediaRefused` (``media.empty``, ``media.not_a_video``) or
-    :class:`MediaTooLarge` (``media.too_long``, ``media.too_many_pixels``).
+    :class:`MediaTooLarge` (``media.too_large``, ``media.too_long``, ``media.too_many_pixels``,
+    ``media.too_many_streams``); :meth:`VideoReader.frames` may raise the decoding errors and
+    ``media.decode_timeout``.
     """
-    raw: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+    raw: BinaryIO
+    if isinstance(source, bytes):
+        raw = io.BytesIO(source)
+    elif isinstance(source, (str, os.PathLike)):
+        raw = open(source, "rb")  # noqa: SIM115 (closed by the reader)
+    else:
+        raw = source
     reader = _DigestingReader(raw)
     try:
+        head = reader.read(12)
+        reader.seek(0)
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            # FFmpeg decodes still WebP only; an animated one is read by Pillow instead.
+            return _AnimationReader(
+                reader,
+                max_seconds=max_seconds,
+                max_frame_pixels=max_frame_pixels,
+                max_bytes=max_bytes,
+                decode_seconds=decode_seconds,
+                allow_partial=allow_partial,
+            )
         return _open(
-            reader, max_seconds=max_seconds, max_frame_pixels=max_frame_pixels, threads=threads
+            reader,
+            max_seconds=max_seconds,
+            max_frame_pixels=max_frame_pixels,
+            max_bytes=max_bytes,
+            decode_seconds=decode_seconds,
+            allow_partial=allow_partial,
+            threads=threads,
         )
     except BaseException:
         reader.close()
@@ -231,21 +312,47 @@ def open_video(
 
 
 def _open(
-    reader: _DigestingReader, *, max_seconds: float, max_frame_pixels: int, threads: bool
+    reader: _DigestingReader,
+    *,
+    max_seconds: float,
+    max_frame_pixels: int,
+    max_bytes: int,
+    decode_seconds: float,
+    allow_partial: bool,
+    threads: bool,
 ) -> VideoReader:
     reader.seek(0, io.SEEK_END)
-    empty = reader.tell() == 0
+    size = reader.tell()
     reader.seek(0)
-    if empty:
+    if size == 0:
         raise MediaRefused("the file is empty", code="media.empty")
+    if size > max_bytes:
+        raise MediaTooLarge(
+            f"the video is {size} bytes, over the {max_bytes} byte limit",
+            code="media.too_large",
+            size=size,
+            limit=max_bytes,
+        )
+    started = time.monotonic()
     try:
-        container = av.open(reader, mode="r")
+        # The timeout interrupts FFmpeg's own reads too (probing, demuxing), where a crafted
+        # file could otherwise make it spin between two of our checks.
+        container = av.open(reader, mode="r", timeout=decode_seconds)
     except av.error.FFmpegError as exc:
+        if time.monotonic() - started > decode_seconds:
+            raise _too_slow(decode_seconds, 0) from exc
         raise MediaRefused("not a video FFmpeg can read", code="media.not_a_video") from exc
     try:
-        if not container.streams.video:
-            raise MediaRefused("the file holds no video stream", code="media.not_a_video")
-        stream = container.streams.video[0]
+        if time.monotonic() - started > decode_seconds:
+            raise _too_slow(decode_seconds, 0)
+        if len(container.streams) > MAX_STREAMS:
+            raise MediaTooLarge(
+                f"the file holds {len(container.streams)} streams, over the {MAX_STREAMS} limit",
+                code="media.too_many_streams",
+                streams=len(container.streams),
+                limit=MAX_STREAMS,
+            )
+        stream = _video_stream(container)
         info = _info(container, stream)
         if info.width <= 0 or info.height <= 0:
             raise MediaRefused("the video stream has no frame size", code="media.not_a_video")
@@ -255,6 +362,11 @@ def _open(
             raise _too_long(info.duration, max_seconds)
         if threads:
             stream.thread_type = "AUTO"
+        # Packets of every other stream (audio, subtitles, more video) are dropped by the
+        # demuxer unread where the container allows, and never decoded.
+        for other in container.streams:
+            if other.index != stream.index:
+                other.discard = av.stream.Discard.all
     except BaseException:
         container.close()
         raise
@@ -265,7 +377,143 @@ def _open(
         info,
         max_seconds=max_seconds,
         max_frame_pixels=max_frame_pixels,
+        decode_seconds=decode_seconds - (time.monotonic() - started),
+        allow_partial=allow_partial,
     )
+
+
+class _AnimationReader(VideoReader):
+    """An animated WebP as a video, decoded by Pillow (FFmpeg has no animated WebP decoder):
+    each frame becomes an RGB :class:`VideoFrame` stamped with its start time in ms, so that
+    hashing and sampling treat it as any decoded video frame. The same limits apply; frames
+    shorter than 20 ms count as 20 ms, as browsers show them, so a flood of zero-length frames
+    still reaches the duration limit."""
+
+    def __init__(
+        self,
+        reader: _DigestingReader,
+        *,
+        max_seconds: float,
+        max_frame_pixels: int,
+        max_bytes: int,
+        decode_seconds: float,
+        allow_partial: bool,
+    ) -> None:
+        from PIL import Image
+
+        reader.seek(0, io.SEEK_END)
+        size = reader.tell()
+        reader.seek(0)
+        if size > max_bytes:
+            raise MediaTooLarge(
+                f"the file is {size} bytes, over the {max_bytes} byte limit",
+                code="media.too_large",
+                size=size,
+                limit=max_bytes,
+            )
+        try:
+            image = Image.open(cast(BinaryIO, reader), formats=("WEBP",))
+        except Exception as exc:
+            raise MediaRefused("not a WebP Pillow can read", code="media.not_a_video") from exc
+        width, height = image.size
+        if width * height > max_frame_pixels:
+            raise _too_many_pixels(width, height, max_frame_pixels)
+        durations = _webp_durations(cast(BinaryIO, reader))
+        reader.seek(0)
+        count = len(durations)
+        duration = sum(durations) / 1000
+        if not count:
+            raise MediaRefused("the WebP holds no frame", code="media.not_a_video")
+        if duration > max_seconds:
+            raise _too_long(duration, max_seconds)
+        self._reader = reader
+        self._image = image
+        self._count = count
+        self._durations = durations
+        self.info = VideoInfo(
+            width=width,
+            height=height,
+            frame_rate=count / duration if duration else 0.0,
+            duration=duration,
+            frame_count=count,
+            codec="webp",
+            container="webp",
+            tags={},
+        )
+        self._max_seconds = max_seconds
+        self._max_frame_pixels = max_frame_pixels
+        self._decode_seconds = decode_seconds
+        self._allow_partial = allow_partial
+        self.partial = None
+
+    def frames(self) -> Iterator[DecodedFrame]:
+        from fractions import Fraction
+
+        import numpy as np
+
+        deadline = time.monotonic() + self._decode_seconds
+        elapsed_ms = 0.0
+        for index in range(self._count):
+            if time.monotonic() > deadline:
+                raise _too_slow(self._decode_seconds, index)
+            try:
+                self._image.seek(index)
+                rgb = np.asarray(self._image.convert("RGB"))
+            except Exception as exc:
+                if self._allow_partial and index:
+                    self.partial = "media.corrupt"
+                    return
+                raise MediaRefused(
+                    f"the animation could not be decoded after {index} frames",
+                    code="media.corrupt",
+                    frames=index,
+                ) from exc
+            frame = VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = round(elapsed_ms)
+            frame.time_base = Fraction(1, 1000)
+            yield DecodedFrame(index=index, time=elapsed_ms / 1000, frame=frame)
+            elapsed_ms += self._durations[index]
+
+    def close(self) -> None:
+        self._image.close()
+        self._reader.close()
+
+
+def _webp_durations(stream: BinaryIO) -> list[float]:
+    """Each frame's display time in ms from a WebP's ANMF chunk headers (seeking past the
+    pixels), at least _MIN_FRAME_MS each; a still WebP is one frame of _MIN_FRAME_MS."""
+    stream.seek(12)
+    durations: list[float] = []
+    still = False
+    while True:
+        header = stream.read(8)
+        if len(header) < 8:
+            break
+        tag, size = header[:4], int.from_bytes(header[4:], "little")
+        start = stream.tell()
+        if tag == b"ANMF":
+            frame = stream.read(16)
+            if len(frame) < 16:
+                break
+            durations.append(max(float(int.from_bytes(frame[12:15], "little")), _MIN_FRAME_MS))
+        elif tag in (b"VP8 ", b"VP8L"):
+            still = True
+        stream.seek(start + size + (size & 1))
+    if not durations and still:
+        durations.append(_MIN_FRAME_MS)
+    return durations
+
+
+def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The first video stream that is a moving picture: an MP4's or MKV's cover art is a
+    video stream too (disposition ``attached_pic``), one frame, and not the video."""
+    videos = list(container.streams.video)
+    if not videos:
+        raise MediaRefused("the file holds no video stream", code="media.not_a_video")
+    for stream in videos:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return videos[0]
 
 
 def _info(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> VideoInfo:
@@ -286,7 +534,20 @@ def _info(container: av.container.InputContainer, stream: av.video.stream.VideoS
         duration=duration,
         frame_count=stream.frames or None,
         codec=stream.codec_context.name,
+        container=container.format.name if container.format is not None else "",
+        tags=_tags(container.metadata, stream.metadata),
     )
+
+
+def _tags(*sources: Mapping[str, str]) -> dict[str, str]:
+    """Container tags then stream tags (a stream's ``handler_name`` is kept as
+    ``stream:handler_name``), at most _MAX_TAGS of them, each value cut to _MAX_TAG_TEXT."""
+    out: dict[str, str] = {}
+    for position, tags in enumerate(sources):
+        for key, value in list(tags.items())[:_MAX_TAGS]:
+            name = f"stream:{key}" if position else key
+            out[name.lower()[:64]] = str(value)[:_MAX_TAG_TEXT]
+    return out
 
 
 def _too_many_pixels(width: int, height: int, limit: int) -> MediaTooLarge:
@@ -296,6 +557,15 @@ def _too_many_pixels(width: int, height: int, limit: int) -> MediaTooLarge:
         width=width,
         height=height,
         limit=limit,
+    )
+
+
+def _too_slow(limit: float, frames: int) -> MediaTooLarge:
+    return MediaTooLarge(
+        f"decoding the video took over {limit:.0f} s (after {frames} frames)",
+        code="media.decode_timeout",
+        limit=limit,
+        frames=frames,
     )
 
 

@@ -8,19 +8,45 @@ PDQ is computed over the whole frame (no 512 px resize, unlike still images). We
 PyAV and dignity's own PDQ, so the hashes agree with Meta's up to decoder rounding; the tests
 measure how far. Timestamps come from the frames' presentation times, so a variable frame rate
 gives true times, while selection keeps vpdq's index rule so that both pick the same frames.
+Broken timestamps (missing, not finite, or going backwards) are replaced by the previous frame's
+time plus one frame period, so timestamps never run backwards and segments stay ordered.
+
+Rotation: a phone video stores upright pixels turned, with a display matrix saying how to show
+them. The hashes here are of the coded (unrotated) frames by default, as Meta's vpdq computes
+them, because they are exchanged with vpdq's users (HMA, StopNCII-style hash lists) and must
+agree with theirs. Dignity's own matching does not need an upright copy on top: with
+``dihedral=True`` each frame carries its 8 dihedral PDQ variants (:attr:`VpdqFrame.dihedral`),
+one of which is the upright frame's hash for any 90-degree turn or mirror, so a rotated
+upload, a re-encode that applied the rotation, and a mirrored copy all meet the banked frames
+through the same index query. Only the signals that look at pictures (nudity, derivatives)
+turn frames upright first (:func:`upright_rgb`).
+
+Speed: every frame must be decoded (H.264 and friends predict frames from each other, so a
+picked frame cannot be had without its references, and skipping non-key frames would change
+which frames vpdq picks), but only picked frames are converted to RGB and hashed, and FFmpeg
+decodes with its frame and slice threads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dignity.errors import MediaRefused
 from dignity.hashing.pdq import pdq_from_full_pixels
-from dignity.video.decode import MAX_FRAME_PIXELS, MAX_SECONDS, DecodedFrame, open_video
+from dignity.video.decode import (
+    DECODE_SECONDS,
+    MAX_BYTES,
+    MAX_FRAME_PIXELS,
+    MAX_SECONDS,
+    DecodedFrame,
+    open_video,
+)
 
 DEFAULT_SECONDS_PER_HASH = 1.0
 
@@ -28,19 +54,25 @@ DEFAULT_SECONDS_PER_HASH = 1.0
 @dataclass(frozen=True)
 class VpdqFrame:
     """One hashed frame: its 0-based decode index, its time in seconds from the first frame,
-    its PDQ (64 lowercase hex) and that hash's quality (0-100)."""
+    its PDQ (64 lowercase hex) and that hash's quality (0-100). ``dihedral``, when asked for,
+    holds the frame's 8 dihedral PDQ variants back to back (8 x 32 bytes, in
+    :data:`dignity.hashing.pdq.DIHEDRAL_NAMES` order, the original first)."""
 
     frame_number: int
     timestamp: float
     pdq_hex: str
     quality: int
+    dihedral: bytes | None = None
 
 
 @dataclass(frozen=True)
 class VpdqResult:
     """A video's vPDQ frames with what was learnt on the way: ``duration`` in seconds (the
     container's, else the last frame's end), the frame rate frames were picked by, the number
-    of frames decoded, and the MD5 / SHA-256 of the file's bytes (hex)."""
+    of frames decoded, and the MD5 / SHA-256 of the file's bytes (hex). ``partial`` is None for
+    a whole video, else the ``media.*`` code of the damage that ended decoding early (only
+    with ``allow_partial``): the frames are those read before it. ``rotation`` is the display
+    matrix's turn in degrees counter-clockwise (0, 90, 180, 270)."""
 
     frames: tuple[VpdqFrame, ...]
     duration: float
@@ -50,6 +82,10 @@ class VpdqResult:
     height: int
     md5: str
     sha256: str
+    partial: str | None = None
+    rotation: int = 0
+    container: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 def frame_step(seconds_per_hash: float, frame_rate: float) -> int:
@@ -61,47 +97,81 @@ def frame_step(seconds_per_hash: float, frame_rate: float) -> int:
 
 
 def vpdq_hash(
-    source: Path | str | bytes,
+    source: Path | str | bytes | BinaryIO,
     *,
     seconds_per_hash: float = DEFAULT_SECONDS_PER_HASH,
     downscale: tuple[int, int] | None = None,
     honour_rotation: bool = False,
+    dihedral: bool = False,
     max_seconds: float = MAX_SECONDS,
     max_frame_pixels: int = MAX_FRAME_PIXELS,
+    max_bytes: int = MAX_BYTES,
+    decode_seconds: float = DECODE_SECONDS,
+    allow_partial: bool = False,
+    on_frame: Callable[[DecodedFrame, float], None] | None = None,
 ) -> VpdqResult:
-    """The vPDQ of a video file or its bytes, streaming (a few frames in memory at a time).
+    """The vPDQ of a video file (path or seekable binary file) or its bytes, streaming (a few
+    frames in memory at a time).
 
     ``downscale`` is vpdq's ``-d WIDTHxHEIGHT``: frames are area-scaled to that size before PDQ.
     ``honour_rotation`` turns frames upright by their display matrix first; off by default
-    because Meta's vpdq hashes the coded frames, and hashes are exchanged with its users.
+    because Meta's vpdq hashes the coded frames, and hashes are exchanged with its users (see
+    the module docstring for why ``dihedral`` covers matching). ``dihedral`` fills each
+    frame's 8 variants. ``allow_partial`` keeps the frames read before a corrupt or truncated
+    part instead of raising (the result says ``partial``). ``on_frame(frame, timestamp)`` sees
+    every decoded frame (for sampling frames for other signals in the same pass).
     Raises the ``media.*`` errors of :func:`dignity.video.decode.open_video`, and
     ``media.not_a_video`` for a stream without a frame rate or without a single frame.
     """
     if downscale is not None and (downscale[0] <= 0 or downscale[1] <= 0):
         raise ValueError("downscale needs a positive width and height")
-    with open_video(source, max_seconds=max_seconds, max_frame_pixels=max_frame_pixels) as video:
+    with open_video(
+        source,
+        max_seconds=max_seconds,
+        max_frame_pixels=max_frame_pixels,
+        max_bytes=max_bytes,
+        decode_seconds=decode_seconds,
+        allow_partial=allow_partial,
+    ) as video:
         info = video.info
         if info.frame_rate <= 0:
             raise MediaRefused("the video stream has no frame rate", code="media.not_a_video")
         step = frame_step(seconds_per_hash, info.frame_rate)
+        period = 1 / info.frame_rate
         hashed: list[VpdqFrame] = []
         decoded = 0
+        rotation = 0
         first_time: float | None = None
-        last_time = 0.0
+        last_time: float | None = None
         for item in video.frames():
             decoded += 1
             if item.time is not None and first_time is None:
                 first_time = item.time
-            timestamp = _timestamp(item, first_time, info.frame_rate)
+            timestamp = _timestamp(item, first_time, last_time, period)
             last_time = timestamp
+            if on_frame is not None:
+                on_frame(item, timestamp)
             if item.index % step:
-                continue
-            pdq = pdq_from_full_pixels(_rgb(item, downscale, honour_rotation=honour_rotation))
-            hashed.append(VpdqFrame(item.index, timestamp, pdq.hex, pdq.quality))
+                continue  # decoded (the codec needs it) but never converted nor hashed
+            if not hashed:
+                rotation = item.rotation()
+            pixels = _rgb(item, downscale, honour_rotation=honour_rotation)
+            pdq = pdq_from_full_pixels(pixels, dihedral=dihedral)
+            hashed.append(
+                VpdqFrame(
+                    item.index,
+                    timestamp,
+                    pdq.hex,
+                    pdq.quality,
+                    pdq.packed if dihedral else None,
+                )
+            )
         if decoded == 0:
             raise MediaRefused("the video has no frames", code="media.not_a_video")
+        partial = video.partial
         digests = video.digests()
-    duration = info.duration if info.duration is not None else last_time + 1 / info.frame_rate
+    end = (last_time or 0.0) + period
+    duration = end if partial is not None or info.duration is None else info.duration
     return VpdqResult(
         frames=tuple(hashed),
         duration=duration,
@@ -111,15 +181,39 @@ def vpdq_hash(
         height=info.height,
         md5=digests.md5,
         sha256=digests.sha256,
+        partial=partial,
+        rotation=rotation,
+        container=info.container,
+        tags=info.tags,
     )
 
 
-def _timestamp(item: DecodedFrame, first_time: float | None, frame_rate: float) -> float:
+def _timestamp(
+    item: DecodedFrame, first_time: float | None, last: float | None, period: float
+) -> float:
     if item.time is None or first_time is None:
-        return item.index / frame_rate
-    # Relative to the first frame: vpdq's timestamps start at 0 even where an edit list or a
-    # stream start offset makes the first presentation time non-zero.
-    return item.time - first_time
+        stamp = item.index * period
+    else:
+        # Relative to the first frame: vpdq's timestamps start at 0 even where an edit list or
+        # a stream start offset makes the first presentation time non-zero.
+        stamp = item.time - first_time
+    if last is not None and stamp < last:
+        # A timestamp going backwards (broken muxing, B-frames without reordering info):
+        # keep time moving forward by one frame period.
+        stamp = last + period
+    return stamp
+
+
+def upright_rgb(item: DecodedFrame, max_side: int | None = None) -> NDArray[np.uint8]:
+    """A decoded frame as upright RGB (display matrix applied), for the signals that look at
+    pictures; ``max_side`` area-scales it down first so that a 4K frame costs a classifier no
+    more than it needs."""
+    width, height = item.frame.width, item.frame.height
+    size: tuple[int, int] | None = None
+    if max_side is not None and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return _rgb(item, size, honour_rotation=True)
 
 
 def _rgb(

@@ -1,8 +1,8 @@
 """Scan regions: the PDQ of each picture found inside a scanned upload (a screenshot's photo, a
 collage's cell), so that copy sweeps find pictures posted inside other pictures.
 
-Revision ID: 0008r
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008r"
-down_revision = "0007"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
