@@ -8,9 +8,9 @@ group (``bench/derivatives.py``'s pool) into **banked** photos and **unrelated**
 never banked. Each banked photo (whole-image PDQ quality >= the engine's floor) is put into
 every layout of :mod:`dignity.sample_layouts` (scaled to fit, JPEG at quality 70-95 or PNG),
 and each layout is scanned as ``dignity match`` and ``/v1/scan`` do: one decode
-(``decode_upload``), hashes with proposals (``regions.with_regions``, all 8 dihedral
-hashes) and ``MatchEngine.match_image`` against a real SQLite bank at the default threshold
-(31). The bank also holds distractor entries (PDQ of generated landscapes and of windows of
+(``decode_upload``), hashes with proposals (``regions.with_regions``), and
+``MatchEngine.match_image`` (the whole image with its 8 dihedral hashes, each proposal as shown
+and mirrored) against a real SQLite bank at the default threshold (31). The bank also holds distractor entries (PDQ of generated landscapes and of windows of
 other photos) so that the false-match bound means something.
 
 * **found**: the layout's match list has the banked photo's entry (whole image or a region);
