@@ -10,8 +10,9 @@ every layout of :mod:`dignity.sample_layouts` (scaled to fit, JPEG at quality 70
 and each layout is scanned as ``dignity match`` and ``/v1/scan`` do: one decode
 (``decode_upload``), hashes with proposals (``regions.with_regions``), and
 ``MatchEngine.match_image`` (the whole image with its 8 dihedral hashes, each proposal as shown
-and mirrored) against a real SQLite bank at the default threshold (31). The bank also holds distractor entries (PDQ of generated landscapes and of windows of
-other photos) so that the false-match bound means something.
+and mirrored) against a real SQLite bank at the default threshold (31). The bank also holds
+distractor entries (PDQ of generated landscapes and of windows of photos of other content
+groups) so that the false-match bound means something.
 
 * **found**: the layout's match list has the banked photo's entry (whole image or a region);
   the anchor is the same match with proposals off.
