@@ -112,7 +112,8 @@ def phone(
     d = ImageDraw.Draw(img)
     u = w // 36  # a unit of spacing
     d.text((u, u // 2), f"{rng.randrange(1, 13)}:{rng.randrange(60):02d}", fill=ink, font=_font(u))
-    _icons(d, rng, u // 2, w // 3, u, ink) if rng.random() < 0.5 else None
+    if rng.random() < 0.5:
+        _icons(d, rng, u // 2, w // 3, u, ink)
     bar_colour = bg if rng.random() < 0.5 else tuple(rng.randrange(40, 200) for _ in range(3))
     y = 2 * u
     d.rectangle([0, y, w, y + 4 * u], fill=bar_colour)
