@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/watermark.py
 	$(BIN)/python bench/derivatives.py
+	$(BIN)/python bench/regions.py
 	$(BIN)/python bench/video.py
 
 # The README's screenshots: the browser tests on SQLite, then docs/make_screenshots.py.

@@ -93,13 +93,19 @@ def analyze(
         )
     media = decode_upload(data, settings)
     signals = suite.run(media)
+    # The pictures inside this one (issue 20), hashed from the same decode.
+    hashes = hash_media(media, data, dihedral=dihedral)
+    if settings.match_regions:
+        from dignity.regions import with_regions
+
+        hashes = with_regions(hashes, media, dihedral=dihedral)
     # An edited copy of a registered photo (issue 7): the evidence, or None.
     signals["derivative_of"] = None
     if derivatives is not None:
         from dignity.derivatives import match_media
 
-        signals["derivative_of"] = match_media(derivatives, media)
-    return Analysis(hash_media(media, data, dihedral=dihedral), signals)
+        signals["derivative_of"] = match_media(derivatives, media, hashes.regions)
+    return Analysis(hashes, signals)
 
 
 def analyze_video_upload(

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         default=True,
         description="Match all 8 rotations/mirrors of a query image, so turned copies are found.",
     )
+    match_regions: bool = Field(
+        default=True,
+        description=(
+            "Also match the pictures found inside an uploaded image (screenshots, collages, "
+            "memes, chat forwards, bordered reposts): up to 8 regions, PDQ each."
+        ),
+    )
     # -- video -------------------------------------------------------------------------
     video_max_seconds: float = Field(
         default=3 * 3600.0,

@@ -25,7 +25,10 @@ shapes as OpenMediaMatch, over dignity's own services. Differences, each on purp
   A vpdq match's ``distance`` is its nearest frame pair's, and it adds
   ``query_match_percent`` and ``compared_match_percent`` (HMA's VPDQ similarity).
 * Distances are strings as in HMA; an exact-hash match reports ``"0"`` (HMA prints ``"-"``).
-* Uploaded photos are matched with all 8 rotations/mirrors when ``match_dihedral`` is on.
+* Uploaded photos are matched with all 8 rotations/mirrors when ``match_dihedral`` is on, and,
+  when ``match_regions`` is on, so are the pictures found inside them (a screenshot, a
+  collage): such a match carries ``region`` ({x, y, w, h} in the upload's pixels) besides
+  ``bank_content_id`` and ``distance``.
 """
 
 from __future__ import annotations
@@ -217,10 +220,16 @@ def hash_content(
     types: Sequence[str],
     *,
     dihedral: bool = False,
+    regions: bool = False,
 ) -> Hashed:
     if content_type == "photo":
         s = services.settings
-        image = hash_bytes(data, settings=s, dihedral=dihedral)
+        if regions:  # a lookup: the pictures inside the photo are matched too
+            from dignity.regions import hash_upload
+
+            image = hash_upload(data, s, dihedral=dihedral)
+        else:
+            image = hash_bytes(data, settings=s, dihedral=dihedral)
         # Like HMA (PdqSignal.hash_from_bytes), a PDQ below the quality floor is "".
         pdq = image.pdq.hex if image.pdq and image.pdq.quality >= s.pdq_min_quality else ""
         every = {"pdq": pdq, "md5": image.md5, "sha256": image.sha256}
@@ -285,19 +294,29 @@ async def hash_url(
     types: str | None,
     *,
     dihedral: bool = False,
+    regions: bool = False,
 ) -> Hashed:
     if content_type:  # refuse bad parameters before fetching anything
         signal_types_for(content_type_of(content_type), types)
     data = await fetch_url(services, url)
     ctype = content_type or ("video" if _looks_like_video(data) else "photo")
     chosen = signal_types_for(ctype, types)
-    return await run_heavy(services, _hash, services, data, ctype, chosen, dihedral)
+    hasher = _hash_for_lookup if regions else _hash
+    return await run_heavy(services, hasher, services, data, ctype, chosen, dihedral)
 
 
 def _hash(
     services: Services, data: bytes, ctype: str, types: Sequence[str], dihedral: bool
 ) -> Hashed:
     return hash_content(services, data, ctype, types, dihedral=dihedral)
+
+
+def _hash_for_lookup(
+    services: Services, data: bytes, ctype: str, types: Sequence[str], dihedral: bool
+) -> Hashed:
+    """As :func:`_hash`, with the pictures inside a photo (``match_regions``) to match too."""
+    regions = services.settings.match_regions
+    return hash_content(services, data, ctype, types, dihedral=dihedral, regions=regions)
 
 
 # -- hasher --------------------------------------------------------------------------------
@@ -370,6 +389,8 @@ def group_by_bank(matches: Iterable[Match], banks: set[str] | None) -> dict[str,
         if banks is not None and m.bank not in banks:
             continue
         item: dict[str, Any] = {"bank_content_id": m.entry_id, "distance": _distance(m)}
+        if m.region is not None:  # ours: the banked picture was found inside the upload
+            item["region"] = m.region.to_dict()
         if m.query_match_percent is not None:
             item["query_match_percent"] = m.query_match_percent
             item["compared_match_percent"] = m.compared_match_percent
@@ -435,7 +456,12 @@ async def lookup_get(
     wanted = _banks_param(banks)
     if url:
         hashed = await hash_url(
-            services, url, content_type, types, dihedral=services.settings.match_dihedral
+            services,
+            url,
+            content_type,
+            types,
+            dihedral=services.settings.match_dihedral,
+            regions=True,
         )
         outcome = await run_heavy(services, lookup_hashed, services, hashed)
         result = by_signal_type(hashed, outcome, wanted)
@@ -467,7 +493,7 @@ async def lookup_post(
     ctype, data = await read_upload(request, services)
     chosen = signal_types_for(ctype, types)
     dihedral = services.settings.match_dihedral
-    hashed = await run_heavy(services, _hash, services, data, ctype, chosen, dihedral)
+    hashed = await run_heavy(services, _hash_for_lookup, services, data, ctype, chosen, dihedral)
     outcome = await run_heavy(services, lookup_hashed, services, hashed)
     return by_signal_type(hashed, outcome, _banks_param(banks))
 

@@ -75,6 +75,15 @@ class MatchByHashes(BaseModel):
     hashes: list[SignalValue] = Field(min_length=1, max_length=1000)
 
 
+class RegionOut(BaseModel):
+    """Where in the upload a matched picture was found (its pixels; x, y the top-left)."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+
 class SegmentOut(BaseModel):
     query_start: float
     query_end: float
@@ -89,6 +98,11 @@ class MatchOut(BaseModel):
     distance: int
     purpose: str
     transform: str | None = None
+    region: RegionOut | None = Field(
+        None,
+        description="Set when the banked picture was found inside the upload (a screenshot, "
+        "a collage, a meme) rather than as the whole image",
+    )
     timestamp: float | None = Field(
         None, description="A video frame that matched an image entry: seconds into the video"
     )

@@ -181,7 +181,10 @@ def _match_upload(data: bytes | BinaryIO, services: Services) -> Any:
 
         video = hash_video(data, services.settings, dihedral=dihedral, sync=True)
         return services.engine.match_video(video, dihedral=dihedral)
-    h = hash_bytes(data, settings=services.settings, dihedral=dihedral)
+    from dignity.regions import hash_upload
+
+    s = services.settings
+    h = hash_upload(data, s, dihedral=dihedral, regions=s.match_regions)
     return services.engine.match_image(h, dihedral=dihedral)
 
 

@@ -86,9 +86,16 @@ def video_to_dict(path: str, video: VpdqResult) -> dict[str, Any]:
     }
 
 
-def hash_file(path: str, settings: Settings, *, dihedral: bool) -> ImageHashes:
+def hash_file(
+    path: str, settings: Settings, *, dihedral: bool, regions: bool = False
+) -> ImageHashes:
     """Hash one file; raises DignityError (MediaError for bad media or unreadable files)."""
-    return hash_bytes(read_upload_file(path, settings), settings=settings, dihedral=dihedral)
+    data = read_upload_file(path, settings)
+    if regions:
+        from dignity.regions import hash_upload
+
+        return hash_upload(data, settings, dihedral=dihedral)
+    return hash_bytes(data, settings=settings, dihedral=dihedral)
 
 
 def read_upload_file(path: str, settings: Settings) -> bytes:
@@ -125,6 +132,7 @@ def each_hashed(
     *,
     dihedral: bool,
     seconds_per_hash: float = 1.0,
+    regions: bool = False,
 ) -> Iterator[tuple[str, ImageHashes | VpdqResult]]:
     """Hash each file in turn (an image, or a video by its first bytes), emitting
     ``{path, error}`` for failures; exit 1 at the end if any."""
@@ -137,7 +145,7 @@ def each_hashed(
                     path, settings, seconds_per_hash=seconds_per_hash, dihedral=dihedral
                 )
             else:
-                h = hash_file(path, settings, dihedral=dihedral)
+                h = hash_file(path, settings, dihedral=dihedral, regions=regions)
         except DignityError as exc:
             failed += 1
             emit({"path": path, "error": {"code": exc.code, "message": exc.message}})
@@ -186,12 +194,19 @@ def match_cmd(
     when an allow bank matched, ``allowed_by`` and the ``suppressed`` matches are shown too.
     A video's matches are ``vpdq`` (with ``query_match_percent``, ``compared_match_percent``
     and ``segments``), ``video_md5``/``md5``, or ``pdq`` (a frame against an image entry, with
-    its ``timestamp``).
+    its ``timestamp``). A banked picture found inside an image file (a screenshot, collage,
+    meme, chat forward or bordered repost) is a match with ``region`` {x, y, w, h}
+    (DIGNITY_MATCH_REGIONS, on).
     """
     use_dihedral = ctx.settings.match_dihedral if dihedral is None else dihedral
     engine = ctx.engine()
+    regions = ctx.settings.match_regions
     for path, h in each_hashed(
-        files, ctx.settings, dihedral=use_dihedral, seconds_per_hash=seconds_per_hash
+        files,
+        ctx.settings,
+        dihedral=use_dihedral,
+        seconds_per_hash=seconds_per_hash,
+        regions=regions,
     ):
         if isinstance(h, ImageHashes):
             outcome = engine.match_image(h, dihedral=use_dihedral)

@@ -233,6 +233,37 @@ def pdq_from_image(image: Image.Image, *, dihedral: bool = False) -> PdqHash:
     return _pdq_from_small(small, dihedral=dihedral)
 
 
+def box_sample(image: Image.Image, box: tuple[int, int, int, int]) -> NDArray[np.uint8]:
+    """The pixels PDQ reads of the ``(x0, y0, x1, y1)`` part of an RGB Pillow image: the part
+    itself when it is at most 512 px a side, else its 512 x 512 nearest-neighbour sample, as
+    if it were cropped and hashed on its own, without copying the part at full size."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    x0, y0, x1, y1 = box
+    width, height = x1 - x0, y1 - y0
+    if width <= PDQ_DOWNSAMPLE and height <= PDQ_DOWNSAMPLE:
+        return np.array(image.crop(box))
+    # As in reference_downsample_image, with the crop's offset added: Pillow reads source
+    # int(a * (x + 0.5) + c) = x0 + floor(x * width / 512) for c = x0 - a / 2.
+    sx = width / PDQ_DOWNSAMPLE
+    sy = height / PDQ_DOWNSAMPLE
+    small = image.transform(
+        (PDQ_DOWNSAMPLE, PDQ_DOWNSAMPLE),
+        Image.Transform.AFFINE,
+        (sx, 0.0, x0 - 0.5 * sx, 0.0, sy, y0 - 0.5 * sy),
+        resample=Image.Resampling.NEAREST,
+    )
+    return np.array(small)
+
+
+def pdq_from_box(
+    image: Image.Image, box: tuple[int, int, int, int], *, dihedral: bool = False
+) -> PdqHash:
+    """PDQ of the ``(x0, y0, x1, y1)`` part of an RGB Pillow image, equal to the PDQ of that
+    part cropped and hashed on its own (see :func:`box_sample`)."""
+    return _pdq_from_small(box_sample(image, box), dihedral=dihedral)
+
+
 def _pdq_from_small(small: NDArray[np.uint8], *, dihedral: bool) -> PdqHash:
     height, width = small.shape[:2]
     if height < _MIN_HASHABLE_DIM or width < _MIN_HASHABLE_DIM:

@@ -71,6 +71,33 @@ def pdq_distance(a: str, b: str) -> int:
 
 
 @dataclass(frozen=True)
+class Region:
+    """A rectangle of an upload, in its pixels: ``x``, ``y`` the top-left corner."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"x": self.x, "y": self.y, "w": self.w, "h": self.h}
+
+    def box(self) -> tuple[int, int, int, int]:
+        return (self.x, self.y, self.x + self.w, self.y + self.h)
+
+
+@dataclass(frozen=True)
+class RegionHash:
+    """The PDQ of a picture found inside an upload (:mod:`dignity.regions`): where it is in
+    the upload (``region``), and the same rectangle as ``(x0, y0, x1, y1)`` in the decoded
+    image's pixels (``box``; a reduced decode's differ)."""
+
+    region: Region
+    pdq: PdqHash
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
 class ImageHashes:
     """Every hash of one image, from one decode; ``pdq`` is None only if hashing was skipped."""
 
@@ -82,6 +109,9 @@ class ImageHashes:
     format: str
     # The exact digests as bytes, by signal type, for matching without a trip through hex.
     digests: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    # PDQ of the pictures inside this one (screenshots, collages, memes: dignity.regions adds
+    # them), matched like the whole image's PDQ; empty unless asked for.
+    regions: tuple[RegionHash, ...] = field(default=(), compare=False, repr=False)
 
     def fields(self) -> dict[str, object]:
         """The hash fields of ``dignity hash`` output (and of scan results)."""

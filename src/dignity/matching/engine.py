@@ -26,7 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Row, func, select
 from dignity.background import Spawn, spawn_thread
 from dignity.hashing.pdq import DIHEDRAL_NAMES
 from dignity.hashing.registry import DistanceSignalType, has_frames, signal_types
-from dignity.hashing.signals import ImageHashes
+from dignity.hashing.signals import ImageHashes, Region
 from dignity.matching.index import MihIndex
 from dignity.matching.protocol import IndexHits, MatchIndex
 from dignity.storage.changelog import ChangeLog, Replayer
@@ -85,6 +85,9 @@ class Match:
     query_match_percent: float | None = None
     compared_match_percent: float | None = None
     segments: tuple[Segment, ...] = ()
+    # Where in the upload the matched picture is, when it was found inside it (a screenshot,
+    # a collage; dignity.regions) rather than as the whole image.
+    region: Region | None = None
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -104,6 +107,8 @@ class Match:
             out["compared_match_percent"] = self.compared_match_percent
         if self.segments:
             out["segments"] = [seg.to_dict() for seg in self.segments]
+        if self.region is not None:
+            out["region"] = self.region.to_dict()
         return out
 
 
@@ -671,7 +676,45 @@ class MatchEngine:
             (name, digests[name] if name in digests else bytes.fromhex(hashes.hexes()[name]))
             for name in self._photo_exact
         ]
-        return self._match(near, exact, notes)
+        outcome = self._match(near, exact, notes)
+        if hashes.regions:
+            outcome = self._with_regions(outcome, hashes, dihedral=dihedral)
+        return outcome
+
+    def _with_regions(
+        self, outcome: MatchOutcome, hashes: ImageHashes, *, dihedral: bool
+    ) -> MatchOutcome:
+        """Add the matches of the pictures inside the image (each proposal's PDQ matched as
+        a whole image's is, quality floor included, as shown and mirrored). An entry the whole
+        image matched is not repeated; an entry found in several regions is kept at its
+        nearest. An allow-bank match of a region cancels that region's other matches only: a
+        cleared picture pasted beside a banked one must not clear the collage."""
+        seen = {m.entry_id for m in outcome.matches + outcome.suppressed + outcome.allowed_by}
+        best: dict[int, Match] = {}
+        for rh in hashes.regions:
+            if rh.pdq.quality < self.min_quality:
+                continue
+            # A picture inside a screenshot is shown upright, perhaps mirrored: of the dihedral
+            # family only those two are asked, a quarter of the chances of a false match.
+            packed = rh.pdq.query_bytes(dihedral=dihedral)
+            names: tuple[str, ...] = ("original",)
+            if len(packed) == 32 * len(DIHEDRAL_NAMES):
+                flip = DIHEDRAL_NAMES.index("flipx")
+                packed = packed[:32] + packed[32 * flip : 32 * (flip + 1)]
+                names = ("original", "flipx")
+            part = self._match([(SNAPSHOT_SIGNAL, packed)], [], [], names)
+            for m in part.matches:
+                if m.entry_id in seen:
+                    continue
+                old = best.get(m.entry_id)
+                if old is None or m.distance < old.distance:
+                    best[m.entry_id] = replace(m, region=rh.region)
+        if not best:
+            return outcome
+        found = sorted(best.values(), key=lambda m: (m.distance, m.bank, m.entry_id))
+        if outcome.allowed_by:  # the whole image is cleared: so is everything inside it
+            return replace(outcome, suppressed=outcome.suppressed + found)
+        return replace(outcome, matches=outcome.matches + found)
 
     def match_video(self, video: VpdqResult, *, dihedral: bool = True) -> MatchOutcome:
         """Match a hashed video: its file digests exactly (``video_md5``, ``md5``, ``sha256``
@@ -787,6 +830,7 @@ class MatchEngine:
         near: Sequence[tuple[str, bytes]],
         exact: Sequence[tuple[str, bytes]],
         notes: list[str],
+        transforms: Sequence[str] | None = None,
     ) -> MatchOutcome:
         """``near``: (distance signal, one or more hashes back to back; 8 are a dihedral family
         matched as one image); ``exact``: (exact signal, hash)."""
@@ -824,7 +868,10 @@ class MatchEngine:
                 bank = banks.get(tag)
                 if bank is None or not bank.enabled or dist > bank.threshold:
                     continue
-                transform = DIHEDRAL_NAMES[q] if family else "original"
+                if transforms is not None:  # the caller's own subset of the family
+                    transform = transforms[q]
+                else:
+                    transform = DIHEDRAL_NAMES[q] if family else "original"
                 found.append(Match(bank.name, bank.purpose, eid, signal, dist, transform))
         return self._decide(found, notes)
 

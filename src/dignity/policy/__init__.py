@@ -51,6 +51,7 @@ CORE_FACTS: frozenset[str] = frozenset(
         "match.allow",
         "match.any",
         "match.best_distance",
+        "match.region",
         "ai_evidence",
         "ai_evidence.sources",
         "ai_evidence.c2pa",
@@ -98,6 +99,9 @@ def facts_of(outcome: MatchOutcome, signals: Mapping[str, Any] | None = None) ->
         "match.review": entries("review"),
         "match.allow": entries("allow"),
         "match.best_distance": min((m.distance for m in outcome.matches), default=None),
+        # The regions ({x, y, w, h}) of the matches found inside the upload rather than as the
+        # whole image (a screenshot, a collage): empty, so false, when there are none.
+        "match.region": [m.region.to_dict() for m in outcome.matches if m.region is not None],
         "ai_evidence": evidence,
         "ai_evidence.sources": sources,
         "derivative_of": signals.get("derivative_of"),

@@ -70,6 +70,27 @@ class ScanRecord(Base):
     removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
+class ScanRegion(Base):
+    """The PDQ of one picture found inside a scanned upload (:mod:`dignity.regions`: a phone
+    screenshot's photo, a collage's cell), so that a copy sweep finds a removed picture that
+    was posted inside a screenshot. Deleted with its scan."""
+
+    __tablename__ = "scan_regions"
+    __table_args__ = (Index("ix_scan_regions_scan_id", "scan_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    scan_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("scan_log.id", ondelete="CASCADE"), nullable=False
+    )
+    pdq: Mapped[str] = mapped_column(String(64), nullable=False)
+    pdq_quality: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Where the picture is, in the upload's pixels.
+    x: Mapped[int] = mapped_column(Integer, nullable=False)
+    y: Mapped[int] = mapped_column(Integer, nullable=False)
+    w: Mapped[int] = mapped_column(Integer, nullable=False)
+    h: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
 class ScanVideo(Base):
     """The vPDQ frames of a scanned video (one row per video scan), for segment sweeps.
 

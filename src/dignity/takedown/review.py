@@ -417,6 +417,8 @@ class ReviewQueue:
             "sha256": scan.sha256,
             "removed_at": isoformat(scan.removed_at),
             "matches": detail.get("matches") or [],
+            # The upload's size: matches found inside it carry a region in its pixels.
+            "media": detail.get("media") or None,
             "signals": detail.get("signals") or {},
             "reasons": decision.get("reasons") or detail.get("reasons") or [],
             "rules": decision.get("rules") or [],

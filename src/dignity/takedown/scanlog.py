@@ -2,12 +2,14 @@
 
 It is what makes the TAKE IT DOWN Act's "known identical copies" findable after a takedown: a
 removal sweeps the log for earlier scans of other content with the same bytes (SHA-256 or MD5)
-or a near PDQ hash (:meth:`ScanLog.find_copies`). :meth:`ScanLog.record` writes one row per scan
-in one short transaction (plus a ``review_items`` row, kind ``scan``, when the policy said
-``review``); its detail JSON is capped at :data:`MAX_DETAIL` bytes so the log stays small at
-millions of rows. The PDQ part of a sweep streams the log in id order, a batch at a time, and
-compares each batch with the removed hashes in the compiled kernel of
-:class:`~dignity.matching.index.MihIndex`, so memory stays flat whatever the log's size.
+or a near PDQ hash (:meth:`ScanLog.find_copies`), its own or that of a picture found inside it
+(``scan_regions``: a screenshot's photo, a collage's cell; see :mod:`dignity.regions`).
+:meth:`ScanLog.record` writes one row per scan (and one per region) in one short transaction
+(plus a ``review_items`` row, kind ``scan``, when the policy said ``review``); its detail
+JSON is capped at :data:`MAX_DETAIL` bytes so the log stays small at millions of rows. The
+PDQ part of a sweep streams the log in id order, a batch at a time, and compares each batch
+with the removed hashes in the compiled kernel of :class:`~dignity.matching.index.MihIndex`,
+so memory stays flat whatever the log's size.
 :meth:`ScanLog.purge` applies ``scan_log_retention_days`` but keeps every row that a removal or
 an open review item still refers to.
 
@@ -43,11 +45,11 @@ from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.models import Entry
 from dignity.takedown.clock import Clock, SystemClock, utc
-from dignity.takedown.models import Removal, ReviewItem, ScanRecord, ScanVideo
+from dignity.takedown.models import Removal, ReviewItem, ScanRecord, ScanRegion, ScanVideo
 from dignity.video.compare import FramePair, Segment, compare
 
 if TYPE_CHECKING:
-    from dignity.hashing.signals import ImageHashes
+    from dignity.hashing.signals import ImageHashes, RegionHash
     from dignity.keys import KeyInfo
     from dignity.scanning import ScanResult
     from dignity.video.vpdq import VpdqResult
@@ -144,7 +146,7 @@ def compact_detail(result: ScanResult, origins: Mapping[int, str] | None = None)
             "derivative_of": (
                 {
                     k: derivative.get(k)
-                    for k in ("source_id", "confidence", "matched_area")
+                    for k in ("source_id", "confidence", "matched_area", "region")
                     if k in derivative
                 }
                 if isinstance(derivative, Mapping)
@@ -207,6 +209,10 @@ def _match_detail(m: Any, origins: Mapping[int, str]) -> dict[str, Any]:
     segments = getattr(m, "segments", ())
     if segments:
         out["segments"] = [seg.to_dict() for seg in segments[:_MAX_SEGMENTS]]
+    # Where a picture found inside the upload is: the review panel outlines it.
+    region = getattr(m, "region", None)
+    if region is not None:
+        out["region"] = region.to_dict()
     return out
 
 
@@ -357,6 +363,8 @@ class Copy:
     compared_match_percent: float | None = None
     orientation: str | None = None
     source_timestamp: float | None = None
+    # Set when the copy is a picture inside that scan (a screenshot, a collage): where it is.
+    region: dict[str, int] | None = None
 
     @property
     def seconds(self) -> float:
@@ -400,6 +408,7 @@ class Copy:
             "reason": self.reason,
             "distance": self.distance,
             **self.evidence(),
+            **({"region": self.region} if self.region is not None else {}),
         }
 
 
@@ -448,6 +457,7 @@ class ScanLog:
             uploader=uploader,
             review_priority=review,
             video=VideoFrames.from_vpdq(video) if video is not None else None,
+            regions=hashes.regions if video is None else (),
         )
 
     def record_hashes(
@@ -524,6 +534,7 @@ class ScanLog:
         uploader: str | None,
         review_priority: int | None,
         video: VideoFrames | None = None,
+        regions: Sequence[RegionHash] = (),
     ) -> int:
         now = self.clock.now()
         values = {
@@ -545,6 +556,17 @@ class ScanLog:
                         insert(ScanRecord).values(**values).returning(ScanRecord.id)
                     ).scalar_one()
                 )
+                region_rows = [
+                    {
+                        "scan_id": scan_id,
+                        "pdq": rh.pdq.hex,
+                        "pdq_quality": rh.pdq.quality,
+                        **rh.region.to_dict(),
+                    }
+                    for rh in regions
+                ]
+                if region_rows:
+                    s.execute(insert(ScanRegion), region_rows)
                 if video is not None:
                     s.execute(
                         insert(ScanVideo).values(
@@ -645,6 +667,8 @@ class ScanLog:
             for found in self._near(s, queries, limit, after_id, stills=stills):
                 keep(found)
             for found in self._videos(s, queries, limit, after_id):
+                keep(found)
+            for found in self._near_regions(s, queries, limit, after_id):
                 keep(found)
 
         if session is not None:
@@ -776,6 +800,65 @@ class ScanLog:
                             yield Copy(scan_id, str(content_id), query, "copy_pdq", dist)
         finally:
             cursor.close()
+
+    def _near_regions(
+        self, s: Session, queries: Sequence[HashSet], limit: int, after_id: int
+    ) -> Iterator[Copy]:
+        """PDQ copies among the pictures found inside earlier scans (``scan_regions``): a
+        removed picture that was posted inside a screenshot or a collage. Few scans have
+        regions that pass the quality floor, so this reads them in batches by region id."""
+        from dignity.matching.index import MihIndex
+
+        floor = self.settings.pdq_min_quality
+        usable = [
+            (i, q.pdq)
+            for i, q in enumerate(queries)
+            if q.pdq is not None and (q.pdq_quality is None or q.pdq_quality >= floor)
+        ]
+        if not usable:
+            return
+        index = MihIndex.from_arrays(
+            np.asarray([i for i, _ in usable], dtype=np.int64),
+            _hex_rows([h for _, h in usable if h is not None]),
+            np.zeros(len(usable), dtype=np.int32),
+            background=False,
+        )
+        last = 0
+        while True:
+            batch = s.execute(
+                select(
+                    ScanRegion.id,
+                    ScanRegion.pdq,
+                    ScanRegion.scan_id,
+                    ScanRecord.content_id,
+                    ScanRegion.x,
+                    ScanRegion.y,
+                    ScanRegion.w,
+                    ScanRegion.h,
+                )
+                .join(ScanRecord, ScanRecord.id == ScanRegion.scan_id)
+                .where(
+                    ScanRegion.id > last,
+                    ScanRegion.pdq_quality >= floor,
+                    ScanRecord.id > after_id,
+                    ScanRecord.removed_at.is_(None),
+                    ScanRecord.content_id.is_not(None),
+                )
+                .order_by(ScanRegion.id)
+                .limit(SWEEP_BATCH)
+            ).all()
+            if not batch:
+                return
+            last = int(batch[-1][0])
+            hits = index.search(_hex_rows([str(row[1]) for row in batch]), limit)
+            for row_no, query, dist in zip(
+                hits.query.tolist(), hits.ids.tolist(), hits.distances.tolist(), strict=True
+            ):
+                _, _, scan_id, content_id, x, y, w, h = batch[row_no]
+                region = {"x": int(x), "y": int(y), "w": int(w), "h": int(h)}
+                yield Copy(
+                    int(scan_id), str(content_id), int(query), "copy_pdq", int(dist), region=region
+                )
 
     def _videos(
         self, s: Session, queries: Sequence[HashSet], limit: int, after_id: int

@@ -262,6 +262,50 @@ function quote(text) {
   return q;
 }
 
+// -- regions: a banked picture found inside the upload (a screenshot, a collage, a meme) ------
+
+function matchRegions(scan) {
+  if (!scan || !scan.media || !scan.media.width || !scan.media.height) return [];
+  const found = (scan.matches || []).map((m) => m.region).filter((r) => r);
+  const derived = scan.signals && scan.signals.derivative_of;
+  if (derived && derived.region) found.push(derived.region);
+  return found;
+}
+
+function whereText(region) {
+  if (!region) return "whole image";
+  return `inside: ${region.w} × ${region.h} px at (${region.x}, ${region.y})`;
+}
+
+function outline(region, media) {
+  // Percentages of the upload's size, so the outline sits right on any rendering of it.
+  const box = el("div", null, "region-outline");
+  box.style.left = `${(100 * region.x) / media.width}%`;
+  box.style.top = `${(100 * region.y) / media.height}%`;
+  box.style.width = `${(100 * region.w) / media.width}%`;
+  box.style.height = `${(100 * region.h) / media.height}%`;
+  box.title = whereText(region);
+  return box;
+}
+
+// A drawing of the upload's frame with the matched parts outlined: no pixels of the upload.
+function regionMap(scan) {
+  const regions = matchRegions(scan);
+  if (!regions.length) return null;
+  const frame = el("div", null, "region-map");
+  frame.style.aspectRatio = `${scan.media.width} / ${scan.media.height}`;
+  frame.setAttribute("role", "img");
+  frame.setAttribute(
+    "aria-label",
+    `Where the match is in the ${scan.media.width} × ${scan.media.height} upload: ` +
+      regions.map(whereText).join("; "),
+  );
+  for (const r of regions) frame.append(outline(r, scan.media));
+  const wrap = el("div", null, "region-map-wrap");
+  wrap.append(el("p", "Matched part of the upload (outlined):", "region-map-caption"), frame);
+  return wrap;
+}
+
 function clock(seconds) {
   const s = Math.max(0, Math.floor(Number(seconds) || 0));
   const h = Math.floor(s / 3600);
@@ -347,10 +391,12 @@ function scanEvidence(item, body) {
   if (scan.matches.length) {
     matches.append(
       table(
-        ["Bank", "Signal", "Distance", "Purpose"],
-        scan.matches.map((m) => [m.bank, m.signal, m.distance, m.purpose]),
+        ["Bank", "Signal", "Distance", "Purpose", "Where"],
+        scan.matches.map((m) => [m.bank, m.signal, m.distance, m.purpose, whereText(m.region)]),
       ),
     );
+    const map = regionMap(scan);
+    if (map) matches.append(map);
   } else {
     matches.append(el("p", "No bank matched."));
   }
@@ -564,13 +610,20 @@ async function loadPreviews(item, reveal) {
     ? "Revealed in colour (recorded). It goes back to blurred when you open another item."
     : "Blurred and in greyscale. Reveal only when you need to see it; every reveal is recorded.";
   const shown = ids.slice(0, 6);
+  // The scan's own content comes first: outline the matched parts on it (blurred or not).
+  const regions = item.kind === "scan" ? matchRegions(item.scan) : [];
   const kinds = item.content_kinds || {};
-  const figures = shown.map((id) => {
+  const figures = shown.map((id, n) => {
     const fig = el("figure", null, reveal ? "preview revealed" : "preview blurred");
     const img = el("img");
     img.alt = reveal ? `Revealed preview of ${id}` : `Blurred greyscale preview of ${id}`;
+    const frame = el("div", null, "preview-frame");
+    frame.append(img);
+    if (n === 0 && item.scan && id === item.scan.content_id) {
+      for (const r of regions) frame.append(outline(r, item.scan.media));
+    }
     const caption = el("figcaption", `${id}${reveal ? " (revealed)" : " (blurred)"}`);
-    fig.append(img, caption);
+    fig.append(frame, caption);
     if (kinds[id] === "video") fig.classList.add("video");
     $("previews").append(fig);
     return { fig, img, caption };

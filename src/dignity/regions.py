@@ -1,0 +1,555 @@
+"""Pictures inside pictures: the rectangles of an upload that may hold an embedded picture.
+
+Intimate images travel as phone screenshots, collages, memes, chat forwards and bordered
+reposts, where whole-image PDQ cannot see them. :func:`propose` finds, from the decoded upload
+(no second decode), at most :data:`MAX_REGIONS` rectangles tight to the edges of the pictures
+in it, with no learned model. It works on a nearest-neighbour sample of the image (long side
+:data:`WORK_SIDE`, ~0.2 ms) by recursive XY cuts, as document layout analysis does: a
+*separator* is a run of rows (or columns) that are each nearly one colour (light or dark UI,
+meme bars, frames, collage gutters, a low-contrast chat wallpaper) and keep that colour along
+the run, so that a gradient sky, whose rows are uniform but change colour, is never cut. Each
+block is cut across at its separators, then along, until nothing cuts it; every block left is
+a candidate. Blocks that are mostly one colour (text, UI bars) or too small to hash are
+dropped; the edges of the rest are refined on the decoded pixels to the exact row and column
+where the picture starts. For pictures on a textured background (no separator reaches them)
+a second pass looks for rectangles bounded by long straight edges.
+
+:func:`region_hashes` hashes each proposal with PDQ (dihedral when asked) from the same decoded
+image; a low-detail region gets a low PDQ quality and the engine's quality floor skips it, as
+it does for whole images. Coordinates are in the upload's pixels (the decode may be reduced).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from dignity.hashing.pdq import PdqHash, box_sample, pdq_from_pixels
+from dignity.hashing.signals import ImageHashes, Region, RegionHash, decode_upload, hash_media
+from dignity.media import Media
+from dignity.settings import Settings
+
+__all__ = [
+    "MAX_REGIONS",
+    "Region",
+    "RegionHash",
+    "hash_upload",
+    "propose",
+    "region_hashes",
+    "with_regions",
+]
+
+MAX_REGIONS = 8
+WORK_SIDE = 384  # long side of the working sample, px (edges are refined on the image)
+PLAIN_STD = 6.0  # a line whose grey levels spread less than this is plain
+STEP = 3.0  # a level change between neighbouring plain lines that ends a run
+DRIFT = 8.0  # a plain run whose level drifts further is a gradient, not a separator
+SHARP_STD = 18.0  # content next to a separator: this busy (text, a picture's edge) ...
+SHARP_STEP = 14.0  # ... or this far from the separator's level
+SHARP_LINES = 3  # within this many lines
+MIN_SIDE = 64  # px of the decoded image: smaller regions carry too little for PDQ
+MIN_SHARE = 0.03  # of the image's area
+MAX_SHARE = 0.97  # a region covering more is the whole image again (already hashed)
+MAX_ASPECT = 4.0
+SAME_BOX = 0.97  # IoU over which two proposals are one (PDQ tells 3% apart)
+DOMINANT = 0.55  # a block with more of one colour than this is text or UI, not a picture
+_MAX_DEPTH = 8
+CORNER_TOL = 24  # per channel: a corner pixel this close to the colour outside is UI
+EDGE_STEP = 18  # grey levels between neighbouring sample pixels that make an edge
+
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1
+
+
+@dataclass(frozen=True, eq=False)
+class _Sample:
+    """A nearest-neighbour sample of the image (long side <= WORK_SIDE): ``grey`` for the
+    cuts, ``rgb`` to tell a gradient (whose grey level may stay put while its hue turns) from
+    a separator; ``fx``, ``fy`` image pixels per sample pixel. Nearest keeps plain areas
+    exactly plain, and costs a fraction of a millisecond."""
+
+    grey: NDArray[np.uint8]
+    rgb: NDArray[np.uint8]
+    fx: float
+    fy: float
+
+
+def _sample(image: Image.Image) -> _Sample:
+    w, h = image.size
+    scale = min(1.0, WORK_SIDE / max(w, h))
+    ww, wh = max(1, round(w * scale)), max(1, round(h * scale))
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    small = image if (ww, wh) == (w, h) else image.resize((ww, wh), Image.Resampling.NEAREST)
+    return _Sample(np.asarray(small.convert("L")), np.asarray(small), w / ww, h / wh)
+
+
+class _Stats:
+    """Integral images of the sample (sum and sum of squares), so that the mean and spread of
+    any row or column segment cost O(1): the recursion reads each block's lines many times."""
+
+    def __init__(self, grey: NDArray[np.uint8]) -> None:
+        s, q = cv2.integral2(grey, sdepth=cv2.CV_32S, sqdepth=cv2.CV_64F)
+        self.s = s.astype(np.float64)
+        self.q = q
+
+    def lines(self, box: Box, axis: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Mean (n,) and standard deviation (n,) of each row (axis 0) or column (axis 1) of
+        ``box``, over the box's extent across."""
+        x0, y0, x1, y1 = box
+        if axis == 0:
+            n = x1 - x0
+            rows = self.s[y0 : y1 + 1, x1] - self.s[y0 : y1 + 1, x0]
+            sq = self.q[y0 : y1 + 1, x1] - self.q[y0 : y1 + 1, x0]
+        else:
+            n = y1 - y0
+            rows = self.s[y1, x0 : x1 + 1] - self.s[y0, x0 : x1 + 1]
+            sq = self.q[y1, x0 : x1 + 1] - self.q[y0, x0 : x1 + 1]
+        mean = np.diff(rows) / n
+        return mean, np.sqrt(np.maximum(np.diff(sq) / n - mean * mean, 0.0))
+
+
+def _separators(
+    mean: NDArray[np.float64],
+    spread: NDArray[np.float64],
+    colour: Callable[[int], NDArray[np.float64]],
+    *,
+    strict: bool,
+) -> NDArray[np.bool_]:
+    """Which lines belong to a separator: runs of plain lines whose level (and colour) stays
+    put; ``strict``, only those with a sharp edge wherever they meet content. A picture's own
+    flat part (a dark foot, an overexposed sky) fades into the picture; the UI or a frame
+    around a picture stops at it. ``colour(i)`` is line i's mean RGB."""
+    plain = spread <= PLAIN_STD
+    out = np.zeros(len(plain), dtype=bool)
+    start = 0
+    n = len(plain)
+
+    def sharp(line: int, level: float, way: int) -> bool:
+        if not strict or line < 0 or line >= n or plain[line]:
+            return True  # the block's edge, or a plain line of another level (a step)
+        # The next few lines, as the edge of a text line or of a resampled picture is soft.
+        near = (
+            slice(line, line + SHARP_LINES)
+            if way > 0
+            else slice(max(0, line - SHARP_LINES + 1), line + 1)
+        )
+        return bool(spread[near].max() > SHARP_STD or np.abs(mean[near] - level).max() > SHARP_STEP)
+
+    while start < n:
+        if not plain[start]:
+            start += 1
+            continue
+        end = start + 1
+        while end < n and plain[end] and abs(mean[end] - mean[end - 1]) <= STEP:
+            end += 1
+        run = mean[start:end]
+        if (
+            float(run.max() - run.min()) <= DRIFT
+            and sharp(start - 1, float(run[0]), -1)
+            and sharp(end, float(run[-1]), 1)
+            and _same_colour(colour, start, end)
+        ):
+            out[start:end] = True
+        start = end
+    return out
+
+
+def _same_colour(colour: Callable[[int], NDArray[np.float64]], start: int, end: int) -> bool:
+    """Whether a run's colour holds between its quarter points (a hue gradient's does not);
+    its ends are left out, as JPEG's half-resolution chroma bleeds into them."""
+    if end - start < 4:
+        return True
+    q = (end - start) // 4
+    return float(np.abs(colour(start + q) - colour(end - 1 - q)).max()) <= 2 * DRIFT
+
+
+def _segments(sep: NDArray[np.bool_], lo: int) -> list[tuple[int, int]]:
+    """The runs of non-separator lines, offset by ``lo``."""
+    edges = np.diff(np.concatenate(([1], sep.view(np.int8), [1])).astype(np.int8))
+    starts = np.flatnonzero(edges == -1)
+    ends = np.flatnonzero(edges == 1)
+    return [(lo + int(a), lo + int(b)) for a, b in zip(starts, ends, strict=True)]
+
+
+def _grow(sep: NDArray[np.bool_], mean: NDArray[np.float64], a: int, b: int) -> tuple[int, int]:
+    """Segment ``[a, b)`` grown over the separator run next to it on each side when that run
+    is one of several levels (a step between it and the rest of the separator): the nearest
+    level may be the picture's own flat edge, the farthest is the UI's."""
+
+    def nearest_level(i: int, step: int) -> int:
+        # Walk from line i (a separator line next to the segment) while the level holds.
+        j = i
+        while 0 <= j + step < len(sep) and sep[j + step] and abs(mean[j + step] - mean[j]) <= STEP:
+            j += step
+        beyond = j + step
+        if 0 <= beyond < len(sep) and sep[beyond]:  # another level follows: grow over this one
+            return j
+        return i - step  # a single level: the UI's, keep the cut
+
+    ga, gb = a, b
+    if a > 0 and sep[a - 1]:
+        ga = nearest_level(a - 1, -1)
+    if b < len(sep) and sep[b]:
+        gb = nearest_level(b, 1) + 1
+    return min(ga, a), max(gb, b)
+
+
+def _xy_cut(
+    sample: _Sample,
+    stats: _Stats,
+    min_w: int,
+    min_h: int,
+    out: list[tuple[Box, int]],
+    *,
+    strict: bool,
+) -> None:
+    """Cut the sample at its separators, across first then along, recursively; every block
+    met is appended with its depth (leaves and the blocks they came from)."""
+    rgb = sample.rgb
+    stack: list[tuple[Box, int]] = [((0, 0, rgb.shape[1], rgb.shape[0]), 0)]
+    while stack:
+        block, depth = stack.pop()
+        x0, y0, x1, y1 = block
+        if x1 - x0 < min_w or y1 - y0 < min_h:
+            continue
+        out.append((block, depth))
+        if depth >= _MAX_DEPTH:
+            continue
+        for axis in (0, 1):
+            mean, spread = stats.lines(block, axis)
+            lo = y0 if axis == 0 else x0
+            hi = y1 if axis == 0 else x1
+
+            def colour(
+                i: int, axis: int = axis, lo: int = lo, block: Box = block
+            ) -> NDArray[np.float64]:
+                bx0, by0, bx1, by1 = block
+                line = rgb[lo + i, bx0:bx1] if axis == 0 else rgb[by0:by1, lo + i]
+                found: NDArray[np.float64] = line.mean(axis=0)
+                return found
+
+            sep = _separators(mean, spread, colour, strict=strict)
+            segs = _segments(sep, lo)
+            if segs == [(lo, hi)] or not segs:
+                continue  # nothing cuts this way: try the other axis
+            for a, b in segs:
+                child = (x0, a, x1, b) if axis == 0 else (a, y0, b, y1)
+                stack.append((child, depth + 1))
+                # A picture's own flat band (a clear sky) next to the UI is a separator of
+                # another level beside the UI's: also propose the segment grown over it.
+                ga, gb = _grow(sep, mean, a - lo, b - lo)
+                if (ga, gb) != (a - lo, b - lo):
+                    grown = (x0, lo + ga, x1, lo + gb) if axis == 0 else (lo + ga, y0, lo + gb, y1)
+                    out.append((grown, depth + 1))
+            break
+
+
+def _edge_rects(a: NDArray[np.uint8], min_w: int, min_h: int) -> list[Box]:
+    """Rectangles bounded by long straight edges: a picture pasted on a textured background
+    (a chat wallpaper) has four, the background's pattern rarely any. An edge row is a row
+    whose step to the next one is large along a run of at least ``min_w`` columns."""
+    luma = a.astype(np.int16)
+    dy = np.abs(np.diff(luma, axis=0)) > EDGE_STEP  # (h-1, w): step between rows y and y+1
+    dx = np.abs(np.diff(luma, axis=1)) > EDGE_STEP  # (h, w-1)
+    rows = _runs(dy, min_w)  # (y, x0, x1): an edge below row y, over columns x0..x1
+    cols = _runs(dx.T, min_h)  # (x, y0, y1)
+    rects: list[Box] = []
+    for i, (ya, ax0, ax1) in enumerate(rows):
+        for yb, bx0, bx1 in rows[i + 1 :]:
+            if yb - ya < min_h:
+                continue
+            left, right = max(ax0, bx0), min(ax1, bx1)
+            if right - left < min_w:
+                continue
+            # Both sides must have a vertical edge spanning the rows between, give or take
+            # rounded corners.
+            slack = max(3, (yb - ya) // 8)
+            sides = [
+                x
+                for x, cy0, cy1 in cols
+                if cy0 <= ya + slack and cy1 >= yb - slack and left - slack <= x <= right + slack
+            ]
+            if len(sides) < 2:
+                continue
+            xl, xr = min(sides), max(sides)
+            if xr - xl < min_w:
+                continue
+            rects.append((xl + 1, ya + 1, xr + 1, yb + 1))
+    return rects
+
+
+def _runs(edges: NDArray[np.bool_], min_len: int) -> list[tuple[int, int, int]]:
+    """(line, start, end) of each run of at least ``min_len`` True values along the lines of
+    ``edges``, gaps of one value bridged (anti-aliasing, JPEG)."""
+    if edges.size == 0:
+        return []
+    bridged = edges.copy()
+    bridged[:, 1:-1] |= edges[:, :-2] & edges[:, 2:]
+    padded = np.zeros((bridged.shape[0], bridged.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = bridged
+    change = np.diff(padded, axis=1)
+    ys, starts = np.nonzero(change == 1)
+    _, ends = np.nonzero(change == -1)
+    keep = (ends - starts) >= min_len
+    return [
+        (int(y), int(s), int(e))
+        for y, s, e in zip(
+            ys[keep].tolist(), starts[keep].tolist(), ends[keep].tolist(), strict=True
+        )
+    ][:64]
+
+
+def _dominant(a: NDArray[np.uint8], box: Box) -> float:
+    """Share of the block's sample pixels in its most common grey level (of 32)."""
+    x0, y0, x1, y1 = box
+    codes = (a[y0:y1:2, x0:x1:2] >> 3).ravel()
+    return float(np.bincount(codes, minlength=32).max()) / float(max(1, codes.size))
+
+
+def _refine(image: Image.Image, sample: _Sample, block: Box) -> Box:
+    """``block`` (sample pixels) in image pixels, each edge moved to the exact row or column
+    where the picture starts. The sample line just outside the block was a separator (or the
+    edge the rectangle was found at); scanning the image from the pixel it was sampled from
+    towards the block, the first line that is busy or off the separator's level is the
+    picture's. Nearest sampling put the edge up to ``fx`` (``fy``) pixels off."""
+    w, h = image.size
+    fx, fy = sample.fx, sample.fy
+    x0, y0 = round(block[0] * fx), round(block[1] * fy)
+    x1, y1 = min(w, round(block[2] * fx)), min(h, round(block[3] * fy))
+    reach_x, reach_y = int(np.ceil(fx)) + 2, int(np.ceil(fy)) + 2
+
+    def first_off(strip: NDArray[np.float32], axis: int) -> int | None:
+        level = strip.mean(axis=axis)
+        spread = strip.std(axis=axis)
+        off = np.flatnonzero((spread > PLAIN_STD) | (np.abs(level - level[0]) > SHARP_STEP))
+        return int(off[0]) if off.size else None
+
+    def grab(b: Box) -> NDArray[np.float32]:
+        return np.asarray(image.crop(b).convert("L"), dtype=np.float32)
+
+    if block[1] > 0:
+        top = min(y0, int((block[1] - 0.5) * fy))
+        found = first_off(grab((x0, top, x1, min(y1, y0 + reach_y))), 1)
+        if found is not None:
+            y0 = top + found
+    if block[3] < sample.grey.shape[0]:
+        bottom = max(y1, min(h, int((block[3] + 0.5) * fy) + 1))
+        found = first_off(grab((x0, max(y0, y1 - reach_y), x1, bottom))[::-1], 1)
+        if found is not None:
+            y1 = bottom - found
+    if block[0] > 0:
+        left = min(x0, int((block[0] - 0.5) * fx))
+        found = first_off(grab((left, y0, min(x1, x0 + reach_x), y1)), 0)
+        if found is not None:
+            x0 = left + found
+    if block[2] < sample.grey.shape[1]:
+        right = max(x1, min(w, int((block[2] + 0.5) * fx) + 1))
+        found = first_off(grab((max(x0, x1 - reach_x), y0, right, y1))[:, ::-1], 0)
+        if found is not None:
+            x1 = right - found
+    return x0, y0, x1, y1
+
+
+def _trim(stats: _Stats, block: Box, size: tuple[int, int]) -> Box:
+    """``block`` without the plain lines along its edges that continue the line outside it
+    (the rest of a separator that a cut across a wider block left on this part)."""
+    sw, sh = size
+
+    def cut(box: Box, axis: int) -> Box:
+        x0, y0, x1, y1 = box
+        lo, hi = (y0, y1) if axis == 0 else (x0, x1)
+        end = sh if axis == 0 else sw
+        mean, spread = stats.lines(box, axis)
+
+        def outside(at: int) -> tuple[float, float]:
+            one = (x0, at, x1, at + 1) if axis == 0 else (at, y0, at + 1, y1)
+            m, sp = stats.lines(one, axis)
+            return float(m[0]), float(sp[0])
+
+        def sep(i: int, level: float) -> bool:
+            return bool(spread[i] <= PLAIN_STD and abs(mean[i] - level) <= STEP)
+
+        a, b = 0, hi - lo
+        if lo > 0:
+            level, sp = outside(lo - 1)
+            while sp <= PLAIN_STD and b - a > 2 and sep(a, level):
+                a += 1
+        if hi < end:
+            level, sp = outside(hi)
+            while sp <= PLAIN_STD and b - a > 2 and sep(b - 1, level):
+                b -= 1
+        return (x0, lo + a, x1, lo + b) if axis == 0 else (lo + a, y0, lo + b, y1)
+
+    return cut(cut(block, 0), 1)
+
+
+def _iou(a: Box, b: Box) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def propose(image: Image.Image, limit: int = MAX_REGIONS) -> list[Box]:
+    """Up to ``limit`` boxes ``(x0, y0, x1, y1)`` in ``image``'s pixels that may hold an
+    embedded picture, most likely first; never the whole image."""
+    w, h = image.size
+    if min(w, h) < MIN_SIDE:
+        return []
+    sample = _sample(image)
+    grey = sample.grey
+    sh, sw = grey.shape
+    min_w = max(2, int(MIN_SIDE / sample.fx))
+    min_h = max(2, int(MIN_SIDE / sample.fy))
+    stats = _Stats(grey)
+    # Strict cuts stop at a picture's own flat parts; loose ones also cut where text or a
+    # ragged column meets the separator softly. Both go in; duplicates fold below.
+    blocks: list[tuple[Box, int]] = []
+    _xy_cut(sample, stats, min_w, min_h, blocks, strict=True)
+    _xy_cut(sample, stats, min_w, min_h, blocks, strict=False)
+    candidates = [(b, d) for b, d in blocks if d > 0]  # depth 0 is the whole image
+    candidates += [(r, 1) for r in _edge_rects(grey, max(min_w, sw // 8), max(min_h, sh // 8))]
+    scored: list[tuple[float, Box]] = []
+    seen: set[Box] = set()
+    for b, depth in candidates:
+        b = _trim(stats, b, (sw, sh))
+        if b in seen:
+            continue
+        seen.add(b)
+        bw, bh = b[2] - b[0], b[3] - b[1]
+        share = bw * bh / float(sw * sh)
+        if share < MIN_SHARE or share > MAX_SHARE:
+            continue
+        if max(bw * sample.fx, bh * sample.fy) > MAX_ASPECT * min(bw * sample.fx, bh * sample.fy):
+            continue
+        if _dominant(grey, b) > DOMINANT:
+            continue
+        # Blocks inside blocks first (depth 2: a cell of a collage, an inset picture), then the
+        # larger: deeper cuts are mostly of a picture at its own flat bands.
+        scored.append((-(share + min(depth, 2)), b))
+    scored.sort()
+    out: list[Box] = []
+    for _, b in scored:
+        box = _refine(image, sample, b)
+        if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE:
+            continue
+        if _iou(box, (0, 0, w, h)) > MAX_SHARE:
+            continue
+        if any(_iou(box, o) > SAME_BOX for o in out):
+            continue
+        out.append(box)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _round_corners(pixels: NDArray[np.uint8], outside: list[NDArray[np.uint8] | None]) -> None:
+    """Undo a UI's rounded corners in place, before hashing: a chat bubble or a card rounds a
+    picture's corners off in the background's colour, and those bright (or dark) quarter
+    discs move PDQ by 20-40 bits on their own. In each corner whose pixel has the colour found
+    just outside the region (``outside``: top-left, top-right, bottom-left, bottom-right;
+    None where the region meets the image's edge), the pixels of that colour joined to the
+    corner take the value of the nearest picture pixel inward along the diagonal."""
+    h, w = pixels.shape[:2]
+    c = min(h, w) // 8
+    if c < 3:
+        return
+    views = (
+        pixels[:c, :c],
+        pixels[:c, w - c :][:, ::-1],
+        pixels[h - c :, :c][::-1],
+        pixels[h - c :, w - c :][::-1, ::-1],
+    )
+    for view, colour in zip(views, outside, strict=True):
+        if colour is None:
+            continue
+        want = colour.astype(np.int16)
+        if int(np.abs(view[0, 0].astype(np.int16) - want).max()) > CORNER_TOL:
+            continue  # the corner is the picture's: nothing rounded it (most corners)
+        close = np.abs(view.astype(np.int16) - want).max(axis=-1) <= CORNER_TOL
+        # The corner's own run of that colour: a quarter disc is monotone along rows and
+        # columns, so a pixel belongs when every pixel between it and the corner does.
+        mask = np.logical_and.accumulate(np.logical_and.accumulate(close, axis=0), axis=1)
+        if mask.mean() > 0.25:
+            continue  # more than a rounding (at most 1 - pi/4 of its square): the picture's own
+        ys, xs = np.nonzero(mask)
+        # Along the diagonal, the first pixel out of the staircase is the picture's.
+        for k in range(1, c):
+            if not ys.size:
+                break
+            inside = (ys + k < c) & (xs + k < c)
+            ys, xs = ys[inside], xs[inside]
+            ok = ~mask[ys + k, xs + k]
+            view[ys[ok], xs[ok]] = view[ys[ok] + k, xs[ok] + k]
+            ys, xs = ys[~ok], xs[~ok]
+
+
+def _outside_colours(image: Image.Image, box: Box) -> list[NDArray[np.uint8] | None]:
+    """For each corner of ``box`` (top-left, top-right, bottom-left, bottom-right), the colour
+    just outside its edge an eighth of the side in from the corner (past any rounding: the
+    diagonal neighbour may be outside a rounded bubble too), or None at the image's edge."""
+    x0, y0, x1, y1 = box
+    w, h = image.size
+    dx, dy = max(1, (x1 - x0) // 8), max(1, (y1 - y0) // 8)
+    spots = (
+        ((x0 + dx, y0 - 1), (x0 - 1, y0 + dy)),
+        ((x1 - 1 - dx, y0 - 1), (x1, y0 + dy)),
+        ((x0 + dx, y1), (x0 - 1, y1 - 1 - dy)),
+        ((x1 - 1 - dx, y1), (x1, y1 - 1 - dy)),
+    )
+    out: list[NDArray[np.uint8] | None] = []
+    for pair in spots:
+        inside = [(x, y) for x, y in pair if 0 <= x < w and 0 <= y < h]
+        out.append(np.asarray(image.getpixel(inside[0]), dtype=np.uint8) if inside else None)
+    return out
+
+
+def region_pdq(image: Image.Image, box: Box, *, dihedral: bool = False) -> PdqHash:
+    """PDQ of a proposal: the box sampled as PDQ reads it, rounded corners undone."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    pixels = box_sample(image, box)
+    _round_corners(pixels, _outside_colours(image, box))
+    return pdq_from_pixels(pixels, dihedral=dihedral)
+
+
+def region_hashes(
+    image: Image.Image,
+    full_size: tuple[int, int] | None = None,
+    *,
+    dihedral: bool = False,
+    limit: int = MAX_REGIONS,
+) -> tuple[RegionHash, ...]:
+    """PDQ of each proposal of ``image``; regions in ``full_size`` pixels (the upload's size
+    when ``image`` is a reduced decode)."""
+    fw, fh = full_size or image.size
+    kx, ky = fw / image.size[0], fh / image.size[1]
+    out = []
+    for box in propose(image, limit):
+        x0, y0 = round(box[0] * kx), round(box[1] * ky)
+        region = Region(x0, y0, round(box[2] * kx) - x0, round(box[3] * ky) - y0)
+        out.append(RegionHash(region, region_pdq(image, box, dihedral=dihedral), box))
+    return tuple(out)
+
+
+def with_regions(hashes: ImageHashes, media: Media, *, dihedral: bool = False) -> ImageHashes:
+    """``hashes`` of decoded ``media`` with the PDQ of each picture found inside it."""
+    found = region_hashes(media.image, (media.width, media.height), dihedral=dihedral)
+    return replace(hashes, regions=found)
+
+
+def hash_upload(
+    data: bytes, settings: Settings, *, dihedral: bool = False, regions: bool = True
+) -> ImageHashes:
+    """``hash_bytes`` for matching: one decode, every hash, and with ``regions`` the pictures
+    inside the image too (what ``dignity match``, ``/v1/match`` and HMA's lookups match)."""
+    media = decode_upload(data, settings)
+    hashes = hash_media(media, data, dihedral=dihedral)
+    return with_regions(hashes, media, dihedral=dihedral) if regions else hashes

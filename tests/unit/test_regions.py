@@ -1,0 +1,134 @@
+"""Region proposals (pictures inside pictures) on generated layouts of benign landscapes:
+each layout kind yields a proposal tight to the picture, whose PDQ is near the picture's own;
+plain photos and UI-only screens yield nothing a bank could match; the engine reports the
+region of a match and leaves low-detail regions to its quality floor."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from dignity.hashing.pdq import pdq_from_box, pdq_from_image
+from dignity.hashing.signals import hash_bytes
+from dignity.matching.engine import Match
+from dignity.regions import MAX_REGIONS, Region, hash_upload, propose, region_hashes, region_pdq
+from dignity.sample_layouts import LAYOUTS
+from dignity.samples import encode, landscape
+from dignity.settings import Settings
+
+PICTURE = landscape(41, (900, 650))
+OTHERS = [landscape(42, (800, 600)), landscape(43, (640, 480))]
+
+
+def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union
+
+
+def distance(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_each_layout_yields_a_tight_proposal_that_matches(name: str) -> None:
+    img, box = LAYOUTS[name](PICTURE, random.Random(7), OTHERS)
+    found = region_hashes(img, dihedral=True)
+    assert 1 <= len(found) <= MAX_REGIONS
+    best = max(found, key=lambda r: iou(r.region.box(), box))
+    # Tight: every edge within 1% of the picture's side (PDQ tolerates a few percent); a chat
+    # bubble's padding on a patterned wallpaper may stay in (found by its straight edges).
+    x0, y0, x1, y1 = best.region.box()
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    err = max(abs(x0 - box[0]) / bw, abs(x1 - box[2]) / bw, abs(y0 - box[1]) / bh)
+    tolerance = 0.02 if name == "chat" else 0.01
+    assert max(err, abs(y1 - box[3]) / bh) <= tolerance, (best.region, box)
+    want = pdq_from_image(PICTURE)
+    assert min(distance(h, want.hex) for h in best.pdq.dihedral or ()) <= 31
+
+
+def test_regions_are_in_the_uploads_pixels_when_the_decode_is_reduced() -> None:
+    img, box = LAYOUTS["collage-2x2"](PICTURE, random.Random(3), OTHERS)
+    half = img.resize((img.width // 2, img.height // 2), Image.Resampling.BOX)
+    found = region_hashes(half, img.size)
+    best = max(found, key=lambda r: iou(r.region.box(), box))
+    assert iou(best.region.box(), box) >= 0.97
+    assert all(r.region.x + r.region.w <= img.width for r in found)
+
+
+def test_plain_photos_and_bare_screens_propose_nothing_to_match() -> None:
+    # A photo on its own: no separator cuts it, so no part of it is proposed (the whole image
+    # is hashed anyway).
+    assert propose(PICTURE) == []
+    # A screen of UI and text only: whatever is proposed is low detail or not a picture.
+    screen = Image.new("RGB", (720, 1500), (250, 250, 250))
+    d = ImageDraw.Draw(screen)
+    for y in range(100, 1400, 40):
+        d.text((30, y), "some words of a caption " * 3, fill=(20, 20, 20))
+    d.rectangle([0, 0, 720, 90], fill=(30, 90, 160))
+    for r in region_hashes(screen):
+        assert r.pdq.quality < 50 or r.region.h < 200
+
+
+def test_region_pdq_is_the_crops_pdq_unless_corners_were_rounded() -> None:
+    img, box = LAYOUTS["bordered"](PICTURE, random.Random(5), OTHERS)
+    assert region_pdq(img, box) == pdq_from_image(img.crop(box))
+    assert pdq_from_box(img, box, dihedral=True) == pdq_from_image(img.crop(box), dihedral=True)
+    # Rounded corners in the background's colour are undone before hashing.
+    shown = PICTURE.resize((450, 325))
+    mask = Image.new("L", shown.size, 0)
+    ImageDraw.Draw(mask).rounded_rectangle([0, 0, 449, 324], radius=30, fill=255)
+    page = Image.new("RGB", (600, 500), (255, 255, 255))
+    page.paste(shown, (70, 80), mask)
+    plain = pdq_from_image(page.crop((70, 80, 520, 405)))
+    repaired = region_pdq(page, (70, 80, 520, 405))
+    want = pdq_from_image(shown).hex
+    assert distance(repaired.hex, want) < distance(plain.hex, want)
+
+
+def test_proposals_cost_little_and_never_the_whole_image() -> None:
+    img, _ = LAYOUTS["phone-light"](PICTURE, random.Random(2), OTHERS)
+    boxes = propose(img)
+    w, h = img.size
+    assert all(iou(b, (0, 0, w, h)) < 0.97 for b in boxes)
+    assert len(boxes) <= MAX_REGIONS
+    data = encode(img, "JPEG", quality=85)
+    plain = hash_bytes(data)
+    with_regions = hash_upload(data, Settings())
+    # The whole image's hashes do not change; the regions come on top.
+    assert plain == with_regions and plain.regions == () and with_regions.regions
+
+
+def test_match_carries_the_region_only_when_there_is_one() -> None:
+    whole = Match("b", "block", 1, "pdq", 3)
+    assert "region" not in whole.to_dict()
+    inside = replace(whole, region=Region(10, 20, 300, 200))
+    assert inside.to_dict()["region"] == {"x": 10, "y": 20, "w": 300, "h": 200}
+
+
+def test_low_detail_regions_are_left_to_the_quality_floor() -> None:
+    # A flat panel inside a screenshot: proposed perhaps, but with PDQ quality under the floor.
+    screen = Image.new("RGB", (800, 1200), (255, 255, 255))
+    screen.paste(Image.new("RGB", (600, 400), (200, 40, 40)), (100, 300))
+    arr = np.asarray(screen)
+    assert arr.shape == (1200, 800, 3)
+    for r in region_hashes(screen):
+        assert r.pdq.quality < 50
+
+
+def test_policy_sees_the_regions_of_matches_found_inside() -> None:
+    from dignity.matching.engine import MatchOutcome
+    from dignity.policy import decide, facts_of
+
+    inside = Match("ncii", "block", 1, "pdq", 5, region=Region(0, 300, 720, 500))
+    whole = Match("ncii", "block", 2, "pdq", 0)
+    facts = facts_of(MatchOutcome(matches=[whole, inside]))
+    assert facts["match.region"] == [{"x": 0, "y": 300, "w": 720, "h": 500}]
+    assert facts["match.block"][1]["region"] == {"x": 0, "y": 300, "w": 720, "h": 500}
+    assert facts_of(MatchOutcome(matches=[whole]))["match.region"] == []
+    assert decide(MatchOutcome(matches=[inside]), {}).action == "block"
