@@ -13,6 +13,7 @@ while the body is streamed and cut off as soon as it passes the size limit.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import re
 import socket
@@ -25,7 +26,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
@@ -732,6 +733,27 @@ def read_body(response: httpx.Response, *, url: str, max_bytes: int, deadline: f
     """The body of a streamed ``response`` to a request sent with :data:`HEADERS`, cut off as
     soon as it passes ``max_bytes`` (``url.too_large``) or ``deadline`` (a ``time.monotonic()``
     value; ``url.timeout``) passes. A compressed body is refused: the cap counts what arrives."""
+    sink = io.BytesIO()
+    write_body(response, sink, url=url, max_bytes=max_bytes, deadline=deadline)
+    return sink.getvalue()
+
+
+# Bytes that tell a video container from an image (MPEG-TS needs 377).
+HEAD_BYTES = 512
+
+
+def write_body(
+    response: httpx.Response,
+    sink: BinaryIO,
+    *,
+    url: str,
+    max_bytes: int,
+    deadline: float,
+    limit_of: Callable[[bytes], int] | None = None,
+) -> None:
+    """:func:`read_body`'s rules, the body written to ``sink`` as it arrives (a large video goes
+    to a file, never into memory); ``limit_of(first bytes)`` sets ``max_bytes`` once the first
+    :data:`HEAD_BYTES` are in (an image keeps the image limit, a video gets the video one)."""
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding != "identity":
         raise UrlFailed(
@@ -740,19 +762,19 @@ def read_body(response: httpx.Response, *, url: str, max_bytes: int, deadline: f
             url=url,
             content_encoding=encoding,
         )
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise UrlRefused(
-            f"{url} is {declared} bytes, more than the {max_bytes} allowed",
-            code="url.too_large",
-            url=url,
-            max_bytes=max_bytes,
-            content_length=int(declared),
-        )
-    chunks: list[bytes] = []
+    declared_raw = response.headers.get("content-length")
+    declared = int(declared_raw) if declared_raw is not None and declared_raw.isdigit() else None
+    _check_declared(url, declared, max_bytes)
     received = 0
+    head = b""
     for chunk in response.iter_raw():
         received += len(chunk)
+        if limit_of is not None:
+            head += chunk[: HEAD_BYTES - len(head)]
+            if len(head) >= HEAD_BYTES or received >= (declared or HEAD_BYTES):
+                max_bytes = limit_of(head)
+                limit_of = None
+                _check_declared(url, declared, max_bytes)
         if received > max_bytes:
             raise UrlRefused(
                 f"{url} is more than the {max_bytes} bytes allowed",
@@ -761,8 +783,18 @@ def read_body(response: httpx.Response, *, url: str, max_bytes: int, deadline: f
                 max_bytes=max_bytes,
             )
         remaining(deadline)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        sink.write(chunk)
+
+
+def _check_declared(url: str, declared: int | None, max_bytes: int) -> None:
+    if declared is not None and declared > max_bytes:
+        raise UrlRefused(
+            f"{url} is {declared} bytes, more than the {max_bytes} allowed",
+            code="url.too_large",
+            url=url,
+            max_bytes=max_bytes,
+            content_length=declared,
+        )
 
 
 def _fetch_hop(

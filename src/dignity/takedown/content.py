@@ -37,7 +37,7 @@ import httpx
 
 from dignity import __version__
 from dignity.errors import UrlFailed, UrlRefused, UrlTimeout
-from dignity.fetch import HEADERS, read_body, remaining
+from dignity.fetch import HEAD_BYTES, HEADERS, read_body, remaining, write_body
 from dignity.settings import Settings
 from dignity.video import looks_like_video
 
@@ -123,7 +123,7 @@ def _fetch(
                                 status=response.status_code,
                             )
                         if sink is not None:
-                            _write_body(
+                            write_body(
                                 response,
                                 sink,
                                 url=shown,
@@ -156,67 +156,6 @@ def _fetch(
         code="url.too_many_redirects",
         url=url,
     )
-
-
-_HEAD = 512  # bytes that tell a video container from an image (MPEG-TS needs 377)
-
-
-def _write_body(
-    response: httpx.Response,
-    sink: BinaryIO,
-    *,
-    url: str,
-    max_bytes: int,
-    deadline: float,
-    limit_of: Callable[[bytes], int] | None = None,
-) -> None:
-    """:func:`dignity.fetch.read_body`'s rules, the body written to ``sink`` as it arrives;
-    ``limit_of(first bytes)`` lowers ``max_bytes`` once the first bytes are in."""
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding != "identity":
-        raise UrlFailed(
-            f"{url} sent a {encoding!r}-encoded body although asked for identity",
-            code="url.fetch_failed",
-            url=url,
-        )
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise UrlRefused(
-            f"{url} is {declared} bytes, more than the {max_bytes} allowed",
-            code="url.too_large",
-            url=url,
-            max_bytes=max_bytes,
-            content_length=int(declared),
-        )
-    received = 0
-    head = b""
-    for chunk in response.iter_raw():
-        received += len(chunk)
-        if limit_of is not None and len(head) < _HEAD:
-            head += chunk[: _HEAD - len(head)]
-            if len(head) >= _HEAD or received >= (
-                int(declared) if declared and declared.isdigit() else _HEAD
-            ):
-                # The first bytes say what it is: an image keeps the image limit.
-                max_bytes = limit_of(head)
-                limit_of = None
-                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                    raise UrlRefused(
-                        f"{url} is {declared} bytes, more than the {max_bytes} allowed",
-                        code="url.too_large",
-                        url=url,
-                        max_bytes=max_bytes,
-                        content_length=int(declared),
-                    )
-        if received > max_bytes:
-            raise UrlRefused(
-                f"{url} is more than the {max_bytes} bytes allowed",
-                code="url.too_large",
-                url=url,
-                max_bytes=max_bytes,
-            )
-        remaining(deadline)
-        sink.write(chunk)
 
 
 @dataclass(frozen=True)
@@ -257,7 +196,7 @@ def fetched_media(settings: Settings, content_id: str) -> Iterator[FetchedMedia]
             )
             size = sink.tell()
             sink.seek(0)
-            head = sink.read(_HEAD)
+            head = sink.read(HEAD_BYTES)
         kind: Literal["image", "video"] = "video" if looks_like_video(head) else "image"
         if kind == "image" and size > settings.max_bytes:
             raise UrlRefused(
