@@ -113,7 +113,7 @@ class SignalSuite:
             except Exception as exc:  # a broken plug-in must not stop the scan
                 error = f"{type(exc).__name__}: {exc}"
                 out[check.name] = None
-            plugins.append(_timing(check.name, "provenance", check.version, started, error))
+            plugins.append(plugin_timing(check.name, "provenance", check.version, started, error))
         for clf in self.classifiers:
             started = time.perf_counter()
             error = None
@@ -132,7 +132,7 @@ class SignalSuite:
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 out.setdefault(clf.signal, None)
-            plugins.append(_timing(clf.name, "classifier", clf.version, started, error))
+            plugins.append(plugin_timing(clf.name, "classifier", clf.version, started, error))
         out["classifiers"] = classifiers
         out["plugins"] = plugins
         return out
@@ -147,7 +147,7 @@ def _score(value: float | None) -> float | None:
     return round(score, 4)
 
 
-def _timing(
+def plugin_timing(
     name: str, kind: str, version: str, started: float, error: str | None
 ) -> dict[str, Any]:
     return {

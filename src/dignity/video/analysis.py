@@ -33,6 +33,7 @@ from dignity.errors import MediaTooLarge
 from dignity.media import Media
 from dignity.settings import Settings
 from dignity.signals.base import ClassifierReport, Evidence
+from dignity.signals.runner import plugin_timing as _timing
 from dignity.video.decode import DecodedFrame
 from dignity.video.vpdq import VpdqFrame, VpdqResult, upright_rgb, vpdq_hash
 
@@ -478,15 +479,3 @@ def _derivative(
         if found is not None and (best is None or found["confidence"] > best["confidence"]):
             best = {**found, "timestamp": round(timestamp, 3)}
     return best
-
-
-def _timing(
-    name: str, kind: str, version: str, started: float, error: str | None
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "kind": kind,
-        "version": version,
-        "ms": round((time.perf_counter() - started) * 1000, 3),
-        "error": error,
-    }
