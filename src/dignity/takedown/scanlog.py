@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from dignity import audit
 from dignity.errors import RequestRefused, ScanNotFound, StorageError
+from dignity.hashing.pdq import DIHEDRAL_NAMES
 from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.models import Entry
@@ -76,16 +77,6 @@ VIDEO_WHOLE_PERCENT = 80.0  # HMA's rule, both ways: whole copies too short for 
 _MAX_SEGMENTS = 5
 # The variant that undoes a variant (rotating 90 one way is undone by 270; flips by themselves).
 _INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
-_VARIANT_NAMES = (
-    "original",
-    "rotate90",
-    "rotate180",
-    "rotate270",
-    "flipx",
-    "flipy",
-    "flip_plus1",
-    "flip_minus1",
-)
 # The review queue's priorities (0 urgent .. 3 low) from the policy's 0-100 scale, where the
 # policy's names are urgent 100, high 75, normal 50, low 25.
 _QUEUE_STEPS = ((100, 0), (75, 1), (50, 2))
@@ -1185,7 +1176,7 @@ class _Candidates:
                 segments=result.segments,
                 query_match_percent=result.query_match_percent,
                 compared_match_percent=result.compared_match_percent,
-                orientation=_VARIANT_NAMES[variant],
+                orientation=DIHEDRAL_NAMES[variant],
             )
             old = best.get(pos)
             if old is None or (-copy.seconds, copy.distance) < (-old.seconds, old.distance):
