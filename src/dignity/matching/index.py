@@ -165,6 +165,21 @@ def _sorted_hits(query: I64, ids: I64, tags: I32, distances: I32) -> IndexHits:
     )
 
 
+def _lookup_sorted(ids: I64, have: I64, hashes: U8, tags: I32) -> tuple[NDArray[np.bool_], U8, I32]:
+    """Rows of ``have`` (unsorted, distinct ids) matching ``ids``: found mask, hashes, tags."""
+    found = np.zeros(ids.shape[0], dtype=bool)
+    out_h = np.zeros((ids.shape[0], HASH_BYTES), dtype=np.uint8)
+    out_t = np.zeros(ids.shape[0], dtype=np.int32)
+    if have.shape[0] and ids.shape[0]:
+        order = np.argsort(have, kind="stable")
+        pos = np.minimum(np.searchsorted(have, ids, sorter=order), have.shape[0] - 1)
+        rows = order[pos]
+        found = have[rows] == ids
+        out_h[found] = hashes[rows[found]]
+        out_t[found] = tags[rows[found]]
+    return found, out_h, out_t
+
+
 # ---------------------------------------------------------------------------------------------
 # BruteForceIndex
 
@@ -208,6 +223,12 @@ class BruteForceIndex:
             if removed:
                 self._table = _Table(table.ids[keep], table.hashes[keep], table.tags[keep])
             return removed
+
+    def lookup(self, ids: I64) -> tuple[NDArray[np.bool_], U8, I32]:
+        """Each id's hash and tag where it is live (``found``), as ``MihIndex.lookup``."""
+        ids_ = _check_ints(ids, "ids", np.int64)
+        table = self._table
+        return _lookup_sorted(ids_, table.ids, table.hashes, table.tags)
 
     def search(self, queries: U8, max_distance: int) -> IndexHits:
         queries_ = _check_hashes(queries, "queries")
@@ -881,6 +902,34 @@ class MihIndex:
             np.concatenate(out_tags),
             np.concatenate(out_d).astype(np.int32),
         )
+
+    def lookup(self, ids: I64) -> tuple[NDArray[np.bool_], U8, I32]:
+        """The hash and tag of each id that is live (``found`` True), zeros for the others.
+
+        Verifying a few known entries against many queries (the second stage of matching a
+        video) needs their hashes, which the index already holds. One compiled pass per large
+        segment finds the rows.
+        """
+        ids_ = _check_ints(ids, "ids", np.int64)
+        state = self._state
+        found = np.zeros(ids_.shape[0], dtype=bool)
+        hashes = np.zeros((ids_.shape[0], HASH_BYTES), dtype=np.uint8)
+        tags = np.zeros(ids_.shape[0], dtype=np.int32)
+        for seg in state.segments:
+            rows = seg.find(ids_)
+            hit = rows >= 0
+            if hit.any():
+                found |= hit
+                hashes[hit] = seg.hashes[rows[hit]]
+                tags[hit] = seg.tags.take(rows[hit]).astype(np.int32)
+        if state.tail_ids.shape[0]:
+            t_found, t_hashes, t_tags = _lookup_sorted(
+                ids_, state.tail_ids, state.tail_hashes, state.tail_tags
+            )
+            found |= t_found
+            hashes[t_found] = t_hashes[t_found]
+            tags[t_found] = t_tags[t_found]
+        return found, hashes, tags
 
     def memory_bytes(self) -> int:
         """Bytes held in numpy arrays (hashes, ids, tags, buckets, tombstones).
