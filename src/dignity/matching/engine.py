@@ -74,7 +74,9 @@ _FRAME_MASK = (1 << FRAME_BITS) - 1
 # frames at distance 0, resize, trim, mirror and a 4 s clip their nearest at 2-12). None: one
 # exact search at the threshold, as before. Frames against image entries have no second stage
 # (an image is one hash), so a radius there (``image_seed_distance``) simply matches images at
-# it; they stay at the threshold unless an operator trades that for speed.
+# it; they stay at the threshold unless an operator trades that for speed (on that corpus, with
+# every third frame of the originals banked as an image, radius 16 finds 288 of the 314 frame-image
+# matches, 20 finds 305, 24 finds 309).
 VIDEO_SEED_DISTANCE = 16
 # The MD5 of a file's bytes, by both of its names.
 _FILE_MD5 = ("md5", "video_md5")
@@ -700,7 +702,8 @@ class MatchEngine:
         bank's ``vpdq_min_segment_s`` matches however short a part of either video it is), and
         its frames against image entries (signal ``pdq``, with the frame's ``timestamp``).
         With ``dihedral``, frames that carry their 8 dihedral hashes are matched in every
-        orientation, so a mirrored or rotated copy matches too."""
+        orientation, so a mirrored or rotated copy matches too. Frames against video entries
+        are matched in two stages (``VIDEO_SEED_DISTANCE``: what that can miss)."""
         return self.match_frames(
             video.frames, md5=video.md5, sha256=video.sha256, dihedral=dihedral
         )
