@@ -164,3 +164,42 @@ def test_an_index_without_lookup_gets_the_full_search(
     engine.load()
     (m,) = engine.match_frames(_retime(far)).matches
     assert (m.entry_id, m.query_match_percent) == (eid, 100.0)
+
+
+def test_second_stage_equals_the_full_search_for_the_entries_found() -> None:
+    # 300 banked videos of 20 frames in one index; queries near frames of some of them.
+    from dignity.matching.engine import FRAME_BITS, _verify_frames, _Video
+    from dignity.matching.index import MihIndex
+
+    rng = np.random.default_rng(3)
+    n_videos, per = 300, 20
+    hashes = rng.integers(0, 256, size=(n_videos * per, 32), dtype=np.uint8)
+    entry = np.repeat(np.arange(1, n_videos + 1, dtype=np.int64), per)
+    ids = (entry << FRAME_BITS) | np.tile(np.arange(per, dtype=np.int64), n_videos)
+    index = MihIndex(tail_limit=1000, background=False, inline_rows=16)
+    index.add(ids, hashes, (entry % 3).astype(np.int32))
+    times = np.arange(per, dtype=np.float64)
+    videos = {
+        int(e): _Video(int(e) % 3, times, np.arange(per, dtype=np.int32), per, 1.0, None)
+        for e in range(1, n_videos + 1)
+    }
+    bits = np.unpackbits(hashes, axis=1)
+    queries = []
+    for row, flips in [(5, 4), (6, 25), (47, 12), (48, 30), (900, 29), (4000, 10)]:
+        b = bits[row].copy()
+        b[rng.choice(256, size=flips, replace=False)] ^= 1
+        queries.append(np.packbits(b))
+    q = np.asarray(queries, dtype=np.uint8)
+    full = index.search(q, 31)
+    seeds = index.search(q, 16)
+    found = set((seeds.ids >> FRAME_BITS).tolist())
+    assert found == {1, 3, 201}  # rows 5 (4 bits), 47 (12 bits) and 4000 (10 bits)
+    got = _verify_frames(index, q, seeds, videos, 31)
+    keep = np.isin(full.ids >> FRAME_BITS, list(found))
+    for name in ("query", "ids", "tags", "distances"):
+        assert getattr(got, name).tolist() == getattr(full, name)[keep].tolist()
+    # More candidate frames than the scan pays for (over 4096 here): the full search itself.
+    many = index.search(rng.integers(0, 256, size=(1, 32), dtype=np.uint8), 256)
+    got = _verify_frames(index, q, many, videos, 31)
+    for name in ("query", "ids", "tags", "distances"):
+        assert getattr(got, name).tolist() == getattr(full, name).tolist()
