@@ -627,3 +627,36 @@ def test_entries_found_only_at_a_chunk_boundary(
         want = hit_set(ref.search(query, d))
         assert len(want) >= len(rows) // 2  # most built entries are within d
         assert hit_set(mih.search(query, d)) == want
+
+
+@pytest.mark.parametrize("inline_rows", [16, 1 << 16])
+def test_lookup_returns_live_hashes_and_tags(inline_rows: int) -> None:
+    # Ids in MIH segments (inline_rows=16 makes every frozen segment a MIH one), in scanned
+    # segments, in the tail, removed, re-added with another hash, and never added.
+    rng = np.random.default_rng(11)
+    hashes = make_hashes(rng, 3000, "uniform")
+    ids = np.arange(10, 3010, dtype=np.int64) * 7
+    tags = (np.arange(3000) % 5).astype(np.int32)
+    mih = MihIndex(tail_limit=500, background=False, inline_rows=inline_rows)
+    brute = BruteForceIndex()
+    for index in (mih, brute):
+        index.add(ids, hashes, tags)
+        index.remove(ids[100:200])
+        index.add(ids[150:160], hashes[:10], tags[:10] + 9)
+    assert len(mih.segment_sizes()) > 1
+    wanted = np.concatenate([ids[::3], ids[95:205], np.asarray([1, 3, 10**12], np.int64)])
+    found, got, got_tags = mih.lookup(wanted)
+    b_found, b_got, b_tags = brute.lookup(wanted)
+    assert found.tolist() == b_found.tolist()
+    assert np.array_equal(got, b_got) and got_tags.tolist() == b_tags.tolist()
+    live = {int(i): (h.tobytes(), int(t)) for i, h, t in zip(ids, hashes, tags, strict=True)}
+    for i in range(100, 200):
+        del live[int(ids[i])]
+    for k, i in enumerate(range(150, 160)):
+        live[int(ids[i])] = (hashes[k].tobytes(), int(tags[k]) + 9)
+    for i, f, h, t in zip(wanted.tolist(), found.tolist(), got, got_tags.tolist(), strict=True):
+        assert f == (i in live)
+        if f:
+            assert (h.tobytes(), t) == live[i]
+        else:
+            assert not h.any() and t == 0

@@ -157,12 +157,27 @@ def _empty_hits() -> IndexHits:
     return IndexHits(query=_EMPTY_I64, ids=_EMPTY_I64, tags=_EMPTY_I32, distances=_EMPTY_I32)
 
 
-def _sorted_hits(query: I64, ids: I64, tags: I32, distances: I32) -> IndexHits:
+def sorted_hits(query: I64, ids: I64, tags: I32, distances: I32) -> IndexHits:
     # A stable, documented order (query, then distance, then id) keeps callers and tests simple.
     order = np.lexsort((ids, distances, query))
     return IndexHits(
         query=query[order], ids=ids[order], tags=tags[order], distances=distances[order]
     )
+
+
+def _lookup_sorted(ids: I64, have: I64, hashes: U8, tags: I32) -> tuple[NDArray[np.bool_], U8, I32]:
+    """Rows of ``have`` (unsorted, distinct ids) matching ``ids``: found mask, hashes, tags."""
+    found = np.zeros(ids.shape[0], dtype=bool)
+    out_h = np.zeros((ids.shape[0], HASH_BYTES), dtype=np.uint8)
+    out_t = np.zeros(ids.shape[0], dtype=np.int32)
+    if have.shape[0] and ids.shape[0]:
+        order = np.argsort(have, kind="stable")
+        pos = np.minimum(np.searchsorted(have, ids, sorter=order), have.shape[0] - 1)
+        rows = order[pos]
+        found = have[rows] == ids
+        out_h[found] = hashes[rows[found]]
+        out_t[found] = tags[rows[found]]
+    return found, out_h, out_t
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,6 +224,12 @@ class BruteForceIndex:
                 self._table = _Table(table.ids[keep], table.hashes[keep], table.tags[keep])
             return removed
 
+    def lookup(self, ids: I64) -> tuple[NDArray[np.bool_], U8, I32]:
+        """Each id's hash and tag where it is live (``found``), as ``MihIndex.lookup``."""
+        ids_ = _check_ints(ids, "ids", np.int64)
+        table = self._table
+        return _lookup_sorted(ids_, table.ids, table.hashes, table.tags)
+
     def search(self, queries: U8, max_distance: int) -> IndexHits:
         queries_ = _check_hashes(queries, "queries")
         d = _check_distance(max_distance)
@@ -228,7 +249,7 @@ class BruteForceIndex:
         query = np.concatenate([p[0] for p in parts])
         rows = np.concatenate([p[1] for p in parts])
         dists = np.concatenate([p[2] for p in parts])
-        return _sorted_hits(query, table.ids[rows], table.tags[rows], dists)
+        return sorted_hits(query, table.ids[rows], table.tags[rows], dists)
 
     def memory_bytes(self) -> int:
         table = self._table
@@ -362,7 +383,7 @@ def _triples(raw: bytes) -> tuple[I64, I64, I64]:
     return flat[:, 0], flat[:, 1], flat[:, 2]
 
 
-def _scan_rows(hashes: U8, queries: U8, d: int) -> tuple[I64, I64, I64]:
+def scan_rows(hashes: U8, queries: U8, d: int) -> tuple[I64, I64, I64]:
     if _core is not None:
         return _triples(_core.scan(hashes, queries, d))
     q, r, x = _scan(hashes.view(np.uint64), queries.view(np.uint64), d)
@@ -552,7 +573,7 @@ class _Segment:
         if self.is_mih and _core is not None:
             plan = _plan(self.size, self.key_bits, self.stats, d)
         if plan is None:
-            qi, rows, dist = _scan_rows(self.hashes, queries, d)
+            qi, rows, dist = scan_rows(self.hashes, queries, d)
         else:
             raw = _core.search(
                 self.hashes,
@@ -867,7 +888,7 @@ class MihIndex:
                 out_tags.append(seg.tags.take(rows).astype(np.int32))
                 out_d.append(dist)
         if state.tail_ids.shape[0]:
-            qi, rows, dist = _scan_rows(state.tail_hashes, queries_, d)
+            qi, rows, dist = scan_rows(state.tail_hashes, queries_, d)
             if qi.shape[0]:
                 out_q.append(qi)
                 out_ids.append(state.tail_ids[rows])
@@ -875,12 +896,40 @@ class MihIndex:
                 out_d.append(dist)
         if not out_q:
             return _empty_hits()
-        return _sorted_hits(
+        return sorted_hits(
             np.concatenate(out_q).astype(np.int64),
             np.concatenate(out_ids),
             np.concatenate(out_tags),
             np.concatenate(out_d).astype(np.int32),
         )
+
+    def lookup(self, ids: I64) -> tuple[NDArray[np.bool_], U8, I32]:
+        """The hash and tag of each id that is live (``found`` True), zeros for the others.
+
+        Verifying a few known entries against many queries (the second stage of matching a
+        video) needs their hashes, which the index already holds. One compiled pass per large
+        segment finds the rows.
+        """
+        ids_ = _check_ints(ids, "ids", np.int64)
+        state = self._state
+        found = np.zeros(ids_.shape[0], dtype=bool)
+        hashes = np.zeros((ids_.shape[0], HASH_BYTES), dtype=np.uint8)
+        tags = np.zeros(ids_.shape[0], dtype=np.int32)
+        for seg in state.segments:
+            rows = seg.find(ids_)
+            hit = rows >= 0
+            if hit.any():
+                found |= hit
+                hashes[hit] = seg.hashes[rows[hit]]
+                tags[hit] = seg.tags.take(rows[hit]).astype(np.int32)
+        if state.tail_ids.shape[0]:
+            t_found, t_hashes, t_tags = _lookup_sorted(
+                ids_, state.tail_ids, state.tail_hashes, state.tail_tags
+            )
+            found |= t_found
+            hashes[t_found] = t_hashes[t_found]
+            tags[t_found] = t_tags[t_found]
+        return found, hashes, tags
 
     def memory_bytes(self) -> int:
         """Bytes held in numpy arrays (hashes, ids, tags, buckets, tombstones).
