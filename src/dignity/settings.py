@@ -44,6 +44,30 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest image accepted, in pixels (width x height), checked from the header.",
     )
+    max_frames: int = Field(
+        default=1000,
+        gt=0,
+        description="Most frames or pages an image file (GIF, TIFF, WebP, APNG) may hold; counted "
+        "from its structure before decoding (media.too_many_frames).",
+    )
+    max_decode_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        gt=0,
+        description="Most memory one image decode may take, in bytes, estimated from its mode, bit "
+        "depth and size before any pixel is read (media.too_costly).",
+    )
+    decode_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A decode in the decode pool taking longer is stopped: its worker process is "
+        "killed and replaced (media.decode_timeout).",
+    )
+    decode_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Decode worker processes per server process for risky images (not baseline "
+        "JPEGs); 0: as many as max_concurrency.",
+    )
     pdq_min_quality: int = Field(
         default=50,
         ge=0,
