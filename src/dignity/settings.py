@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -133,6 +133,31 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="Heavy requests taking longer are answered with 503."
     )
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection whose request headers are not all in this long after it "
+        "opened (or after its previous response) is closed.",
+    )
+    http_body_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A request whose body is not all in this long after its headers is closed.",
+    )
+    http_keepalive_s: float = Field(
+        default=5.0, gt=0, description="An idle keep-alive connection is closed after this long."
+    )
+    http_max_connections: int = Field(
+        default=2048,
+        gt=0,
+        description="Open connections (or requests in flight) per server process; past it new "
+        "requests are answered 503 at once.",
+    )
+    http_max_header_bytes: int = Field(
+        default=64 * 1024,
+        gt=0,
+        description="Largest request line plus headers, in bytes (a larger one is answered 400).",
+    )
     index_refresh_s: float = Field(
         default=0.5,
         gt=0,
@@ -219,8 +244,26 @@ class Settings(BaseSettings):
     portal_client_ip_header: str = Field(
         default="",
         description="Behind a reverse proxy: header holding the client address (e.g. "
-        "X-Forwarded-For; its last address is used). Empty: the TCP peer.",
+        "X-Forwarded-For), read only from a peer in trusted_proxies; the rightmost address "
+        "that is not itself a trusted proxy is the client. Empty: the TCP peer.",
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or CIDRs of the reverse proxies in front (e.g. "
+        "127.0.0.1/32,10.0.0.0/8). Only a TCP peer in these may name the client address in "
+        "portal_client_ip_header; empty: no peer may, the header is ignored.",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        import ipaddress
+
+        for item in value.split(","):
+            if item.strip():
+                ipaddress.ip_network(item.strip(), strict=False)  # ValueError: refused at start
+        return value
+
     # -- hash exchanges (issue 5) --
     exchange_interval_s: float = Field(
         default=3600.0,
