@@ -117,6 +117,25 @@ class DecodePool:
         self._closed = False
         self.killed = 0  # workers stopped at the deadline, for tests and metrics
 
+    def start(self) -> None:
+        """Start every worker now, in the background: the first risky uploads then do not wait
+        for a Python process to start (a second or more on a busy machine)."""
+
+        def fill() -> None:
+            while not self._closed:
+                with self._lock:
+                    if self._started >= self.size:
+                        return
+                    self._started += 1
+                try:
+                    self._idle.put(_Worker())
+                except Exception:
+                    with self._lock:
+                        self._started -= 1
+                    return
+
+        threading.Thread(target=fill, name="decode-pool-fill", daemon=True).start()
+
     def decode(self, data: bytes, **options: Any) -> Media:
         worker = self._take()
         replace = True

@@ -175,6 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = DecodePool(
             settings.decode_workers or settings.max_concurrency, settings.decode_timeout_s
         )
+        pool.start()
         decode_pool.install(pool)
         try:
             yield
