@@ -45,7 +45,7 @@ class Settings(BaseSettings):
         description="Largest image accepted, in pixels (width x height), checked from the header.",
     )
     max_frames: int = Field(
-        default=1000,
+        default=10_000,
         gt=0,
         description="Most frames or pages an image file (GIF, TIFF, WebP, APNG) may hold; counted "
         "from its structure before decoding (media.too_many_frames).",

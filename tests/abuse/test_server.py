@@ -44,7 +44,7 @@ def _warm_decode_workers(server: LiveServer) -> None:
 
 def test_many_pages_and_frames_are_refused_fast(server: LiveServer) -> None:
     files = [
-        many_page_tiff(30_000 if FULL else 3_000),
+        many_page_tiff(30_000 if FULL else 12_000),
         many_frame_gif(1_000_000 if FULL else 20_000),
     ]
     with Watch(server) as watch:
