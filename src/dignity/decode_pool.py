@@ -5,10 +5,11 @@ and kept its slot (four slow TIFFs held every slot for a minute). Here the decod
 a few worker processes; at ``decode_timeout_s`` the worker is killed, the caller gets
 ``media.decode_timeout`` and frees its slot at once, and a fresh worker is started in the
 background. Only the bytes go in and only the upright RGB pixels (plus the small facts of
-:class:`~dignity.media.Media`) come back. Which decodes go here is :func:`risky`: everything but
-baseline JPEGs, whose cost is linear in their bytes and whose pixels are usually reduced in the
-DCT domain, so the common photo pays nothing. A worker that grew past ``RECYCLE_RSS`` (glibc
-keeps freed arenas) is replaced after its job, so a big decode does not leave memory held.
+:class:`~dignity.media.Media`, as JSON: never a pickle) come back. Which decodes go here is
+:func:`risky`: everything but baseline JPEGs, whose cost is linear in their bytes and whose
+pixels are usually reduced in the DCT domain, so the common photo pays nothing. A worker that
+grew past ``RECYCLE_RSS`` (glibc keeps freed arenas) is replaced after its job, so a big decode
+does not leave memory held.
 
 The pool is installed per server process (:func:`install`, from the app's lifespan); without
 one (the CLI, tests) :func:`dignity.hashing.signals.decode_upload` decodes in the caller.
@@ -16,6 +17,8 @@ one (the CLI, tests) :func:`dignity.hashing.signals.decode_upload` decodes in th
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import queue
 import socket
@@ -28,7 +31,7 @@ from typing import Any, Final
 
 from PIL import Image
 
-from dignity.errors import MediaError, MediaTooLarge, error_class
+from dignity.errors import MediaError, MediaRefused, MediaTooLarge, error_class
 from dignity.media import Media
 
 __all__ = ["DecodePool", "active", "install", "risky"]
@@ -141,8 +144,8 @@ class DecodePool:
         worker = self._take()
         replace = True
         try:
+            worker.conn.send_bytes(json.dumps(options).encode())
             worker.conn.send_bytes(data)
-            worker.conn.send(options)
             if not worker.conn.poll(self.timeout_s):
                 self.killed += 1
                 raise MediaTooLarge(
@@ -150,8 +153,9 @@ class DecodePool:
                     code="media.decode_timeout",
                     limit=self.timeout_s,
                 )
-            kind, payload, rss = worker.conn.recv()
-            replace = rss > RECYCLE_RSS
+            head = json.loads(worker.conn.recv_bytes())
+            pixels = worker.conn.recv_bytes() if head.get("kind") == "ok" else b""
+            replace = not isinstance(head.get("rss"), int) or head["rss"] > RECYCLE_RSS
         except (EOFError, OSError) as exc:  # the worker died: killed by the kernel for memory
             raise MediaTooLarge(
                 "Decoding this image took more memory than the process may use.",
@@ -162,11 +166,7 @@ class DecodePool:
                 self._replace(worker)
             else:
                 self._idle.put(worker)
-        if kind == "error":
-            code, message, detail = payload
-            cls = error_class(code)
-            raise cls(message, code=code, **detail)
-        return _media(payload, data)
+        return _media(head, pixels, data)
 
     def _take(self) -> _Worker:
         try:
@@ -214,67 +214,117 @@ class DecodePool:
                 return
 
 
-def _media(payload: tuple[Any, ...], data: bytes) -> Media:
-    pixels, size, width, height, fmt, mode, orientation, frames, reduced, info = payload
-    return Media(
-        image=Image.frombytes("RGB", size, pixels),
-        width=width,
-        height=height,
-        format=fmt,
-        mode=mode,
-        orientation=orientation,
-        frames=frames,
-        reduced=reduced,
-        data=data,
-        info=info,
-    )
+def _media(head: dict[str, Any], pixels: bytes, data: bytes) -> Media:
+    """The worker's answer as a Media, or its refusal raised. The answer is JSON plus raw
+    pixels, never a pickle: a worker that a hostile file had taken over could otherwise run
+    code in the server by what it sends back."""
+    try:
+        if head["kind"] == "error":
+            cls = error_class(str(head["code"]))
+            if not issubclass(cls, MediaError):
+                raise LookupError(head["code"])
+            raise cls(str(head["message"]), code=str(head["code"]), **dict(head["detail"]))
+        width, height = (int(v) for v in head["size"])
+        image = Image.frombytes("RGB", (width, height), pixels)
+        return Media(
+            image=image,
+            width=int(head["width"]),
+            height=int(head["height"]),
+            format=str(head["format"]),
+            mode=str(head["mode"]),
+            orientation=int(head["orientation"]),
+            frames=int(head["frames"]),
+            reduced=bool(head["reduced"]),
+            data=data,
+            info={str(k): _untag(v) for k, v in head["info"]},
+        )
+    except MediaError:
+        raise
+    except Exception as exc:  # a malformed answer: treated as a damaged file, not trusted
+        raise MediaRefused(
+            "The image could not be decoded.", code="media.corrupt", format="unknown"
+        ) from exc
+
+
+def _tag(value: Any) -> list[Any] | None:
+    """A metadata value as JSON with its type (None: it does not cross, e.g. Pillow's IFDs)."""
+    if isinstance(value, bool):
+        return ["?", value]
+    if isinstance(value, str):
+        return ["s", value]
+    if isinstance(value, bytes):
+        return ["b", base64.b64encode(value).decode()]
+    if isinstance(value, int):
+        return ["i", value]
+    if isinstance(value, float):
+        return ["f", value]
+    if value is None:
+        return ["n", None]
+    if isinstance(value, tuple):
+        items = [_tag(v) for v in value]
+        return None if any(i is None for i in items) else ["t", items]
+    return None
+
+
+def _untag(tagged: list[Any]) -> Any:
+    kind, value = tagged
+    if kind == "b":
+        return base64.b64decode(value)
+    if kind == "t":
+        return tuple(_untag(v) for v in value)
+    if kind == "?":
+        return bool(value)
+    if kind == "i":
+        return int(value)
+    if kind == "f":
+        return float(value)
+    if kind == "n":
+        return None
+    return str(value)
 
 
 def _serve(conn: Connection) -> None:
-    """A worker's loop: bytes and options in, pixels or a refusal out, until the pipe closes."""
+    """A worker's loop: options and bytes in, a JSON head (and the RGB pixels) out, until the
+    pipe closes."""
     from dignity.media import decode
 
     while True:
         try:
+            options = json.loads(conn.recv_bytes())
             data = conn.recv_bytes()
-            options = conn.recv()
         except (EOFError, OSError):
             return
+        pixels = b""
         try:
             media = decode(data, **options)
-            info = {k: v for k, v in media.info.items() if _plain(v)}
-            reply: tuple[str, Any] = (
-                "ok",
-                (
-                    media.image.tobytes(),
-                    media.image.size,
-                    media.width,
-                    media.height,
-                    media.format,
-                    media.mode,
-                    media.orientation,
-                    media.frames,
-                    media.reduced,
-                    info,
-                ),
-            )
+            info = [[k, t] for k, v in media.info.items() if (t := _tag(v)) is not None]
+            head: dict[str, Any] = {
+                "kind": "ok",
+                "size": list(media.image.size),
+                "width": media.width,
+                "height": media.height,
+                "format": media.format,
+                "mode": media.mode,
+                "orientation": media.orientation,
+                "frames": media.frames,
+                "reduced": media.reduced,
+                "info": info,
+            }
+            pixels = media.image.tobytes()
             del media
         except MediaError as exc:
-            reply = ("error", (exc.code, exc.message, exc.detail))
+            head = {"kind": "error", "code": exc.code, "message": exc.message, "detail": exc.detail}
         except MemoryError:
-            reply = ("error", ("media.too_costly", "Decoding ran out of memory.", {}))
+            head = {"kind": "error", "code": "media.too_costly", "message": "Out of memory."}
+            head["detail"] = {}
         except Exception:  # decode() raises MediaError for bad input; anything else is a bug
-            reply = ("error", ("media.corrupt", "The image could not be decoded.", {}))
-        conn.send((*reply, _rss()))
-
-
-def _plain(value: Any) -> bool:
-    """Whether a metadata value crosses the pipe as is (Pillow's IFD objects do not)."""
-    if isinstance(value, (str, bytes, int, float, bool)) or value is None:
-        return True
-    if isinstance(value, tuple):
-        return all(_plain(v) for v in value)
-    return False
+            head = {"kind": "error", "code": "media.corrupt", "message": "Undecodable image."}
+            head["detail"] = {}
+        head["rss"] = _rss()
+        conn.send_bytes(json.dumps(head).encode())
+        if pixels:
+            conn.send_bytes(pixels)
+        del pixels
 
 
 def _rss() -> int:
