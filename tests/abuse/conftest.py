@@ -73,13 +73,16 @@ class Watch:
         self._stop.set()
         self._thread.join()
 
-    def check(self, rss_growth: int = RSS_GROWTH) -> None:
+    def check(self, label: str, rss_growth: int = RSS_GROWTH) -> None:
         slowest = max((s for s, _ in self.health), default=0.0)
         assert all(code == 200 for _, code in self.health), self.health
         assert slowest < HEALTH_S, f"/healthz took {slowest:.2f} s"
         grown = self.rss_peak - self.rss_before
         assert grown <= rss_growth, f"RSS grew {grown >> 20} MiB"
-        print(f"  /healthz max {slowest * 1000:.0f} ms, RSS growth {grown >> 20} MiB")
+        print(
+            f"\n  {label}: /healthz max {slowest * 1000:.0f} ms (target < {HEALTH_S:g} s), "
+            f"RSS growth {grown >> 20} MiB (bound {rss_growth >> 20} MiB)"
+        )
 
 
 @pytest.fixture(scope="module")

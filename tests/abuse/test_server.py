@@ -56,7 +56,7 @@ def test_many_pages_and_frames_are_refused_fast(server: LiveServer) -> None:
     for status, code, seconds in answers:
         assert (status, code) == (413, "media.too_many_frames")
         assert seconds < ANSWER_S, seconds
-    watch.check()
+    watch.check(f"TIFF/GIF frames, answers {[round(a[2], 2) for a in answers]} s")
 
 
 def test_wide_mode_tiffs_stay_within_the_memory_budget(server: LiveServer) -> None:
@@ -72,7 +72,7 @@ def test_wide_mode_tiffs_stay_within_the_memory_budget(server: LiveServer) -> No
         assert status == (413 if FULL else 200), (status, code)
         assert code == ("media.too_costly" if FULL else "")
         assert seconds < ANSWER_S, seconds
-    watch.check()
+    watch.check(f"mode I/F TIFFs {side} x4, answers {[(a[0], round(a[2], 2)) for a in answers]}")
 
 
 def test_many_lookups_leave_health_fast(server: LiveServer) -> None:
@@ -96,7 +96,7 @@ def test_many_lookups_leave_health_fast(server: LiveServer) -> None:
         statuses = asyncio.run(burst())
     assert all(s < 500 or s == 503 for s in statuses)
     assert statuses.count(503) <= n // 10, statuses
-    watch.check()
+    watch.check(f"{n} concurrent /m/lookup, {statuses.count(503)} answered 503 (target <= 10%)")
 
 
 def test_rotating_forwarded_headers_do_not_reset_the_address_limit(server: LiveServer) -> None:
@@ -161,7 +161,7 @@ def test_slow_headers_and_bodies_are_cut_off(server: LiveServer) -> None:
         )
         assert _closed_within(slow_headers, 6) == n
         assert _closed_within(slow_body, 6) == n // 10
-    watch.check()
+    watch.check(f"{n} half-sent headers + {n // 10} half-sent bodies, all closed")
 
 
 def test_a_decode_past_its_deadline_frees_its_slot(tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ def test_a_decode_past_its_deadline_frees_its_slot(tmp_path: Path) -> None:
             after = _post_all(server, [photo.getvalue()])
         assert {(s, c) for s, c, _ in answers} == {(413, "media.decode_timeout")}, answers
         assert after[0][0] == 200 and after[0][2] < ANSWER_S, after
-        watch.check()
+        watch.check(f"decode deadline, answers {[(a[1], round(a[2], 2)) for a in answers + after]}")
 
         # 200 concurrent wrong PINs from one address reach at most the limit's PIN checks.
         n = 200 if FULL else 60
@@ -207,6 +207,6 @@ def test_a_decode_past_its_deadline_frees_its_slot(tmp_path: Path) -> None:
         with Watch(server) as watch:
             statuses = asyncio.run(guesses())
         assert statuses.count(403) <= 20 and set(statuses) <= {403, 429, 503}, statuses
-        watch.check()
+        watch.check(f"{n} concurrent wrong PINs: {statuses.count(403)} PIN checks (limit 20)")
     finally:
         server.stop()
