@@ -408,7 +408,7 @@ def decode_cost(image: Image.Image, full_size: tuple[int, int], orientation: int
     its peak, from its mode and size: Pillow keeps 4 bytes a pixel for every 3- and 4-band mode
     and for I/F, 2 for 16-bit; a conversion holds the source and the RGB result at once (and
     the 8-bit gray step for I/F/16-bit); an EXIF turn copies the source; a progressive JPEG
-    keeps all its DCT coefficients (2 bytes each, at full size whatever the draft)."""
+    keeps all its DCT coefficients (see :func:`_coefficient_bytes`)."""
     width, height = image.size
     pixels = width * height
     mode = image.mode
@@ -423,9 +423,24 @@ def decode_cost(image: Image.Image, full_size: tuple[int, int], orientation: int
         if mode in ("PA", "La") or (mode == "P" and "transparency" in image.info):
             cost += 4 * pixels  # through RGBA (or LA) first
     if isinstance(image, JpegImagePlugin.JpegImageFile) and image.info.get("progressive"):
-        bands = len(image.getbands())
-        cost += 2 * bands * full_size[0] * full_size[1]
+        cost += _coefficient_bytes(image, full_size)
     return cost
+
+
+def _coefficient_bytes(image: JpegImagePlugin.JpegImageFile, size: tuple[int, int]) -> int:
+    """What libjpeg holds for a progressive JPEG: every 8x8 block's 64 coefficients, 2 bytes
+    each, per component at its own sampling (4:2:0 chroma has a quarter of the blocks), for the
+    full image whatever the draft scale."""
+    layers = getattr(image, "layer", None) or [(0, 1, 1, 0)] * len(image.getbands())
+    h_max = max(int(layer[1]) for layer in layers) or 1
+    v_max = max(int(layer[2]) for layer in layers) or 1
+    width, height = size
+    total = 0
+    for _, h, v, _ in layers:
+        blocks_x = -(-width * int(h) // (h_max * 8))
+        blocks_y = -(-height * int(v) // (v_max * 8))
+        total += blocks_x * blocks_y * 64 * 2
+    return total
 
 
 def count_frames(data: bytes | memoryview, cap: int) -> tuple[int, bool] | None:

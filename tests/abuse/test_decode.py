@@ -88,3 +88,22 @@ def test_only_baseline_jpegs_skip_the_pool() -> None:
     assert not risky(baseline.getvalue())
     assert risky(progressive.getvalue())
     assert risky(png_16bit_rgba(4, 4))
+
+
+def test_progressive_jpeg_counts_its_coefficients() -> None:
+    """libjpeg keeps a progressive JPEG's coefficients for the whole image (a 100 MP one took
+    1.2 GB); 4:2:0 chroma has a quarter of the luma's blocks."""
+    import io
+
+    from PIL import Image
+
+    from dignity.media import decode_cost
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1600, 1200), (10, 20, 30)).save(buffer, "JPEG", progressive=True)
+    image = Image.open(io.BytesIO(buffer.getvalue()))
+    luma = 1600 * 1200 * 2  # 64 coefficients of 2 bytes per 64 pixels
+    assert decode_cost(image, (1600, 1200)) == 4 * 1600 * 1200 + luma * 3 // 2
+    with pytest.raises(MediaError) as caught:
+        decode(buffer.getvalue(), **(LIMITS | {"max_decode_bytes": 4 * 1600 * 1200 + luma}))
+    assert caught.value.code == "media.too_costly"
