@@ -127,6 +127,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Heavy requests (hashing, matching, imports) one process runs at once.",
     )
+    lookup_concurrency: int = Field(
+        default=8,
+        gt=0,
+        description="Lookups by hash (/m/lookup, /v1/match with hashes) one process runs at once, "
+        "apart from the heavy slots, so they never wait behind decodes.",
+    )
     queue_timeout_s: float = Field(
         default=5.0, gt=0, description="How long a heavy request waits for a slot before 503."
     )

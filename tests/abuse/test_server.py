@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from tests.abuse.attacks import FULL, big_tiff, many_frame_gif, many_page_tiff
-from tests.abuse.conftest import ANSWER_S, Watch
+from tests.abuse.conftest import ANSWER_S, HEALTH_S, Watch
 from tests.integration.server import LiveServer
 
 
@@ -208,5 +208,58 @@ def test_a_decode_past_its_deadline_frees_its_slot(tmp_path: Path) -> None:
             statuses = asyncio.run(guesses())
         assert statuses.count(403) <= 20 and set(statuses) <= {403, 429, 503}, statuses
         watch.check(f"{n} concurrent wrong PINs: {statuses.count(403)} PIN checks (limit 20)")
+    finally:
+        server.stop()
+
+
+def test_lookups_by_hash_never_wait_behind_decodes(tmp_path: Path) -> None:
+    """One heavy slot, held by six slow uploads (3000 x 3000 PNGs) in turn: lookups by hash
+    have their own slots and answer at once (with one shared cap they waited for every decode
+    ahead of them: 1.6 s)."""
+    server = LiveServer(
+        tmp_path,
+        env={
+            "DIGNITY_MAX_CONCURRENCY": "1",
+            "DIGNITY_QUEUE_TIMEOUT_S": "60",
+            "DIGNITY_RATE_PER_MINUTE": "1000000",
+        },
+    )
+    server.start()
+    try:
+        side = 3000
+        noise = np.random.default_rng(7).integers(0, 255, (side, side, 3), dtype=np.uint8)
+        slow = io.BytesIO()
+        Image.fromarray(noise).save(slow, "PNG", compress_level=1)
+        n = 200 if FULL else 40
+        with Watch(server) as watch, ThreadPoolExecutor(1) as pool:
+            uploads = pool.submit(_post_all, server, [slow.getvalue()] * 6)
+            time.sleep(1.0)  # the uploads hold (and queue for) the one heavy slot by now
+
+            async def lookups() -> list[tuple[int, float]]:
+                limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+                async with httpx.AsyncClient(
+                    base_url=server.base,
+                    headers=server.headers("platform"),
+                    limits=limits,
+                    timeout=30,
+                ) as c:
+
+                    async def one() -> tuple[int, float]:
+                        started = time.monotonic()
+                        r = await c.get(
+                            "/m/lookup", params={"signal": "e" * 64, "signal_type": "pdq"}
+                        )
+                        return r.status_code, time.monotonic() - started
+
+                    return await asyncio.gather(*[one() for _ in range(n)])
+
+            answered = asyncio.run(lookups())
+            decoded = uploads.result()
+        assert not uploads.running() and {s for s, _, _ in decoded} == {200}
+        statuses = [s for s, _ in answered]
+        slowest = max(t for _, t in answered)
+        assert statuses.count(503) <= n // 10 and set(statuses) <= {200, 503}, statuses
+        assert slowest < HEALTH_S, slowest  # a lookup is as light as a health check
+        watch.check(f"{n} lookups during 6 slow decodes on one slot, slowest {slowest:.2f} s")
     finally:
         server.stop()

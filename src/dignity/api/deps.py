@@ -24,6 +24,7 @@ from dignity import audit
 from dignity.errors import RateLimited, RequestTimeout, Unavailable
 from dignity.keys import AuthForbidden, AuthUnauthenticated, KeyInfo
 from dignity.services import Services
+from dignity.services.slots import Slots
 
 T = TypeVar("T")
 
@@ -122,17 +123,34 @@ async def run_heavy(
 ) -> T:
     """Run ``fn(*args)`` in a worker thread under the concurrency cap and the time limit
     (``timeout_s``, default the request timeout)."""
+    return await _run_in(services.slots, services, fn, *args, timeout_s=timeout_s)
+
+
+async def run_light(services: Services, fn: Callable[..., T], *args: Any) -> T:
+    """Run a lookup by hash (``fn(*args)``: an index search, milliseconds) under its own cap,
+    ``lookup_concurrency``, so that it never waits behind decodes holding the heavy slots:
+    with one shared cap, a few slow uploads made every ``/m/lookup`` wait or answer 503."""
+    return await _run_in(services.lookup_slots, services, fn, *args)
+
+
+async def _run_in(
+    slots: Slots,
+    services: Services,
+    fn: Callable[..., T],
+    *args: Any,
+    timeout_s: float | None = None,
+) -> T:
     settings = services.settings
 
     def guarded() -> T:
         try:
             return fn(*args)
         finally:
-            services.slots.release()
+            slots.release()
 
     # Waiting for a slot happens on the event loop: a waiting request holds no thread, so the
     # threads stay free for the work itself and for every other route.
-    if not await services.slots.acquire(settings.queue_timeout_s):
+    if not await slots.acquire(settings.queue_timeout_s):
         raise Unavailable("the server is busy; try again", code="server.busy", retry_after=1)
     try:
         with anyio.fail_after(timeout_s or settings.request_timeout_s):

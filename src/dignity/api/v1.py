@@ -12,7 +12,7 @@ from typing import Annotated, Any, BinaryIO
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from dignity.api.deps import Services, ServicesDep, require, run_heavy
+from dignity.api.deps import Services, ServicesDep, require, run_heavy, run_light
 from dignity.api.schemas import (
     MAX_ID,
     AddOut,
@@ -164,7 +164,7 @@ async def match_route(request: Request, services: ServicesDep, _: Platform) -> M
     got = await read_upload_or_json(request, MatchByHashes, services.settings.max_bytes)
     if isinstance(got, MatchByHashes):
         pairs = [(h.signal, h.value) for h in got.hashes]
-        outcome = await run_heavy(services, services.engine.match_hashes, pairs)
+        outcome = await run_light(services, services.engine.match_hashes, pairs)
     else:
         outcome = await run_heavy(services, _match_upload, got, services)
     return result_out(outcome)
