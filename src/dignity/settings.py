@@ -127,6 +127,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Heavy requests (hashing, matching, imports) one process runs at once.",
     )
+    key_max_in_flight: int = Field(
+        default=256,
+        gt=0,
+        description="Requests one API key may have in flight in one process; past it, 503 at "
+        "once (server.busy, Retry-After).",
+    )
     lookup_concurrency: int = Field(
         default=8,
         gt=0,

@@ -165,15 +165,17 @@ def test_slow_headers_and_bodies_are_cut_off(server: LiveServer) -> None:
 
 
 def test_a_decode_past_its_deadline_frees_its_slot(tmp_path: Path) -> None:
-    """One heavy slot and a 50 ms decode limit: big PNGs are stopped at the deadline (their
+    """One heavy slot and a 10 ms decode limit: big PNGs are stopped at the deadline (their
     worker killed) instead of holding the only slot, so a photo sent after them is answered."""
     server = LiveServer(
         tmp_path,
         env={
             "DIGNITY_MAX_CONCURRENCY": "1",
-            "DIGNITY_DECODE_TIMEOUT_S": "0.05",
+            "DIGNITY_DECODE_TIMEOUT_S": "0.01",
             "DIGNITY_RATE_PER_MINUTE": "1000000",
             "DIGNITY_PORTAL_ENABLED": "true",
+            "DIGNITY_KEY_MAX_IN_FLIGHT": "4",
+            "DIGNITY_HTTP_BODY_TIMEOUT_S": "2",
         },
     )
     server.start()
@@ -191,6 +193,25 @@ def test_a_decode_past_its_deadline_frees_its_slot(tmp_path: Path) -> None:
         assert {(s, c) for s, c, _ in answers} == {(413, "media.decode_timeout")}, answers
         assert after[0][0] == 200 and after[0][2] < ANSWER_S, after
         watch.check(f"decode deadline, answers {[(a[1], round(a[2], 2)) for a in answers + after]}")
+
+        # One key holding its 4 requests in flight (bodies sent slowly) gets 503 at once for a
+        # fifth; another key is not affected; the slot is back once the slow bodies are cut.
+        head = (
+            "POST /v1/hash HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+        )
+        held = _half_open(server, 4, head.format(key=server.keys["platform"]).encode())
+        time.sleep(0.5)
+        with server.client("platform") as c:
+            started = time.monotonic()
+            r = c.post("/v1/hash", files=_upload(photo.getvalue()))
+            assert r.status_code == 503 and r.json()["code"] == "server.busy", r.text
+            assert time.monotonic() - started < ANSWER_S and r.headers["retry-after"] == "1"
+        with server.client("admin") as c:
+            assert c.post("/v1/hash", files=_upload(photo.getvalue())).status_code == 200
+        assert _closed_within(held, 6) == 4
+        with server.client("platform") as c:
+            assert c.post("/v1/hash", files=_upload(photo.getvalue())).status_code == 200
 
         # 200 concurrent wrong PINs from one address reach at most the limit's PIN checks.
         n = 200 if FULL else 60

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar, cast
 
 import anyio
@@ -48,6 +48,31 @@ class RateLimiter:
                 return 0.0
             self._buckets[key_id] = (tokens, now)
             return (1.0 - tokens) / per_s
+
+
+class InFlight:
+    """Requests in flight per key in this process: one key cannot fill the server's
+    connections and heavy queue by itself (past ``key_max_in_flight``: 503 at once)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count: dict[int, int] = {}
+
+    def enter(self, key_id: int, limit: int) -> bool:
+        with self._lock:
+            now = self._count.get(key_id, 0)
+            if now >= limit:
+                return False
+            self._count[key_id] = now + 1
+            return True
+
+    def leave(self, key_id: int) -> None:
+        with self._lock:
+            left = self._count.get(key_id, 1) - 1
+            if left > 0:
+                self._count[key_id] = left
+            else:
+                self._count.pop(key_id, None)
 
 
 def per_process(request: Request, name: str, make: Callable[[], T]) -> T:
@@ -85,11 +110,12 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def require(*roles: str) -> Callable[..., Awaitable[KeyInfo]]:
-    """Dependency: a valid key whose role is one of ``roles`` (admin always passes)."""
+def require(*roles: str) -> Callable[..., AsyncIterator[KeyInfo]]:
+    """Dependency: a valid key whose role is one of ``roles`` (admin always passes), within its
+    rate and its cap on requests in flight."""
     allowed = frozenset(roles) | {"admin"}
 
-    async def dependency(request: Request, services: ServicesDep) -> KeyInfo:
+    async def dependency(request: Request, services: ServicesDep) -> AsyncIterator[KeyInfo]:
         token = _bearer(request)
         # A cached answer costs nothing; only a cache miss goes to the database, off the loop.
         key = services.keys.cached(token)
@@ -113,7 +139,17 @@ def require(*roles: str) -> Callable[..., Awaitable[KeyInfo]]:
         # Audit records this request writes name its key; contextvars reach the sync endpoint
         # and run_heavy threads (anyio copies the context into worker threads).
         audit.set_actor(f"key:{key.id}:{key.name}")
-        return key
+        in_flight = per_process(request, "key_in_flight", InFlight)
+        if not in_flight.enter(key.id, services.settings.key_max_in_flight):
+            raise Unavailable(
+                "too many requests of this key in flight; try again",
+                code="server.busy",
+                retry_after=1,
+            )
+        try:
+            yield key
+        finally:
+            in_flight.leave(key.id)
 
     return dependency
 
