@@ -4,13 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA ?= $(CURDIR)/var
+# Extras installed into .venv. .ci/run adds `oracle` (Meta's vpdq binding, a test oracle that
+# needs FFmpeg's dev packages); `make run` and `make test` never need it (its tests skip).
+EXTRAS ?= dev,nudenet
 
 .PHONY: run serve test lint typecheck unit bench fuzz abuse screenshots clean
 
 $(STAMP): pyproject.toml setup.py src/dignity/matching/_mihcore.c src/dignity/derivatives/_shortlist.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,nudenet]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	$(BIN)/python -m pip install --quiet --no-deps 'invisible-watermark==0.2.0'
 	touch $(STAMP)
 
@@ -52,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/watermark.py
 	$(BIN)/python bench/derivatives.py
+	$(BIN)/python bench/video.py
 
 # The README's screenshots: the browser tests on SQLite, then docs/make_screenshots.py.
 screenshots: $(STAMP)

@@ -330,7 +330,7 @@ def test_portal_api_refusals(two_servers: tuple[LiveServer, LiveServer]) -> None
         == 422
     )
     assert httpx.post(url, content=b"x", headers={"content-type": "text/plain"}).status_code == 415
-    big = {"hashes": [{"signal": "pdq", "value": P2}] * 5000, "adult": True}
+    big = {"hashes": [{"signal": "pdq", "value": P2}] * 60000, "adult": True}  # over 4 MiB
     assert httpx.post(url, json=big).status_code == 413
     many = {"hashes": [{"signal": "md5", "value": f"{i:032x}"} for i in range(300)], "adult": True}
     r = httpx.post(url, json=many)

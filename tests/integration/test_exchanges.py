@@ -89,11 +89,11 @@ def test_stopncii_adds_withdraws_and_counts_unknown(
 
     first = svc.fetch("sncii").to_dict()
     assert first["status"] == "complete"
-    assert first["added"] == {"md5": 1, "pdq": 4}
+    assert first["added"] == {"video_md5": 1, "pdq": 4}
     assert first["unknown"] == {"URL": 1, "VideoTMK": 1}
     assert first["withdrawn"] == {}
     assert first["pages"] == 4  # 7 records, pages of 2: the client really paginated
-    assert active(db, "sncii") == {("pdq", v) for v in pdq} | {("md5", md5)}
+    assert active(db, "sncii") == {("pdq", v) for v in pdq} | {("video_md5", md5)}
     with db.session() as s:
         e = s.scalars(select(Entry).where(Entry.value == pdq[0])).one()
         assert (e.origin_kind, e.origin_ref) == ("exchange", f"sncii:ImagePDQ:{pdq[0]}")
@@ -332,7 +332,10 @@ def test_ncmec_paging_tombstones_shared_hashes_and_resume(
         assert cp is not None
         out = svc.fetch("ncmec").to_dict()
         assert out["status"] == "complete", out
-        want = {("pdq", v) for v in pdq} | {("md5", v) for v in md5}
+        # NCMEC's video MD5 is our video_md5; an image's MD5 stays md5.
+        want = (
+            {("pdq", v) for v in pdq} | {("md5", md5[0]), ("md5", md5[2])} | {("video_md5", md5[1])}
+        )
         assert active(db, "ncmec") == want
         total = {k: part["unknown"].get(k, 0) + out["unknown"].get(k, 0) for k in out["unknown"]}
         assert total == {"image/pdna": 1, "image/sha1": 1} or set(total) == {
@@ -427,17 +430,20 @@ def test_file_exchange_is_a_snapshot(svc: ExchangeService, db: Database, tmp_pat
     )
     svc.add("f", "file", config={"filename": str(path)})
     out = svc.fetch("f").to_dict()
-    assert out["added"] == {"md5": 1, "pdq": 3}
+    assert out["added"] == {"video_md5": 1, "pdq": 3}
     assert out["unknown"] == {"photodna": 1}
     assert out["errors"] == {"pdq": 1}
     path.write_text(f"pdq {pdq[0]}\nvideo_md5 {md5}\n")
     out = svc.fetch("f").to_dict()
     assert out["withdrawn"] == {"pdq": 2}
-    assert active(db, "f") == {("pdq", pdq[0]), ("md5", md5)}
+    assert active(db, "f") == {("pdq", pdq[0]), ("video_md5", md5)}
     path.unlink()
     out = svc.fetch("f").to_dict()
     assert out["status"] == "failed" and out["error"]["code"] == "exchange.file_missing"
-    assert active(db, "f") == {("pdq", pdq[0]), ("md5", md5)}  # a missing file removes nothing
+    assert active(db, "f") == {
+        ("pdq", pdq[0]),
+        ("video_md5", md5),
+    }  # a missing file removes nothing
     with pytest.raises(DignityError) as exc:
         svc.feedback("f", [("pdq", pdq[0])], "blocked", [])
     assert exc.value.code == "exchange.feedback_unsupported"
@@ -651,3 +657,27 @@ def test_dignity_feed_between_two_live_instances(tmp_path: Path) -> None:
         db_b.close()
         a.stop()
         b.stop()
+
+
+def test_file_exchange_takes_vpdq(svc: ExchangeService, db: Database, tmp_path: Path) -> None:
+    """py-tx's vPDQ extension writes ``vpdq <JSON list of "pdq_hex,quality,timestamp">``: the
+    entry gets the frames (and matches by them); a record that goes withdraws it."""
+    from dignity.matching import MatchEngine
+    from dignity.video.formats import vpdq_pytx_json
+    from dignity.video.vpdq import VpdqFrame
+
+    frames = [VpdqFrame(i, float(i), v, 90) for i, v in enumerate(hexes(17, 6))]
+    other = [VpdqFrame(i, float(i), v, 90) for i, v in enumerate(hexes(18, 4))]
+    path = tmp_path / "videos.txt"
+    path.write_text(f"vpdq {vpdq_pytx_json(frames)}\nvpdq {vpdq_pytx_json(other)}\nvpdq [1]\n")
+    svc.add("v", "file", config={"filename": str(path)})
+    out = svc.fetch("v").to_dict()
+    assert out["added"] == {"vpdq": 2} and out["errors"] == {"vpdq": 1}
+    engine = MatchEngine(db)
+    engine.load()
+    (m,) = engine.match_frames(frames).matches
+    assert m.signal == "vpdq" and m.query_match_percent == 100.0
+    path.write_text(f"vpdq {vpdq_pytx_json(other)}\n")
+    assert svc.fetch("v").to_dict()["withdrawn"] == {"vpdq": 1}
+    engine.refresh()
+    assert not engine.match_frames(frames).matches

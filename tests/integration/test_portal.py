@@ -3,7 +3,8 @@
 * The page's PDQ (our JavaScript, on pixels the browser decoded, EXIF orientation applied)
   agrees with the server's ``dignity hash`` within 10 bits on every shared fixture and on our own
   set (EXIF orientations 1-8, PNG, WebP, GIF, BMP, large JPEGs), median <= 2.
-* Every request the page makes is intercepted: bodies carry only hashes and the form fields.
+* Every request the page makes is intercepted: bodies carry only hashes and the form fields
+  (videos: tests/integration/test_portal_video.py).
 * The whole loop: hash on the page, case number + PIN, a second dignity instance fed from
   ``/v1/feed`` blocks an upload, the case is withdrawn on the page, and both allow it again.
 """
@@ -169,8 +170,16 @@ def _check_requests(seen: list[dict[str, Any]], base: str) -> None:
         if path == "/portal/api/cases":
             assert payload["adult"] is True
             for h in payload["hashes"]:
+                if h["signal"] == "vpdq":  # a video: one code a second, nothing else
+                    assert set(h) == {"signal", "frames"}, h
+                    for f in h["frames"]:
+                        assert set(f) == {"frame", "timestamp", "pdq", "quality"}, f
+                        assert all(isinstance(f[k], int) for k in ("frame", "quality")), f
+                        assert isinstance(f["timestamp"], int | float), f
+                        assert len(f["pdq"]) == 64 and int(f["pdq"], 16) >= 0, f
+                    continue
                 assert set(h) <= {"signal", "value", "quality"}, h
-                assert h["signal"] in ("pdq", "md5")
+                assert h["signal"] in ("pdq", "md5", "video_md5")
                 want = 64 if h["signal"] == "pdq" else 32
                 assert len(h["value"]) == want and int(h["value"], 16) >= 0
         else:

@@ -7,11 +7,15 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { pdqHash, hammingDistance } from "../../src/dignity/web/static/pdq.js";
+import { pdqHash, pdqHashFullSize, hammingDistance } from "../../src/dignity/web/static/pdq.js";
 import { Md5, md5Hex } from "../../src/dignity/web/static/md5.js";
 
 const here = new URL(".", import.meta.url);
 const vectors = JSON.parse(readFileSync(new URL("pdq-vectors.json", here), "utf8"));
+// Video frames: hashed at full size (the server's pdq_from_full_pixels, Meta's vpdq).
+const fullSizeVectors = JSON.parse(
+  readFileSync(new URL("pdq-full-size-vectors.json", here), "utf8"),
+);
 
 // The same integer formulas as tests/unit/test_pdq_js.py's `synthetic()`.
 function synthetic(kind, w, h, seed) {
@@ -48,6 +52,19 @@ for (const v of vectors) {
     const slack = v.kind === "pattern" ? 0 : 8;
     assert.ok(hammingDistance(got.hash, v.hash) <= slack, `${got.hash} vs ${v.hash}`);
     assert.ok(Math.abs(got.quality - v.quality) <= (slack ? 1 : 0), `${got.quality} vs ${v.quality}`);
+  });
+}
+
+for (const v of fullSizeVectors) {
+  test(`full-size pdq ${v.width}x${v.height} seed ${v.seed} is the server's frame hash`, () => {
+    const rgba = synthetic(v.kind, v.width, v.height, v.seed);
+    const got = pdqHashFullSize(rgba, v.width, v.height);
+    assert.equal(got.hash, v.hash);
+    assert.equal(got.quality, v.quality);
+    if (v.width > 512 || v.height > 512) {
+      // Over 512 px the still-image hash resamples first: a different code, as on the server.
+      assert.notEqual(pdqHash(rgba, v.width, v.height).hash, v.hash);
+    }
   });
 }
 

@@ -319,6 +319,9 @@ EXPECTED: dict[str, Any] = {
         "reported": 2,
         "copy_exact": 2,  # rm2 and rm7 (at since: in)
         "copy_pdq": 1,
+        "copy_video": 0,
+        "copy_frame": 0,
+        "copy_still": 0,
         "reviewed": 1,
         "copies_found": 3,
         "restored": 1,

@@ -68,14 +68,21 @@ def test_every_distance_type_measures_and_indexes(t: DistanceSignalType) -> None
 
 
 def test_builtins_register_through_the_hook_in_order() -> None:
-    assert REGISTRY.names()[:3] == ["pdq", "md5", "sha256"]
+    assert REGISTRY.names()[:5] == ["pdq", "md5", "sha256", "vpdq", "video_md5"]
     assert [t.name for t in REGISTRY.distance()] == ["pdq"]
-    assert dict(SIGNAL_TYPES) == {"pdq": 64, "md5": 32, "sha256": 64}
+    assert dict(SIGNAL_TYPES) == {
+        "pdq": 64,
+        "md5": 32,
+        "sha256": 64,
+        "vpdq": 64,
+        "video_md5": 32,
+    }
     assert "pdq" in DISTANCE_SIGNALS and "md5" not in DISTANCE_SIGNALS and 3 not in DISTANCE_SIGNALS
+    assert "vpdq" not in DISTANCE_SIGNALS  # matched by its frames, through the engine
     with pytest.raises(HashError) as e:
-        normalize_hash("vpdq", "00")
+        normalize_hash("tmk", "00")
     assert e.value.code == "hash.unknown_signal"
-    assert "known: md5, pdq, sha256" in e.value.message
+    assert "known: md5, pdq, sha256, video_md5, vpdq" in e.value.message
 
 
 @dataclass(frozen=True)
@@ -89,11 +96,17 @@ class _Plugin:
 
 def test_a_third_party_type_plugs_in_after_the_builtins() -> None:
     pm = plugin_manager(entry_points=False)
-    pm.register(_Plugin([HexDigest("video_md5", frozenset({"video"}), 16)]))
+    pm.register(_Plugin([HexDigest("tmk_md5", frozenset({"video"}), 16)]))
     registry = SignalRegistry.from_plugins(pm)
-    assert registry.names() == ["pdq", "md5", "sha256", "video_md5"]
-    assert [t.name for t in registry.for_content("video")] == ["md5", "sha256", "video_md5"]
-    assert registry.normalize("VIDEO_MD5", "AB" * 16) == ("video_md5", "ab" * 16)
+    assert registry.names() == ["pdq", "md5", "sha256", "vpdq", "video_md5", "tmk_md5"]
+    assert [t.name for t in registry.for_content("video")] == [
+        "md5",
+        "sha256",
+        "vpdq",
+        "video_md5",
+        "tmk_md5",
+    ]
+    assert registry.normalize("TMK_MD5", "AB" * 16) == ("tmk_md5", "ab" * 16)
 
 
 def test_the_registry_refuses_clashes_and_non_types() -> None:

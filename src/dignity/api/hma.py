@@ -16,9 +16,14 @@ shapes as OpenMediaMatch, over dignity's own services. Differences, each on purp
   elsewhere still suppresses matches in ``/m/lookup`` (not in ``/m/raw_lookup``).
 * A bank content id is a dignity entry id. One entry holds one hash, so content added with
   several signals gets one entry per signal and ``id`` is the first one's.
-* Signal types: HMA's ``pdq`` is ours; HMA's ``video_md5`` is our ``md5`` (MD5 of the file
-  bytes, for any file); ``md5`` and ``sha256`` are also accepted by their dignity names.
-  Content types are ``photo`` (decoded; PDQ) and ``video`` (bytes only; video_md5).
+* Signal types: HMA's ``pdq``, ``video_md5`` and ``vpdq`` (py-tx's vPDQ extension) are ours;
+  ``md5`` and ``sha256`` are also accepted by their dignity names. ``md5`` and ``video_md5`` are
+  one digest of the file's bytes under two names: a lookup by either finds entries of both.
+  Content types are ``photo`` (decoded; PDQ) and ``video``: its ``video_md5`` and, where the
+  bytes decode as a video, its ``vpdq`` (by default both; HMA's shape, py-tx's JSON list of
+  ``"pdq_hex,quality,timestamp"``). A video is banked as one entry (``vpdq``, its MD5 on it).
+  A vpdq match's ``distance`` is its nearest frame pair's, and it adds
+  ``query_match_percent`` and ``compared_match_percent`` (HMA's VPDQ similarity).
 * Distances are strings as in HMA; an exact-hash match reports ``"0"`` (HMA prints ``"-"``).
 * Uploaded photos are matched with all 8 rotations/mirrors when ``match_dihedral`` is on.
 """
@@ -46,13 +51,16 @@ from dignity.api.deps import Services, ServicesDep, require, run_heavy, run_ligh
 from dignity.api.schemas import MAX_ID, ErrorBody
 from dignity.api.uploads import read_file
 from dignity.api.v1 import Curator, Hasher, Platform, Reader, fetch, written
-from dignity.errors import BankNotFound, DignityError, error_class
+from dignity.errors import BankNotFound, DignityError, MediaError, error_class
 from dignity.hashing.digests import md5_hex, sha256_hex
 from dignity.hashing.registry import DistanceSignalType, signal_types
 from dignity.hashing.signals import ImageHashes, hash_bytes, normalize_hash
 from dignity.keys import ROLES, KeyInfo
-from dignity.matching.banks import DEFAULT_THRESHOLD, BankInfo, EntryInfo, NewEntry
+from dignity.matching.banks import DEFAULT_THRESHOLD, BankInfo, EntryInfo, NewEntry, read_frames
 from dignity.matching.engine import Match, MatchOutcome
+from dignity.settings import Settings
+from dignity.video.formats import parse_vpdq_text, vpdq_digest, vpdq_pytx_json
+from dignity.video.vpdq import VpdqFrame, VpdqResult
 
 # -- errors --------------------------------------------------------------------------------
 # Where HMA answers a case with its own status, these win over the error class's status.
@@ -116,13 +124,30 @@ AnyKey = Annotated[KeyInfo, Depends(require(*ROLES))]
 # -- signal and content types --------------------------------------------------------------
 # HMA signal type name -> dignity signal. HMA's video_md5 is the MD5 of the file's bytes,
 # which is exactly our md5 (StopNCII and NCMEC exchange it for videos and files alike).
-SIGNAL_TYPES: dict[str, str] = {"pdq": "pdq", "video_md5": "md5", "md5": "md5", "sha256": "sha256"}
+SIGNAL_TYPES: dict[str, str] = {
+    "pdq": "pdq",
+    "video_md5": "video_md5",
+    "md5": "md5",
+    "sha256": "sha256",
+    "vpdq": "vpdq",
+}
 # dignity signal -> the HMA name it is reported under when the client did not name one.
-HMA_NAMES: dict[str, str] = {"pdq": "pdq", "md5": "video_md5", "sha256": "sha256"}
+HMA_NAMES: dict[str, str] = {
+    "pdq": "pdq",
+    "md5": "video_md5",
+    "video_md5": "video_md5",
+    "sha256": "sha256",
+    "vpdq": "vpdq",
+}
+# HMA signal type -> the dignity signals of the matches reported under it.
+MATCHED_AS: dict[str, frozenset[str]] = {
+    "video_md5": frozenset({"video_md5", "md5"}),
+    "md5": frozenset({"video_md5", "md5"}),
+}
 # Content type -> (signal types it can be hashed to, those hashed when `types` is not given).
 CONTENT_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "photo": (("pdq", "md5", "sha256"), ("pdq",)),
-    "video": (("video_md5", "md5", "sha256"), ("video_md5",)),
+    "video": (("video_md5", "vpdq", "md5", "sha256"), ("video_md5", "vpdq")),
 }
 # HMA bank names (its storage refuses others); ours also caps the length and bars a leading _.
 _HMA_BANK_NAME = re.compile(r"\A[A-Z_][A-Z0-9_]*\Z")
@@ -176,11 +201,13 @@ def _looks_like_video(data: bytes) -> bool:
 
 @dataclass(frozen=True)
 class Hashed:
-    """One piece of content hashed: HMA signal type -> value, and the image's hashes if any."""
+    """One piece of content hashed: HMA signal type -> value, and the image's hashes (or the
+    video's vPDQ) if any."""
 
     content_type: str
     values: dict[str, str]
     image: ImageHashes | None = None
+    video: VpdqResult | None = None
 
 
 def hash_content(
@@ -200,7 +227,26 @@ def hash_content(
         return Hashed(content_type, {t: every[t] for t in types}, image)
     md5 = md5_hex(data)
     every = {"video_md5": md5, "md5": md5, "sha256": sha256_hex(data)}
-    return Hashed(content_type, {t: every[t] for t in types})
+    video = None
+    if "vpdq" in types:
+        try:
+            video = hash_video_bytes(data, services.settings, dihedral=dihedral)
+        except MediaError:
+            # Asked for by name, a video that does not decode is the client's error; by
+            # default (no `types`) the bytes' digests still stand, as HMA hashes what it can.
+            if tuple(types) != CONTENT_TYPES["video"][1]:
+                raise
+        if video is not None:
+            every["vpdq"] = vpdq_pytx_json(video.frames)
+    return Hashed(content_type, {t: every[t] for t in types if t in every}, video=video)
+
+
+def hash_video_bytes(data: bytes, settings: Settings, *, dihedral: bool = False) -> VpdqResult:
+    """A video's vPDQ (one frame a second) from its bytes, under the limits of a request;
+    raises the ``media.*`` errors."""
+    from dignity.video.analysis import hash_video
+
+    return hash_video(data, settings, dihedral=dihedral, sync=True)
 
 
 async def read_upload(request: Request, services: Services) -> tuple[str, bytes]:
@@ -323,7 +369,11 @@ def group_by_bank(matches: Iterable[Match], banks: set[str] | None) -> dict[str,
     for m in matches:
         if banks is not None and m.bank not in banks:
             continue
-        out.setdefault(m.bank, []).append({"bank_content_id": m.entry_id, "distance": _distance(m)})
+        item: dict[str, Any] = {"bank_content_id": m.entry_id, "distance": _distance(m)}
+        if m.query_match_percent is not None:
+            item["query_match_percent"] = m.query_match_percent
+            item["compared_match_percent"] = m.compared_match_percent
+        out.setdefault(m.bank, []).append(item)
     return out
 
 
@@ -334,15 +384,21 @@ def _banks_param(banks: str | None) -> set[str] | None:
 def _signal_pair(signal_type: str, signal: str) -> tuple[str, str]:
     sig = our_signal(signal_type)
     try:
+        if sig == "vpdq":  # the frames themselves (py-tx's JSON, or Meta's text)
+            parse_vpdq_text(signal)
+            return sig, signal
         return normalize_hash(sig, signal)
     except DignityError as exc:
         raise bad(f"invalid signal: {exc.message}", code="hash.malformed") from exc
 
 
 def lookup_hashed(services: Services, hashed: Hashed) -> MatchOutcome:
-    """Match content hashed here: an image with all its hashes (and its dihedral family)."""
+    """Match content hashed here: an image with all its hashes (and its dihedral family), or a
+    video by its frames and digests."""
     if hashed.image is not None:
         return services.engine.match_image(hashed.image, dihedral=services.settings.match_dihedral)
+    if hashed.video is not None:
+        return services.engine.match_video(hashed.video, dihedral=services.settings.match_dihedral)
     pairs = [(SIGNAL_TYPES[t], v) for t, v in hashed.values.items() if v]
     return services.engine.match_hashes(pairs)
 
@@ -353,8 +409,8 @@ def by_signal_type(
     """HMA's ``{signal_type: {bank: [{bank_content_id, distance}]}}`` from one outcome."""
     out: dict[str, dict[str, MatchList]] = {}
     for name, value in hashed.values.items():
-        ours = SIGNAL_TYPES[name]
-        wanted = [m for m in outcome.matches if m.signal == ours] if value else []
+        ours = MATCHED_AS.get(name, frozenset({SIGNAL_TYPES[name]}))
+        wanted = [m for m in outcome.matches if m.signal in ours] if value else []
         out[name] = group_by_bank(wanted, banks)
     return out
 
@@ -616,6 +672,7 @@ def add_signals(
     values: dict[str, str],
     origin_kind: str,
     metadata: dict[str, Any] | None = None,
+    frames: Sequence[VpdqFrame] | None = None,
 ) -> ContentAdded:
     """Validate every signal, then add them all; one entry per signal, id is the first's."""
     if not values:
@@ -627,20 +684,30 @@ def add_signals(
     if metadata:
         ref = str(metadata.get("content_id") or "")[:512]
         note = json.dumps(metadata, separators=(",", ":"), sort_keys=True)[:2000]
+    # A video's vPDQ and MD5 together are one entry (the MD5 on it), as `dignity bank add`.
+    with_video = "vpdq" in values and "video_md5" in values
     for name, value in values.items():
         sig = our_signal(name)
         if not isinstance(value, str) or not value:
             raise bad(f"Invalid {name} signal: expected a non-empty hex string")
         try:
+            if sig == "vpdq":
+                got = tuple(frames) if frames is not None else parse_vpdq_text(value)
+                md5 = normalize_hash("video_md5", values["video_md5"])[1] if with_video else ""
+                normalized[name] = value
+                items.insert(0, NewEntry(sig, "", origin_kind, ref, note, got, md5))
+                continue
             _, val = normalize_hash(sig, value)
         except DignityError as exc:
             raise bad(f"Invalid {name} signal: {exc.message}", code="hash.malformed") from exc
         normalized[name] = val
-        items.append(NewEntry(sig, val, origin_kind, ref, note))
+        if not (with_video and sig == "video_md5"):
+            items.append(NewEntry(sig, val, origin_kind, ref, note))
     result = services.banks.add_entries(bank_name, items)
     written(services)
     first = items[0]
-    entry_id, _ = result.outcomes[(first.signal, first.value)]
+    value = vpdq_digest(first.frames) if first.frames else first.value
+    entry_id, _ = result.outcomes[(first.signal, value)]
     return ContentAdded(id=entry_id, signals=normalized)
 
 
@@ -677,8 +744,9 @@ async def bank_add_content(
             f"{services.settings.pdq_min_quality}; it would match unrelated images",
             code="hash.low_quality",
         )
+    frames = hashed.video.frames if hashed.video is not None else None
     return await run_heavy(
-        services, add_signals, services, bank_name, hashed.values, "file", metadata
+        services, add_signals, services, bank_name, hashed.values, "file", metadata, frames
     )
 
 
@@ -730,7 +798,13 @@ def bank_get_content(
     if include_signals or signal_type is not None:
         # With ?signal_type= (older HMA), only that type's signal, so possibly none.
         if wanted is None or wanted == e.signal:
-            out["signals"] = {signal_type or HMA_NAMES[e.signal]: e.value}
+            value = e.value
+            if e.signal == "vpdq":  # HMA shows a vpdq signal as py-tx's string of its frames
+                with services.db.session() as s:
+                    value = vpdq_pytx_json(read_frames(s, [e.id]).get(e.id, ()))
+            out["signals"] = {signal_type or HMA_NAMES[e.signal]: value}
+            if e.video_md5 and wanted is None:
+                out["signals"]["video_md5"] = e.video_md5
         else:
             out["signals"] = {}
     return out

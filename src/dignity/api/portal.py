@@ -6,8 +6,10 @@ origin only), so even a tampered script could not send a picture elsewhere. The 
 JSON bodies of at most ``_MAX_BODY`` bytes, read with a cap before parsing:
 
 * ``POST /portal/api/cases`` ``{"hashes": [{"signal": "pdq", "value": hex, "quality": 0-100} |
-  {"signal": "md5", "value": hex}], "adult": true}`` -> 201 ``{"case_number", "pin",
-  "hashes"}``: the PIN is shown this once and stored only as a scrypt hash.
+  {"signal": "md5", "value": hex} | {"signal": "video_md5", "value": hex} | {"signal": "vpdq",
+  "frames": [{"frame", "timestamp", "pdq", "quality"}]}], "adult": true}`` -> 201
+  ``{"case_number", "pin", "hashes"}``: the PIN is shown this once and stored only as a scrypt
+  hash. A video's vPDQ (one PDQ a second, worked out on the device) is one hash of the case.
 * ``POST /portal/api/cases/status`` ``{"case_number", "pin"}`` -> ``{"case_number", "status",
   "hashes", "matched", "matches", "created_at", "withdrawn_at"}`` (counts only).
 * ``POST /portal/api/cases/withdraw`` ``{"case_number", "pin"}`` -> the same, status
@@ -36,16 +38,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from dignity.api.deps import Services, ServicesDep, per_process, run_heavy
 from dignity.api.uploads import read_model
 from dignity.cases.limits import AddressLimiter
-from dignity.cases.service import CaseError, CaseRefused, CaseService, HashIn
+from dignity.cases.service import (
+    MAX_VIDEO_FRAMES,
+    CaseError,
+    CaseRefused,
+    CaseService,
+    HashIn,
+)
 from dignity.errors import NotFound
 
 router = APIRouter()
 
-_MAX_BODY = 256 * 1024
+# Room for a few long videos' vPDQ frames (about 100 bytes each: 3 h of video is 1 MiB).
+_MAX_BODY = 4 * 1024 * 1024
 _TAKE_IT_DOWN = "https://takeitdown.ncmec.org/"
 _STATIC = {
     "pdq.js": "text/javascript; charset=utf-8",
     "md5.js": "text/javascript; charset=utf-8",
+    "vpdq.js": "text/javascript; charset=utf-8",
     "portal.js": "text/javascript; charset=utf-8",
     "portal.css": "text/css; charset=utf-8",
 }
@@ -63,11 +73,20 @@ _SECURITY_HEADERS = {
 }
 
 
+class _FrameModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    frame: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    timestamp: Annotated[float, Field(ge=0, le=10**7)]
+    pdq: Annotated[str, Field(min_length=64, max_length=64)]
+    quality: Annotated[int, Field(ge=0, le=100)]
+
+
 class _HashModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     signal: Annotated[str, Field(max_length=16)]
-    value: Annotated[str, Field(max_length=128)]
+    value: Annotated[str, Field(max_length=128)] = ""
     quality: Annotated[int | None, Field(ge=0, le=100)] = None
+    frames: Annotated[list[_FrameModel] | None, Field(max_length=MAX_VIDEO_FRAMES)] = None
 
 
 class _CaseIn(BaseModel):
@@ -191,7 +210,15 @@ async def create_case(request: Request, services: ServicesDep) -> Response:
             code="case.not_adult",
             help=_TAKE_IT_DOWN,
         )
-    items = [HashIn(h.signal, h.value, h.quality) for h in body.hashes]
+    items = [
+        HashIn(
+            h.signal,
+            h.value,
+            h.quality,
+            None if h.frames is None else tuple(f.model_dump() for f in h.frames),
+        )
+        for h in body.hashes
+    ]
     cases = _cases(services)
     cases.validate(items)  # cheap checks first, before any slow work or rate budget
     async with limits.creations.atrying(client, keep=_succeeded):

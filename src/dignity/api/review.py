@@ -8,7 +8,9 @@ changes). ``/review`` is the queue and evidence page (signed-out visitors are se
 page). JSON: ``GET /review/api/session``, ``POST /review/api/logout``, ``GET /review/api/queue``,
 ``GET /review/api/items/{id}``, ``POST /review/api/items/{id}/decision {outcome, note,
 unfounded}``, and ``GET /review/api/items/{id}/preview[?reveal=1][&n=K]`` (a JPEG, blurred and
-greyscale unless revealed; a reveal is audited). These routes take no Bearer key, so they are left
+greyscale unless revealed; a reveal is audited; a video's preview is a contact sheet of a few
+frames, ``X-Dignity-Preview-Kind: video`` with their times in ``X-Dignity-Frames``, never the
+video itself). These routes take no Bearer key, so they are left
 out of the OpenAPI document, like the portal's.
 """
 
@@ -210,6 +212,11 @@ async def preview(
             **_JSON_HEADERS,
             "Content-Disposition": "inline",
             "X-Dignity-Preview": "revealed" if shot.revealed else "blurred",
+            # A video's preview is a contact sheet: which frames it shows (seconds).
+            "X-Dignity-Preview-Kind": shot.kind,
+            **(
+                {"X-Dignity-Frames": ",".join(f"{t:.3f}" for t in shot.times)} if shot.times else {}
+            ),
         },
     )
 

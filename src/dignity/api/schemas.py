@@ -50,10 +50,21 @@ class HashByUrl(BaseModel):
     url: str = Field(max_length=4096, examples=["https://cdn.example.com/u/123.jpg"])
 
 
+# A vpdq value is its frames as text (py-tx's JSON or Meta's lines): 3 h at one frame a second
+# is about 0.8 MB.
+VPDQ_MAX_CHARS = 2_000_000
+SignalName = Literal["pdq", "md5", "sha256", "vpdq", "video_md5"]
+
+
 class SignalValue(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    signal: Literal["pdq", "md5", "sha256"] = "pdq"
-    value: str = Field(min_length=1, max_length=128, examples=[PDQ_EXAMPLE])
+    signal: SignalName = "pdq"
+    value: str = Field(
+        min_length=1,
+        max_length=VPDQ_MAX_CHARS,
+        examples=[PDQ_EXAMPLE],
+        description="Hex; for vpdq, its frames (py-tx's JSON list or Meta's hash-file text)",
+    )
 
 
 class MatchByHashes(BaseModel):
@@ -64,6 +75,13 @@ class MatchByHashes(BaseModel):
     hashes: list[SignalValue] = Field(min_length=1, max_length=1000)
 
 
+class SegmentOut(BaseModel):
+    query_start: float
+    query_end: float
+    entry_start: float
+    entry_end: float
+
+
 class MatchOut(BaseModel):
     bank: str
     entry_id: int
@@ -71,6 +89,12 @@ class MatchOut(BaseModel):
     distance: int
     purpose: str
     transform: str | None = None
+    timestamp: float | None = Field(
+        None, description="A video frame that matched an image entry: seconds into the video"
+    )
+    query_match_percent: float | None = None
+    compared_match_percent: float | None = None
+    segments: list[SegmentOut] | None = None
 
 
 class MatchResult(BaseModel):
@@ -184,6 +208,12 @@ class BankIn(BaseModel):
     threshold: int = Field(31, ge=0, le=63)
     enabled: bool = True
     description: str = Field("", max_length=2000)
+    vpdq_query_percent: float = Field(
+        80.0, gt=0, le=100, description="Videos: share of the query's frames that must match"
+    )
+    vpdq_min_segment_s: float = Field(
+        3.0, gt=0, le=3600, description="Videos: seconds of matching frames that match alone"
+    )
 
 
 class BankPatch(BaseModel):
@@ -192,6 +222,8 @@ class BankPatch(BaseModel):
     threshold: int | None = Field(None, ge=0, le=63)
     enabled: bool | None = None
     description: str | None = Field(None, max_length=2000)
+    vpdq_query_percent: float | None = Field(None, gt=0, le=100)
+    vpdq_min_segment_s: float | None = Field(None, gt=0, le=3600)
 
 
 class BankOut(BaseModel):
@@ -203,6 +235,8 @@ class BankOut(BaseModel):
     active_entries: int
     withdrawn_entries: int
     created_at: str | None
+    vpdq_query_percent: float = 80.0
+    vpdq_min_segment_s: float = 3.0
 
 
 class Origin(BaseModel):
@@ -211,10 +245,32 @@ class Origin(BaseModel):
     ref: str = Field("", max_length=512)
 
 
+class FrameIn(BaseModel):
+    """One vPDQ frame, as ``dignity hash`` prints it."""
+
+    model_config = ConfigDict(extra="forbid")
+    frame: int = Field(ge=0, le=2**31 - 1)
+    timestamp: float = Field(ge=0, le=1e7)
+    pdq: str = Field(min_length=64, max_length=64)
+    quality: int = Field(ge=0, le=100)
+
+
 class EntryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    signal: Literal["pdq", "md5", "sha256"] = "pdq"
-    value: str = Field(min_length=1, max_length=128, examples=[PDQ_EXAMPLE])
+    signal: SignalName = "pdq"
+    value: str = Field(
+        "",
+        max_length=VPDQ_MAX_CHARS,
+        examples=[PDQ_EXAMPLE],
+        description="Hex (required but for vpdq); for vpdq the frames' digest, or the frames "
+        "as text (py-tx's JSON list or Meta's lines) when `frames` is not given",
+    )
+    frames: list[FrameIn] | None = Field(
+        None, max_length=1 << 20, description="vpdq: the frames (as `dignity hash` prints them)"
+    )
+    video_md5: str | None = Field(
+        None, min_length=32, max_length=32, description="vpdq: the video file's MD5"
+    )
     origin: Origin = Field(default_factory=lambda: Origin(kind="person", ref=""))
     note: str = Field("", max_length=2000)
 
@@ -246,6 +302,7 @@ class EntryOut(BaseModel):
     status: str
     created_at: str | None
     withdrawn_at: str | None
+    video_md5: str | None = None
 
 
 class WithdrawIn(BaseModel):

@@ -176,6 +176,11 @@ class ItemOut(BaseModel):
     content_id: str | None
     scan_id: int | None
     state: str
+    kind: Literal["image", "video"] | None = Field(
+        None,
+        description="What the content is, from its newest scan (a video when the scan log "
+        "holds its vPDQ frames); null until it was scanned or fetched for a removal",
+    )
 
 
 class FlagOut(BaseModel):

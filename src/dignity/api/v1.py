@@ -21,6 +21,7 @@ from dignity.api.schemas import (
     BankPatch,
     CountOut,
     EntriesIn,
+    EntryIn,
     EntryOut,
     ErrorBody,
     HashByUrl,
@@ -38,6 +39,7 @@ from dignity.keys import KeyInfo
 from dignity.matching.banks import NewEntry, parse_import_line
 from dignity.scanning import HEAD_BYTES, format_name, is_video
 from dignity.video.analysis import sync_decode_seconds
+from dignity.video.formats import frames_from_json, parse_vpdq_text
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
@@ -158,22 +160,59 @@ def result_out(outcome: Any) -> MatchResult:
     "/match",
     response_model=MatchResult,
     openapi_extra=openapi_upload_or_json("MatchByHashes"),
-    summary="Match an uploaded image, or hashes, against every enabled bank",
+    summary="Match an uploaded image or video, or hashes, against every enabled bank",
 )
 async def match_route(request: Request, services: ServicesDep, _: Platform) -> MatchResult:
-    got = await read_upload_or_json(request, MatchByHashes, services.settings.max_bytes)
+    s = services.settings
+    got = await read_media_or_json(request, MatchByHashes, s.max_bytes, s.video_max_bytes)
     if isinstance(got, MatchByHashes):
         pairs = [(h.signal, h.value) for h in got.hashes]
         outcome = await run_light(services, services.engine.match_hashes, pairs)
     else:
-        outcome = await run_heavy(services, _match_upload, got, services)
+        timeout = heavy_timeout(services, got)
+        outcome = await run_heavy(services, _match_upload, got, services, timeout_s=timeout)
     return result_out(outcome)
 
 
-def _match_upload(data: bytes, services: Services) -> Any:
+def _match_upload(data: bytes | BinaryIO, services: Services) -> Any:
     dihedral = services.settings.match_dihedral
+    if not isinstance(data, bytes) or is_video(data[:HEAD_BYTES], data):
+        from dignity.video.analysis import hash_video
+
+        video = hash_video(data, services.settings, dihedral=dihedral, sync=True)
+        return services.engine.match_video(video, dihedral=dihedral)
     h = hash_bytes(data, settings=services.settings, dihedral=dihedral)
     return services.engine.match_image(h, dihedral=dihedral)
+
+
+def _entry_in(e: EntryIn) -> NewEntry:
+    """A JSON entry; a vpdq one takes its frames from ``frames`` or, as text, from ``value``."""
+    if e.signal != "vpdq":
+        return NewEntry(e.signal, e.value, e.origin.kind, e.origin.ref, e.note)
+    if e.frames is not None:
+        frames = frames_from_json([f.model_dump() for f in e.frames])
+        value = e.value
+    else:
+        frames, value = parse_vpdq_text(e.value), ""
+    return NewEntry("vpdq", value, e.origin.kind, e.origin.ref, e.note, frames, e.video_md5 or "")
+
+
+def _upload_entries(data: bytes | BinaryIO, services: Services) -> list[NewEntry]:
+    """An uploaded file's entries: an image's PDQ and MD5, or a video as one vpdq entry (its
+    frames, and its MD5 on it)."""
+    if not isinstance(data, bytes) or is_video(data[:HEAD_BYTES], data):
+        from dignity.video.analysis import hash_video
+
+        # Frames as Meta's vpdq gives them: banks exchange them; dihedral is for queries.
+        video = hash_video(data, services.settings, dihedral=False, sync=True)
+        return [NewEntry("vpdq", "", "file", frames=video.frames, video_md5=video.md5)]
+    h = _hash(data, services, False)
+    wanted = ("pdq", "md5")
+    return [
+        NewEntry(sig, val, "file")
+        for sig, val in h.values(services.settings.pdq_min_quality)
+        if sig in wanted
+    ]
 
 
 @router.post(
@@ -248,6 +287,8 @@ def create_bank(body: BankIn, services: ServicesDep, _: Curator) -> BankOut:
         threshold=body.threshold,
         enabled=body.enabled,
         description=body.description,
+        vpdq_query_percent=body.vpdq_query_percent,
+        vpdq_min_segment_s=body.vpdq_min_segment_s,
     )
     written(services)
     return bank_out(info)
@@ -266,6 +307,8 @@ def patch_bank(name: str, body: BankPatch, services: ServicesDep, _: Curator) ->
         threshold=body.threshold,
         enabled=body.enabled,
         description=body.description,
+        vpdq_query_percent=body.vpdq_query_percent,
+        vpdq_min_segment_s=body.vpdq_min_segment_s,
     )
     written(services)
     return bank_out(info)
@@ -295,25 +338,20 @@ def list_entries(
     "/banks/{name}/entries",
     response_model=AddOut,
     openapi_extra=openapi_upload_or_json("EntriesIn"),
-    summary="Add hashes (JSON) or an image (multipart `file`: its PDQ and MD5) to a bank",
+    summary="Add hashes (JSON) or a file (multipart `file`: an image's PDQ and MD5, or a video "
+    "as one vpdq entry with its MD5) to a bank",
     responses={201: {"model": AddOut, "description": "something was added or re-activated"}},
 )
 async def add_entries(
     name: str, request: Request, response: Response, services: ServicesDep, _: Curator
 ) -> AddOut:
-    got = await read_upload_or_json(request, EntriesIn, services.settings.max_bytes)
+    s = services.settings
+    got = await read_media_or_json(request, EntriesIn, s.max_bytes, s.video_max_bytes)
     if isinstance(got, EntriesIn):
-        items = [
-            NewEntry(e.signal, e.value, e.origin.kind, e.origin.ref, e.note) for e in got.entries
-        ]
+        items = [_entry_in(e) for e in got.entries]
     else:
-        h = await run_heavy(services, _hash, got, services, False)
-        wanted = ("pdq", "md5")
-        items = [
-            NewEntry(sig, val, "file")
-            for sig, val in h.values(services.settings.pdq_min_quality)
-            if sig in wanted
-        ]
+        timeout = heavy_timeout(services, got)
+        items = await run_heavy(services, _upload_entries, got, services, timeout_s=timeout)
     result = await run_heavy(services, services.banks.add_entries, name, items)
     await written_async(services)
     response.status_code = 201 if result.added or result.reactivated else 200

@@ -27,9 +27,11 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
+from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -62,7 +64,9 @@ from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, utcnow
 from dignity.storage.types import isoformat
 
-CASE_SIGNALS = ("pdq", "md5")
+CASE_SIGNALS = ("pdq", "md5", "video_md5", "vpdq")
+# A vpdq hash holds at most three hours of frames at one a second (the portal's own limit).
+MAX_VIDEO_FRAMES = 10800
 FEED_MAX_LIMIT = 1000
 FEED_DEFAULT_LIMIT = 500
 # A feed page stops before a sequence gap younger than this: on PostgreSQL a lower number may
@@ -112,11 +116,15 @@ class CaseNotFound(CaseError, NotFound):
 
 @dataclass(frozen=True)
 class HashIn:
-    """One submitted hash: ``pdq`` (with the quality the device computed) or ``md5``."""
+    """One submitted hash: ``pdq`` (with the quality the device computed), ``md5``,
+    ``video_md5``, or ``vpdq`` given by its ``frames`` (the contract's JSON ``[{frame,
+    timestamp, pdq, quality}]``), whose value is the digest of their canonical text: the case
+    service computes it, so ``value`` may be left empty."""
 
     signal: str
-    value: str
+    value: str = ""
     quality: int | None = None
+    frames: tuple[Mapping[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -318,9 +326,17 @@ class CaseService:
             where = f"hash {n + 1}: "
             if h.signal not in CASE_SIGNALS:
                 raise CaseRefused(
-                    f"{where}a case takes pdq or md5 hashes; got {h.signal!r}",
+                    f"{where}a case takes {', '.join(CASE_SIGNALS)} hashes; got {h.signal!r}",
                     code="case.bad_hash",
                     index=n,
+                )
+            if h.signal == "vpdq":
+                video = self._video(h, where, n)
+                clean.setdefault((video.signal, video.value), video)
+                continue
+            if h.frames is not None:
+                raise CaseRefused(
+                    f"{where}only a vpdq hash has frames", code="case.bad_hash", index=n
                 )
             try:
                 signal, value = normalize_hash(h.signal, h.value)
@@ -344,6 +360,46 @@ class CaseService:
                     )
             clean.setdefault((signal, value), HashIn(signal, value, h.quality))
         return list(clean.values())
+
+    def _video(self, h: HashIn, where: str, n: int) -> HashIn:
+        """A checked vpdq hash: its frames in canonical JSON and their digest as its value."""
+        # Imported here: dignity.video loads PyAV, which only video cases need.
+        from dignity.video.formats import frames_from_json, frames_to_json, vpdq_digest
+
+        if not h.frames:
+            raise CaseRefused(f"{where}a vpdq hash needs its frames", code="case.bad_hash", index=n)
+        if len(h.frames) > MAX_VIDEO_FRAMES:
+            raise CaseRefused(
+                f"{where}a vpdq hash holds at most {MAX_VIDEO_FRAMES} frames; got {len(h.frames)}",
+                code="case.bad_hash",
+                index=n,
+            )
+        try:
+            frames = frames_from_json([dict(f) for f in h.frames])
+        except DignityError as exc:
+            raise CaseRefused(where + exc.message, code="case.bad_hash", index=n) from exc
+        numbers = [f.frame_number for f in frames]
+        if any(b <= a for a, b in pairwise(numbers)):
+            raise CaseRefused(
+                f"{where}vpdq frames must be in frame order, each once",
+                code="case.bad_hash",
+                index=n,
+            )
+        if not any(f.quality >= self.min_quality for f in frames):
+            raise CaseRefused(
+                f"{where}no frame of this video has PDQ quality {self.min_quality} or more: its "
+                "codes would match unrelated videos",
+                code="case.low_quality",
+                index=n,
+            )
+        digest = vpdq_digest(frames)
+        if h.value and h.value.lower() != digest:
+            raise CaseRefused(
+                f"{where}the vpdq value is not the digest of its frames",
+                code="case.bad_hash",
+                index=n,
+            )
+        return HashIn("vpdq", digest, None, tuple(frames_to_json(frames)))
 
     def _bank(self) -> tuple[int, str]:
         try:
@@ -396,9 +452,11 @@ class CaseService:
                 continue
         else:  # pragma: no cover - five collisions in a 60-bit space
             raise CaseRefused("could not draw a free case number", code="case.internal")
-        # 2. The bank entries; 3. link them and publish to the feed.
+        # 2. The bank entries; 3. link them and publish to the feed. A video's frames go to
+        # its bank entry (the case keeps the digest: partners and status need no more).
+        frames = {h.value: h.frames for h in items if h.signal == "vpdq" and h.frames}
         try:
-            self._link(case_id, bank_name, number)
+            self._link(case_id, bank_name, number, frames)
         except BaseException:
             with self.db.session() as s:
                 s.execute(delete(Case).where(Case.id == case_id))
@@ -406,7 +464,13 @@ class CaseService:
             raise
         return CaseCreated(group(number), group(pin), len(items))
 
-    def _link(self, case_id: int, bank_name: str, number: str) -> None:
+    def _link(
+        self,
+        case_id: int,
+        bank_name: str,
+        number: str,
+        frames: Mapping[str, tuple[Mapping[str, Any], ...]],
+    ) -> None:
         with self.db.session() as s:
             rows = s.execute(
                 select(CaseHash.id, CaseHash.signal, CaseHash.value)
@@ -414,11 +478,7 @@ class CaseService:
                 .order_by(CaseHash.id)
             ).all()
         result = self.banks.add_entries(
-            bank_name,
-            [
-                NewEntry(sig, val, origin_kind="case", origin_ref=group(number))
-                for _, sig, val in rows
-            ],
+            bank_name, [self._entry(sig, val, group(number), frames) for _, sig, val in rows]
         )
         pre_existing = [eid for eid, kind in result.outcomes.values() if kind == "already_active"]
         with self.db.session() as s:
@@ -441,6 +501,22 @@ class CaseService:
                     .values(entry_id=eid, owns_entry=owns, updated_at=now)
                 )
             s.add_all(CaseFeedLog(case_hash_id=hid, status="active", at=now) for hid, _, _ in rows)
+
+    @staticmethod
+    def _entry(
+        signal: str, value: str, ref: str, frames: Mapping[str, tuple[Mapping[str, Any], ...]]
+    ) -> NewEntry:
+        if signal != "vpdq":
+            return NewEntry(signal, value, origin_kind="case", origin_ref=ref)
+        from dignity.video.formats import frames_from_json
+
+        return NewEntry(
+            signal,
+            value,
+            origin_kind="case",
+            origin_ref=ref,
+            frames=frames_from_json([dict(f) for f in frames[value]]),
+        )
 
     # -- checking number and PIN ---------------------------------------------------------
     def authenticate(self, number: str, pin: str) -> int:

@@ -1,14 +1,18 @@
 """``dignity bank ...``: create, list, show, update, delete banks; add, withdraw, import, export.
 
-``bank add`` takes image files (hashed here: PDQ + MD5 by default) and bare hashes
-(``pdq:<hex>``, ``md5:<hex>``, ``sha256:<hex>``, or hex alone, taken as PDQ if 64 digits and
-MD5 if 32) in one go. All inputs are hashed and checked first; if any fails, nothing is written.
+``bank add`` takes image files (hashed here: PDQ + MD5 by default), video files and bare hashes
+(``pdq:<hex>``, ``md5:<hex>``, ``sha256:<hex>``, ``video_md5:<hex>``, or hex alone, taken as PDQ
+if 64 digits and MD5 if 32) in one go. A video becomes one ``vpdq`` entry: its frames beside it,
+and the MD5 of the file on the entry itself (``video_md5``), by which it matches too, so that a
+withdrawal takes both away at once. All inputs are hashed and checked first; if any fails,
+nothing is written.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from typing import IO, Any
 
 import click
@@ -24,7 +28,7 @@ from dignity.cli.app import (
     handles_errors,
     pass_ctx,
 )
-from dignity.cli.hashing import hash_file
+from dignity.cli.hashing import hash_file, hash_video_file, is_video_file, seconds_per_hash_option
 from dignity.errors import DignityError, HashError, InputError
 from dignity.hashing.signals import SIGNAL_TYPES, normalize_hash
 from dignity.matching.banks import BANK_PURPOSES, ORIGIN_KINDS, NewEntry
@@ -49,14 +53,42 @@ def bank() -> None:
 )
 @click.option("--description", default="", help="What this bank holds and why.")
 @click.option("--disabled", is_flag=True, help="Create the bank switched off.")
+@click.option(
+    "--vpdq-query-percent",
+    type=click.FloatRange(0, 100, min_open=True),
+    default=80.0,
+    show_default=True,
+    help="Videos: share of the query's frames that must match (HMA's rule).",
+)
+@click.option(
+    "--vpdq-min-segment",
+    "vpdq_min_segment_s",
+    type=click.FloatRange(0, 3600, min_open=True),
+    default=3.0,
+    show_default=True,
+    help="Videos: seconds of consecutive matching frames that match on their own.",
+)
 @pass_ctx
 @handles_errors
 def create(
-    ctx: Context, name: str, purpose: str, threshold: int, description: str, disabled: bool
+    ctx: Context,
+    name: str,
+    purpose: str,
+    threshold: int,
+    description: str,
+    disabled: bool,
+    vpdq_query_percent: float,
+    vpdq_min_segment_s: float,
 ) -> None:
     """Create bank NAME."""
     info = ctx.banks.create_bank(
-        name, purpose=purpose, threshold=threshold, enabled=not disabled, description=description
+        name,
+        purpose=purpose,
+        threshold=threshold,
+        enabled=not disabled,
+        description=description,
+        vpdq_query_percent=vpdq_query_percent,
+        vpdq_min_segment_s=vpdq_min_segment_s,
     )
     emit(info.to_dict())
 
@@ -182,6 +214,7 @@ def _parse_hash_arg(arg: str, default_signal: str | None) -> tuple[str, str]:
 )
 @click.option("--origin-ref", default="", help="Case number, exchange name, person, ...")
 @click.option("--note", default="", help="Free text kept with each entry.")
+@seconds_per_hash_option
 @pass_ctx
 @handles_errors
 def add(
@@ -193,18 +226,26 @@ def add(
     origin: str | None,
     origin_ref: str,
     note: str,
+    seconds_per_hash: float,
 ) -> None:
-    """Add image FILEs and/or HASHes to bank NAME (all or nothing)."""
+    """Add image or video FILEs and/or HASHes to bank NAME (all or nothing)."""
     wanted = [s.strip().lower() for s in signals.split(",") if s.strip()]
     bad = [s for s in wanted if s not in SIGNAL_TYPES]
     if bad or not wanted:
         raise HashError(f"unknown signal in --signals: {','.join(bad) or '(none)'}")
     ctx.banks.get_bank(name)  # fail fast on an unknown bank, before hashing anything
     plan: list[tuple[str, list[tuple[str, str]], list[str]]] = []
+    videos: dict[str, NewEntry] = {}
     failures: list[dict[str, Any]] = []
     for item in items:
         try:
-            if os.path.exists(item):
+            if os.path.exists(item) and is_video_file(item):
+                video = hash_video_file(item, ctx.settings, seconds_per_hash=seconds_per_hash)
+                videos[item] = NewEntry(
+                    "vpdq", "", frames=video.frames, video_md5=video.md5, note=note
+                )
+                plan.append((item, [], []))
+            elif os.path.exists(item):
                 h = hash_file(item, ctx.settings, dihedral=False)
                 values = [
                     (sig, val)
@@ -235,6 +276,8 @@ def add(
         kind = origin or ("file" if is_file else "person")
         ref = origin_ref or (os.path.basename(item) if is_file else "")
         entries += [NewEntry(sig, val, kind, ref, note) for sig, val in values]
+        if item in videos:
+            entries.append(replace(videos[item], origin_kind=kind, origin_ref=ref))
     result = ctx.banks.add_entries(name, entries)
     for item, values, notes in plan:
         out: dict[str, Any] = {
@@ -249,6 +292,22 @@ def add(
                 for sig, val in values
             ],
         }
+        if item in videos:
+            from dignity.video.formats import vpdq_digest
+
+            entry = videos[item]
+            digest = vpdq_digest(entry.frames)
+            out["kind"] = "video"
+            out["entries"].append(
+                {
+                    "signal": "vpdq",
+                    "value": digest,
+                    "video_md5": entry.video_md5,
+                    "frames": len(entry.frames),
+                    "entry_id": result.outcomes[("vpdq", digest)][0],
+                    "status": result.outcomes[("vpdq", digest)][1],
+                }
+            )
         if notes:
             out["notes"] = notes
         emit(out)

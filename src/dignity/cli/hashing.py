@@ -1,7 +1,11 @@
 """``dignity hash`` and ``dignity match``: per-file JSON lines, failures reported per file.
 
-Both decode each file once. A file that cannot be read or decoded yields ``{path, error}`` and
-the command carries on with the rest, exiting 1 at the end so scripts notice.
+Both decode each file once. A file whose first bytes are a video container's
+(:func:`dignity.video.looks_like_video`) is a video: its vPDQ (one frame per
+``--seconds-per-hash``), MD5 and SHA-256 are computed streaming, and ``kind`` says ``"video"``;
+anything else is an image (``kind`` ``"image"``). A file that cannot be read or decoded yields
+``{path, error}`` and the command carries on with the rest, exiting 1 at the end so scripts
+notice.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +21,69 @@ from dignity.cli.app import EXIT_PARTIAL, Context, cli, emit, handles_errors, pa
 from dignity.errors import DignityError, InputError, MediaTooLarge
 from dignity.hashing.signals import ImageHashes, hash_bytes
 from dignity.settings import Settings
+
+if TYPE_CHECKING:
+    from dignity.video.vpdq import VpdqResult
+
+_HEAD = 512  # bytes read to tell a video container from an image
+
+seconds_per_hash_option = click.option(
+    "--seconds-per-hash",
+    type=click.FloatRange(0, 60),
+    default=1.0,
+    show_default=True,
+    help="Videos: hash one frame per this many seconds (0: every frame), as Meta's vpdq.",
+)
+
+
+def is_video_file(path: str) -> bool:
+    """Whether ``path`` starts like a video container (unreadable files are not videos: the
+    image path reports them)."""
+    from dignity.video import looks_like_video
+
+    try:
+        with open(path, "rb") as fh:
+            return looks_like_video(fh.read(_HEAD))
+    except OSError:
+        return False
+
+
+def hash_video_file(
+    path: str, settings: Settings, *, seconds_per_hash: float = 1.0, dihedral: bool = False
+) -> VpdqResult:
+    """The vPDQ (and digests) of a video file, streaming, under the settings' video limits
+    (``DIGNITY_VIDEO_MAX_SECONDS`` and the rest; no request to answer in time here); raises
+    the ``media.*`` errors."""
+    from dignity.video.vpdq import vpdq_hash
+
+    try:
+        return vpdq_hash(
+            path,
+            seconds_per_hash=seconds_per_hash,
+            dihedral=dihedral,
+            max_seconds=settings.video_max_seconds,
+            max_frame_pixels=settings.video_max_pixels,
+            max_bytes=settings.video_max_bytes,
+            decode_seconds=settings.video_decode_seconds,
+        )
+    except IsADirectoryError as exc:
+        raise InputError("is a directory", code="input.unreadable") from exc
+    except OSError as exc:
+        raise InputError(exc.strerror or str(exc), code="input.unreadable") from exc
+
+
+def video_to_dict(path: str, video: VpdqResult) -> dict[str, Any]:
+    """``dignity hash`` output for a video (the interface contract's fields)."""
+    from dignity.video.formats import frames_to_json
+
+    return {
+        "path": path,
+        "kind": "video",
+        "md5": video.md5,
+        "sha256": video.sha256,
+        "duration_s": round(video.duration, 3),
+        "vpdq": frames_to_json(video.frames),
+    }
 
 
 def hash_file(path: str, settings: Settings, *, dihedral: bool) -> ImageHashes:
@@ -46,20 +113,31 @@ def read_upload_file(path: str, settings: Settings) -> bytes:
 
 
 def hashes_to_dict(path: str, h: ImageHashes, *, dihedral: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"path": path, **h.fields()}
+    out: dict[str, Any] = {"path": path, "kind": "image", **h.fields()}
     if dihedral and h.pdq and h.pdq.dihedral:
         out["pdq_dihedral"] = list(h.pdq.dihedral)
     return out
 
 
 def each_hashed(
-    files: tuple[str, ...], settings: Settings, *, dihedral: bool
-) -> Iterator[tuple[str, ImageHashes]]:
-    """Hash each file in turn, emitting ``{path, error}`` for failures; exit 1 at the end if any."""
+    files: tuple[str, ...],
+    settings: Settings,
+    *,
+    dihedral: bool,
+    seconds_per_hash: float = 1.0,
+) -> Iterator[tuple[str, ImageHashes | VpdqResult]]:
+    """Hash each file in turn (an image, or a video by its first bytes), emitting
+    ``{path, error}`` for failures; exit 1 at the end if any."""
     failed = 0
     for path in files:
         try:
-            h = hash_file(path, settings, dihedral=dihedral)
+            h: ImageHashes | VpdqResult
+            if is_video_file(path):
+                h = hash_video_file(
+                    path, settings, seconds_per_hash=seconds_per_hash, dihedral=dihedral
+                )
+            else:
+                h = hash_file(path, settings, dihedral=dihedral)
         except DignityError as exc:
             failed += 1
             emit({"path": path, "error": {"code": exc.code, "message": exc.message}})
@@ -72,13 +150,21 @@ def each_hashed(
 
 @cli.command("hash")
 @click.option("--dihedral", is_flag=True, help="Also print the 8 rotation/mirror PDQ hashes.")
+@seconds_per_hash_option
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @pass_ctx
 @handles_errors
-def hash_cmd(ctx: Context, dihedral: bool, files: tuple[str, ...]) -> None:
-    """Print PDQ (+quality), MD5 and SHA-256 of each FILE as one JSON object per line."""
-    for path, h in each_hashed(files, ctx.settings, dihedral=dihedral):
-        emit(hashes_to_dict(path, h, dihedral=dihedral))
+def hash_cmd(ctx: Context, dihedral: bool, seconds_per_hash: float, files: tuple[str, ...]) -> None:
+    """Print the hashes of each FILE as one JSON object per line: an image's PDQ (+quality),
+    MD5 and SHA-256; a video's MD5, SHA-256, duration and vPDQ frames."""
+    # vPDQ frames are printed as Meta's vpdq gives them; --dihedral is for images.
+    for path, h in each_hashed(
+        files, ctx.settings, dihedral=dihedral, seconds_per_hash=seconds_per_hash
+    ):
+        if isinstance(h, ImageHashes):
+            emit(hashes_to_dict(path, h, dihedral=dihedral))
+        else:
+            emit(video_to_dict(path, h))
 
 
 @cli.command("match")
@@ -87,17 +173,28 @@ def hash_cmd(ctx: Context, dihedral: bool, files: tuple[str, ...]) -> None:
     default=None,
     help="Match rotated/mirrored copies too (default: DIGNITY_MATCH_DIHEDRAL, on).",
 )
+@seconds_per_hash_option
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @pass_ctx
 @handles_errors
-def match_cmd(ctx: Context, dihedral: bool | None, files: tuple[str, ...]) -> None:
-    """Match each FILE against every enabled bank; one JSON object per file.
+def match_cmd(
+    ctx: Context, dihedral: bool | None, seconds_per_hash: float, files: tuple[str, ...]
+) -> None:
+    """Match each FILE (image or video) against every enabled bank; one JSON object per file.
 
     Each object has ``path`` and ``matches`` (a list of {bank, entry_id, signal, distance});
     when an allow bank matched, ``allowed_by`` and the ``suppressed`` matches are shown too.
+    A video's matches are ``vpdq`` (with ``query_match_percent``, ``compared_match_percent``
+    and ``segments``), ``video_md5``/``md5``, or ``pdq`` (a frame against an image entry, with
+    its ``timestamp``).
     """
     use_dihedral = ctx.settings.match_dihedral if dihedral is None else dihedral
     engine = ctx.engine()
-    for path, h in each_hashed(files, ctx.settings, dihedral=use_dihedral):
-        outcome = engine.match_image(h, dihedral=use_dihedral)
+    for path, h in each_hashed(
+        files, ctx.settings, dihedral=use_dihedral, seconds_per_hash=seconds_per_hash
+    ):
+        if isinstance(h, ImageHashes):
+            outcome = engine.match_image(h, dihedral=use_dihedral)
+        else:
+            outcome = engine.match_video(h, dihedral=use_dihedral)
         emit({"path": path, **outcome.to_dict()})

@@ -103,7 +103,7 @@ def _need_credentials(spec: ExchangeSpec, expected: str) -> str:
 
 
 # -- StopNCII -----------------------------------------------------------------------------
-STOPNCII_TYPES = {"ImagePDQ": "pdq", "VideoMD5": "md5"}
+STOPNCII_TYPES = {"ImagePDQ": "pdq", "VideoMD5": "video_md5"}
 STOPNCII_GONE = frozenset({"Withdrawn", "Deleted"})
 STOPNCII_CREDENTIALS = (
     "'FETCH_FUNCTION_KEY,SUBSCRIPTION_KEY' (as py-tx's TX_STOPNCII_KEYS) or JSON "
@@ -291,9 +291,13 @@ def _lenient_stopncii(raw: Any) -> Record | None:
 
 
 # -- NCMEC --------------------------------------------------------------------------------
-NCMEC_TYPES = {("image", "pdq"): "pdq", ("image", "md5"): "md5", ("video", "md5"): "md5"}
+NCMEC_TYPES = {
+    ("image", "pdq"): "pdq",
+    ("image", "md5"): "md5",
+    ("video", "md5"): "video_md5",
+}
 NCMEC_CREDENTIALS = "'USER:PASSWORD' (as py-tx's TX_NCMEC_CREDENTIALS)"
-NCMEC_FINGERPRINTS = {"pdq": "PDQ", "md5": "MD5"}
+NCMEC_FINGERPRINTS = {"pdq": "PDQ", "md5": "MD5", "video_md5": "MD5"}
 
 
 class _NCMECAPI(NCMECSignalExchangeAPI):
@@ -404,7 +408,9 @@ def _ncmec_checkpoint(cp: Any) -> dict[str, Any]:
 TE_TYPES = {
     "HASH_PDQ": "pdq",
     "HASH_MD5": "md5",
-    "HASH_VIDEO_MD5": "md5",
+    "HASH_VIDEO_MD5": "video_md5",
+    # py-tx's vPDQ extension (VideoVPDQSignal): the value is its JSON list of frames.
+    "HASH_VIDEO_VPDQ": "vpdq",
     "HASH_SHA256": "sha256",
     "HASH_VIDEO_SHA256": "sha256",
 }
@@ -519,9 +525,11 @@ def _te_record(type_str: str, indicator: str, rec: Any) -> Record:
 FILE_TYPES = {
     "pdq": "pdq",
     "md5": "md5",
-    "video_md5": "md5",
+    "video_md5": "video_md5",
     "sha256": "sha256",
     "video_sha256": "sha256",
+    # py-tx's vPDQ extension writes "vpdq <JSON list of 'pdq_hex,quality,timestamp'>".
+    "vpdq": "vpdq",
 }
 
 
@@ -597,7 +605,7 @@ class DignityFeedAdapter:
             for item in delta.updates.values():
                 assert item is not None
                 rec = Record(key=item.id, removed=item.status == "withdrawn")
-                if item.signal in ("pdq", "md5", "sha256"):
+                if item.signal in ("pdq", "md5", "sha256", "video_md5"):
                     rec.hashes.append((item.signal, item.value))
                 else:
                     rec.unknown.append(item.signal[:40])

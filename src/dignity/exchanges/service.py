@@ -51,6 +51,7 @@ from dignity.exchanges.base import (
 )
 from dignity.exchanges.models import EXCHANGE_KINDS, Exchange, ExchangeRecord
 from dignity.exchanges.secrets import decrypt, encrypt, redact
+from dignity.hashing.registry import has_frames, signal_types
 from dignity.hashing.signals import normalize_hash
 from dignity.matching.banks import BANK_PURPOSES, DEFAULT_THRESHOLD, BankService, NewEntry
 from dignity.settings import Settings
@@ -611,6 +612,9 @@ class ExchangeService:
             summary.sample(sample)
         # The newest state of each record in this page wins.
         state: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+        # A vpdq record's frames, by (vpdq, digest): the pair is what records and entries
+        # are compared by; the frames go with the entry when it is added.
+        frames: dict[tuple[str, str], tuple[Any, ...]] = {}
         for rec in page.records:
             key = _record_key(rec.key)
             summary.records += 1
@@ -621,6 +625,14 @@ class ExchangeService:
             else:
                 for signal, value in rec.hashes:
                     try:
+                        if has_frames(signal_types().get(signal)):
+                            from dignity.video.formats import parse_vpdq_text, vpdq_digest
+
+                            got = parse_vpdq_text(value)
+                            pair = (signal, vpdq_digest(got))
+                            frames[pair] = got
+                            hashes[pair] = rec.meta
+                            continue
                         hashes[normalize_hash(signal, value)] = rec.meta
                     except HashError as exc:
                         summary.errors[signal] += 1
@@ -653,7 +665,7 @@ class ExchangeService:
         gone -= live_now
         if gone:
             gone -= self._still_referenced(ctx, gone, exclude_keys=set(keys))
-        self._bank_writes(ctx, to_add, gone, summary)
+        self._bank_writes(ctx, to_add, gone, summary, frames)
         with self.db.session() as s:
             self._renew(s, ctx, checkpoint=page.checkpoint)
             for chunk in _chunks(keys):
@@ -734,12 +746,19 @@ class ExchangeService:
         to_add: dict[tuple[str, str], str],
         gone: set[tuple[str, str]],
         summary: FetchSummary,
+        frames: dict[tuple[str, str], tuple[Any, ...]] | None = None,
     ) -> None:
         if to_add:
             result = self.banks.add_entries(
                 ctx.bank_name,
                 [
-                    NewEntry(sig, val, "exchange", f"{ctx.name}:{key}")
+                    NewEntry(
+                        sig,
+                        val,
+                        "exchange",
+                        f"{ctx.name}:{key}",
+                        frames=(frames or {}).get((sig, val), ()),
+                    )
                     for (sig, val), key in to_add.items()
                 ],
             )

@@ -1,6 +1,6 @@
 """Hash signal types: what each is, and the registry every part of dignity asks about them.
 
-A :class:`SignalType` names a hash (``pdq``, ``md5``, ``sha256``; later ``vpdq``, ``video_md5``),
+A :class:`SignalType` names a hash (``pdq``, ``md5``, ``sha256``, ``vpdq``, ``video_md5``),
 the kinds of content it is computed from, its length in bytes and how its hex form is checked.
 A :class:`DistanceSignalType` is matched by distance and also says how far apart two hashes are,
 its default and largest bank threshold, and which index holds it; the others are matched
@@ -129,10 +129,35 @@ class HammingHash(HexDigest):
         return None if self.index_factory is None else self.index_factory()
 
 
+@dataclass(frozen=True)
+class FrameSequence(HexDigest):
+    """A video hash made of many frame hashes (vPDQ: one PDQ a second, with frame number,
+    timestamp and quality). Its value is the SHA-256 (hex) of the frames' canonical text
+    (:func:`dignity.video.formats.vpdq_digest`), so equal frames are one entry and the value
+    fits the entries table; the frames themselves live beside the entry (``entry_frames``) and
+    are matched by distance as ``frame_signal`` hashes, in that type's index. Matched exactly by
+    its value, like a digest, and by its frames through ``MatchEngine.match_video``."""
+
+    frame_signal: str = "pdq"
+
+    @property
+    def has_frames(self) -> bool:
+        return True
+
+
+def has_frames(signal_type: SignalType | None) -> bool:
+    """True for a signal type whose entries carry frames (``vpdq``)."""
+    return bool(getattr(signal_type, "has_frames", False))
+
+
 PDQ = HammingHash("pdq", frozenset({"photo"}), 32, default_threshold=31, max_threshold=63)
 MD5 = HexDigest("md5", frozenset({"photo", "video"}), 16)
 SHA256 = HexDigest("sha256", frozenset({"photo", "video"}), 32)
-BUILTIN: tuple[SignalType, ...] = (PDQ, MD5, SHA256)
+# Video signals: vPDQ (HMA's and python-threatexchange's name for Meta's video PDQ) and the MD5
+# of the video file's bytes under the name StopNCII and NCMEC use for it.
+VPDQ = FrameSequence("vpdq", frozenset({"video"}), 32, frame_signal="pdq")
+VIDEO_MD5 = HexDigest("video_md5", frozenset({"video"}), 16)
+BUILTIN: tuple[SignalType, ...] = (PDQ, MD5, SHA256, VPDQ, VIDEO_MD5)
 
 
 class SignalRegistry:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import delete, func, insert, literal, select, update
 from sqlalchemy.engine import CursorResult
@@ -22,11 +22,22 @@ from sqlalchemy.orm import Session
 
 from dignity import audit
 from dignity.actions.outbox import emit_bank_deleted, emit_entries
-from dignity.errors import BankExists, BankNotFound, BankRefused, DignityError, ImportFormatError
+from dignity.errors import (
+    BankExists,
+    BankNotFound,
+    BankRefused,
+    DignityError,
+    HashError,
+    ImportFormatError,
+)
+from dignity.hashing.registry import has_frames, signal_types
 from dignity.hashing.signals import SIGNAL_TYPES, normalize_hash
 from dignity.storage.db import Database
-from dignity.storage.models import Bank, Entry, IndexLog, utcnow
+from dignity.storage.models import Bank, Entry, EntryFrame, IndexLog, utcnow
 from dignity.text import clean_text
+
+if TYPE_CHECKING:
+    from dignity.video.vpdq import VpdqFrame
 
 BANK_PURPOSES = ("block", "review", "allow")
 ORIGIN_KINDS = ("case", "exchange", "person", "file", "import")
@@ -49,6 +60,8 @@ class BankInfo:
     created_at: datetime | None = None
     active_entries: int = 0
     withdrawn_entries: int = 0
+    vpdq_query_percent: float = 80.0
+    vpdq_min_segment_s: float = 3.0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -60,18 +73,27 @@ class BankInfo:
             "active_entries": self.active_entries,
             "withdrawn_entries": self.withdrawn_entries,
             "created_at": self.created_at.isoformat() if self.created_at else None,
+            "vpdq_query_percent": self.vpdq_query_percent,
+            "vpdq_min_segment_s": self.vpdq_min_segment_s,
         }
 
 
 @dataclass(frozen=True)
 class NewEntry:
-    """A hash to add to a bank, with where it came from."""
+    """A hash to add to a bank, with where it came from.
+
+    A ``vpdq`` entry carries its ``frames``; its ``value`` is then their digest
+    (:func:`dignity.video.formats.vpdq_digest`; left empty, it is computed), and ``video_md5``
+    is the MD5 of the video file it was hashed from, if known (the entry matches by it too).
+    """
 
     signal: str
     value: str
     origin_kind: str = "person"
     origin_ref: str = ""
     note: str = ""
+    frames: tuple[VpdqFrame, ...] = ()
+    video_md5: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,9 +108,10 @@ class EntryInfo:
     status: str
     created_at: datetime | None
     withdrawn_at: datetime | None
+    video_md5: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "entry_id": self.id,
             "bank": self.bank,
             "signal": self.signal,
@@ -99,6 +122,9 @@ class EntryInfo:
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "withdrawn_at": self.withdrawn_at.isoformat() if self.withdrawn_at else None,
         }
+        if self.video_md5:
+            out["video_md5"] = self.video_md5
+        return out
 
 
 @dataclass(frozen=True)
@@ -131,6 +157,8 @@ def _bank_info(bank: Bank, active: int = 0, withdrawn: int = 0) -> BankInfo:
         created_at=bank.created_at,
         active_entries=active,
         withdrawn_entries=withdrawn,
+        vpdq_query_percent=float(bank.vpdq_query_percent),
+        vpdq_min_segment_s=float(bank.vpdq_min_segment_s),
     )
 
 
@@ -143,7 +171,22 @@ def _check_name(name: str) -> None:
         )
 
 
-def _validate_bank_fields(purpose: str | None, threshold: int | None) -> None:
+def _validate_bank_fields(
+    purpose: str | None,
+    threshold: int | None,
+    query_percent: float | None = None,
+    min_segment_s: float | None = None,
+) -> None:
+    if query_percent is not None and not 0 < query_percent <= 100:
+        raise BankRefused(
+            f"vpdq_query_percent must be over 0 and at most 100; got {query_percent}",
+            code="bank.bad_threshold",
+        )
+    if min_segment_s is not None and not 0 < min_segment_s <= 3600:
+        raise BankRefused(
+            f"vpdq_min_segment_s must be over 0 and at most 3600; got {min_segment_s}",
+            code="bank.bad_threshold",
+        )
     if purpose is not None and purpose not in BANK_PURPOSES:
         raise BankRefused(
             f"purpose must be one of {', '.join(BANK_PURPOSES)}; got {purpose!r}",
@@ -157,7 +200,31 @@ def _validate_bank_fields(purpose: str | None, threshold: int | None) -> None:
 
 
 def _validate_entry(item: NewEntry, where: str = "") -> NewEntry:
-    signal, value = normalize_hash(item.signal, item.value)
+    frames: tuple[VpdqFrame, ...] = ()
+    video_md5 = ""
+    if has_frames(signal_types().get(item.signal.strip().lower())):
+        from dignity.video.formats import frames_from_json, frames_to_json, vpdq_digest
+
+        if not item.frames:
+            raise HashError(
+                f"{where}a vpdq entry needs its frames (a value alone cannot be matched)",
+                code="hash.malformed",
+                signal="vpdq",
+            )
+        # Round trip through the JSON form: the same checks as any other input of frames.
+        frames = frames_from_json(frames_to_json(item.frames))
+        digest = vpdq_digest(frames)
+        if item.value and item.value.strip().lower() != digest:
+            raise HashError(
+                f"{where}the vpdq value is not the digest of its frames",
+                code="hash.malformed",
+                signal="vpdq",
+            )
+        signal, value = normalize_hash(item.signal, digest)
+        if item.video_md5:
+            video_md5 = normalize_hash("video_md5", item.video_md5)[1]
+    else:
+        signal, value = normalize_hash(item.signal, item.value)
     clean_text(item.note, "note", code="bank.bad_text")
     clean_text(item.origin_ref, "origin ref", code="bank.bad_text")
     if item.origin_kind not in ORIGIN_KINDS:
@@ -165,7 +232,22 @@ def _validate_entry(item: NewEntry, where: str = "") -> NewEntry:
             f"{where}origin must be one of {', '.join(ORIGIN_KINDS)}; got {item.origin_kind!r}",
             code="bank.bad_origin",
         )
-    return NewEntry(signal, value, item.origin_kind, item.origin_ref, item.note)
+    return NewEntry(signal, value, item.origin_kind, item.origin_ref, item.note, frames, video_md5)
+
+
+def _frames_of(obj: dict[str, Any]) -> tuple[VpdqFrame, ...]:
+    """A JSON import object's frames: ``frames`` (dignity's list of objects), or ``vpdq`` as
+    that list, Meta's hash-file text or py-tx's JSON string."""
+    from dignity.video.formats import frames_from_json, parse_vpdq_text
+
+    raw = obj.get("frames", obj.get("vpdq"))
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        return parse_vpdq_text(raw)
+    if isinstance(raw, list):
+        return frames_from_json(raw)
+    raise ValueError("frames must be a list of {frame, timestamp, pdq, quality}")
 
 
 def parse_import_line(line: str, lineno: int, default_origin: str = "import") -> NewEntry | None:
@@ -185,13 +267,23 @@ def parse_import_line(line: str, lineno: int, default_origin: str = "import") ->
             origin = obj.get("origin") or {}
             if not isinstance(origin, dict):
                 origin = {"kind": default_origin, "ref": str(origin)}
+            signal = str(obj.get("signal", "pdq"))
+            frames = _frames_of(obj) if signal.strip().lower() == "vpdq" else ()
             item = NewEntry(
-                signal=str(obj.get("signal", "pdq")),
-                value=str(obj["value"]),
+                signal=signal,
+                value=str(obj["value"] if not frames else obj.get("value", "")),
                 origin_kind=str(origin.get("kind", default_origin)),
                 origin_ref=str(origin.get("ref", "")),
                 note=str(obj.get("note", "")),
+                frames=frames,
+                video_md5=str(obj.get("video_md5") or ""),
             )
+        elif text.split(None, 1)[0].lower() == "vpdq":
+            # py-tx / HMA text: "vpdq <the VideoVPDQSignal JSON>" (it holds spaces).
+            from dignity.video.formats import parse_vpdq_text
+
+            frames = parse_vpdq_text(text.split(None, 1)[1] if " " in text else "")
+            item = NewEntry("vpdq", "", origin_kind=default_origin, frames=frames)
         else:
             parts = text.split()
             if len(parts) == 1:
@@ -225,9 +317,11 @@ class BankService:
         threshold: int = DEFAULT_THRESHOLD,
         enabled: bool = True,
         description: str = "",
+        vpdq_query_percent: float = 80.0,
+        vpdq_min_segment_s: float = 3.0,
     ) -> BankInfo:
         _check_name(name)
-        _validate_bank_fields(purpose, threshold)
+        _validate_bank_fields(purpose, threshold, vpdq_query_percent, vpdq_min_segment_s)
         clean_text(description, "description", code="bank.bad_text")
         try:
             with self.db.session() as s:
@@ -237,6 +331,8 @@ class BankService:
                     threshold=threshold,
                     enabled=enabled,
                     description=description,
+                    vpdq_query_percent=vpdq_query_percent,
+                    vpdq_min_segment_s=vpdq_min_segment_s,
                 )
                 s.add(bank)
                 s.flush()
@@ -297,13 +393,21 @@ class BankService:
         threshold: int | None = None,
         enabled: bool | None = None,
         description: str | None = None,
+        vpdq_query_percent: float | None = None,
+        vpdq_min_segment_s: float | None = None,
     ) -> BankInfo:
-        _validate_bank_fields(purpose, threshold)
+        _validate_bank_fields(purpose, threshold, vpdq_query_percent, vpdq_min_segment_s)
         if description is not None:
             clean_text(description, "description", code="bank.bad_text")
         with self.db.session() as s:
             bank = self._bank(s, name)
             before = (bank.purpose, bank.threshold, bank.enabled, bank.description)
+            video_before = (bank.vpdq_query_percent, bank.vpdq_min_segment_s)
+            if vpdq_query_percent is not None:
+                bank.vpdq_query_percent = vpdq_query_percent
+            if vpdq_min_segment_s is not None:
+                bank.vpdq_min_segment_s = vpdq_min_segment_s
+            video_after = (bank.vpdq_query_percent, bank.vpdq_min_segment_s)
             if purpose is not None:
                 bank.purpose = purpose
             if threshold is not None:
@@ -313,13 +417,18 @@ class BankService:
             if description is not None:
                 bank.description = description
             after = (bank.purpose, bank.threshold, bank.enabled, bank.description)
-            changes = {
+            changes: dict[str, list[object]] = {
                 k: [str(old)[:200], str(new)[:200]] if k == "description" else [old, new]
                 for k, old, new in zip(
                     ("purpose", "threshold", "enabled", "description"), before, after, strict=True
                 )
                 if old != new
             }
+            for key, old, new in zip(
+                ("vpdq_query_percent", "vpdq_min_segment_s"), video_before, video_after, strict=True
+            ):
+                if old != new:
+                    changes[key] = [old, new]
             if changes:  # [before, after] per field that changed
                 audit.record(s, "bank.updated", f"bank:{name}", {"bank_id": bank.id, **changes})
         return self.get_bank(name)
@@ -402,6 +511,7 @@ class BankService:
                     "status": "active",
                     "created_at": now,
                     "updated_at": now,
+                    "video_md5": e.video_md5 or None,
                 }
                 for k, e in clean.items()
                 if k not in existing
@@ -418,6 +528,7 @@ class BankService:
                 result.added.extend(new_ids)
                 for row, eid in zip(fresh, new_ids, strict=True):
                     result.outcomes[(str(row["signal"]), str(row["value"]))] = (eid, "added")
+                _write_frames(s, clean, fresh, new_ids)
             for key, (eid, status) in existing.items():
                 kind = "reactivated" if status == "withdrawn" else "already_active"
                 (result.reactivated if status == "withdrawn" else result.already_active).append(eid)
@@ -562,6 +673,7 @@ class BankService:
                     status=e.status,
                     created_at=e.created_at,
                     withdrawn_at=e.withdrawn_at,
+                    video_md5=e.video_md5,
                 )
 
     def import_lines(
@@ -574,9 +686,7 @@ class BankService:
             item = parse_import_line(line, n)
             if item is not None:
                 if origin_ref and not item.origin_ref:
-                    item = NewEntry(
-                        item.signal, item.value, item.origin_kind, origin_ref, item.note
-                    )
+                    item = replace(item, origin_ref=origin_ref)
                 items.append(item)
         return self.add_entries(bank_name, items)
 
@@ -586,13 +696,92 @@ class BankService:
             raise BankRefused(
                 f"unknown export format {fmt!r} (jsonl, text)", code="bank.bad_format"
             )
+        batch: list[EntryInfo] = []
         for e in self.iter_entries(bank_name, status="active"):
+            batch.append(e)
+            if len(batch) >= _CHUNK:
+                yield from self._export_batch(batch, fmt)
+                batch = []
+        yield from self._export_batch(batch, fmt)
+
+    def _export_batch(self, batch: list[EntryInfo], fmt: str) -> Iterator[str]:
+        """Lines for a batch of entries; a vpdq entry's frames are read for the batch at once.
+        In text form a vpdq entry is py-tx's ``vpdq <JSON>`` line and, when it has one, a
+        ``video_md5 <hex>`` line (py-tx has no video that is both)."""
+        video = [e.id for e in batch if has_frames(signal_types().get(e.signal))]
+        frames: dict[int, tuple[VpdqFrame, ...]] = {}
+        if video:
+            with self.db.session() as s:
+                frames = read_frames(s, video)
+        for e in batch:
             if fmt == "text":
-                yield f"{e.signal} {e.value}"
+                if e.id in frames:
+                    from dignity.video.formats import vpdq_pytx_json
+
+                    yield f"{e.signal} {vpdq_pytx_json(frames[e.id])}"
+                    if e.video_md5:
+                        yield f"video_md5 {e.video_md5}"
+                else:
+                    yield f"{e.signal} {e.value}"
             else:
                 d = e.to_dict()
                 d.pop("withdrawn_at", None)
+                if e.id in frames:
+                    from dignity.video.formats import frames_to_json
+
+                    d["frames"] = frames_to_json(frames[e.id])
                 yield json.dumps(d, separators=(",", ":"))
+
+
+def _write_frames(
+    s: Session,
+    clean: dict[tuple[str, str], NewEntry],
+    fresh: Sequence[Mapping[str, object]],
+    new_ids: list[int],
+) -> None:
+    """The frames of the new vpdq entries, in the same transaction as the entries."""
+    rows: list[dict[str, object]] = []
+    for row, eid in zip(fresh, new_ids, strict=True):
+        item = clean[(str(row["signal"]), str(row["value"]))]
+        rows += [
+            {
+                "entry_id": eid,
+                "position": pos,
+                "frame_number": f.frame_number,
+                "timestamp": f.timestamp,
+                "pdq": f.pdq_hex,
+                "quality": f.quality,
+            }
+            for pos, f in enumerate(item.frames)
+        ]
+        if len(rows) >= _WRITE_BATCH:
+            s.execute(insert(EntryFrame), rows)
+            rows = []
+    if rows:
+        s.execute(insert(EntryFrame), rows)
+
+
+def read_frames(s: Session | Any, entry_ids: Sequence[int]) -> dict[int, tuple[VpdqFrame, ...]]:
+    """The frames of the given entries (a session or a connection), by entry id, in order."""
+    from dignity.video.vpdq import VpdqFrame
+
+    out: dict[int, list[VpdqFrame]] = {}
+    for i in range(0, len(entry_ids), _CHUNK):
+        for eid, number, timestamp, pdq, quality in s.execute(
+            select(
+                EntryFrame.entry_id,
+                EntryFrame.frame_number,
+                EntryFrame.timestamp,
+                EntryFrame.pdq,
+                EntryFrame.quality,
+            )
+            .where(EntryFrame.entry_id.in_(entry_ids[i : i + _CHUNK]))
+            .order_by(EntryFrame.entry_id, EntryFrame.position)
+        ).all():
+            out.setdefault(int(eid), []).append(
+                VpdqFrame(int(number), float(timestamp), str(pdq), int(quality))
+            )
+    return {eid: tuple(frames) for eid, frames in out.items()}
 
 
 def _guess_signal(value: str) -> str:

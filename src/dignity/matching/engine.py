@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -35,13 +36,17 @@ from sqlalchemy import Connection, Row, func, select
 
 from dignity.background import Spawn, spawn_thread
 from dignity.hashing.pdq import DIHEDRAL_NAMES
-from dignity.hashing.registry import DistanceSignalType, signal_types
+from dignity.hashing.registry import DistanceSignalType, has_frames, signal_types
 from dignity.hashing.signals import ImageHashes
 from dignity.matching.index import MihIndex
-from dignity.matching.protocol import MatchIndex
+from dignity.matching.protocol import IndexHits, MatchIndex
 from dignity.storage.changelog import ChangeLog, Replayer
 from dignity.storage.db import Database
-from dignity.storage.models import Bank, Entry, IndexLog
+from dignity.storage.models import Bank, Entry, EntryFrame, IndexLog
+from dignity.video.compare import FramePair, Segment, compare
+
+if TYPE_CHECKING:
+    from dignity.video.vpdq import VpdqFrame, VpdqResult
 
 if TYPE_CHECKING:
     from dignity.video.vpdq import VpdqResult
@@ -55,17 +60,31 @@ SNAPSHOT_SIGNAL = "pdq"
 # Entries whose stored values a snapshot must reproduce before it is trusted.
 _SNAPSHOT_SAMPLE = 32
 
+# A video entry's frames sit in the frame index under id (entry id << FRAME_BITS | position), so
+# an entry's frames come and go with it by its id alone (formats.MAX_FRAMES = 1 << FRAME_BITS).
+FRAME_BITS = 20
+_FRAME_MASK = (1 << FRAME_BITS) - 1
+# The MD5 of a file's bytes, by both of its names.
+_FILE_MD5 = ("md5", "video_md5")
+
 log = logging.getLogger("dignity.matching")
 
 
 @dataclass(frozen=True)
 class Match:
+    """One entry matched. A video adds: ``timestamp`` (seconds into the query video of the frame
+    that matched an image entry), the two vPDQ percentages and the matching ``segments``."""
+
     bank: str
     purpose: str
     entry_id: int
     signal: str
     distance: int
     transform: str = "original"
+    timestamp: float | None = None
+    query_match_percent: float | None = None
+    compared_match_percent: float | None = None
+    segments: tuple[Segment, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -77,6 +96,14 @@ class Match:
         }
         if self.transform != "original":
             out["transform"] = self.transform
+        if self.timestamp is not None:
+            out["timestamp"] = round(self.timestamp, 3)
+        if self.query_match_percent is not None:
+            out["query_match_percent"] = self.query_match_percent
+        if self.compared_match_percent is not None:
+            out["compared_match_percent"] = self.compared_match_percent
+        if self.segments:
+            out["segments"] = [seg.to_dict() for seg in self.segments]
         return out
 
 
@@ -88,6 +115,10 @@ class MatchOutcome:
     suppressed: list[Match] = field(default_factory=list)
     allowed_by: list[Match] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def matches_all(self) -> list[Match]:
+        """Every match found, whether it stands, was suppressed, or suppressed others."""
+        return list(self.matches) + list(self.suppressed) + list(self.allowed_by)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"matches": [m.to_dict() for m in self.matches]}
@@ -106,6 +137,32 @@ class _BankView:
     purpose: str
     threshold: int
     enabled: bool
+    vpdq_query_percent: float = 80.0
+    vpdq_min_segment_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class _Video:
+    """What matching needs of a banked video beside its indexed frames: every frame's time (by
+    position), which frames are indexed (quality at the floor or over), per position the group
+    of identical hashes (HMA counts repeated frames once) and the number of such groups among
+    the indexed frames, the sampling step, and the video file's MD5 if known."""
+
+    bank_id: int
+    times: NDArray[np.float64]
+    groups: NDArray[np.int32]
+    unique: int
+    step: float
+    md5: bytes | None
+
+
+@dataclass(frozen=True)
+class _VideoRows:
+    """Frames read for video entries: entry id -> (positions, times, pdq hexes, qualities), and
+    the video MD5s."""
+
+    frames: dict[int, tuple[list[float], list[str], list[int]]]
+    md5: dict[int, str | None]
 
 
 _EntryRow: TypeAlias = "Row[int, int, str, str]"  # id, bank id, signal, value
@@ -146,6 +203,9 @@ class _Loaded:
     indexes: dict[str, MatchIndex]
     exact: dict[str, ExactStore]
     banks: dict[int, _BankView]
+    frames: MatchIndex
+    videos: dict[int, _Video]
+    video_md5: ExactStore
 
 
 @dataclass(frozen=True)
@@ -155,6 +215,27 @@ class _Changes:
     banks: dict[int, _BankView]
     adds: list[int]
     rows: list[_EntryRow]  # the added entries still active
+    videos: _VideoRows
+
+
+def _step(times: NDArray[np.float64]) -> float:
+    """The sampling interval of a frame sequence: the median gap (1 s when unknown)."""
+    if times.shape[0] < 2:
+        return 1.0
+    gaps = np.diff(times)
+    gaps = gaps[gaps > 0]
+    return float(np.median(gaps)) if gaps.shape[0] else 1.0
+
+
+def _groups(hexes: Sequence[str], keep: NDArray[np.bool_]) -> tuple[NDArray[np.int32], int]:
+    """Per position, a number shared by identical hashes; and how many distinct hashes the kept
+    positions hold (HMA's dedupe before counting)."""
+    seen: dict[str, int] = {}
+    out = np.empty(len(hexes), dtype=np.int32)
+    for i, h in enumerate(hexes):
+        out[i] = seen.setdefault(h, len(seen))
+    unique = len({int(g) for g in out[keep]}) if len(hexes) else 0
+    return out, unique
 
 
 def _hex_rows(values: Sequence[str], width: int = 32) -> NDArray[np.uint8]:
@@ -212,9 +293,18 @@ class MatchEngine:
         # The exact types an image's own bytes give, asked for on every match_image.
         self._photo_exact = [t.name for t in self._signals.exact() if "photo" in t.content]
         self._widths = {t.name: t.byte_length for t in self._signals.distance()}
+        # The exact types a video file's bytes give (md5, sha256, video_md5), and the types
+        # whose entries carry frames (vpdq).
+        self._video_exact = [
+            t.name for t in self._signals.exact() if "video" in t.content and not has_frames(t)
+        ]
+        self._frame_signals = [t.name for t in self._signals if has_frames(t)]
         empty = self._build({}, [])
         self._indexes: dict[str, MatchIndex] = empty.indexes
         self._exact: dict[str, ExactStore] = empty.exact
+        self._frames: MatchIndex = empty.frames
+        self._videos: dict[int, _Video] = empty.videos
+        self._video_md5: ExactStore = empty.video_md5
         self._banks: dict[int, _BankView] = {}
         # Serialises loads and refreshes and holds the log position; self._lock only guards
         # the swap of what queries read.
@@ -236,18 +326,86 @@ class MatchEngine:
         if self._snapshot_dir is not None and self._snapshot_capable():
             self._snapshot_async()
 
-    def _read_all(self, conn: Connection) -> tuple[dict[int, _BankView], Sequence[_EntryRow]]:
+    def _read_all(
+        self, conn: Connection
+    ) -> tuple[dict[int, _BankView], Sequence[_EntryRow], _VideoRows]:
         rows = conn.execute(
             select(Entry.id, Entry.bank_id, Entry.signal, Entry.value).where(
                 Entry.status == "active"
             )
         ).all()
-        return self._read_banks(conn), rows
+        return self._read_banks(conn), rows, self._read_videos(conn, None)
+
+    def _read_videos(self, conn: Connection, ids: Sequence[int] | None) -> _VideoRows:
+        """Frames and video MD5s of the active video entries (``ids``: only those; None: all)."""
+        names = self._frame_signals
+        out = _VideoRows({}, {})
+        if not names or (ids is not None and not ids):
+            return out
+        base = (
+            select(
+                Entry.id,
+                Entry.video_md5,
+                EntryFrame.timestamp,
+                EntryFrame.pdq,
+                EntryFrame.quality,
+            )
+            .join(EntryFrame, EntryFrame.entry_id == Entry.id)
+            .where(Entry.status == "active", Entry.signal.in_(names))
+            .order_by(Entry.id, EntryFrame.position)
+        )
+        chunks = [None] if ids is None else [ids[i : i + 500] for i in range(0, len(ids), 500)]
+        for chunk in chunks:
+            q = base if chunk is None else base.where(Entry.id.in_(chunk))
+            for eid, md5, timestamp, pdq, quality in conn.execute(q):
+                got = out.frames.get(eid)
+                if got is None:
+                    got = out.frames[eid] = ([], [], [])
+                    out.md5[eid] = md5
+                got[0].append(float(timestamp))
+                got[1].append(pdq)
+                got[2].append(int(quality))
+        return out
+
+    def _add_videos(
+        self,
+        rows: Iterable[_EntryRow],
+        found: _VideoRows,
+        frames: MatchIndex,
+        videos: dict[int, _Video],
+        md5s: ExactStore,
+    ) -> None:
+        """Index the frames of the video entries among ``rows`` (those at the quality floor or
+        over), and remember their times, groups and MD5."""
+        ids: list[NDArray[np.int64]] = []
+        hashes: list[str] = []
+        tags: list[NDArray[np.int32]] = []
+        for eid, bank_id, signal, _ in rows:
+            if signal not in self._frame_signals or eid not in found.frames:
+                continue
+            times, hexes, qualities = found.frames[eid]
+            keep = np.asarray(qualities, dtype=np.int32) >= self.min_quality
+            groups, unique = _groups(hexes, keep)
+            t = np.asarray(times, dtype=np.float64)
+            md5 = found.md5.get(eid)
+            videos[eid] = _Video(
+                bank_id, t, groups, unique, _step(t), bytes.fromhex(md5) if md5 else None
+            )
+            if md5:
+                md5s.add(eid, bank_id, bytes.fromhex(md5))
+            positions = np.flatnonzero(keep).astype(np.int64)
+            if positions.shape[0]:
+                ids.append((np.int64(eid) << FRAME_BITS) | positions)
+                hashes += [hexes[p] for p in positions.tolist()]
+                tags.append(np.full(positions.shape[0], bank_id, dtype=np.int32))
+        if ids:
+            frames.add(np.concatenate(ids), _hex_rows(hashes), np.concatenate(tags))
 
     def _build(
         self,
         banks: dict[int, _BankView],
-        rows: Iterable[_EntryRow],
+        rows: Sequence[_EntryRow],
+        videos_found: _VideoRows | None = None,
         snapshot: MatchIndex | None = None,
     ) -> _Loaded:
         """Indexes and exact stores over ``rows``; ``snapshot`` is the snapshot's PDQ index,
@@ -265,7 +423,18 @@ class MatchEngine:
             store = exact[e.name] = ExactStore()
             for eid, bank_id, _, value in grouped.get(e.name, []):
                 store.add(eid, bank_id, bytes.fromhex(value))
-        return _Loaded(indexes, exact, banks)
+        frames = self._new_frame_index()
+        videos: dict[int, _Video] = {}
+        md5s = ExactStore()
+        if videos_found is not None:
+            self._add_videos(rows, videos_found, frames, videos, md5s)
+        return _Loaded(indexes, exact, banks, frames, videos, md5s)
+
+    def _new_frame_index(self) -> MatchIndex:
+        pdq = self._signals.get(SNAPSHOT_SIGNAL)
+        if isinstance(pdq, DistanceSignalType):
+            return self._new_index(pdq)
+        return self._adopt(self._index_factory() if self._index_factory else MihIndex())
 
     def _new_index(self, signal: DistanceSignalType) -> MatchIndex:
         if self._index_factory is not None:
@@ -286,6 +455,8 @@ class MatchEngine:
     def _install(self, loaded: _Loaded, *, from_snapshot: bool = False, behind: int = 0) -> None:
         with self._lock:
             self._indexes, self._exact = loaded.indexes, loaded.exact
+            self._frames, self._videos = loaded.frames, loaded.videos
+            self._video_md5 = loaded.video_md5
             self._banks = loaded.banks
             self._changes_since_snapshot = behind
             self.loaded_from_snapshot = from_snapshot
@@ -389,7 +560,10 @@ class MatchEngine:
                         Entry.status == "active", Entry.signal != SNAPSHOT_SIGNAL
                     )
                 ).all()
-        self._install(self._build(banks, rows, index), from_snapshot=True, behind=int(behind))
+                found = self._read_videos(conn, None)
+        self._install(
+            self._build(banks, rows, found, index), from_snapshot=True, behind=int(behind)
+        )
         self.replayer.resume(seq, [int(g) for g in meta.get("gaps") or []])
         self.refresh()  # the log rows written after the snapshot
         return True
@@ -397,9 +571,25 @@ class MatchEngine:
     @staticmethod
     def _read_banks(conn: Connection) -> dict[int, _BankView]:
         return {
-            b.id: _BankView(b.id, b.name, b.purpose, b.threshold, b.enabled)
+            b.id: _BankView(
+                b.id,
+                b.name,
+                b.purpose,
+                b.threshold,
+                b.enabled,
+                float(b.vpdq_query_percent),
+                float(b.vpdq_min_segment_s),
+            )
             for b in conn.execute(
-                select(Bank.id, Bank.name, Bank.purpose, Bank.threshold, Bank.enabled)
+                select(
+                    Bank.id,
+                    Bank.name,
+                    Bank.purpose,
+                    Bank.threshold,
+                    Bank.enabled,
+                    Bank.vpdq_query_percent,
+                    Bank.vpdq_min_segment_s,
+                )
             ).all()
         }
 
@@ -425,7 +615,8 @@ class MatchEngine:
                     Entry.id.in_(adds[i : i + 500]), Entry.status == "active"
                 )
             ).all()
-        return _Changes(self._read_banks(conn), adds, rows)
+        video_ids = [r[0] for r in rows if r[2] in self._frame_signals]
+        return _Changes(self._read_banks(conn), adds, rows, self._read_videos(conn, video_ids))
 
     def _apply(self, changes: _Changes, final: dict[int, str]) -> None:
         grouped = _by_signal(changes.rows)
@@ -445,6 +636,17 @@ class MatchEngine:
             for name, store in self._exact.items():
                 for eid, bank_id, _, value in grouped.get(name, []):
                     store.add(eid, bank_id, bytes.fromhex(value))
+            # A video entry's frames leave and come back with it (ids derive from its id);
+            # the dict is replaced, not changed, as queries read it without the lock.
+            videos = dict(self._videos)
+            leaving = [eid for eid in gone if eid in videos]
+            if leaving:
+                self._frames.remove(_frame_ids(leaving, videos))
+                for eid in leaving:
+                    del videos[eid]
+                    self._video_md5.remove(eid)
+            self._add_videos(changes.rows, changes.videos, self._frames, videos, self._video_md5)
+            self._videos = videos
             self._changes_since_snapshot += len(final)
 
     def __len__(self) -> int:
@@ -471,19 +673,110 @@ class MatchEngine:
         ]
         return self._match(near, exact, notes)
 
+    def match_video(self, video: VpdqResult, *, dihedral: bool = True) -> MatchOutcome:
+        """Match a hashed video: its file digests exactly (``video_md5``, ``md5``, ``sha256``
+        entries, and the MD5 of banked videos), its vPDQ frames against video entries (HMA's
+        percentages and the bank's rule, plus segments: a run of matching frames of at least the
+        bank's ``vpdq_min_segment_s`` matches however short a part of either video it is), and
+        its frames against image entries (signal ``pdq``, with the frame's ``timestamp``).
+        With ``dihedral``, frames that carry their 8 dihedral hashes are matched in every
+        orientation, so a mirrored or rotated copy matches too."""
+        return self.match_frames(
+            video.frames, md5=video.md5, sha256=video.sha256, dihedral=dihedral
+        )
+
+    def match_frames(
+        self,
+        frames: Sequence[VpdqFrame],
+        *,
+        md5: str | None = None,
+        sha256: str | None = None,
+        dihedral: bool = True,
+    ) -> MatchOutcome:
+        """:meth:`match_video` from frames (and the file's digests when known)."""
+        exact: list[tuple[str, bytes]] = []
+        digests = {"md5": md5, "video_md5": md5, "sha256": sha256}
+        for name in self._video_exact:
+            value = digests.get(name)
+            if value:
+                exact.append((name, bytes.fromhex(value)))
+        notes: list[str] = []
+        with self._lock:
+            banks, videos = self._banks, self._videos
+            frame_index, pdq_index = self._frames, self._indexes.get(SNAPSHOT_SIGNAL)
+        found = self._video_md5_matches(bytes.fromhex(md5)) if md5 else []
+        found += self._match([], exact, []).matches_all()
+        kept = [f for f in frames if f.quality >= self.min_quality]
+        if len(kept) < len(frames):
+            notes.append(
+                f"{len(frames) - len(kept)} of {len(frames)} frames not matched: quality below "
+                f"{self.min_quality}"
+            )
+        thresholds = [b.threshold for b in banks.values() if b.enabled]
+        if kept and thresholds:
+            queries, rows_frame, rows_transform = _frame_queries(kept, dihedral=dihedral)
+            # Repeated frames (a still scene, black frames) and symmetric pictures give equal
+            # rows: each distinct row is searched once and its hits handed to every copy.
+            unique, inverse = np.unique(queries, axis=0, return_inverse=True)
+            top = max(thresholds)
+            targets = [i for i in (frame_index, pdq_index) if i is not None and len(i)]
+            # One batch search per index, the two side by side: the kernels release the GIL.
+            results: list[IndexHits] = []
+            if len(targets) == 2:
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    other = pool.submit(targets[1].search, unique, top)
+                    results = [targets[0].search(unique, top), other.result()]
+            elif targets:
+                results = [targets[0].search(unique, top)]
+            for index, raw in zip(targets, results, strict=True):
+                hits = _expand(raw, inverse.reshape(-1), unique.shape[0])
+                if index is frame_index:
+                    found += _video_matches(kept, hits, rows_frame, rows_transform, banks, videos)
+                else:
+                    found += _image_matches(kept, hits, rows_frame, rows_transform, banks)
+        return self._decide(_best(found), notes)
+
+    def _video_md5_matches(self, digest: bytes) -> list[Match]:
+        """Video entries banked with this file MD5 (reported as signal ``video_md5``)."""
+        with self._lock:
+            banks = self._banks
+            found = []
+            for eid, bank_id in self._video_md5.get(digest).items():
+                bank = banks.get(bank_id)
+                if bank is not None and bank.enabled:
+                    found.append(Match(bank.name, bank.purpose, eid, "video_md5", 0))
+        return found
+
     def match_hashes(self, values: Sequence[tuple[str, str]]) -> MatchOutcome:
-        """Match bare (signal, hex) pairs, e.g. hashes a victim computed on their own device."""
+        """Match bare (signal, hex) pairs, e.g. hashes a victim computed on their own device.
+        A ``vpdq`` value is its frames (Meta's hash-file text or py-tx's JSON), as HMA's
+        ``/m/lookup`` takes it."""
         near: list[tuple[str, bytes]] = []
         exact: list[tuple[str, bytes]] = []
+        videos: list[Match] = []
         for signal, value in values:
+            if signal.strip().lower() in self._frame_signals:
+                from dignity.video.formats import parse_vpdq_text
+
+                part = self.match_frames(parse_vpdq_text(value), dihedral=False)
+                videos += part.matches + part.suppressed + part.allowed_by
+                continue
             sig, val = self._signals.normalize(signal, value)
             found = self._signals.get(sig)
+            if sig in _FILE_MD5:
+                # One digest of the file's bytes under two names (md5; video_md5 as StopNCII
+                # and NCMEC call it): a lookup by either finds entries of both, and videos
+                # banked with their MD5.
+                digest = bytes.fromhex(val)
+                exact += [(name, digest) for name in _FILE_MD5]
+                videos += self._video_md5_matches(digest)
+                continue
             (near if found is not None and found.matched_by_distance else exact).append(
                 (sig, bytes.fromhex(val))
             )
         outcome = self._match([], exact, [])
         # Each bare hash is its own query (no dihedral family to take the minimum over).
-        merged = list(outcome.matches) + list(outcome.suppressed) + list(outcome.allowed_by)
+        merged = outcome.matches_all() + videos
         for query in near:
             part = self._match([query], [], [])
             merged += part.matches + part.suppressed + part.allowed_by
@@ -544,18 +837,166 @@ class MatchEngine:
             return MatchOutcome(matches=[], suppressed=rest, allowed_by=allow, notes=notes)
         return MatchOutcome(matches=rest, notes=notes)
 
-    # -- PLACEHOLDER (video-media branch): the video-core branch writes the real match_video
-    # (vPDQ frames, segments, frames against image entries). This stand-in matches only the
-    # file digests exactly, so that the scan path runs; the lead replaces it at merge.
-    def match_video(self, video: VpdqResult, *, dihedral: bool = True) -> MatchOutcome:
-        """PLACEHOLDER: match a video's MD5 and SHA-256 exactly (``dihedral`` is unused)."""
-        del dihedral
-        exact = [
-            (name, bytes.fromhex(video.md5 if name in ("md5", "video_md5") else video.sha256))
-            for name in ("md5", "video_md5", "sha256")
-            if name in self._exact
-        ]
-        return self._match([], exact, [])
+
+def _expand(hits: IndexHits, inverse: NDArray[np.intp], distinct: int) -> IndexHits:
+    """Hits of the distinct query rows as hits of every query row (``inverse``: row ->
+    distinct row, as ``np.unique`` gives it)."""
+    if not len(hits):
+        return hits
+    counts = np.bincount(inverse, minlength=distinct)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    per_hit = counts[hits.query]
+    which = np.repeat(np.arange(hits.query.shape[0]), per_hit)
+    within = np.arange(which.shape[0]) - np.repeat(np.cumsum(per_hit) - per_hit, per_hit)
+    rows = order[starts[hits.query][which] + within]
+    return IndexHits(
+        query=rows.astype(np.int64),
+        ids=hits.ids[which],
+        tags=hits.tags[which],
+        distances=hits.distances[which],
+    )
+
+
+def _frame_queries(
+    frames: Sequence[VpdqFrame], *, dihedral: bool
+) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int64]]:
+    """The query rows for a video's frames (each frame's 8 dihedral hashes where it has them
+    and ``dihedral`` is on, else its hash), with each row's frame and transform."""
+    packed: list[bytes] = []
+    rows_frame: list[int] = []
+    rows_transform: list[int] = []
+    for i, f in enumerate(frames):
+        variants: bytes | None = getattr(f, "dihedral", None) if dihedral else None
+        if variants and len(variants) == 32 * len(DIHEDRAL_NAMES):
+            packed.append(variants)
+            rows_frame += [i] * len(DIHEDRAL_NAMES)
+            rows_transform += range(len(DIHEDRAL_NAMES))
+        else:
+            packed.append(bytes.fromhex(f.pdq_hex))
+            rows_frame.append(i)
+            rows_transform.append(0)
+    queries = np.frombuffer(b"".join(packed), dtype=np.uint8).reshape(-1, 32)
+    return queries, np.asarray(rows_frame, np.int64), np.asarray(rows_transform, np.int64)
+
+
+def _video_matches(
+    frames: Sequence[VpdqFrame],
+    hits: Any,
+    rows_frame: NDArray[np.int64],
+    rows_transform: NDArray[np.int64],
+    banks: dict[int, _BankView],
+    videos: dict[int, _Video],
+) -> list[Match]:
+    """Video entries matched by a video's frames: per entry and orientation, HMA's percentages
+    over distinct hashes and the segments; an entry matches in its best orientation when the
+    query percentage reaches its bank's rule or a segment is long enough."""
+    if not len(hits):
+        return []
+    qrows = hits.query
+    dist = hits.distances.astype(np.int64)
+    thresholds = np.zeros(max(banks) + 1 if banks else 1, dtype=np.int64) - 1
+    for b in banks.values():
+        if b.enabled:
+            thresholds[b.id] = b.threshold
+    tags = hits.tags.astype(np.int64)
+    ok = (tags < thresholds.shape[0]) & (dist <= thresholds[np.minimum(tags, len(thresholds) - 1)])
+    ids = hits.ids[ok]
+    entry = (ids >> FRAME_BITS).tolist()
+    pos = (ids & _FRAME_MASK).tolist()
+    qf = rows_frame[qrows[ok]].tolist()
+    tf = rows_transform[qrows[ok]].tolist()
+    dl = dist[ok].tolist()
+    pairs: dict[tuple[int, int], dict[tuple[int, int], int]] = {}
+    for e, p, q, t, d in zip(entry, pos, qf, tf, dl, strict=True):
+        group = pairs.setdefault((e, t), {})
+        if (q, p) not in group or d < group[(q, p)]:
+            group[(q, p)] = d
+    query_times = [f.timestamp for f in frames]
+    qstep = _step(np.asarray(query_times, dtype=np.float64))
+    query_group: dict[str, int] = {}
+    qgroups = [query_group.setdefault(f.pdq_hex, len(query_group)) for f in frames]
+    query_unique = len(query_group)
+    best: dict[int, tuple[tuple[float, float], Match]] = {}
+    for (eid, t), group in pairs.items():
+        video = videos.get(eid)
+        bank = banks.get(video.bank_id) if video is not None else None
+        if video is None or bank is None:
+            continue
+        comparison = compare(
+            query_times,
+            video.times.tolist(),
+            [FramePair(q, p, d) for (q, p), d in group.items()],
+            min_segment_seconds=bank.vpdq_min_segment_s,
+            step=max(qstep, video.step),
+        )
+        # HMA's percentages: distinct hashes on each side that have a match on the other.
+        q_pct = _percent(len({qgroups[q] for q, _ in group}), query_unique)
+        c_pct = _percent(len({int(video.groups[p]) for _, p in group}), video.unique)
+        if q_pct < bank.vpdq_query_percent and not comparison.segments:
+            continue
+        longest = max((seg.seconds for seg in comparison.segments), default=0.0)
+        match = Match(
+            bank.name,
+            bank.purpose,
+            eid,
+            "vpdq",
+            comparison.distance,
+            DIHEDRAL_NAMES[t],
+            query_match_percent=q_pct,
+            compared_match_percent=c_pct,
+            segments=comparison.segments,
+        )
+        score = (q_pct, longest)
+        if eid not in best or score > best[eid][0]:
+            best[eid] = (score, match)
+    return [m for _, m in best.values()]
+
+
+def _image_matches(
+    frames: Sequence[VpdqFrame],
+    hits: Any,
+    rows_frame: NDArray[np.int64],
+    rows_transform: NDArray[np.int64],
+    banks: dict[int, _BankView],
+) -> list[Match]:
+    """Image entries a video's frames matched: each at its nearest frame, with that frame's
+    time (the earliest such frame on a tie)."""
+    best: dict[int, tuple[int, float, int, int]] = {}
+    for row, eid, tag, d in zip(
+        hits.query.tolist(),
+        hits.ids.tolist(),
+        hits.tags.tolist(),
+        hits.distances.tolist(),
+        strict=True,
+    ):
+        bank = banks.get(tag)
+        if bank is None or not bank.enabled or d > bank.threshold:
+            continue
+        f = int(rows_frame[row])
+        key = (d, frames[f].timestamp, int(rows_transform[row]), tag)
+        if eid not in best or key < best[eid]:
+            best[eid] = key
+    out = []
+    for eid, (d, timestamp, t, tag) in best.items():
+        bank = banks[tag]
+        out.append(
+            Match(bank.name, bank.purpose, eid, "pdq", d, DIHEDRAL_NAMES[t], timestamp=timestamp)
+        )
+    return out
+
+
+def _percent(part: int, whole: int) -> float:
+    return 0.0 if whole <= 0 else round(100.0 * min(part, whole) / whole, 2)
+
+
+def _frame_ids(entry_ids: Sequence[int], videos: dict[int, _Video]) -> NDArray[np.int64]:
+    """Every frame id the given video entries can have in the frame index."""
+    parts = [
+        (np.int64(eid) << FRAME_BITS) | np.arange(videos[eid].times.shape[0], dtype=np.int64)
+        for eid in entry_ids
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _best(matches: list[Match]) -> list[Match]:

@@ -1,4 +1,5 @@
-"""Table definitions: banks, their entries, and the index change log.
+"""Table definitions: banks, their entries (a video entry's frames beside it), and the index
+change log.
 
 ``index_log`` is an append-only list of entry changes (add / remove) with a monotonically
 increasing sequence number. An in-memory index remembers the last sequence it applied and
@@ -15,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -53,6 +55,14 @@ class Bank(Base):
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    # vPDQ rule (HMA's): a video matches when this share of the query's frames match; a run of
+    # matching frames this many seconds long matches too (a clip inside a longer video).
+    vpdq_query_percent: Mapped[float] = mapped_column(
+        Float, nullable=False, default=80.0, server_default="80"
+    )
+    vpdq_min_segment_s: Mapped[float] = mapped_column(
+        Float, nullable=False, default=3.0, server_default="3"
+    )
 
 
 class Entry(Base):
@@ -77,6 +87,25 @@ class Entry(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # A vpdq entry's video file MD5 (hex), when it was hashed from a file: the entry matches by
+    # it too (as signal video_md5), so one banked video is one entry.
+    video_md5: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class EntryFrame(Base):
+    """One frame of a ``vpdq`` entry: its PDQ, quality, frame number and time in the video.
+    ``position`` orders an entry's frames from 0; the rows go with their entry."""
+
+    __tablename__ = "entry_frames"
+
+    entry_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    frame_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    timestamp: Mapped[float] = mapped_column(Float, nullable=False)
+    pdq: Mapped[str] = mapped_column(String(64), nullable=False)
+    quality: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
 class IndexLog(Base):

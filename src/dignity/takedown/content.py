@@ -13,11 +13,24 @@ wall-clock deadline and the byte cap bound the whole fetch (the body is read by
 :func:`dignity.fetch.read_body`). Failures are :class:`~dignity.fetch.UrlError` with the
 hash-by-URL codes (``url.invalid``, ``url.http_error`` with ``status``, ``url.too_large``,
 ``url.timeout``, ``url.fetch_failed``); each caller turns them into its own codes.
+
+A video can be far larger than an image, so :func:`fetched_media` streams the body into a
+temporary file instead of memory, up to the video byte limit (``video_max_bytes``), and sorts it
+by its first bytes: a video container is kept whole for hashing from the file
+(:func:`dignity.takedown.videos.hash_video`), anything else must fit the image limit
+(``max_bytes``) as before. The file is deleted when the caller is done with it.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
 from urllib.parse import quote
 
 import httpx
@@ -26,6 +39,7 @@ from dignity import __version__
 from dignity.errors import UrlFailed, UrlRefused, UrlTimeout
 from dignity.fetch import HEADERS, read_body, remaining
 from dignity.settings import Settings
+from dignity.video import looks_like_video
 
 MAX_REDIRECTS = 3
 PLACEHOLDER = "{content_id}"
@@ -72,6 +86,19 @@ def fetch_content(settings: Settings, content_id: str) -> bytes:
 def fetch_from(template: str, content_id: str, *, max_bytes: int, timeout_s: float) -> bytes:
     """The bytes of ``content_id`` through ``template``, within ``max_bytes`` and ``timeout_s``
     (for everything: connects, redirects and the body)."""
+    return _fetch(template, content_id, max_bytes=max_bytes, timeout_s=timeout_s, sink=None)
+
+
+def _fetch(
+    template: str,
+    content_id: str,
+    *,
+    max_bytes: int,
+    timeout_s: float,
+    sink: BinaryIO | None,
+    limit_of: Callable[[bytes], int] | None = None,
+) -> bytes:
+    """:func:`fetch_from`, or with a ``sink`` the body written there (returns b"")."""
     url = content_url(template, content_id)
     deadline = time.monotonic() + timeout_s
     try:
@@ -95,6 +122,16 @@ def fetch_from(template: str, content_id: str, *, max_bytes: int, timeout_s: flo
                                 url=shown,
                                 status=response.status_code,
                             )
+                        if sink is not None:
+                            _write_body(
+                                response,
+                                sink,
+                                url=shown,
+                                max_bytes=max_bytes,
+                                deadline=deadline,
+                                limit_of=limit_of,
+                            )
+                            return b""
                         return read_body(
                             response, url=shown, max_bytes=max_bytes, deadline=deadline
                         )
@@ -121,4 +158,125 @@ def fetch_from(template: str, content_id: str, *, max_bytes: int, timeout_s: flo
     )
 
 
-__all__ = ["MAX_REDIRECTS", "content_url", "fetch_content", "fetch_from"]
+_HEAD = 512  # bytes that tell a video container from an image (MPEG-TS needs 377)
+
+
+def _write_body(
+    response: httpx.Response,
+    sink: BinaryIO,
+    *,
+    url: str,
+    max_bytes: int,
+    deadline: float,
+    limit_of: Callable[[bytes], int] | None = None,
+) -> None:
+    """:func:`dignity.fetch.read_body`'s rules, the body written to ``sink`` as it arrives;
+    ``limit_of(first bytes)`` lowers ``max_bytes`` once the first bytes are in."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise UrlFailed(
+            f"{url} sent a {encoding!r}-encoded body although asked for identity",
+            code="url.fetch_failed",
+            url=url,
+        )
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise UrlRefused(
+            f"{url} is {declared} bytes, more than the {max_bytes} allowed",
+            code="url.too_large",
+            url=url,
+            max_bytes=max_bytes,
+            content_length=int(declared),
+        )
+    received = 0
+    head = b""
+    for chunk in response.iter_raw():
+        received += len(chunk)
+        if limit_of is not None and len(head) < _HEAD:
+            head += chunk[: _HEAD - len(head)]
+            if len(head) >= _HEAD or received >= (
+                int(declared) if declared and declared.isdigit() else _HEAD
+            ):
+                # The first bytes say what it is: an image keeps the image limit.
+                max_bytes = limit_of(head)
+                limit_of = None
+                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                    raise UrlRefused(
+                        f"{url} is {declared} bytes, more than the {max_bytes} allowed",
+                        code="url.too_large",
+                        url=url,
+                        max_bytes=max_bytes,
+                        content_length=int(declared),
+                    )
+        if received > max_bytes:
+            raise UrlRefused(
+                f"{url} is more than the {max_bytes} bytes allowed",
+                code="url.too_large",
+                url=url,
+                max_bytes=max_bytes,
+            )
+        remaining(deadline)
+        sink.write(chunk)
+
+
+@dataclass(frozen=True)
+class FetchedMedia:
+    """Platform content in a temporary file: ``kind`` by its first bytes, its size."""
+
+    kind: Literal["image", "video"]
+    path: Path
+    size: int
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+def video_max_bytes(settings: Settings) -> int:
+    """The byte limit of a fetched video (never under the image limit)."""
+    return max(settings.max_bytes, settings.video_max_bytes)
+
+
+@contextmanager
+def fetched_media(settings: Settings, content_id: str) -> Iterator[FetchedMedia]:
+    """``content_id`` fetched into a temporary file (deleted afterwards), streaming: a video
+    within :func:`video_max_bytes`, anything else within ``max_bytes`` (``url.too_large``)."""
+    template = settings.preview_url_template
+    if not template:
+        raise UrlRefused(
+            "content cannot be fetched: DIGNITY_PREVIEW_URL_TEMPLATE is not set", code="url.invalid"
+        )
+    limit = video_max_bytes(settings)
+    # The system's temporary directory, never data_dir (which may be backed up): fetched media
+    # is never stored.
+    fd, name = tempfile.mkstemp(prefix="dignity-content-")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "w+b") as sink:
+            _fetch(
+                template, content_id, max_bytes=limit, timeout_s=settings.url_timeout_s, sink=sink
+            )
+            size = sink.tell()
+            sink.seek(0)
+            head = sink.read(_HEAD)
+        kind: Literal["image", "video"] = "video" if looks_like_video(head) else "image"
+        if kind == "image" and size > settings.max_bytes:
+            raise UrlRefused(
+                f"the content is {size} bytes, more than the {settings.max_bytes} allowed",
+                code="url.too_large",
+                max_bytes=settings.max_bytes,
+            )
+        yield FetchedMedia(kind, path, size)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+__all__ = [
+    "MAX_REDIRECTS",
+    "FetchedMedia",
+    "content_url",
+    "fetch_content",
+    "fetch_from",
+    "fetched_media",
+    "looks_like_video",
+    "video_max_bytes",
+]

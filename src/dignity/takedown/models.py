@@ -15,9 +15,11 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
 )
@@ -29,7 +31,15 @@ from dignity.storage.types import UtcDateTime
 REQUEST_STATES = ("incomplete", "valid", "removed", "rejected", "withdrawn")
 ITEM_STATES = ("pending", "removed", "kept", "not_found")
 REVIEW_KINDS = ("scan", "takedown", "appeal")
-REMOVAL_REASONS = ("reported", "copy_exact", "copy_pdq", "reviewed")
+REMOVAL_REASONS = (
+    "reported",
+    "copy_exact",
+    "copy_pdq",
+    "copy_video",
+    "copy_frame",
+    "copy_still",
+    "reviewed",
+)
 APPEAL_STATES = ("open", "upheld", "reversed")
 
 
@@ -58,6 +68,29 @@ class ScanRecord(Base):
     # JSON: {"matches": [...], "signals": {compact}, "decision": {...}} for the evidence panel.
     detail: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
     removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class ScanVideo(Base):
+    """The vPDQ frames of a scanned video (one row per video scan), for segment sweeps.
+
+    ``frames`` packs each sampled frame as :data:`dignity.takedown.scanlog.FRAME` (frame
+    number, timestamp in ms, quality, 32-byte PDQ): 41 bytes a frame, about 2.5 KB a minute.
+    ``dihedral`` holds each frame's 7 other dihedral variants (7 x 32 bytes, in
+    ``DIHEDRAL_NAMES`` order after the original) when they were computed, so a mirrored copy
+    is found whichever side was scanned first. Deleted with its scan (purge)."""
+
+    __tablename__ = "scan_video"
+
+    scan_id: Mapped[int] = mapped_column(
+        BigInteger,
+        ForeignKey("scan_log.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    duration: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    frame_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    frames: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    dihedral: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class TakedownRequest(Base):
@@ -173,7 +206,7 @@ class Removal(Base):
         BigInteger, ForeignKey("scan_log.id", ondelete="SET NULL"), nullable=True
     )
     content_id: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
-    # reported | copy_exact | copy_pdq | reviewed
+    # reported | copy_exact | copy_pdq | copy_video | copy_frame | copy_still | reviewed
     reason: Mapped[str] = mapped_column(String(16), nullable=False)
     distance: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The removal this copy was found from (sweeps), else None.

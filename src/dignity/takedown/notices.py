@@ -454,6 +454,15 @@ class NoticeService:
         if removal.reason.startswith("copy_"):
             if removal.reason == "copy_exact":
                 what = "an identical copy (the same file)"
+            elif removal.reason == "copy_video":
+                what = (
+                    "a video that shows the same footage (at least three consecutive seconds "
+                    "of it, matched frame by frame by perceptual hashes)"
+                )
+            elif removal.reason == "copy_frame":
+                what = "a video that shows the same picture in one of its frames"
+            elif removal.reason == "copy_still":
+                what = "a picture of one of the frames of a video"
             else:
                 what = (
                     "a visually near-identical copy (perceptual hash distance "

@@ -7,9 +7,13 @@ outbox), a statement of reasons for its uploader (:mod:`dignity.takedown.notices
 content's hashes in the block bank ``takedown_bank`` (origin ``takedown:removal:<id>``), so a
 re-upload is blocked. Then the sweep: earlier scans of *other* content with the same bytes
 (``copy_exact``) or a PDQ hash within ``sweep_pdq_threshold`` (``copy_pdq``) are the TAKE IT
-DOWN Act's "known identical copies", and each gets its own removal, event and statement. All
-writes of one decision, its audit records and its events go in one transaction; what may be
-slow happens before it (fetching never-scanned content through ``preview_url_template``, and
+DOWN Act's "known identical copies"; for a video, earlier videos sharing at least three seconds
+of its footage, mirrored or inside a longer compilation (``copy_video``, with the time ranges),
+for an image, videos that show it (``copy_frame``), and for a video, images that show one of
+its frames (``copy_still``). Each gets its own removal, event and statement. Videos never
+scanned are fetched into a temporary file and hashed (vPDQ) from it. All writes of one
+decision, its audit records and its events go in one transaction; what may be slow happens
+before it (fetching never-scanned content through ``preview_url_template``, and
 streaming the scan log for PDQ copies, whose few newer rows are caught up inside it). A
 decision applied twice is answered with what the first one did and writes nothing: the request
 (or scan) is claimed with a conditional update, so two reviewers cannot both remove it.
@@ -40,6 +44,7 @@ from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry
 from dignity.takedown.clock import Clock, SystemClock, utc
 from dignity.takedown.content import fetch_content as fetch_platform_content
+from dignity.takedown.content import fetched_media
 from dignity.takedown.models import (
     Removal,
     ReviewItem,
@@ -48,7 +53,7 @@ from dignity.takedown.models import (
     TakedownItem,
     TakedownRequest,
 )
-from dignity.takedown.scanlog import Copy, HashSet, ScanLog, latest_scan
+from dignity.takedown.scanlog import Copy, HashSet, ScanLog, VideoFrames, hashset_of, latest_scan
 
 log = logging.getLogger("dignity.takedown")
 
@@ -96,6 +101,8 @@ class RemovedItem:
     copy_of: int | None = None
     scan_id: int | None = None
     statement: str | None = None  # the statement's public id
+    # A video copy's segments (time ranges in both videos), or the frame showing an image.
+    evidence: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +113,7 @@ class RemovedItem:
             "copy_of": self.copy_of,
             "scan_id": self.scan_id,
             "statement": self.statement,
+            **self.evidence,
         }
 
 
@@ -183,10 +191,6 @@ class _InTransaction:
 def banks_in(s: Session) -> BankService:
     """A bank service whose writes join ``s``'s transaction."""
     return BankService(cast(Database, _InTransaction(s)))
-
-
-def _hashset(row: ScanRecord) -> HashSet:
-    return HashSet(row.pdq, row.md5, row.sha256, row.pdq_quality)
 
 
 def _is_url(ref: str) -> bool:
@@ -358,7 +362,7 @@ class RemovalService:
                 )
             if row.removed_at is not None:
                 return self._summary_of_content(s, row.content_id)
-            target = _Target(row.content_id, row.id, _hashset(row), None)
+            target = _Target(row.content_id, row.id, hashset_of(s, row), None)
         self._ensure_bank()
         queries, candidates, seen = self._presweep([target])
 
@@ -439,7 +443,7 @@ class RemovalService:
                 url = next((ref for _, ref, _ in items if _is_url(ref)), None)
                 ids = tuple(i for i, _, _ in items)
                 if row is not None:
-                    targets.append(_Target(content_id, row.id, _hashset(row), url, ids))
+                    targets.append(_Target(content_id, row.id, hashset_of(s, row), url, ids))
                 else:
                     targets.append(_Target(content_id, None, None, url, ids))
         return [self._fetched(t) if t.hashes is None else t for t in targets], not_found
@@ -450,26 +454,30 @@ class RemovalService:
         if not self.settings.preview_url_template:
             return target
         try:
-            data = fetch_content(self.settings, target.content_id)
-            from dignity.hashing.signals import hash_bytes
+            with fetched_media(self.settings, target.content_id) as media:
+                if media.kind == "video":
+                    from dignity.takedown.videos import hash_video
 
-            hashes = hash_bytes(data, settings=self.settings)
-        except DignityError as exc:
+                    video = hash_video(media.path, self.settings)
+                else:
+                    from dignity.hashing.signals import hash_bytes
+
+                    hashes = hash_bytes(media.read(), settings=self.settings)
+        except (DignityError, UrlError) as exc:
             log.warning("could not fetch %s for hashing: %s", target.content_id, exc)
             return target
-        scan_id = self.scan_log.record_hashes(hashes, content_id=target.content_id)
-        return _Target(
-            target.content_id,
-            scan_id,
-            HashSet(
+        if media.kind == "video":
+            scan_id = self.scan_log.record_video(video, content_id=target.content_id)
+            query = HashSet(None, video.md5, video.sha256, None, VideoFrames.from_vpdq(video))
+        else:
+            scan_id = self.scan_log.record_hashes(hashes, content_id=target.content_id)
+            query = HashSet(
                 hashes.pdq.hex if hashes.pdq else None,
                 hashes.md5,
                 hashes.sha256,
                 hashes.pdq.quality if hashes.pdq else None,
-            ),
-            target.url,
-            target.item_ids,
-        )
+            )
+        return _Target(target.content_id, scan_id, query, target.url, target.item_ids)
 
     def _ensure_bank(self) -> None:
         """The takedown block bank, created on first use (outside the decision: creating a
@@ -575,10 +583,10 @@ class RemovalService:
                 continue  # purged or removed since the pre-sweep
             if self._active_removal(s, c.content_id) is not None:
                 continue
-            hashes = _hashset(row)
-            if c.reason == "copy_pdq":
-                # A near copy's own PDQ would widen the bank's reach with every sweep; its
-                # exact hashes block its re-upload without drifting.
+            hashes = HashSet(row.pdq, row.md5, row.sha256, row.pdq_quality)
+            if c.reason != "copy_exact":
+                # A near copy's own PDQ (or a video's frames) would widen the bank's reach with
+                # every sweep; its exact hashes block its re-upload without drifting.
                 hashes = HashSet(None, hashes.md5, hashes.sha256)
             removed.append(
                 self._remove_one(
@@ -590,6 +598,7 @@ class RemovalService:
                     distance=c.distance,
                     copy_of=sources[c.query],
                     hashes=hashes,
+                    evidence=c.evidence(),
                 )
             )
         return removed
@@ -606,6 +615,7 @@ class RemovalService:
         copy_of: int | None = None,
         hashes: HashSet | None = None,
         url: str | None = None,
+        evidence: dict[str, Any] | None = None,
     ) -> RemovedItem:
         from dignity.takedown.notices import NoticeService
 
@@ -668,6 +678,8 @@ class RemovalService:
                     "public_id": statement.public_id,
                     "url": f"/statements/{statement.public_id}",
                 },
+                # A video copy's matched time ranges (or the frame showing an image).
+                **(evidence or {}),
             },
         )
         audit.record(
@@ -683,10 +695,18 @@ class RemovalService:
                 "scan_id": scan_id,
                 "ticket": ticket,
                 "statement": statement.public_id,
+                **(evidence or {}),
             },
         )
         item = RemovedItem(
-            row.id, content_id, reason, distance, copy_of, scan_id, statement.public_id
+            row.id,
+            content_id,
+            reason,
+            distance,
+            copy_of,
+            scan_id,
+            statement.public_id,
+            evidence=dict(evidence or {}),
         )
         ctx.removed.append(item)
         return item

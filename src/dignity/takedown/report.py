@@ -473,7 +473,15 @@ def _build(
     ).one()
 
     rm = Removal
-    by_reason = {"reported": 0, "copy_exact": 0, "copy_pdq": 0, "reviewed": 0}
+    by_reason = {
+        "reported": 0,
+        "copy_exact": 0,
+        "copy_pdq": 0,
+        "copy_video": 0,
+        "copy_frame": 0,
+        "copy_still": 0,
+        "reviewed": 0,
+    }
     automated = reviewer = restored = 0
     for reason, n, auto, back in s.execute(
         select(
@@ -493,7 +501,11 @@ def _build(
     content = {
         "removed": sum(by_reason.values()),
         **by_reason,
-        "copies_found": by_reason["copy_exact"] + by_reason["copy_pdq"],
+        "copies_found": by_reason["copy_exact"]
+        + by_reason["copy_pdq"]
+        + by_reason["copy_video"]
+        + by_reason["copy_frame"]
+        + by_reason["copy_still"],
         "restored": restored,
     }
 
@@ -894,6 +906,9 @@ def _render_html(report: Report, *, page_url: str | None, csv_url: str | None) -
         ("Reported content", c["reported"]),
         ("Exact copies (sweep)", c["copy_exact"]),
         ("PDQ copies (sweep)", c["copy_pdq"]),
+        ("Video copies by shared footage (sweep)", c.get("copy_video", 0)),
+        ("Videos showing a removed image (sweep)", c.get("copy_frame", 0)),
+        ("Stills of a removed video (sweep)", c.get("copy_still", 0)),
         ("After review of a scan", c["reviewed"]),
     ]
     content_section: list[_Table | _Figure] = [

@@ -56,6 +56,7 @@ from dignity.takedown.models import (
     RequesterFlag,
     ReviewItem,
     ScanRecord,
+    ScanVideo,
     TakedownItem,
     TakedownRequest,
 )
@@ -237,6 +238,18 @@ class TakedownService:
                 if content_id is not None and scan_id is not None:
                     out[str(content_id)] = int(scan_id)
         return out
+
+    @classmethod
+    def _kinds(cls, s: Session, content_ids: Sequence[str]) -> dict[str, str]:
+        """``image`` or ``video`` for each content id the scan log knows, by its newest scan
+        (a video's scan has its frames in ``scan_video``)."""
+        latest = cls._latest_scans(s, content_ids)
+        if not latest:
+            return {}
+        videos = set(
+            s.scalars(select(ScanVideo.scan_id).where(ScanVideo.scan_id.in_(list(latest.values()))))
+        )
+        return {cid: "video" if sid in videos else "image" for cid, sid in latest.items()}
 
     def _add_items(self, s: Session, request_id: int, form: RequestForm) -> None:
         refs = [resolve(r, self.settings) for r in form.content]
@@ -600,6 +613,7 @@ class TakedownService:
         with self.db.session() as s:
             req = self._load(s, request_id)
             items = self._refs(s, req.id)
+            kinds = self._kinds(s, [i.content_id for i in items if i.content_id])
             out = self._summary(req, now, len(items))
             out.update(
                 {
@@ -621,6 +635,7 @@ class TakedownService:
                             "content_id": i.content_id,
                             "scan_id": i.scan_id,
                             "state": i.state,
+                            "kind": kinds.get(i.content_id or ""),
                         }
                         for i in items
                     ],

@@ -12,7 +12,10 @@ update (a claim whose decider died is released after ``_CLAIM_LEASE``), and the 
 back when the action fails. Previews are fetched from the platform (``preview_url_template``, an
 internal URL the operator trusts), decoded with dignity's safe limits, downscaled, and by default
 blurred and greyscaled here, so an unblurred image leaves the server only when a reviewer asks
-for it; each reveal is audited. Fetched media is never stored.
+for it; each reveal is audited. Fetched media is never stored. A video is never played: its
+preview is a contact sheet of a few evenly spaced frames (:mod:`dignity.takedown.videos`),
+each blurred the same way until revealed, and its evidence lists the other videos that share
+its footage, with the matched time ranges (the copies a removal would sweep).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.types import isoformat
 from dignity.takedown.clock import Clock, SystemClock
-from dignity.takedown.content import fetch_content
+from dignity.takedown.content import FetchedMedia, fetch_content, fetched_media
 from dignity.takedown.models import (
     REVIEW_KINDS,
     Appeal,
@@ -51,6 +54,7 @@ from dignity.takedown.models import (
     RequesterFlag,
     ReviewItem,
     ScanRecord,
+    ScanVideo,
     Statement,
     TakedownItem,
     TakedownRequest,
@@ -69,6 +73,7 @@ _BLUR_FRACTION = 18  # blur radius = longest side / this: shapes stay, detail is
 _CLAIM_LEASE = timedelta(minutes=10)
 _NOTE_MAX = 4000
 _COPIES_SHOWN = 20
+_VIDEO_COPIES_SWEPT = 5  # videos of one item whose copies the evidence panel looks for
 
 
 class ReviewError(DignityError):
@@ -121,6 +126,8 @@ class Preview:
     revealed: bool
     width: int
     height: int
+    kind: str = "image"  # "video": a contact sheet of the frames at ``times`` (seconds)
+    times: tuple[float, ...] = ()
 
 
 def _not_found(item_id: int) -> ReviewError:
@@ -329,13 +336,66 @@ class ReviewQueue:
             elif row.kind == "appeal":
                 out.update(self._appeal_evidence(s, row.appeal_id))
             out["content_ids"] = self._content_ids(s, row)
+            videos = self._videos(s, out["content_ids"])
+            out["content_kinds"] = {
+                cid: ("video" if cid in videos else "image")
+                for cid in out["content_ids"]
+                if cid in videos or self._scanned(s, cid)
+            }
             request_id = row.request_id if row.kind == "takedown" else None
         if request_id is not None:
             from dignity.takedown.requests import TakedownService
 
             out["request"] = TakedownService(self.db, self.settings, self.clock).get(request_id)
+        out["video_copies"] = self._video_copies(videos)
         out["previews"] = bool(self.settings.preview_url_template) and bool(out["content_ids"])
         return out
+
+    @staticmethod
+    def _scanned(s: Any, content_id: str) -> bool:
+        return (
+            s.scalar(select(ScanRecord.id).where(ScanRecord.content_id == content_id).limit(1))
+            is not None
+        )
+
+    @staticmethod
+    def _videos(s: Any, content_ids: Sequence[str]) -> dict[str, ScanRecord]:
+        """The newest logged scan of each of ``content_ids`` that is a video."""
+        from dignity.takedown.scanlog import latest_scan
+
+        out: dict[str, ScanRecord] = {}
+        for cid in content_ids[:_VIDEO_COPIES_SWEPT]:
+            row = latest_scan(s, cid)
+            if row is not None and s.get(ScanVideo, row.id) is not None:
+                out[cid] = row
+        return out
+
+    def _video_copies(self, videos: dict[str, ScanRecord]) -> list[dict[str, Any]]:
+        """Other videos sharing footage with the item's videos (what a removal would sweep
+        besides byte-identical copies), with the matched time ranges."""
+        if not videos:
+            return []
+        from dignity.takedown.scanlog import HashSet, ScanLog, hashset_of
+
+        log = ScanLog(self.db, self.settings, self.clock)
+        with self.db.session() as s:
+            queries = []
+            for row in videos.values():
+                fresh = s.get(ScanRecord, row.id)
+                if fresh is not None:
+                    full = hashset_of(s, fresh)
+                    # Frames only: the exact copies are listed already, and an image-style
+                    # PDQ walk of the whole log is a removal's job, not a page view's.
+                    queries.append(HashSet(None, full.md5, full.sha256, None, full.video))
+            found = log.find_copies(
+                queries, exclude_content_ids=set(videos), session=s, stills=False
+            )
+        sources = list(videos)
+        return [
+            {**c.to_dict(), "copy_of": sources[c.query]}
+            for c in found[:_COPIES_SHOWN]
+            if c.reason != "copy_exact"
+        ]
 
     @staticmethod
     def _scan_evidence(s: Any, scan_id: int | None) -> dict[str, Any] | None:
@@ -639,29 +699,54 @@ class ReviewQueue:
                 else f"this item has {_plural(len(ids), 'content id')}; no number {index}",
                 code="review.no_preview",
             )
-        data = fetch_preview(self.settings, ids[index])
         try:
-            media = decode(
-                data,
-                max_bytes=self.settings.max_bytes,
-                max_pixels=self.settings.max_pixels,
-                min_size=PREVIEW_SIZE,
-            )
+            with fetched_media(self.settings, ids[index]) as fetched:
+                shot = self._render(fetched, reveal=reveal)
+        except UrlError as exc:
+            raise preview_error(self.settings, exc) from exc
         except MediaError as exc:
             raise ReviewFailed(
                 f"the platform's preview could not be decoded: {exc.message}",
                 code="review.preview_failed",
                 media=exc.code,
             ) from exc
-        image = render_preview(media.image, reveal=reveal)
         if reveal:
             with self.db.session() as s:
                 audit.record(
                     s,
                     "review.revealed",
                     f"review_item:{item_id}",
-                    {"item_id": item_id, "content_index": index, "by": actor[:200]},
+                    {
+                        "item_id": item_id,
+                        "content_index": index,
+                        "by": actor[:200],
+                        "kind": shot.kind,
+                    },
                 )
+        return shot
+
+    def _render(self, fetched: FetchedMedia, *, reveal: bool) -> Preview:
+        """An image's preview, or a video's contact sheet (never the video itself)."""
+        if fetched.kind == "video":
+            from dignity.takedown.videos import contact_sheet
+
+            sheet = contact_sheet(fetched.path, self.settings, reveal=reveal)
+            return Preview(
+                sheet.data,
+                "image/jpeg",
+                reveal,
+                sheet.width,
+                sheet.height,
+                kind="video",
+                times=sheet.times,
+            )
+        media = decode(
+            fetched.read(),
+            max_bytes=self.settings.max_bytes,
+            max_pixels=self.settings.max_pixels,
+            min_size=PREVIEW_SIZE,
+        )
+        image = render_preview(media.image, reveal=reveal)
         buf = io.BytesIO()
         image.save(buf, "JPEG", quality=85)
         return Preview(buf.getvalue(), "image/jpeg", reveal, image.width, image.height)
@@ -686,23 +771,27 @@ def fetch_preview(settings: Settings, content_id: str) -> bytes:
     try:
         return fetch_content(settings, content_id)
     except UrlError as exc:
-        status = exc.detail.get("status")
-        if status in (404, 410):
-            message = (
-                f"the platform has no preview of this content (HTTP {status}); "
-                "it may be gone already"
-            )
-            code = "review.preview_missing"
-        elif exc.code == "url.too_large":
-            message = f"the preview is larger than {settings.max_bytes} bytes"
-            code = "review.preview_too_large"
-        elif exc.code == "url.timeout":
-            message = "the platform did not send the preview in time"
-            code = "review.preview_timeout"
-        else:
-            message = f"the preview could not be fetched: {exc.message}"
-            code = "review.preview_failed"
-        raise error_class(code)(message, code=code, reason=exc.code) from exc
+        raise preview_error(settings, exc) from exc
+
+
+def preview_error(settings: Settings, exc: UrlError) -> DignityError:
+    """A failed platform fetch as the review's preview codes."""
+    status = exc.detail.get("status")
+    if status in (404, 410):
+        message = (
+            f"the platform has no preview of this content (HTTP {status}); it may be gone already"
+        )
+        code = "review.preview_missing"
+    elif exc.code == "url.too_large":
+        message = "the preview is larger than this server fetches"
+        code = "review.preview_too_large"
+    elif exc.code == "url.timeout":
+        message = "the platform did not send the preview in time"
+        code = "review.preview_timeout"
+    else:
+        message = f"the preview could not be fetched: {exc.message}"
+        code = "review.preview_failed"
+    return error_class(code)(message, code=code, reason=exc.code)
 
 
 __all__ = [
@@ -713,5 +802,6 @@ __all__ = [
     "ReviewError",
     "ReviewQueue",
     "fetch_preview",
+    "preview_error",
     "render_preview",
 ]

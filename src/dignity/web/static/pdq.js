@@ -3,6 +3,8 @@
 // no dependencies, the same in the browser and in Node (`node --test`).
 //
 //   pdqHash(rgba, width, height) -> {hash: "64 lowercase hex, MSB first", quality: 0..100}
+//   pdqHashFullSize(rgba, width, height) -> the same without step 1, for video frames: Meta's
+//       vpdq (and the server's pdq_from_full_pixels) blurs the whole frame, not a 512 px sample.
 //
 // `rgba` is a Uint8ClampedArray (or Uint8Array) of the full-size image, already turned upright
 // (the page decodes with createImageBitmap(..., {imageOrientation: "from-image"})). The module
@@ -43,9 +45,9 @@ function sampleIndex(size, target) {
   return idx;
 }
 
-/** Luma of the (resampled) image as float64 rows x cols. */
-function lumaPlane(rgba, width, height) {
-  const resample = width > DOWNSAMPLE || height > DOWNSAMPLE;
+/** Luma of the (resampled, unless `fullSize`) image as float64 rows x cols. */
+function lumaPlane(rgba, width, height, fullSize) {
+  const resample = !fullSize && (width > DOWNSAMPLE || height > DOWNSAMPLE);
   const rows = resample ? DOWNSAMPLE : height;
   const cols = resample ? DOWNSAMPLE : width;
   const rowIdx = resample ? sampleIndex(height, DOWNSAMPLE) : null;
@@ -162,14 +164,7 @@ function toHex(block) {
   return hex;
 }
 
-/**
- * PDQ hash and quality of an upright RGBA image.
- * @param {Uint8ClampedArray|Uint8Array} rgba width * height * 4 bytes, row by row
- * @param {number} width
- * @param {number} height
- * @returns {{hash: string, quality: number}}
- */
-export function pdqHash(rgba, width, height) {
+function hashPixels(rgba, width, height, fullSize) {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 0 || height < 0) {
     throw new RangeError(`width and height must be non-negative integers, got ${width} x ${height}`);
   }
@@ -179,10 +174,32 @@ export function pdqHash(rgba, width, height) {
   if (width < MIN_HASHABLE_DIM || height < MIN_HASHABLE_DIM) {
     return { hash: "0".repeat(64), quality: 0 };
   }
-  const { plane, rows, cols } = lumaPlane(rgba, width, height);
+  const { plane, rows, cols } = lumaPlane(rgba, width, height, fullSize);
   const blurred = jarosz(plane, rows, cols);
   const grid = decimate(blurred, rows, cols);
   return { hash: toHex(dct16(grid)), quality: quality(grid) };
+}
+
+/**
+ * PDQ hash and quality of an upright RGBA image.
+ * @param {Uint8ClampedArray|Uint8Array} rgba width * height * 4 bytes, row by row
+ * @param {number} width
+ * @param {number} height
+ * @returns {{hash: string, quality: number}}
+ */
+export function pdqHash(rgba, width, height) {
+  return hashPixels(rgba, width, height, false);
+}
+
+/**
+ * PDQ of a whole video frame, without the 512 px resample (vpdq's frame hash).
+ * @param {Uint8ClampedArray|Uint8Array} rgba width * height * 4 bytes, row by row
+ * @param {number} width
+ * @param {number} height
+ * @returns {{hash: string, quality: number}}
+ */
+export function pdqHashFullSize(rgba, width, height) {
+  return hashPixels(rgba, width, height, true);
 }
 
 /** Hamming distance between two 64-hex-digit PDQ hashes. */

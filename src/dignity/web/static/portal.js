@@ -1,13 +1,16 @@
-// The victim portal page: hash chosen pictures (PDQ) and videos (MD5) on this device, show local
+// The victim portal page: hash chosen pictures (PDQ) and videos (the file's MD5, and vPDQ: the
+// PDQ of one frame a second, read through a <video> element) on this device, show local
 // previews, and send only the hashes to open a case; check or withdraw a case by number + PIN.
 // Nothing here sends a file, a file name, a size or metadata: the only requests are the three
 // JSON calls below, and the server's Content-Security-Policy allows no other destination.
 import { pdqHash } from "./pdq.js";
 import { md5File } from "./md5.js";
+import { vpdqOfFile } from "./vpdq.js";
 
 const MIN_QUALITY = 50; // the server's default PDQ quality floor: plainer pictures match badly
 const $ = (id) => document.getElementById(id);
-const items = []; // {id, name, kind, state, hashes: [{signal, value, quality?}], url}
+// {id, kind, state, hashes: [{signal, value, quality?} | {signal: "vpdq", frames}], url, progress?}
+const items = [];
 let nextId = 1;
 
 /** Full-size, upright pixels: EXIF orientation applied, no colour management, no scaling. */
@@ -42,7 +45,41 @@ async function hashImage(file) {
   return { hashes: [{ signal: "md5", value: md5 }], pdq: hash, quality, plain: true };
 }
 
+/** A video's codes: the MD5 of the file always; its vPDQ where this browser can decode it and
+ * some frame has enough detail; `note` says which (full, plain or unreadable). */
+async function hashVideo(file, onProgress, signal) {
+  const md5 = await md5File(file, (share) =>
+    onProgress(Math.round(share * 100), 100, `reading the file: ${Math.round(share * 100)}%`),
+  );
+  const hashes = [{ signal: "video_md5", value: md5 }];
+  let result;
+  try {
+    result = await vpdqOfFile(file, {
+      onProgress: (done, total) => onProgress(done, total, `${done} of ${total} frames`),
+      signal,
+    });
+  } catch {
+    // Any failure to decode (a codec this browser lacks, a damaged file): the MD5 still works.
+    return { hashes, frames: null, note: "unreadable" };
+  }
+  if (!result.frames.some((f) => f.quality >= MIN_QUALITY)) {
+    return { hashes, frames: result.frames, note: "plain" };
+  }
+  hashes.push({ signal: "vpdq", frames: result.frames });
+  return { hashes, frames: result.frames, note: "full" };
+}
+
+const VIDEO_STATES = {
+  full: "codes ready (one for each second of the video, and one for exact copies of the file)",
+  plain:
+    "code ready (this video is very dark or plain: only exact copies of the file can be matched)",
+  unreadable:
+    "code ready, but this browser cannot play this video, so only exact copies of the file " +
+    "can be matched. Another browser may be able to do more.",
+};
+
 function render(item) {
+  if (item.removed) return; // removed while its codes were being worked out
   let li = document.querySelector(`li[data-item="${item.id}"]`);
   if (!li) {
     li = document.createElement("li");
@@ -58,6 +95,8 @@ function render(item) {
     remove.textContent = "Remove";
     remove.setAttribute("aria-label", `Remove item ${item.id}`);
     remove.addEventListener("click", () => {
+      item.removed = true;
+      item.stop.abort(); // a video stops being read at the next frame
       items.splice(items.indexOf(item), 1);
       URL.revokeObjectURL(item.url);
       li.remove();
@@ -71,6 +110,8 @@ function render(item) {
     li.dataset.pdq = item.pdq;
     li.dataset.quality = String(item.quality);
   }
+  if (item.frames) li.dataset.vpdq = JSON.stringify(item.frames); // codes too, for the tests
+  if (item.note) li.dataset.note = item.note;
   li.dataset.state = item.error ? "error" : item.hashes.length ? "ready" : "working";
   const text = li.children[1];
   text.textContent = "";
@@ -78,11 +119,20 @@ function render(item) {
   label.textContent = `${item.kind === "video" ? "Video" : "Picture"} ${item.id}: ${item.state}`;
   if (item.error) label.className = "bad";
   text.append(label);
+  if (item.progress && !item.hashes.length && !item.error) {
+    const [done, total, what] = item.progress;
+    const bar = document.createElement("progress");
+    bar.max = total;
+    bar.value = done;
+    bar.setAttribute("aria-label", `Video ${item.id}: ${what}`);
+    text.append(bar);
+  }
   for (const h of item.hashes) {
     const code = document.createElement("code");
-    code.textContent = `${h.signal} ${h.value}`;
+    const value = h.frames ? `${h.frames.length} frames` : h.value;
+    code.textContent = `${h.signal} ${value}`;
     code.dataset.signal = h.signal;
-    code.dataset.value = h.value;
+    code.dataset.value = value;
     if (h.quality !== undefined) code.dataset.quality = String(h.quality);
     text.append(code);
   }
@@ -107,14 +157,22 @@ async function addFiles(files) {
   for (const file of files) {
     const kind = file.type.startsWith("video/") ? "video" : "image";
     const item = { id: nextId++, kind, state: "working out the code…", hashes: [], error: false };
+    item.stop = new AbortController();
     item.url = URL.createObjectURL(file);
     items.push(item);
     render(item);
     update();
     try {
       if (kind === "video") {
-        item.hashes = [{ signal: "md5", value: await md5File(file) }];
-        item.state = "code ready (exact copies of this video)";
+        const result = await hashVideo(file, (done, total, what) => {
+          item.progress = [done, total, what];
+          item.state = `working out the codes on this device: ${what}…`;
+          render(item);
+        }, item.stop.signal);
+        item.hashes = result.hashes;
+        item.frames = result.frames;
+        item.note = result.note;
+        item.state = VIDEO_STATES[result.note];
       } else {
         const result = await hashImage(file);
         item.hashes = result.hashes;
@@ -172,8 +230,8 @@ async function submitCase(event) {
     for (const item of items.splice(0)) URL.revokeObjectURL(item.url);
     $("items").textContent = "";
   } catch (err) {
+    update(); // the button again; then the reason, which update() would overwrite
     $("submit-status").textContent = `Not sent: ${err.message}`;
-    update();
   }
 }
 

@@ -3,7 +3,8 @@
 // Everything shown comes from JSON and is put on the page with textContent, never as HTML:
 // request texts and appeals are written by strangers. Previews arrive as JPEG blobs that the
 // server already blurred and greyscaled; the clear image is asked for only by a deliberate
-// reveal (button or "v"), which the server records. State-changing calls carry the session's
+// reveal (button or "v"), which the server records. A video is never played: its preview is a
+// contact sheet of a few frames that the server made (and blurred) from it, with their times. State-changing calls carry the session's
 // CSRF token in X-CSRF-Token. Styles come from review.css classes only (strict CSP).
 
 const JSON_HEADERS = { "Content-Type": "application/json" };
@@ -261,6 +262,68 @@ function quote(text) {
   return q;
 }
 
+function clock(seconds) {
+  const s = Math.max(0, Math.floor(Number(seconds) || 0));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const rest = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${rest}` : `${m}:${rest}`;
+}
+
+function span(start, end) {
+  return `${clock(start)}–${clock(end)}`;
+}
+
+// Other videos with the same footage as this item's video(s): what a removal sweeps besides
+// byte-identical copies, with where the footage is in each.
+function videoCopiesPart(item) {
+  const copies = item.video_copies || [];
+  const part = section(`Copies in other videos (${copies.length})`);
+  part.classList.add("video-copies");
+  if (!copies.length) {
+    part.append(el("p", "No other video shares this footage."));
+    return part;
+  }
+  const how = {
+    copy_video: "shared footage",
+    copy_frame: "shows the image",
+    copy_still: "a still of it",
+  };
+  part.append(
+    table(
+      ["Content", "Found by", "In the reported video", "In the copy", "Turned", "Match"],
+      copies.map((c) => {
+        const segs = c.segments || [];
+        const percent =
+          c.source_match_percent === undefined
+            ? ""
+            : `${c.source_match_percent}% / ${c.copy_match_percent}%`;
+        return [
+          c.content_id,
+          how[c.reason] || c.reason,
+          segs.length
+            ? segs.map((g) => span(g.source_start, g.source_end)).join(", ")
+            : c.source_timestamp !== undefined
+              ? `frame at ${clock(c.source_timestamp)}`
+              : "",
+          segs.length
+            ? segs.map((g) => span(g.copy_start, g.copy_end)).join(", ")
+            : c.timestamp !== undefined
+              ? `frame at ${clock(c.timestamp)}`
+              : "",
+          c.orientation || "",
+          percent,
+        ];
+      }),
+    ),
+  );
+  return part;
+}
+
+function hasVideo(item) {
+  return Object.values(item.content_kinds || {}).includes("video");
+}
+
 function scanEvidence(item, body) {
   const scan = item.scan;
   if (!scan) {
@@ -321,6 +384,7 @@ function scanEvidence(item, body) {
     copies.append(el("p", "None known."));
   }
   body.append(copies);
+  if (hasVideo(item)) body.append(videoCopiesPart(item));
 }
 
 function validityPart(validity) {
@@ -392,12 +456,19 @@ function takedownEvidence(item, body) {
   if (items.length) {
     part.append(
       table(
-        ["As given", "Content id", "Scanned", "State"],
-        items.map((i) => [i.ref, i.content_id || "(not on this platform?)", i.scan_id ? "yes" : "no", i.state]),
+        ["As given", "Content id", "Kind", "Scanned", "State"],
+        items.map((i) => [
+          i.ref,
+          i.content_id || "(not on this platform?)",
+          (item.content_kinds || {})[i.content_id] || "",
+          i.scan_id ? "yes" : "no",
+          i.state,
+        ]),
       ),
     );
   }
   body.append(part);
+  if (hasVideo(item)) body.append(videoCopiesPart(item));
 }
 
 function appealEvidence(item, body) {
@@ -493,13 +564,16 @@ async function loadPreviews(item, reveal) {
     ? "Revealed in colour (recorded). It goes back to blurred when you open another item."
     : "Blurred and in greyscale. Reveal only when you need to see it; every reveal is recorded.";
   const shown = ids.slice(0, 6);
+  const kinds = item.content_kinds || {};
   const figures = shown.map((id) => {
     const fig = el("figure", null, reveal ? "preview revealed" : "preview blurred");
     const img = el("img");
     img.alt = reveal ? `Revealed preview of ${id}` : `Blurred greyscale preview of ${id}`;
-    fig.append(img, el("figcaption", `${id}${reveal ? " (revealed)" : " (blurred)"}`));
+    const caption = el("figcaption", `${id}${reveal ? " (revealed)" : " (blurred)"}`);
+    fig.append(img, caption);
+    if (kinds[id] === "video") fig.classList.add("video");
     $("previews").append(fig);
-    return { fig, img };
+    return { fig, img, caption };
   });
   const itemId = item.id;
   await Promise.all(
@@ -510,6 +584,15 @@ async function loadPreviews(item, reveal) {
         const e = await errorOf(r);
         figures[n].fig.replaceChildren(el("p", `No preview: ${e.message}`, "preview-error"));
         return;
+      }
+      if (r.headers.get("X-Dignity-Preview-Kind") === "video") {
+        // A contact sheet: the frames' times, and never a player.
+        const times = (r.headers.get("X-Dignity-Frames") || "").split(",").filter(Boolean);
+        const id = shown[n];
+        const look = reveal ? "revealed" : "blurred";
+        figures[n].fig.classList.add("video");
+        figures[n].img.alt = `${reveal ? "Revealed" : "Blurred greyscale"} contact sheet of ${times.length} frames of the video ${id}`;
+        figures[n].caption.textContent = `${id}: video, ${times.length} frames at ${times.map(clock).join(", ")} (${look}; the video is not played)`;
       }
       const url = URL.createObjectURL(await r.blob());
       state.previewUrls.push(url);

@@ -1,7 +1,7 @@
 """Per-address tries in the database, shared by every server process and kept over restarts.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -11,9 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-# Numbered 0010 to stay clear of the 0008/0009 revisions on other branches; whoever merges
-# them first rechains this one after the newest.
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
