@@ -8,7 +8,7 @@ DATA ?= $(CURDIR)/var
 # needs FFmpeg's dev packages); `make run` and `make test` never need it (its tests skip).
 EXTRAS ?= dev,nudenet
 
-.PHONY: run serve test lint typecheck unit bench fuzz screenshots clean
+.PHONY: run serve test lint typecheck unit bench fuzz abuse screenshots clean
 
 $(STAMP): pyproject.toml setup.py src/dignity/matching/_mihcore.c src/dignity/derivatives/_shortlist.c
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ test: lint typecheck unit
 # A longer schemathesis run than the bounded one inside `make test`.
 fuzz: $(STAMP)
 	DIGNITY_FUZZ_EXAMPLES=100 DIGNITY_FUZZ_SECONDS=900 $(BIN)/python -m pytest -q tests/integration/test_openapi_fuzz.py
+
+# The abuse suite (tests/abuse/, issue 18) at the issue's full sizes: 30k-page TIFFs, 1M-frame
+# GIFs, 9999 x 10000 mode-I/F TIFFs four at once, 200 concurrent lookups and PIN guesses, 1,000
+# half-sent connections. `make test` runs the same tests at small sizes. Prints each target.
+abuse: $(STAMP)
+	DIGNITY_ABUSE_FULL=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/abuse
 
 bench: $(STAMP)
 	$(BIN)/python bench/hashing.py

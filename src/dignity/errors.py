@@ -74,7 +74,8 @@ category with its status, each class with its codes (``.x`` repeats the prefix b
     │   └── ReviewConflict      review.decided
     ├── TooLarge                413
     │   ├── MediaTooLarge       media.too_large, .too_many_pixels, .too_long,
-    │   │                       .too_many_streams, .decode_timeout, .video_too_long_for_sync
+    │   │                       .too_many_streams, .decode_timeout, .video_too_long_for_sync,
+    │   │                       .too_many_frames, .too_costly
     │   └── RequestTooLarge     request.too_large
     ├── UnsupportedMediaType    415
     │   └── RequestUnsupported  request.unsupported_media_type
@@ -337,6 +338,8 @@ class MediaTooLarge(MediaError, TooLarge):
         "media.too_many_streams",
         "media.decode_timeout",
         "media.video_too_long_for_sync",
+        "media.too_many_frames",
+        "media.too_costly",
     )
 
 

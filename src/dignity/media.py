@@ -2,9 +2,13 @@
 
 Everything a user uploads passes through :func:`decode` before any signal is computed, so this
 is where hostile input is stopped: the byte size is checked before anything is parsed, the
-pixel count is checked from the header before anything is decompressed, only six formats'
-Pillow plugins are ever consulted, and every failure leaves as a :class:`MediaError` with a
-stable code. The pixels follow the conventions of Meta's PDQ reference so that hashes agree
+pixel count is checked from the header before anything is decompressed, frames and pages are
+counted by a capped walk over the container's structure (Pillow's ``n_frames`` is quadratic in
+pages: 40k TIFF pages took 13 s), the memory the decode will take is estimated in bytes from the
+mode and bit depth before any pixel is read, only six formats' Pillow plugins are ever
+consulted, and every failure leaves as a :class:`MediaError` with a stable code. The time a
+decode takes is bounded elsewhere: :mod:`dignity.decode_pool` runs risky decodes in a
+process it can kill. The pixels follow the conventions of Meta's PDQ reference so that hashes agree
 with it: EXIF orientation applied, alpha dropped rather than composited, high bit depths
 scaled (not clipped) to 8 bits. JPEGs can be decoded in the DCT domain at a reduced size when
 the caller only needs ``min_size`` pixels a side, which is most of the cost of hashing a photo.
@@ -17,7 +21,7 @@ import importlib
 import io
 import struct
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Final
@@ -29,7 +33,15 @@ from PIL import ExifTags, Image, ImageFile, JpegImagePlugin, TiffImagePlugin
 from dignity.errors import MediaError, MediaRefused, MediaTooLarge
 from dignity.settings import Settings, get_settings
 
-__all__ = ["Media", "decode", "read_limits"]
+__all__ = ["Media", "count_frames", "decode", "decode_cost", "read_limits", "too_many_frames"]
+
+# Bytes per pixel of Pillow's in-memory storage by mode: every 3- and 4-band mode, and the
+# 32-bit I and F, take 4 bytes a pixel; the 16-bit modes 2; the rest 1.
+_STORAGE_BYTES: Final = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+
+# Rows converted at once from a 16/32-bit or float image to 8 bits: the temporaries stay a few
+# MB instead of int64/float copies of the whole image (a 100 MP mode-I TIFF took 2.1 GB).
+_BAND_ROWS: Final = 256
 
 # Image.open tries these in order and nothing else. MPO is not listed: Pillow has no opener
 # registered under that name (asking for it raises KeyError); the JPEG opener returns MPO
@@ -140,19 +152,28 @@ def decode(
     max_pixels: int | None = None,
     min_size: int | None = None,
     reduce_above: int = 0,
+    max_frames: int | None = None,
+    max_decode_bytes: int | None = None,
 ) -> Media:
     """Decode ``data`` into RGB pixels, refusing anything too big, unsupported or damaged.
 
-    ``max_bytes`` and ``max_pixels`` default to the process settings. With ``min_size``, a JPEG
+    ``max_bytes``, ``max_pixels``, ``max_frames`` (frames or pages in the file) and
+    ``max_decode_bytes`` (the memory the decode may take, estimated before it starts by
+    :func:`decode_cost`) default to the process settings. With ``min_size``, a JPEG
     may be decoded at 1/2, 1/4 or 1/8 scale as long as both sides stay at least ``min_size``
     (``reduced`` then says so); ``width`` and ``height`` always describe the full image.
     ``reduce_above`` keeps images of that many pixels or fewer at full size even so.
     Raises :class:`MediaError` (``media.*`` codes) and nothing else for bad input.
     """
-    if max_bytes is None or max_pixels is None:
-        default_bytes, default_pixels = read_limits(get_settings())
+    if max_bytes is None or max_pixels is None or max_frames is None or max_decode_bytes is None:
+        settings = get_settings()
+        default_bytes, default_pixels = read_limits(settings)
         max_bytes = default_bytes if max_bytes is None else max_bytes
         max_pixels = default_pixels if max_pixels is None else max_pixels
+        max_frames = settings.max_frames if max_frames is None else max_frames
+        max_decode_bytes = (
+            settings.max_decode_bytes if max_decode_bytes is None else max_decode_bytes
+        )
 
     size = len(data)
     if size == 0:
@@ -170,11 +191,26 @@ def decode(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         warnings.simplefilter("ignore", UserWarning)
+        # Counted before Pillow sees the file, from the structure alone and stopping one past
+        # the limit: a 1.1 MB TIFF holds 10k pages, a 50 MB one 450k.
+        walked = count_frames(data, max_frames + 1)
+        if walked is not None and walked[0] > max_frames:
+            raise too_many_frames(max_frames)
         stream = _ShortReadStream(data)
         image = _open(stream, data, max_pixels)
         # Not closed: Pillow's close() frees the pixels, and the RGB image we return may be
         # this very object. The stream is in memory, so no file handle is held.
-        return _read(image, stream, data, max_pixels, min_size, reduce_above)
+        return _read(
+            image,
+            stream,
+            data,
+            max_pixels,
+            min_size,
+            reduce_above,
+            walked,
+            max_frames,
+            max_decode_bytes,
+        )
 
 
 def _open(stream: _ShortReadStream, data: bytes, max_pixels: int) -> ImageFile.ImageFile:
@@ -195,7 +231,10 @@ def _read(
     data: bytes,
     max_pixels: int,
     min_size: int | None,
-    reduce_above: int = 0,
+    reduce_above: int,
+    walked: tuple[int, bool] | None,
+    max_frames: int,
+    max_decode_bytes: int,
 ) -> Media:
     fmt = image.format or "unknown"
     if fmt == "MPO":  # a JPEG with more JPEGs appended (stereo pairs, phone depth maps)
@@ -220,6 +259,21 @@ def _read(
         # Recent Pillow turns TIFFs itself while loading (size included) and then drops the
         # tag, so the tag is read before and after: each image is turned exactly once.
         stored = _orientation(image) if isinstance(image, TiffImagePlugin.TiffImageFile) else None
+        # PNG's and WebP's getexif() load the whole image: only JPEG's and TIFF's turn is
+        # known beforehand (the others' turn is within the budget's slack).
+        is_jpeg = isinstance(image, JpegImagePlugin.JpegImageFile)
+        turn_before = stored or (_orientation(image) if is_jpeg else 1)
+        cost = decode_cost(image, (width, height), turn_before, len(data))
+        if cost > max_decode_bytes:
+            raise MediaTooLarge(
+                f"Decoding this {fmt} image ({width} x {height}, mode {mode}) would take about "
+                f"{cost >> 20} MiB, more than the {max_decode_bytes >> 20} MiB allowed.",
+                code="media.too_costly",
+                format=fmt,
+                mode=mode,
+                cost=cost,
+                limit=max_decode_bytes,
+            )
         image.load()
         orientation = _orientation(image)
         turn = orientation
@@ -246,16 +300,24 @@ def _read(
     except Exception as exc:
         raise _failure(exc, data, fmt) from exc
 
-    # Counted after decoding: counting seeks through the frames, and a GIF that seeks back to
-    # its first frame re-arms that frame's decoder. Counting reads only exact-size headers, so
-    # a short read here means the file was cut after its first frame.
-    stream.ran_out = False
-    try:
-        frames = int(getattr(image, "n_frames", 1))
-    except MemoryError:
-        raise
-    except Exception as exc:
-        raise _failure(exc, data, fmt, ran_out=stream.ran_out) from exc
+    if walked is not None:
+        # The walk before decoding counted them; one that ran off the end of the data means the
+        # file was cut after its first frame.
+        frames, ran_out = walked
+        if ran_out:
+            raise _failure(None, data, fmt, ran_out=True)
+    else:
+        # PNG (APNG's acTL) and MPO say their frame count in a header: no walk needed. Asked
+        # after decoding, as seeking may re-arm the first frame's decoder.
+        stream.ran_out = False
+        try:
+            frames = int(getattr(image, "n_frames", 1))
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise _failure(exc, data, fmt, ran_out=stream.ran_out) from exc
+        if frames > max_frames:
+            raise too_many_frames(max_frames)
 
     if turn >= 5:
         width, height = height, width
@@ -276,8 +338,7 @@ def _read(
 def _to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "I" or mode == "F" or mode.startswith("I;16"):
-        gray = _gray_to_8bit(np.asarray(image), mode)
-        return Image.fromarray(gray).convert("RGB")
+        return Image.fromarray(_gray_to_8bit(image)).convert("RGB")
     if mode == "La":  # premultiplied, from TIFF; Pillow converts it to nothing but LA
         image = image.convert("LA")
     elif mode == "PA" or (mode == "P" and "transparency" in image.info):
@@ -290,22 +351,199 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image
 
 
-def _gray_to_8bit(values: NDArray[np.generic], mode: str) -> NDArray[np.uint8]:
+def _bands(image: Image.Image) -> Iterator[tuple[int, NDArray[Any]]]:
+    """``image`` as row bands of at most ``_BAND_ROWS`` rows, each a small writable array:
+    ``np.asarray(image)`` would copy the whole image (through ``tobytes``) at once."""
+    width, height = image.size
+    for top in range(0, height, _BAND_ROWS):
+        bottom = min(height, top + _BAND_ROWS)
+        yield top, np.array(image.crop((0, top, width, bottom)))
+
+
+def _gray_to_8bit(image: Image.Image) -> NDArray[np.uint8]:
     # Pillow's own convert() clips 16-bit values at 255, turning most of an image white.
+    mode = image.mode
+    width, height = image.size
+    out = np.empty((height, width), dtype=np.uint8)
     if mode.startswith("I;16"):
-        return (values.astype(np.uint16, copy=False) >> 8).astype(np.uint8)
+        for top, band in _bands(image):
+            out[top : top + band.shape[0]] = band.astype(np.uint16, copy=False) >> 8
+        return out
     if mode == "F":
-        floats = np.nan_to_num(
-            values.astype(np.float32, copy=False), nan=0.0, posinf=255.0, neginf=0.0
-        )
-        if floats.size and floats.min() >= 0.0 and floats.max() <= 1.0:
-            floats = floats * 255.0
-        return np.rint(np.clip(floats, 0.0, 255.0)).astype(np.uint8)
-    ints = values.astype(np.int64, copy=False)
+        # Two passes: the first finds whether the values are 0..1 (scaled to 0..255) or not.
+        unit = True
+        for _, band in _bands(image):
+            floats = _finite(band)
+            if floats.size and (floats.min() < 0.0 or floats.max() > 1.0):
+                unit = False
+                break
+        for top, band in _bands(image):
+            floats = _finite(band)
+            if unit:
+                floats *= 255.0
+            np.clip(floats, 0.0, 255.0, out=floats)
+            out[top : top + band.shape[0]] = np.rint(floats)
+        return out
     # Mode I carries 8-bit, 16-bit and 32-bit data alike; its range is the only hint.
-    if ints.size and ints.max() > 255:
-        ints = ints >> 8
-    return np.clip(ints, 0, 255).astype(np.uint8)
+    # getextrema() runs in C over the image without a copy.
+    extrema = image.getextrema()
+    high = extrema[1] if isinstance(extrema, tuple) else 0
+    shift = isinstance(high, (int, float)) and high > 255
+    for top, band in _bands(image):
+        ints = band.astype(np.int32, copy=False)
+        if shift:
+            ints >>= 8
+        np.clip(ints, 0, 255, out=ints)
+        out[top : top + band.shape[0]] = ints
+    return out
+
+
+def _finite(band: NDArray[Any]) -> NDArray[np.float32]:
+    floats = band.astype(np.float32, copy=False)
+    return np.nan_to_num(floats, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+
+
+def decode_cost(
+    image: Image.Image, full_size: tuple[int, int], orientation: int = 1, data_size: int = 0
+) -> int:
+    """The bytes decoding ``image`` (opened, not loaded; after any JPEG draft) to RGB takes at
+    its peak, from its mode and size: Pillow keeps 4 bytes a pixel for every 3- and 4-band mode
+    and for I/F, 2 for 16-bit; a conversion holds the source and the RGB result at once (and
+    the 8-bit gray step for I/F/16-bit); an EXIF turn copies the source; a progressive JPEG
+    keeps all its DCT coefficients (see :func:`_coefficient_bytes`)."""
+    width, height = image.size
+    pixels = width * height
+    mode = image.mode
+    source = _STORAGE_BYTES.get(mode, 4) * pixels
+    cost = source + data_size  # libtiff and others read the whole file into a buffer of their own
+    if orientation != 1:
+        cost += source
+    if mode == "I" or mode == "F" or mode.startswith("I;16"):
+        # The 8-bit gray image, its RGB copy, and the band temporaries (measured: a 5000 x 5000
+        # mode-I TIFF peaked at 220 MiB, 3% over the images alone).
+        cost += pixels + 4 * pixels + 16 * _BAND_ROWS * width
+    elif mode != "RGB":
+        cost += 4 * pixels
+        if mode in ("PA", "La") or (mode == "P" and "transparency" in image.info):
+            cost += 4 * pixels  # through RGBA (or LA) first
+    if isinstance(image, JpegImagePlugin.JpegImageFile) and image.info.get("progressive"):
+        cost += _coefficient_bytes(image, full_size)
+    return cost
+
+
+def _coefficient_bytes(image: JpegImagePlugin.JpegImageFile, size: tuple[int, int]) -> int:
+    """What libjpeg holds for a progressive JPEG: every 8x8 block's 64 coefficients, 2 bytes
+    each, per component at its own sampling (4:2:0 chroma has a quarter of the blocks), for the
+    full image whatever the draft scale."""
+    layers = getattr(image, "layer", None) or [(0, 1, 1, 0)] * len(image.getbands())
+    h_max = max(int(layer[1]) for layer in layers) or 1
+    v_max = max(int(layer[2]) for layer in layers) or 1
+    width, height = size
+    total = 0
+    for _, h, v, _ in layers:
+        blocks_x = -(-width * int(h) // (h_max * 8))
+        blocks_y = -(-height * int(v) // (v_max * 8))
+        total += blocks_x * blocks_y * 64 * 2
+    return total
+
+
+def count_frames(data: bytes | memoryview, cap: int) -> tuple[int, bool] | None:
+    """``(frames, ran_out)`` of a GIF, TIFF or WebP counted from its structure, stopping at
+    ``cap``; ``ran_out`` says the walk went past the end of ``data`` (the file was cut).
+    None for the formats that state their count in a header (PNG, JPEG/MPO) or none (BMP)."""
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return _gif_frames(data, cap)
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return _tiff_pages(data, cap)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_frames(data, cap)
+    return None
+
+
+def _gif_frames(data: bytes | memoryview, cap: int) -> tuple[int, bool]:
+    size = len(data)
+    if size < 13:
+        return 0, True
+    pos = 13
+    if data[10] & 0x80:  # a global colour table follows the screen descriptor
+        pos += 3 << ((data[10] & 7) + 1)
+    frames = 0
+    while frames < cap:
+        if pos >= size:
+            return frames, True
+        kind = data[pos]
+        if kind == 0x2C:  # "," image descriptor, optional local colour table, LZW data
+            if pos + 10 > size:
+                return frames, True
+            packed = data[pos + 9]
+            pos += 10
+            if packed & 0x80:
+                pos += 3 << ((packed & 7) + 1)
+            pos += 1  # LZW minimum code size
+            frames += 1
+        elif kind == 0x21:  # "!" extension: label, then sub-blocks
+            pos += 2
+        else:  # trailer ";", or garbage after the last frame (Pillow stops there too)
+            return frames, False
+        while True:  # sub-blocks, up to the empty one
+            if pos >= size:
+                return frames, True
+            length = data[pos]
+            pos += 1 + length
+            if length == 0:
+                break
+    return frames, False
+
+
+def _tiff_pages(data: bytes | memoryview, cap: int) -> tuple[int, bool]:
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")
+    size = len(data)
+    try:
+        offset = struct.unpack_from(order + ("Q" if big else "I"), data, 8 if big else 4)[0]
+    except struct.error:
+        return 0, True
+    pages = 0
+    seen: set[int] = set()
+    while offset and pages < cap:
+        if offset in seen:  # a loop of IFDs: Pillow stops at the repeat as well
+            break
+        seen.add(offset)
+        try:
+            if big:
+                (count,) = struct.unpack_from(order + "Q", data, offset)
+                offset = struct.unpack_from(order + "Q", data, offset + 8 + 20 * count)[0]
+            else:
+                (count,) = struct.unpack_from(order + "H", data, offset)
+                offset = struct.unpack_from(order + "I", data, offset + 2 + 12 * count)[0]
+        except struct.error:
+            return pages + 1 if pages == 0 else pages, True
+        pages += 1
+        if offset >= size:
+            return pages, True
+    return pages, False
+
+
+def _webp_frames(data: bytes | memoryview, cap: int) -> tuple[int, bool]:
+    frames = 0
+    offset = 12
+    size = len(data)
+    while offset + 8 <= size and frames < cap:
+        (length,) = struct.unpack_from("<I", data, offset + 4)
+        if data[offset : offset + 4] == b"ANMF":
+            frames += 1
+        offset += 8 + length + (length & 1)
+    ran_out = offset > size and frames < cap
+    return max(frames, 1), ran_out
+
+
+def too_many_frames(limit: int) -> MediaError:
+    """The refusal of a file holding more than ``limit`` frames or pages."""
+    return MediaTooLarge(
+        f"The file holds more than the {limit} frames or pages accepted.",
+        code="media.too_many_frames",
+        limit=limit,
+    )
 
 
 def _orientation(image: Image.Image) -> int:

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,6 +43,30 @@ class Settings(BaseSettings):
         default=100_000_000,
         gt=0,
         description="Largest image accepted, in pixels (width x height), checked from the header.",
+    )
+    max_frames: int = Field(
+        default=10_000,
+        gt=0,
+        description="Most frames or pages an image file (GIF, TIFF, WebP, APNG) may hold; counted "
+        "from its structure before decoding (media.too_many_frames).",
+    )
+    max_decode_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        gt=0,
+        description="Most memory one image decode may take, in bytes, estimated from its mode, bit "
+        "depth and size before any pixel is read (media.too_costly).",
+    )
+    decode_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A decode in the decode pool taking longer is stopped: its worker process is "
+        "killed and replaced (media.decode_timeout).",
+    )
+    decode_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Decode worker processes per server process for risky images (not baseline "
+        "JPEGs); 0: as many as max_concurrency.",
     )
     pdq_min_quality: int = Field(
         default=50,
@@ -110,11 +134,48 @@ class Settings(BaseSettings):
         gt=0,
         description="Heavy requests (hashing, matching, imports) one process runs at once.",
     )
+    key_max_in_flight: int = Field(
+        default=256,
+        gt=0,
+        description="Requests one API key may have in flight in one process; past it, 503 at "
+        "once (server.busy, Retry-After).",
+    )
+    lookup_concurrency: int = Field(
+        default=8,
+        gt=0,
+        description="Lookups by hash (/m/lookup, /v1/match with hashes) one process runs at once, "
+        "apart from the heavy slots, so they never wait behind decodes.",
+    )
     queue_timeout_s: float = Field(
         default=5.0, gt=0, description="How long a heavy request waits for a slot before 503."
     )
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="Heavy requests taking longer are answered with 503."
+    )
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection whose request headers are not all in this long after it "
+        "opened (or after its previous response) is closed.",
+    )
+    http_body_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A request whose body is not all in this long after its headers is closed.",
+    )
+    http_keepalive_s: float = Field(
+        default=5.0, gt=0, description="An idle keep-alive connection is closed after this long."
+    )
+    http_max_connections: int = Field(
+        default=2048,
+        gt=0,
+        description="Open connections (or requests in flight) per server process; past it new "
+        "requests are answered 503 at once.",
+    )
+    http_max_header_bytes: int = Field(
+        default=64 * 1024,
+        gt=0,
+        description="Largest request line plus headers, in bytes (a larger one is answered 400).",
     )
     index_refresh_s: float = Field(
         default=0.5,
@@ -202,8 +263,26 @@ class Settings(BaseSettings):
     portal_client_ip_header: str = Field(
         default="",
         description="Behind a reverse proxy: header holding the client address (e.g. "
-        "X-Forwarded-For; its last address is used). Empty: the TCP peer.",
+        "X-Forwarded-For), read only from a peer in trusted_proxies; the rightmost address "
+        "that is not itself a trusted proxy is the client. Empty: the TCP peer.",
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or CIDRs of the reverse proxies in front (e.g. "
+        "127.0.0.1/32,10.0.0.0/8). Only a TCP peer in these may name the client address in "
+        "portal_client_ip_header; empty: no peer may, the header is ignored.",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        import ipaddress
+
+        for item in value.split(","):
+            if item.strip():
+                ipaddress.ip_network(item.strip(), strict=False)  # ValueError: refused at start
+        return value
+
     # -- hash exchanges (issue 5) --
     exchange_interval_s: float = Field(
         default=3600.0,

@@ -118,6 +118,7 @@ def server(
                 "DIGNITY_DATABASE_URL": url,
                 "DIGNITY_PREVIEW_URL_TEMPLATE": platform + "/media/{content_id}",
                 "DIGNITY_PORTAL_CLIENT_IP_HEADER": "X-Forwarded-For",
+                "DIGNITY_TRUSTED_PROXIES": "127.0.0.1/32",
                 "DIGNITY_PORTAL_IP_FAILURES_PER_HOUR": str(FAILURES_PER_HOUR),
                 "DIGNITY_MAX_BYTES": str(MAX_BYTES),
             },

@@ -68,6 +68,7 @@ def td(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[LiveS
                 "DIGNITY_DATABASE_URL": url,
                 # Each test speaks from its own client address, so the limits can be tested.
                 "DIGNITY_PORTAL_CLIENT_IP_HEADER": "X-Forwarded-For",
+                "DIGNITY_TRUSTED_PROXIES": "127.0.0.1/32",
                 "DIGNITY_CONTENT_URL_PATTERN": PATTERN,
                 "DIGNITY_PLATFORM_NAME": "Pics",
                 "DIGNITY_TAKEDOWN_IP_REQUESTS_PER_HOUR": str(PER_HOUR),

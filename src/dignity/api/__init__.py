@@ -18,7 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic.json_schema import models_json_schema
 
-from dignity import __version__
+from dignity import __version__, decode_pool
 from dignity.api import (
     audit,
     errors,
@@ -44,6 +44,7 @@ from dignity.api.schemas import (
     Health,
     MatchByHashes,
 )
+from dignity.decode_pool import DecodePool
 from dignity.services import build_services
 from dignity.settings import Settings
 
@@ -170,9 +171,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings)
         services.start()
         app.state.services = services
+        # Risky image decodes run in worker processes that the time limit can kill.
+        pool = DecodePool(
+            settings.decode_workers or settings.max_concurrency, settings.decode_timeout_s
+        )
+        pool.start()
+        decode_pool.install(pool)
         try:
             yield
         finally:
+            decode_pool.install(None)
+            pool.close()
             services.stop()
 
     app = FastAPI(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar, cast
 
 import anyio
@@ -24,6 +24,7 @@ from dignity import audit
 from dignity.errors import RateLimited, RequestTimeout, Unavailable
 from dignity.keys import AuthForbidden, AuthUnauthenticated, KeyInfo
 from dignity.services import Services
+from dignity.services.slots import Slots
 
 T = TypeVar("T")
 
@@ -47,6 +48,31 @@ class RateLimiter:
                 return 0.0
             self._buckets[key_id] = (tokens, now)
             return (1.0 - tokens) / per_s
+
+
+class InFlight:
+    """Requests in flight per key in this process: one key cannot fill the server's
+    connections and heavy queue by itself (past ``key_max_in_flight``: 503 at once)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count: dict[int, int] = {}
+
+    def enter(self, key_id: int, limit: int) -> bool:
+        with self._lock:
+            now = self._count.get(key_id, 0)
+            if now >= limit:
+                return False
+            self._count[key_id] = now + 1
+            return True
+
+    def leave(self, key_id: int) -> None:
+        with self._lock:
+            left = self._count.get(key_id, 1) - 1
+            if left > 0:
+                self._count[key_id] = left
+            else:
+                self._count.pop(key_id, None)
 
 
 def per_process(request: Request, name: str, make: Callable[[], T]) -> T:
@@ -84,11 +110,12 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def require(*roles: str) -> Callable[..., Awaitable[KeyInfo]]:
-    """Dependency: a valid key whose role is one of ``roles`` (admin always passes)."""
+def require(*roles: str) -> Callable[..., AsyncIterator[KeyInfo]]:
+    """Dependency: a valid key whose role is one of ``roles`` (admin always passes), within its
+    rate and its cap on requests in flight."""
     allowed = frozenset(roles) | {"admin"}
 
-    async def dependency(request: Request, services: ServicesDep) -> KeyInfo:
+    async def dependency(request: Request, services: ServicesDep) -> AsyncIterator[KeyInfo]:
         token = _bearer(request)
         # A cached answer costs nothing; only a cache miss goes to the database, off the loop.
         key = services.keys.cached(token)
@@ -112,7 +139,17 @@ def require(*roles: str) -> Callable[..., Awaitable[KeyInfo]]:
         # Audit records this request writes name its key; contextvars reach the sync endpoint
         # and run_heavy threads (anyio copies the context into worker threads).
         audit.set_actor(f"key:{key.id}:{key.name}")
-        return key
+        in_flight = per_process(request, "key_in_flight", InFlight)
+        if not in_flight.enter(key.id, services.settings.key_max_in_flight):
+            raise Unavailable(
+                "too many requests of this key in flight; try again",
+                code="server.busy",
+                retry_after=1,
+            )
+        try:
+            yield key
+        finally:
+            in_flight.leave(key.id)
 
     return dependency
 
@@ -122,17 +159,34 @@ async def run_heavy(
 ) -> T:
     """Run ``fn(*args)`` in a worker thread under the concurrency cap and the time limit
     (``timeout_s``, default the request timeout)."""
+    return await _run_in(services.slots, services, fn, *args, timeout_s=timeout_s)
+
+
+async def run_light(services: Services, fn: Callable[..., T], *args: Any) -> T:
+    """Run a lookup by hash (``fn(*args)``: an index search, milliseconds) under its own cap,
+    ``lookup_concurrency``, so that it never waits behind decodes holding the heavy slots:
+    with one shared cap, a few slow uploads made every ``/m/lookup`` wait or answer 503."""
+    return await _run_in(services.lookup_slots, services, fn, *args)
+
+
+async def _run_in(
+    slots: Slots,
+    services: Services,
+    fn: Callable[..., T],
+    *args: Any,
+    timeout_s: float | None = None,
+) -> T:
     settings = services.settings
 
     def guarded() -> T:
         try:
             return fn(*args)
         finally:
-            services.slots.release()
+            slots.release()
 
     # Waiting for a slot happens on the event loop: a waiting request holds no thread, so the
     # threads stay free for the work itself and for every other route.
-    if not await services.slots.acquire(settings.queue_timeout_s):
+    if not await slots.acquire(settings.queue_timeout_s):
         raise Unavailable("the server is busy; try again", code="server.busy", retry_after=1)
     try:
         with anyio.fail_after(timeout_s or settings.request_timeout_s):

@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from dignity.api import errors
-from dignity.api.deps import Services, ServicesDep, require, run_heavy
+from dignity.api.deps import Services, ServicesDep, require, run_heavy, run_light
 from dignity.api.schemas import MAX_ID, ErrorBody
 from dignity.api.uploads import read_file
 from dignity.api.v1 import Curator, Hasher, Platform, Reader, fetch, written
@@ -471,7 +471,7 @@ async def lookup_get(
     if not signal or not signal_type:
         raise bad("Either url or both signal and signal_type are required")
     pair = _signal_pair(signal_type, signal)
-    outcome = await run_heavy(services, services.engine.match_hashes, [pair])
+    outcome = await run_light(services, services.engine.match_hashes, [pair])
     return dict(group_by_bank(outcome.matches, wanted))
 
 
@@ -516,7 +516,7 @@ async def raw_lookup(
     if signal_type is None:
         raise bad("signal_type is required")
     pair = _signal_pair(signal_type, signal)
-    outcome = await run_heavy(services, services.engine.match_hashes, [pair])
+    outcome = await run_light(services, services.engine.match_hashes, [pair])
     wanted = _banks_param(banks)
     # Raw: every hit in an enabled bank, before an allow bank cancels anything.
     hits = sorted(

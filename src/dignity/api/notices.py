@@ -34,7 +34,7 @@ from dignity.api.pages import html_response
 from dignity.api.portal import client_address
 from dignity.api.uploads import read_model
 from dignity.api.v1 import ERRORS
-from dignity.cases.service import FailureLimiter
+from dignity.cases.limits import AddressLimiter
 from dignity.keys import KeyInfo
 from dignity.takedown.notices import MAX_APPEAL_TEXT, NoticeError, NoticeService
 from dignity.web.render import render
@@ -54,12 +54,13 @@ class _AppealIn(BaseModel):
 
 
 class _Limits:
-    """Per client address, this process: wrong codes (guessing) and appeals filed."""
+    """Per client address, all processes: wrong codes (guessing) and appeals filed."""
 
     def __init__(self, services: Services) -> None:
         s = services.settings
-        self.failures = FailureLimiter(s.portal_ip_failures_per_hour)
-        self.appeals = FailureLimiter(s.takedown_ip_requests_per_hour)
+        db = services.db
+        self.failures = AddressLimiter(db, "statement.failures", s.portal_ip_failures_per_hour)
+        self.appeals = AddressLimiter(db, "statement.appeals", s.takedown_ip_requests_per_hour)
 
 
 def _limits(request: Request, services: Services) -> _Limits:
@@ -194,13 +195,13 @@ def _bad_code(error: BaseException | None) -> bool:
 async def file_appeal(public_id: str, request: Request, services: ServicesDep) -> Response:
     limits = _limits(request, services)
     client = client_address(request, services)
-    limits.failures.check(client)
-    limits.appeals.check(client)
+    await limits.failures.acheck(client)
+    await limits.appeals.acheck(client)
     body = await read_model(request, _AppealIn, _MAX_BODY)
     notices = _notices(services)
-    with (
-        limits.failures.trying(client, keep=_bad_code),
-        limits.appeals.trying(client, keep=lambda error: error is None),
+    async with (
+        limits.failures.atrying(client, keep=_bad_code),
+        limits.appeals.atrying(client, keep=lambda error: error is None),
     ):
         got = await anyio.to_thread.run_sync(notices.appeal, public_id[:64], body.code, body.text)
     out = {k: got[k] for k in ("appeal_id", "state", "received_at", "statement")}

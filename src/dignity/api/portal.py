@@ -24,6 +24,9 @@ document: they are the page's private API, not part of the keyed service.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import ipaddress
 from importlib import resources
 from typing import Annotated
 
@@ -34,12 +37,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dignity.api.deps import Services, ServicesDep, per_process, run_heavy
 from dignity.api.uploads import read_model
+from dignity.cases.limits import AddressLimiter
 from dignity.cases.service import (
     MAX_VIDEO_FRAMES,
     CaseError,
     CaseRefused,
     CaseService,
-    FailureLimiter,
     HashIn,
 )
 from dignity.errors import NotFound
@@ -101,8 +104,11 @@ class _Credentials(BaseModel):
 class _Limits:
     def __init__(self, services: Services) -> None:
         s = services.settings
-        self.failures = FailureLimiter(s.portal_ip_failures_per_hour)
-        self.creations = FailureLimiter(s.portal_ip_cases_per_hour)
+        # In the database: one count for every process, kept over restarts.
+        self.failures = AddressLimiter(
+            services.db, "portal.failures", s.portal_ip_failures_per_hour
+        )
+        self.creations = AddressLimiter(services.db, "portal.cases", s.portal_ip_cases_per_hour)
 
 
 def _enabled(services: Services) -> None:
@@ -115,14 +121,42 @@ def _limits(request: Request, services: Services) -> _Limits:
 
 
 def client_address(request: Request, services: Services) -> str:
-    header = services.settings.portal_client_ip_header
-    if header:
-        value = request.headers.get(header, "")
-        # The last hop is the one our own proxy added; earlier ones are the client's word.
-        last = value.split(",")[-1].strip()
-        if last:
-            return last[:64]
-    return request.client.host if request.client else "unknown"
+    """The client's address for per-address limits: the TCP peer, or, when the peer is one of
+    ``trusted_proxies`` and ``portal_client_ip_header`` is set, the rightmost address in that
+    header that is not a trusted proxy itself (the ones left of it are the client's word, and a
+    client that rotates them must not get a fresh limit each time)."""
+    peer = request.client.host if request.client else "unknown"
+    settings = services.settings
+    header = settings.portal_client_ip_header
+    if not header:
+        return peer
+    trusted = _trusted_networks(settings.trusted_proxies)
+    if not trusted or not _in(peer, trusted):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getlist(header)).split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _in(hop, trusted):
+            return hop[:64]
+    return peer
+
+
+@functools.lru_cache(maxsize=8)
+def _trusted_networks(spec: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    # Validated when the settings load; a bad entry here would only ever narrow the trust.
+    out = []
+    for item in spec.split(","):
+        with contextlib.suppress(ValueError):
+            if item.strip():
+                out.append(ipaddress.ip_network(item.strip(), strict=False))
+    return tuple(out)
+
+
+def _in(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 def _cases(services: Services) -> CaseService:
@@ -167,7 +201,7 @@ async def create_case(request: Request, services: ServicesDep) -> Response:
     _enabled(services)
     limits = _limits(request, services)
     client = client_address(request, services)
-    limits.creations.check(client)
+    await limits.creations.acheck(client)
     body: _CaseIn = await read_model(request, _CaseIn, _MAX_BODY)
     if not body.adult:
         raise CaseRefused(
@@ -187,7 +221,7 @@ async def create_case(request: Request, services: ServicesDep) -> Response:
     ]
     cases = _cases(services)
     cases.validate(items)  # cheap checks first, before any slow work or rate budget
-    with limits.creations.trying(client, keep=_succeeded):
+    async with limits.creations.atrying(client, keep=_succeeded):
         created = await run_heavy(services, cases.create, items)
     # This process matches the new hashes at once (a refresh blocks: not on the event loop).
     await anyio.to_thread.run_sync(services.engine.refresh)
@@ -198,13 +232,13 @@ async def _with_credentials(request: Request, services: Services, action: str) -
     _enabled(services)
     limits = _limits(request, services)
     client = client_address(request, services)
-    limits.failures.check(client)
+    await limits.failures.acheck(client)
     creds: _Credentials = await read_model(request, _Credentials, _MAX_BODY)
     cases = _cases(services)
     fn = cases.withdraw if action == "withdraw" else cases.status
     # Counted as a failure before the PIN is checked, refunded when it was not one: requests
     # in flight at once cannot all slip under the limit.
-    with limits.failures.trying(client, keep=_bad_credentials):
+    async with limits.failures.atrying(client, keep=_bad_credentials):
         await run_heavy(services, cases.release_pending)
         result = await run_heavy(services, fn, creds.case_number, creds.pin)
     if action == "withdraw":

@@ -43,7 +43,7 @@ from dignity.api.pages import page
 from dignity.api.portal import client_address
 from dignity.api.schemas import MAX_ID, ErrorBody
 from dignity.api.uploads import read_model
-from dignity.cases import FailureLimiter
+from dignity.cases.limits import AddressLimiter
 from dignity.errors import DignityError
 from dignity.keys import KeyInfo
 from dignity.takedown.requests import TakedownService
@@ -243,9 +243,11 @@ class TakedownOut(TakedownSummaryOut):
 class _Limits:
     def __init__(self, services: Services) -> None:
         s = services.settings
-        self.requests = FailureLimiter(s.takedown_ip_requests_per_hour)
-        self.checks = FailureLimiter(max(200, 20 * s.takedown_ip_requests_per_hour))
-        self.failures = FailureLimiter(s.portal_ip_failures_per_hour)
+        db = services.db
+        self.requests = AddressLimiter(db, "takedown.requests", s.takedown_ip_requests_per_hour)
+        checks = max(200, 20 * s.takedown_ip_requests_per_hour)
+        self.checks = AddressLimiter(db, "takedown.checks", checks)
+        self.failures = AddressLimiter(db, "takedown.failures", s.portal_ip_failures_per_hour)
 
 
 def _limits(request: Request, services: Services) -> _Limits:
@@ -276,9 +278,9 @@ def status_page() -> Response:
 async def check_request(request: Request, services: ServicesDep) -> Response:
     limits = _limits(request, services)
     client = client_address(request, services)
-    limits.checks.check(client)
+    await limits.checks.acheck(client)
     body: TakedownIn = await read_model(request, TakedownIn, _MAX_BODY)
-    limits.checks.take(client)
+    await limits.checks.atake(client)
     validity = _service(services).check(body.form())
     out = {"validity": validity.to_dict(), "missing": [m.to_dict() for m in validity.missing]}
     return JSONResponse(out, headers=_NO_STORE)
@@ -288,7 +290,7 @@ async def check_request(request: Request, services: ServicesDep) -> Response:
 async def file_request(request: Request, services: ServicesDep) -> Response:
     limits = _limits(request, services)
     client = client_address(request, services)
-    limits.requests.check(client)
+    await limits.requests.acheck(client)
     body: TakedownIn = await read_model(request, TakedownIn, _MAX_BODY)
     form = body.form()
     svc = _service(services)
@@ -298,7 +300,7 @@ async def file_request(request: Request, services: ServicesDep) -> Response:
             return svc.submit(form).to_dict()
 
     # A refused requester's tries count too.
-    with limits.requests.trying(client, keep=_filed_or_suspended):
+    async with limits.requests.atrying(client, keep=_filed_or_suspended):
         out = await run_heavy(services, submit)
     return JSONResponse(out, status_code=201, headers=_NO_STORE)
 
@@ -316,7 +318,7 @@ async def _credentialed(
 ) -> Response:
     limits = _limits(request, services)
     client = client_address(request, services)
-    limits.failures.check(client)
+    await limits.failures.acheck(client)
     body = await read_model(request, model, _MAX_BODY)
     svc = _service(services)
 
@@ -334,7 +336,7 @@ async def _credentialed(
                 return svc.withdraw(body.ticket, body.access_code)
             return svc.status(body.ticket, body.access_code)
 
-    with limits.failures.trying(client, keep=_bad_credentials):
+    async with limits.failures.atrying(client, keep=_bad_credentials):
         out = await run_heavy(services, run)
     return JSONResponse(out, headers=_NO_STORE)
 

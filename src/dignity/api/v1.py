@@ -12,7 +12,7 @@ from typing import Annotated, Any, BinaryIO
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from dignity.api.deps import Services, ServicesDep, require, run_heavy
+from dignity.api.deps import Services, ServicesDep, require, run_heavy, run_light
 from dignity.api.schemas import (
     MAX_ID,
     AddOut,
@@ -167,7 +167,7 @@ async def match_route(request: Request, services: ServicesDep, _: Platform) -> M
     got = await read_media_or_json(request, MatchByHashes, s.max_bytes, s.video_max_bytes)
     if isinstance(got, MatchByHashes):
         pairs = [(h.signal, h.value) for h in got.hashes]
-        outcome = await run_heavy(services, services.engine.match_hashes, pairs)
+        outcome = await run_light(services, services.engine.match_hashes, pairs)
     else:
         timeout = heavy_timeout(services, got)
         outcome = await run_heavy(services, _match_upload, got, services, timeout_s=timeout)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -90,3 +91,17 @@ class CaseFeedLog(Base):
     )
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class AddressTry(Base):
+    """One counted try of a client address against a per-address limit (``scope``: which limit),
+    kept in the database so that every server process shares the count and a restart keeps it."""
+
+    __tablename__ = "address_tries"
+    __table_args__ = (Index("ix_address_tries_scope_address_at", "scope", "address", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(32), nullable=False)
+    address: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Unix time in seconds: the window arithmetic is plain subtraction on every dialect.
+    at: Mapped[float] = mapped_column(Float, nullable=False)

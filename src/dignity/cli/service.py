@@ -27,6 +27,9 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int, log_le
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from dignity.api.server import GuardedH11Protocol
+
+    s = ctx.settings
     ctx.db.migrate()  # once, here, rather than racing in every worker
     # The policy and plug-ins are checked here too, so a mistake is one clear line and exit 3
     # rather than a traceback from every worker.
@@ -42,6 +45,12 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int, log_le
         workers=workers,
         log_level=log_level,
         timeout_graceful_shutdown=10,
+        # Connection limits (issue 18): uvicorn's own idle timeout and connection cap, its h11
+        # header size cap, and our protocol for the header and body deadlines it lacks.
+        http=GuardedH11Protocol,
+        timeout_keep_alive=max(1, round(s.http_keepalive_s)),
+        limit_concurrency=s.http_max_connections,
+        h11_max_incomplete_event_size=s.http_max_header_bytes,
         # uvicorn would take X-Forwarded-For from 127.0.0.1 as the client address, so anyone
         # reaching a local port could reset the per-address limits with a new header each time.
         # The one proxy header we trust is DIGNITY_PORTAL_CLIENT_IP_HEADER, read by the app.

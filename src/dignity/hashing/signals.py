@@ -157,14 +157,24 @@ def hash_media(media: Media, data: bytes, *, dihedral: bool = False) -> ImageHas
 
 def decode_upload(data: bytes, settings: Settings) -> Media:
     """The one decode every upload gets, for hashing and for signals alike, so that ``dignity
-    hash`` and ``dignity scan`` agree on the PDQ of the same file."""
-    return decode(
-        data,
-        max_bytes=settings.max_bytes,
-        max_pixels=settings.max_pixels,
-        min_size=PDQ_DOWNSAMPLE,
-        reduce_above=FULL_SIZE_PIXELS,
-    )
+    hash`` and ``dignity scan`` agree on the PDQ of the same file. In a server process a risky
+    file (anything but a baseline JPEG) is decoded in the decode pool, where the time limit can
+    stop it; the small and common case stays in the caller's thread."""
+    from dignity import decode_pool
+
+    options = {
+        "max_bytes": settings.max_bytes,
+        "max_pixels": settings.max_pixels,
+        "min_size": PDQ_DOWNSAMPLE,
+        "reduce_above": FULL_SIZE_PIXELS,
+        "max_frames": settings.max_frames,
+        "max_decode_bytes": settings.max_decode_bytes,
+    }
+    pool = decode_pool.active()
+    # The byte limit is checked here too: an oversized file is refused without a trip.
+    if pool is not None and len(data) <= settings.max_bytes and decode_pool.risky(data):
+        return pool.decode(data, **options)
+    return decode(data, **options)
 
 
 def hash_bytes(

@@ -84,6 +84,8 @@ class Services:
         self.supervisor = Supervisor()
         # A cap on CPU-heavy work (decodes) per process, shared by every face in it.
         self.slots = Slots(settings.max_concurrency)
+        # Lookups by hash have their own: they never wait behind a decode.
+        self.lookup_slots = Slots(settings.lookup_concurrency)
         self.last_refresh = 0.0  # wall time the index last caught up with the change log
 
     # -- storage and the core ----------------------------------------------------------------

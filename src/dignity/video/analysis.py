@@ -146,6 +146,7 @@ def analyze_video(
     ``media.too_long``. A corrupt or truncated stream is scanned up to the damage and marked
     ``partial``. A BinaryIO source must be seekable; it is closed when this returns.
     """
+    _refuse_many_frames(source, settings)
     plugins: list[dict[str, Any]] = []
     evidence: list[dict[str, str]] = []
     signals: dict[str, Any] = {"ai_evidence": evidence}
@@ -224,6 +225,7 @@ def hash_video(
     a damaged stream read up to the damage (``partial``). With ``sync`` (inside a request) the
     length limit is ``video_sync_max_seconds`` and going over it is
     ``media.video_too_long_for_sync``, refused from the header when it states the length."""
+    _refuse_many_frames(source, settings)
     limit = settings.video_max_seconds if max_seconds is None else max_seconds
     decode_seconds = settings.video_decode_seconds
     if sync:
@@ -263,6 +265,22 @@ def frames_json(frames: tuple[VpdqFrame, ...]) -> list[dict[str, Any]]:
         }
         for f in frames
     ]
+
+
+def _refuse_many_frames(source: Path | str | bytes | BinaryIO, settings: Settings) -> None:
+    """A GIF or WebP animation in memory over ``max_frames`` frames is refused before FFmpeg
+    reads it (a 1M-frame GIF is 12 MB and took seconds); the walk stops one past the limit."""
+    from dignity.media import count_frames, too_many_frames
+
+    if isinstance(source, io.BytesIO):
+        with source.getbuffer() as view:  # no copy of the upload
+            walked = count_frames(view, settings.max_frames + 1)
+    elif isinstance(source, bytes):
+        walked = count_frames(source, settings.max_frames + 1)
+    else:
+        return
+    if walked is not None and walked[0] > settings.max_frames:
+        raise too_many_frames(settings.max_frames)
 
 
 def _stream(source: Path | str | bytes | BinaryIO) -> BinaryIO:
