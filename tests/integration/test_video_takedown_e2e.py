@@ -33,7 +33,7 @@ from tests.integration.conftest import database_for
 from tests.integration.server import LiveServer
 from tests.integration.test_removal import SECRET, Receiver
 from tests.integration.test_review_ui import Reviewer
-from tests.videos import write_video
+from tests.videos import mirrored, write_video
 
 EVENTS = ["content.remove", "takedown.outcome"]
 
@@ -204,6 +204,20 @@ def test_a_video_takedown_from_intake_to_the_removal_of_its_copy(
         )
         assert again.status_code == 200, again.text
         assert again.json()["decision"]["action"] == "block", again.text
+        # ... and so is a mirrored re-encode of its middle never seen before: the removed video's
+        # frames went to the takedown bank with its digests.
+        edited = write_video(
+            tmp_path / "edited.mp4", [(1, 2, 10)], size=(320, 240), transform=mirrored
+        )
+        edit = p.post(
+            "/v1/scan",
+            params={"content_id": "vid-10"},
+            files={"file": ("edited.mp4", edited.read_bytes(), "video/mp4")},
+        )
+        assert edit.status_code == 200, edit.text
+        body = edit.json()
+        assert body["decision"]["action"] == "block", body["matches"]
+        assert any(m["signal"] == "vpdq" for m in body["matches"]), body["matches"]
 
     # 6. The requester's status says removed.
     with httpx.Client(base_url=server.base, timeout=30) as public:

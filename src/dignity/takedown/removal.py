@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -715,10 +715,16 @@ class RemovalService:
         items = [NewEntry("md5", h.md5), NewEntry("sha256", h.sha256)]
         if h.pdq and (h.pdq_quality is None or h.pdq_quality >= self.settings.pdq_min_quality):
             items.insert(0, NewEntry("pdq", h.pdq))
+        floor = self.settings.pdq_min_quality
+        if h.video is not None and any(q >= floor for q in h.video.qualities):
+            # The removed video's frames, so that a re-encoded, trimmed or mirrored re-upload is
+            # blocked when it is scanned, not only found by the next sweep.
+            items.insert(0, NewEntry("vpdq", "", frames=h.video.vpdq_frames(), video_md5=h.md5))
         ref = f"{ORIGIN_PREFIX}{removal_id}"
         note = f"removed by {ctx.who}"
         result = banks_in(s).add_entries(
-            ctx.bank, [NewEntry(e.signal, e.value, "person", ref, note) for e in items]
+            ctx.bank,
+            [replace(e, origin_kind="person", origin_ref=ref, note=note) for e in items],
         )
         changed = result.added + result.reactivated
         if result.reactivated:

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from dignity.hashing.signals import ImageHashes, RegionHash
     from dignity.keys import KeyInfo
     from dignity.scanning import ScanResult
-    from dignity.video.vpdq import VpdqResult
+    from dignity.video.vpdq import VpdqFrame, VpdqResult
 
 MAX_DETAIL = 4096  # bytes of detail JSON per scan: the evidence panel's needs, no more
 MAX_REF = 255  # content_id / uploader: the columns' width
@@ -257,6 +257,17 @@ class VideoFrames:
     @property
     def count(self) -> int:
         return len(self.times)
+
+    def vpdq_frames(self) -> tuple[VpdqFrame, ...]:
+        """The frames as vPDQ frames (without variants), e.g. to bank a removed video."""
+        from dignity.video.vpdq import VpdqFrame
+
+        return tuple(
+            VpdqFrame(n, t, self.hashes[32 * i : 32 * (i + 1)].hex(), q)
+            for i, (n, t, q) in enumerate(
+                zip(self.numbers, self.times, self.qualities, strict=True)
+            )
+        )
 
     @classmethod
     def from_vpdq(cls, result: VpdqResult) -> VideoFrames:
