@@ -588,6 +588,59 @@ def test_run_loop_fetches_on_schedule(
 
 
 # -- another dignity instance's partner feed -------------------------------------------------------
+def test_dignity_feed_carries_video_cases(tmp_path: Path) -> None:
+    """A helpline's video case (vPDQ frames + video MD5, as the portal sends them) reaches a
+    subscribed platform through the feed: B blocks the video, and stops when it is withdrawn."""
+    from dignity.cases.service import CaseService, HashIn
+    from dignity.storage.db import open_database
+    from dignity.video.formats import frames_to_json
+    from dignity.video.vpdq import vpdq_hash
+    from tests.integration.server import LiveServer
+    from tests.videos import write_video
+
+    clip = write_video(tmp_path / "clip.mp4", [(3, 0, 8)])
+    video = vpdq_hash(clip)
+    a = LiveServer(tmp_path / "a")
+    b = LiveServer(tmp_path / "b")
+    a.start()
+    b.start()
+    db_a = open_database(a.url)
+    db_b = open_database(b.url)
+    try:
+        cases = CaseService(db_a)
+        frames = tuple(frames_to_json(video.frames))
+        case = cases.create([HashIn("video_md5", video.md5), HashIn("vpdq", frames=frames)])
+        with a.client("partner") as c:
+            items = c.get("/v1/feed").json()["items"]
+        by_signal = {i["signal"]: i for i in items}
+        assert set(by_signal) == {"video_md5", "vpdq"}
+        assert by_signal["vpdq"]["frames"] == list(frames)
+
+        svc = ExchangeService(db_b, Settings(data_dir=tmp_path / "b", database_url=b.url))
+        svc.add("helpline-a", "dignity", base_url=a.base, credentials=a.keys["partner"])
+        out = svc.fetch("helpline-a").to_dict()
+        assert out["status"] == "complete" and out["added"] == {"video_md5": 1, "vpdq": 1}, out
+        time.sleep(0.5)  # B's server replays the change log every 0.2 s
+
+        def signals() -> set[str]:
+            with b.client("platform") as c:
+                r = c.post("/v1/match", files={"file": ("v.mp4", clip.read_bytes(), "video/mp4")})
+            assert r.status_code == 200, r.text
+            return {m["signal"] for m in r.json()["matches"] if m["bank"] == "helpline-a"}
+
+        assert {"vpdq", "video_md5"} <= signals()
+        cases.withdraw_by_number(case.number)
+        out = svc.fetch("helpline-a").to_dict()
+        assert out["withdrawn"] == {"video_md5": 1, "vpdq": 1}, out
+        time.sleep(0.5)
+        assert signals() == set()
+    finally:
+        db_a.close()
+        db_b.close()
+        a.stop()
+        b.stop()
+
+
 def test_dignity_feed_between_two_live_instances(tmp_path: Path) -> None:
     """Helpline A shares case hashes; platform B subscribes with a partner key and blocks them,
     and stops blocking when the cases are withdrawn (a hash shared by two cases stays blocked

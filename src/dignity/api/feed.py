@@ -13,7 +13,10 @@ exchange of kind ``dignity_feed``) and any other client rely on::
 
     ITEM = {"seq": 17,                          # position in the feed, strictly increasing
             "id": "cs_5GQ7V3X9MTRK2W4H",        # case-scoped entry id: one hash of one case
-            "signal": "pdq",                    # "pdq" (64 hex) or "md5" (32 hex)
+            "signal": "pdq",                    # "pdq" (64 hex), "md5" / "video_md5" (32 hex),
+                                                # or "vpdq" (value: the frames' SHA-256; an
+                                                # active one has "frames": [{frame, timestamp,
+                                                # pdq, quality}], one a sampled second)
             "value": "f8f8...",                 # lowercase hex, MSB first (py-tx / HMA text)
             "status": "active",                 # "active" (added) or "withdrawn"
             "updated_at": "2026-11-27T10:00:00.123456+00:00"}   # when this change happened (UTC)
@@ -65,13 +68,21 @@ router = APIRouter(tags=["feed"])
 Partner = Annotated[KeyInfo, Depends(require("partner"))]
 
 
+class FeedFrameOut(BaseModel):
+    frame: int
+    timestamp: float
+    pdq: str
+    quality: int
+
+
 class FeedItemOut(BaseModel):
     seq: int
     id: str
-    signal: Literal["pdq", "md5"]
+    signal: Literal["pdq", "md5", "video_md5", "vpdq"]
     value: str
     status: Literal["active", "withdrawn"]
     updated_at: str
+    frames: list[FeedFrameOut] | None = None
 
 
 class FeedPageOut(BaseModel):
@@ -89,6 +100,7 @@ def case_service(services: Services) -> CaseService:
     response_model=FeedPageOut,
     responses={s: {"model": ErrorBody} for s in (401, 403, 422, 429)},
     summary="Case hashes added and withdrawn since a cursor (partner key)",
+    response_model_exclude_none=True,  # "frames" only on active vpdq items
 )
 def feed_route(
     services: ServicesDep,

@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from dignity import audit
 from dignity.cases.models import Case, CaseFeedLog, CaseHash
@@ -166,9 +167,12 @@ class FeedItem:
     value: str
     status: str
     updated_at: datetime
+    # An active vpdq item's frames ([{frame, timestamp, pdq, quality}]): its value is only
+    # their digest, and a partner matches by the frames.
+    frames: tuple[dict[str, object], ...] = ()
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "seq": self.seq,
             "id": self.id,
             "signal": self.signal,
@@ -176,6 +180,9 @@ class FeedItem:
             "status": self.status,
             "updated_at": isoformat(self.updated_at),
         }
+        if self.frames:
+            out["frames"] = list(self.frames)
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
@@ -832,20 +839,35 @@ class CaseService:
                     CaseHash.value,
                     CaseFeedLog.status,
                     CaseFeedLog.at,
+                    CaseHash.entry_id,
                 )
                 .join(CaseHash, CaseHash.id == CaseFeedLog.case_hash_id)
                 .where(CaseFeedLog.seq > cursor)
                 .order_by(CaseFeedLog.seq)
                 .limit(limit + 1)
             ).all()
+            video_ids = [
+                int(row[6])
+                for row in rows
+                if row[2] == "vpdq" and row[4] == "active" and row[6] is not None
+            ]
+            frames = _feed_frames(s, video_ids) if video_ids else {}
         now = utcnow()
         settled = FEED_GAPS.settled(
             [(int(row[0]), (now - row[5]).total_seconds()) for row in rows], cursor
         )
         held_back = settled < len(rows)
         items = [
-            FeedItem(int(seq), pid, sig, val, status, at)
-            for seq, pid, sig, val, status, at in rows[: min(settled, limit)]
+            FeedItem(
+                int(seq),
+                pid,
+                sig,
+                val,
+                status,
+                at,
+                frames.get(int(eid), ()) if eid is not None and status == "active" else (),
+            )
+            for seq, pid, sig, val, status, at, eid in rows[: min(settled, limit)]
         ]
         has_more = not held_back and len(rows) > len(items)
         next_cursor = items[-1].seq if items else cursor
@@ -870,6 +892,13 @@ class CaseService:
                 .order_by(CaseHash.signal, CaseHash.value)
             )
             yield from ((str(sig), str(val)) for sig, val in s.execute(q))
+
+
+def _feed_frames(s: Session, entry_ids: list[int]) -> dict[int, tuple[dict[str, object], ...]]:
+    from dignity.matching.banks import read_frames
+    from dignity.video.formats import frames_to_json
+
+    return {eid: tuple(frames_to_json(f)) for eid, f in read_frames(s, entry_ids).items()}
 
 
 __all__ = [

@@ -69,6 +69,7 @@ from threatexchange.exchanges.impl.stop_ncii_api import (
     StopNCIISignalExchangeAPI,
 )
 
+from dignity.errors import DignityError
 from dignity.exchanges.base import (
     Adapter,
     ExchangeError,
@@ -81,6 +82,7 @@ from dignity.exchanges.base import (
 from dignity.exchanges.feed_client import (
     DignityFeedCheckpoint,
     DignityFeedCollabConfig,
+    DignityFeedItem,
     DignityFeedSignalExchangeAPI,
 )
 
@@ -607,6 +609,10 @@ class DignityFeedAdapter:
                 rec = Record(key=item.id, removed=item.status == "withdrawn")
                 if item.signal in ("pdq", "md5", "sha256", "video_md5"):
                     rec.hashes.append((item.signal, item.value))
+                elif item.signal == "vpdq":
+                    # A withdrawal names no frames: the record's key is what it withdraws.
+                    if item.frames:
+                        rec.hashes.append(("vpdq", _feed_vpdq(item)))
                 else:
                     rec.unknown.append(item.signal[:40])
                 page.records.append(rec)
@@ -616,6 +622,18 @@ class DignityFeedAdapter:
         self, records: list[StoredRecord], verdict: str, tags: list[str]
     ) -> dict[str, Any]:
         raise unsupported_feedback("dignity_feed")
+
+
+def _feed_vpdq(item: DignityFeedItem) -> str:
+    """An active feed vpdq item's frames as the vPDQ text the exchange service reads."""
+    from dignity.video.formats import frames_from_json, vpdq_text
+
+    try:
+        return vpdq_text(frames_from_json(item.frames))
+    except DignityError as exc:
+        raise ExchangeError(
+            f"feed item {item.id!r} has bad frames: {exc}", code="exchange.protocol"
+        ) from exc
 
 
 ADAPTERS: dict[str, Callable[[ExchangeSpec], Adapter]] = {

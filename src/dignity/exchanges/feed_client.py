@@ -50,6 +50,7 @@ class DignityFeedItem(state.FetchedSignalMetadata):
     value: str
     status: str
     seq: int
+    frames: list[t.Any] = field(default_factory=list)  # an active vpdq item's frames
 
 
 def parse_item(obj: object) -> DignityFeedItem:
@@ -62,6 +63,7 @@ def parse_item(obj: object) -> DignityFeedItem:
             value=str(obj["value"]),
             status=str(obj["status"]),
             seq=int(obj["seq"]),
+            frames=list(obj.get("frames") or []),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ExchangeError(
@@ -129,7 +131,11 @@ class DignityFeedSignalExchangeAPI(
         collab: DignityFeedCollabConfig,
         fetched: Mapping[str, DignityFeedItem],
     ) -> dict[type[SignalType], dict[str, DignityFeedItem]]:
-        by_name: dict[str, type[SignalType]] = {"pdq": PdqSignal, "md5": VideoMD5Signal}
+        by_name: dict[str, type[SignalType]] = {
+            "pdq": PdqSignal,
+            "md5": VideoMD5Signal,
+            "video_md5": VideoMD5Signal,
+        }
         ret: dict[type[SignalType], dict[str, DignityFeedItem]] = {}
         for item in fetched.values():
             st = by_name.get(item.signal)
