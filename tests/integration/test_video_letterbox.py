@@ -83,3 +83,27 @@ def test_without_trimmed_hashes_letterboxed_copies_are_missed(
     engine.load()
     outcome = engine.match_frames(raw["bars-added"], dihedral=True)
     assert not [m for m in outcome.matches if m.signal == "vpdq"]
+
+
+def test_trimmed_frames_follow_refresh_and_withdrawal(
+    db: Database, videos: dict[str, VpdqResult]
+) -> None:
+    svc = BankService(db)
+    svc.create_bank("videos")
+    engine = MatchEngine(db)
+    engine.load()
+    barred = videos["barred"].frames
+    eid = svc.add_entries("videos", [NewEntry("vpdq", "", frames=barred)]).added[0]
+    engine.refresh()  # read through the index log, not a full load
+
+    def hits() -> list[int]:
+        outcome = engine.match_video(videos["bars-removed"], dihedral=True)
+        return [m.entry_id for m in outcome.matches if m.signal == "vpdq"]
+
+    assert hits() == [eid]
+    svc.withdraw("videos", [eid])
+    engine.refresh()
+    assert hits() == []
+    svc.add_entries("videos", [NewEntry("vpdq", "", frames=barred)])  # reactivated
+    engine.refresh()
+    assert hits() == [eid]

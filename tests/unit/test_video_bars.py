@@ -67,6 +67,17 @@ def test_dark_scene_is_not_trimmed_to_nothing() -> None:
     assert not find_bars(lit)
 
 
+def test_a_flat_band_on_one_side_is_not_a_bar() -> None:
+    # A plain sky above every shot: flat, but a bar would have its pair below.
+    frames = []
+    for seed in range(6):
+        f = np.full((H, W, 3), (120, 170, 230), np.uint8)
+        f[50:] = _picture(H - 50, W, seed)
+        frames.append(f)
+    assert frame_bars(frames[0]) == Bars(top=50)
+    assert not find_bars(frames)
+
+
 def test_bars_are_the_smallest_any_frame_shows() -> None:
     # A dark stretch inside the letterboxed picture makes one frame look more barred than the
     # video is; the bars are what every informative frame shows.

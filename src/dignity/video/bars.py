@@ -12,10 +12,15 @@ One frame can mislead: a dark scene looks like black bars, a flat sky like a ban
 decided over several frames: a side has a bar only when every informative frame shows one there,
 in one colour, and most of them at the same extent (a real bar does not move; a sky's flat part
 changes with every shot); it is then the smallest extent any frame shows (dark picture next to a
-bar only ever makes it look wider). A frame that is flat nearly all over (a black frame, a fade)
-says nothing. Bars thinner than :data:`MIN_BAR` of the
-side are ignored (PDQ hardly notices them), and what is kept is never under :data:`MIN_KEEP` of
-the side, so nothing is ever trimmed to nothing.
+bar only ever makes it look wider). Bars come in pairs (letterbox above and below, pillarbox
+left and right; not always equal): a flat band on one side only is a scene's sky or wall, and
+is left. A frame that is flat nearly all over (a black frame, a fade) says nothing. Bars
+thinner than :data:`MIN_BAR` of the side are ignored (PDQ hardly notices them), and what is kept
+is never under :data:`MIN_KEEP` of the side, so nothing is ever trimmed to nothing.
+
+Cost: the first frames are sampled (every few pixels, rows near the edges only; about 2 ms a
+frame at 1080p) until the bars are decided, then only a video with bars pays, one more PDQ a
+hashed frame.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ FLAT_SHARE = 0.97  # of a row's pixels within tolerance for the row to count as 
 MIN_BAR = 0.03  # of the side: thinner edges are left alone
 MAX_BAR = 0.4  # of the side, per side: more is a flat scene, not a bar
 MIN_KEEP = 0.2  # of the side: the least picture a trim may leave
-DETECT_SIDE = 256  # frames are sampled down to about this many pixels a side to look for bars
-FRAMES_TO_DECIDE = 8  # informative frames looked at before deciding
+DETECT_SIDE = 160  # frames are sampled down to at most this many pixels a side to look for bars
+FRAMES_TO_DECIDE = 12  # informative frames looked at before deciding (more than one shot)
 SAME_EXTENT = 0.02  # of the side (at least 2 px): extents this close are the same bar
 MIN_INFORMATIVE = 2  # fewer informative frames than this: no bars
 
@@ -70,12 +75,22 @@ def _run(flat: NDArray[np.bool_]) -> int:
     return int(off[0]) if off.shape[0] else int(flat.shape[0])
 
 
-def _edge_run(lines: NDArray[np.int16]) -> tuple[int, NDArray[np.int16]]:
-    """Rows (axis 0) from the start of ``lines`` (rows x pixels x 3) that are flat in the
-    colour of the first row, and that colour."""
-    ref = np.median(lines[0], axis=0).astype(np.int16)
-    near = np.abs(lines - ref).max(axis=2) <= TOLERANCE
-    return _run(near.mean(axis=1) >= FLAT_SHARE), ref
+def _edge(lines: NDArray[np.uint8], step: int) -> tuple[int, NDArray[np.int16]]:
+    """The flat band at the start of ``lines`` (rows x pixels x 3, the edge in row 0) in
+    pixels, and its colour, from every ``step``-th row and pixel. Only rows up to just past
+    :data:`MAX_BAR` are looked at: a longer band is no bar whatever its exact length."""
+    head = lines[: int(MAX_BAR * lines.shape[0]) + 2 * step : step, ::step].astype(np.int16)
+    # The mean, not the median: a row that is not flat fails whatever its reference colour.
+    ref = head[0].mean(axis=0).astype(np.int16)
+    near = np.abs(head - ref).max(axis=2) <= TOLERANCE
+    n = _run(near.mean(axis=1) >= FLAT_SHARE)
+    if n == 0 or step == 1:
+        return n, ref
+    # The band ends between the last sampled row in it and the next one: look at those rows.
+    start = (n - 1) * step + 1
+    between = lines[start : start + step - 1, ::step].astype(np.int16)
+    near = np.abs(between - ref).max(axis=2) <= TOLERANCE
+    return start + _run(near.mean(axis=1) >= FLAT_SHARE), ref
 
 
 def frame_bars(pixels: NDArray[np.uint8]) -> Bars | None:
@@ -89,22 +104,17 @@ def frame_bars(pixels: NDArray[np.uint8]) -> Bars | None:
 def _frame_edges(pixels: NDArray[np.uint8]) -> tuple[Bars, NDArray[np.int16]] | None:
     """:func:`frame_bars` with each side's edge colour (4 x 3: top, bottom, left, right)."""
     h, w = pixels.shape[:2]
-    step = max(1, max(h, w) // DETECT_SIDE)
-    small = pixels[::step, ::step].astype(np.int16)
-    sh, sw = small.shape[:2]
-    top, c_top = _edge_run(small)
-    bottom, c_bottom = _edge_run(small[::-1])
-    if top + bottom >= sh or max(top, bottom) > MAX_BAR * sh:
+    step = -(-max(h, w) // DETECT_SIDE)
+    top, c_top = _edge(pixels, step)
+    bottom, c_bottom = _edge(pixels[::-1], step)
+    if max(top, bottom) > MAX_BAR * h:
         return None
-    inner = small[top : sh - bottom]
-    left, c_left = _edge_run(inner.transpose(1, 0, 2))
-    right, c_right = _edge_run(inner[:, ::-1].transpose(1, 0, 2))
-    if left + right >= sw or max(left, right) > MAX_BAR * sw:
+    inner = pixels[top : h - bottom]
+    left, c_left = _edge(inner.transpose(1, 0, 2), step)
+    right, c_right = _edge(inner[:, ::-1].transpose(1, 0, 2), step)
+    if max(left, right) > MAX_BAR * w:
         return None
-    # Back to full-size pixels: the sampled run ends somewhere in the step before the first
-    # row that is not flat; take its middle.
-    bars = Bars(*(max(0, n * step - step // 2) if n else 0 for n in (top, bottom, left, right)))
-    return bars, np.stack([c_top, c_bottom, c_left, c_right])
+    return Bars(top, bottom, left, right), np.stack([c_top, c_bottom, c_left, c_right])
 
 
 class BarFinder:
@@ -148,6 +158,10 @@ class BarFinder:
             steady = 2 * int(same.sum()) >= extents.shape[0] and spread <= TOLERANCE
             sides.append(low if steady and low >= MIN_BAR * length else 0)
         top, bottom, left, right = sides
+        if not (top and bottom):
+            top = bottom = 0
+        if not (left and right):
+            left = right = 0
         if h - top - bottom < MIN_KEEP * h or w - left - right < MIN_KEEP * w:
             return Bars()
         return Bars(top, bottom, left, right)

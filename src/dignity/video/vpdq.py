@@ -218,7 +218,7 @@ def vpdq_hash(
     )
 
 
-_MAX_WAITING = 24  # frames kept while bars are undecided (a long black intro decides "none")
+_MAX_WAITING = 32  # frames kept while bars are undecided (a long black intro decides "none")
 _WORKING_SIDE = 512
 
 
