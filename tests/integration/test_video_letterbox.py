@@ -1,7 +1,8 @@
 """Letterboxed copies of banked videos, end to end through a real database and the match
 engine: a copy with bars added, and a copy of a barred original with its bars cut off, are
 both found (raw frames against the banked trimmed ones, trimmed against raw), while unrelated
-videos, barred or not, match nothing. The trimmed hashes stay out of what is exported. Videos
+videos, barred or not, match nothing; the takedown copy sweep over the scan log finds them the
+same way. The trimmed hashes stay out of what is exported. Videos
 are small synthetic ones (benign generated landscapes, tests/video_samples.py)."""
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from sqlalchemy import select
 
 from dignity.matching import BankService, MatchEngine, NewEntry
 from dignity.matching.banks import read_frames
+from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.models import EntryFrame
+from dignity.takedown.models import ScanVideo
+from dignity.takedown.scanlog import HashSet, VideoFrames
 from dignity.video.vpdq import VpdqResult, vpdq_hash
 from tests.video_samples import write_video
 
@@ -107,3 +111,27 @@ def test_trimmed_frames_follow_refresh_and_withdrawal(
     svc.add_entries("videos", [NewEntry("vpdq", "", frames=barred)])  # reactivated
     engine.refresh()
     assert hits() == [eid]
+
+
+def test_the_copy_sweep_finds_letterboxed_copies(
+    db: Database, settings: Settings, videos: dict[str, VpdqResult]
+) -> None:
+    # The scan log keeps each frame's trimmed hash too: a removed video finds a logged copy
+    # with bars added (logged trimmed vs query raw) and one with its bars cut off (query
+    # trimmed vs logged raw), and no unrelated video.
+    from tests.integration.test_removal import World
+    from tests.integration.test_video_takedown import scan_video
+
+    w = World(db, settings)
+    for name in ("bars-added", "bars-removed", "unrelated", "unrelated-barred"):
+        scan_video(w, videos[name], f"up-{name}")
+    with db.session() as s:
+        logged = dict(s.execute(select(ScanVideo.scan_id, ScanVideo.trimmed)).all())
+    assert sum(t is not None for t in logged.values()) == 2  # bars-added, unrelated-barred
+
+    def swept(name: str) -> set[str]:
+        query = HashSet(None, "0" * 32, "0" * 64, None, VideoFrames.from_vpdq(videos[name]))
+        return {c.content_id for c in w.log.find_copies([query]) if c.reason == "copy_video"}
+
+    assert swept("plain") == {"up-bars-added"}
+    assert swept("barred") == {"up-bars-removed"}
