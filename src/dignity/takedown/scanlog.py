@@ -261,11 +261,19 @@ class VideoFrames:
         return len(self.times)
 
     def vpdq_frames(self) -> tuple[VpdqFrame, ...]:
-        """The frames as vPDQ frames (without variants), e.g. to bank a removed video."""
+        """The frames as vPDQ frames (without variants; with their letterbox-trimmed hash
+        where the video has bars), e.g. to bank a removed video."""
         from dignity.video.vpdq import VpdqFrame
 
+        cut = self.trimmed
         return tuple(
-            VpdqFrame(n, t, self.hashes[32 * i : 32 * (i + 1)].hex(), q)
+            VpdqFrame(
+                n,
+                t,
+                self.hashes[32 * i : 32 * (i + 1)].hex(),
+                q,
+                trimmed=cut[32 * i : 32 * (i + 1)] if cut else None,
+            )
             for i, (n, t, q) in enumerate(
                 zip(self.numbers, self.times, self.qualities, strict=True)
             )
