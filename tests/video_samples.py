@@ -41,20 +41,28 @@ def write_video(
     fps: int = FPS,
     skip_seconds: int = 0,
     size: tuple[int, int] = SIZE,
+    bars: int = 0,
+    bar_colour: tuple[int, int, int] = (0, 0, 0),
 ) -> Path:
     """Write ``scenes`` ((seed, seconds) each, in order) to ``path`` (the container from its
-    suffix); ``mirror`` flips every frame left to right; ``skip_seconds`` trims the start."""
+    suffix); ``mirror`` flips every frame left to right; ``skip_seconds`` trims the start;
+    ``bars`` adds letterbox bars that many pixels high above and below the picture (the frame
+    grows by twice that), in ``bar_colour``."""
     frames = [
         f for seed, seconds in scenes for f in scene_frames(seed, seconds, fps=fps, size=size)
     ]
     frames = frames[skip_seconds * fps :]
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height = size
+        stream.width, stream.height = size[0], size[1] + 2 * bars
         stream.pix_fmt = "yuv420p"
         for image in frames:
             if mirror:
                 image = ImageOps.mirror(image)
+            if bars:
+                boxed = Image.new("RGB", (size[0], size[1] + 2 * bars), bar_colour)
+                boxed.paste(image.convert("RGB"), (0, bars))
+                image = boxed
             frame = av.VideoFrame.from_ndarray(np.asarray(image.convert("RGB")), format="rgb24")
             for packet in stream.encode(frame):
                 out.mux(packet)

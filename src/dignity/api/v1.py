@@ -206,8 +206,9 @@ def _upload_entries(data: bytes | BinaryIO, services: Services) -> list[NewEntry
     if not isinstance(data, bytes) or is_video(data[:HEAD_BYTES], data):
         from dignity.video.analysis import hash_video
 
-        # Frames as Meta's vpdq gives them: banks exchange them; dihedral is for queries.
-        video = hash_video(data, services.settings, dihedral=False, sync=True)
+        # Frames as Meta's vpdq gives them: banks exchange them; dihedral is for queries. The
+        # letterbox-trimmed hashes are dignity's own (stored beside the frames, never exported).
+        video = hash_video(data, services.settings, dihedral=False, sync=True, trim_bars=True)
         return [NewEntry("vpdq", "", "file", frames=video.frames, video_md5=video.md5)]
     h = _hash(data, services, False)
     wanted = ("pdq", "md5")

@@ -240,7 +240,11 @@ def add(
     for item in items:
         try:
             if os.path.exists(item) and is_video_file(item):
-                video = hash_video_file(item, ctx.settings, seconds_per_hash=seconds_per_hash)
+                # With the frames' letterbox-trimmed hashes (kept for dignity's matching,
+                # never exported), so copies with bars added or removed match.
+                video = hash_video_file(
+                    item, ctx.settings, seconds_per_hash=seconds_per_hash, trim_bars=True
+                )
                 videos[item] = NewEntry(
                     "vpdq", "", frames=video.frames, video_md5=video.md5, note=note
                 )

@@ -49,7 +49,12 @@ def is_video_file(path: str) -> bool:
 
 
 def hash_video_file(
-    path: str, settings: Settings, *, seconds_per_hash: float = 1.0, dihedral: bool = False
+    path: str,
+    settings: Settings,
+    *,
+    seconds_per_hash: float = 1.0,
+    dihedral: bool = False,
+    trim_bars: bool | None = None,
 ) -> VpdqResult:
     """The vPDQ (and digests) of a video file, streaming, under the settings' video limits
     (``DIGNITY_VIDEO_MAX_SECONDS`` and the rest; no request to answer in time here); raises
@@ -61,6 +66,7 @@ def hash_video_file(
             path,
             seconds_per_hash=seconds_per_hash,
             dihedral=dihedral,
+            trim_bars=trim_bars,
             max_seconds=settings.video_max_seconds,
             max_frame_pixels=settings.video_max_pixels,
             max_bytes=settings.video_max_bytes,

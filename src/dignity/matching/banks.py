@@ -213,6 +213,14 @@ def _validate_entry(item: NewEntry, where: str = "") -> NewEntry:
             )
         # Round trip through the JSON form: the same checks as any other input of frames.
         frames = frames_from_json(frames_to_json(item.frames))
+        # The JSON form is the exchanged one and has no trimmed hashes (dignity's own, see
+        # dignity.video.bars): carry them over where the frames came with them.
+        frames = tuple(
+            replace(g, trimmed=f.trimmed[:32])
+            if f.trimmed and len(f.trimmed) >= 32 and len(f.trimmed) % 32 == 0
+            else g
+            for f, g in zip(item.frames, frames, strict=True)
+        )
         digest = vpdq_digest(frames)
         if item.value and item.value.strip().lower() != digest:
             raise HashError(
@@ -751,6 +759,7 @@ def _write_frames(
                 "timestamp": f.timestamp,
                 "pdq": f.pdq_hex,
                 "quality": f.quality,
+                "trimmed_pdq": f.trimmed[:32].hex() if f.trimmed else None,
             }
             for pos, f in enumerate(item.frames)
         ]

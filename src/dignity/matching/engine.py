@@ -78,6 +78,9 @@ _FRAME_MASK = (1 << FRAME_BITS) - 1
 # every third frame of the originals banked as an image, radius 16 finds 288 of the 314 frame-image
 # matches, 20 finds 305, 24 finds 309).
 VIDEO_SEED_DISTANCE = 16
+# A banked frame's hash with the video's letterbox bars trimmed sits beside the raw one under
+# the raw id with this bit set (ids must be distinct); a hit on it counts for the same frame.
+TRIMMED_BIT = 1 << 62
 # The MD5 of a file's bytes, by both of its names.
 _FILE_MD5 = ("md5", "video_md5")
 
@@ -173,6 +176,7 @@ class _Video:
     unique: int
     step: float
     md5: bytes | None
+    trimmed: bool = False  # frames also indexed with the video's letterbox bars trimmed
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,8 @@ class _VideoRows:
 
     frames: dict[int, tuple[list[float], list[str], list[int]]]
     md5: dict[int, str | None]
+    # entry id -> {position: PDQ hex of the frame with the video's bars trimmed}
+    trimmed: dict[int, dict[int, str]] = field(default_factory=dict)
 
 
 _EntryRow: TypeAlias = "Row[int, int, str, str]"  # id, bank id, signal, value
@@ -376,6 +382,7 @@ class MatchEngine:
                 EntryFrame.timestamp,
                 EntryFrame.pdq,
                 EntryFrame.quality,
+                EntryFrame.trimmed_pdq,
             )
             .join(EntryFrame, EntryFrame.entry_id == Entry.id)
             .where(Entry.status == "active", Entry.signal.in_(names))
@@ -384,11 +391,13 @@ class MatchEngine:
         chunks = [None] if ids is None else [ids[i : i + 500] for i in range(0, len(ids), 500)]
         for chunk in chunks:
             q = base if chunk is None else base.where(Entry.id.in_(chunk))
-            for eid, md5, timestamp, pdq, quality in conn.execute(q):
+            for eid, md5, timestamp, pdq, quality, trimmed in conn.execute(q):
                 got = out.frames.get(eid)
                 if got is None:
                     got = out.frames[eid] = ([], [], [])
                     out.md5[eid] = md5
+                if trimmed:
+                    out.trimmed.setdefault(eid, {})[len(got[0])] = trimmed
                 got[0].append(float(timestamp))
                 got[1].append(pdq)
                 got[2].append(int(quality))
@@ -415,16 +424,28 @@ class MatchEngine:
             groups, unique = _groups(hexes, keep)
             t = np.asarray(times, dtype=np.float64)
             md5 = found.md5.get(eid)
+            positions = np.flatnonzero(keep).astype(np.int64)
+            trimmed = found.trimmed.get(eid, {})
+            cut = [p for p in positions.tolist() if p in trimmed]
             videos[eid] = _Video(
-                bank_id, t, groups, unique, _step(t), bytes.fromhex(md5) if md5 else None
+                bank_id,
+                t,
+                groups,
+                unique,
+                _step(t),
+                bytes.fromhex(md5) if md5 else None,
+                bool(cut),
             )
             if md5:
                 md5s.add(eid, bank_id, bytes.fromhex(md5))
-            positions = np.flatnonzero(keep).astype(np.int64)
             if positions.shape[0]:
                 ids.append((np.int64(eid) << FRAME_BITS) | positions)
                 hashes += [hexes[p] for p in positions.tolist()]
                 tags.append(np.full(positions.shape[0], bank_id, dtype=np.int32))
+            if cut:
+                ids.append((np.int64(eid) << FRAME_BITS) | np.asarray(cut, np.int64) | TRIMMED_BIT)
+                hashes += [trimmed[p] for p in cut]
+                tags.append(np.full(len(cut), bank_id, dtype=np.int32))
         if ids:
             frames.add(np.concatenate(ids), _hex_rows(hashes), np.concatenate(tags))
 
@@ -952,7 +973,12 @@ def _verify_frames(
     (``lookup``) and are compared with every query row by the compiled scan. An index without
     ``lookup``, or candidates with more frames than an eighth of the index (where scanning them
     would cost about what searching the index does), get the full search instead."""
-    entries = np.unique(seeds.ids >> FRAME_BITS) if len(seeds) else np.zeros(0, np.int64)
+    # A trimmed frame's id (TRIMMED_BIT) names the same entry.
+    entries = (
+        np.unique((seeds.ids & ~np.int64(TRIMMED_BIT)) >> FRAME_BITS)
+        if len(seeds)
+        else np.zeros(0, np.int64)
+    )
     known = [int(e) for e in entries.tolist() if int(e) in videos]
     lookup = getattr(index, "lookup", None)
     ids = _frame_ids(known, videos)
@@ -970,7 +996,9 @@ def _frame_queries(
     frames: Sequence[VpdqFrame], *, dihedral: bool
 ) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int64]]:
     """The query rows for a video's frames (each frame's 8 dihedral hashes where it has them
-    and ``dihedral`` is on, else its hash), with each row's frame and transform."""
+    and ``dihedral`` is on, else its hash), with each row's frame and transform; a frame with
+    its letterbox bars trimmed (``VpdqFrame.trimmed``) adds the same rows for that hash, so a
+    copy with bars added meets the banked frames without them."""
     packed: list[bytes] = []
     rows_frame: list[int] = []
     rows_transform: list[int] = []
@@ -984,6 +1012,12 @@ def _frame_queries(
             packed.append(bytes.fromhex(f.pdq_hex))
             rows_frame.append(i)
             rows_transform.append(0)
+        trimmed: bytes | None = getattr(f, "trimmed", None)
+        if trimmed and len(trimmed) % 32 == 0:
+            n = len(DIHEDRAL_NAMES) if dihedral and len(trimmed) == len(variants or b"") else 1
+            packed.append(trimmed[: 32 * n])
+            rows_frame += [i] * n
+            rows_transform += range(n)
     queries = np.frombuffer(b"".join(packed), dtype=np.uint8).reshape(-1, 32)
     return queries, np.asarray(rows_frame, np.int64), np.asarray(rows_transform, np.int64)
 
@@ -1009,7 +1043,7 @@ def _video_matches(
             thresholds[b.id] = b.threshold
     tags = hits.tags.astype(np.int64)
     ok = (tags < thresholds.shape[0]) & (dist <= thresholds[np.minimum(tags, len(thresholds) - 1)])
-    ids = hits.ids[ok]
+    ids = hits.ids[ok] & ~np.int64(TRIMMED_BIT)  # a trimmed banked hash: the same frame
     entry = (ids >> FRAME_BITS).tolist()
     pos = (ids & _FRAME_MASK).tolist()
     qf = rows_frame[qrows[ok]].tolist()
@@ -1104,6 +1138,9 @@ def _frame_ids(entry_ids: Sequence[int], videos: dict[int, _Video]) -> NDArray[n
         (np.int64(eid) << FRAME_BITS) | np.arange(videos[eid].times.shape[0], dtype=np.int64)
         for eid in entry_ids
     ]
+    # Their letterbox-trimmed hashes, for the entries that have them.
+    cut = [p | TRIMMED_BIT for e, p in zip(entry_ids, parts, strict=True) if videos[e].trimmed]
+    parts += cut
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 

@@ -106,6 +106,9 @@ class EntryFrame(Base):
     timestamp: Mapped[float] = mapped_column(Float, nullable=False)
     pdq: Mapped[str] = mapped_column(String(64), nullable=False)
     quality: Mapped[int] = mapped_column(Integer, nullable=False)
+    # The frame's PDQ with the video's letterbox bars trimmed, for dignity's own matching only
+    # (exports and exchanges carry ``pdq``); None where the video has no bars.
+    trimmed_pdq: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class IndexLog(Base):

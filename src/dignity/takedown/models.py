@@ -98,7 +98,9 @@ class ScanVideo(Base):
     number, timestamp in ms, quality, 32-byte PDQ): 41 bytes a frame, about 2.5 KB a minute.
     ``dihedral`` holds each frame's 7 other dihedral variants (7 x 32 bytes, in
     ``DIHEDRAL_NAMES`` order after the original) when they were computed, so a mirrored copy
-    is found whichever side was scanned first. Deleted with its scan (purge)."""
+    is found whichever side was scanned first. ``trimmed`` holds each frame's PDQ with the
+    video's letterbox bars cut off (32 bytes a frame; NULL without bars), so a copy with bars
+    added or removed is found too (:mod:`dignity.video.bars`). Deleted with its scan (purge)."""
 
     __tablename__ = "scan_video"
 
@@ -112,6 +114,7 @@ class ScanVideo(Base):
     frame_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     frames: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     dihedral: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    trimmed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class TakedownRequest(Base):

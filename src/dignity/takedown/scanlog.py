@@ -245,7 +245,8 @@ def dumps(obj: Any) -> str:
 class VideoFrames:
     """A video's sampled frames as the scan log keeps them: numbers, times (s), qualities, the
     PDQ hashes back to back (32 bytes each), and optionally each frame's 7 other dihedral
-    variants back to back (7 x 32 bytes a frame)."""
+    variants back to back (7 x 32 bytes a frame) and each frame's PDQ with the video's
+    letterbox bars trimmed (32 bytes a frame; :mod:`dignity.video.bars`)."""
 
     numbers: tuple[int, ...]
     times: tuple[float, ...]
@@ -253,17 +254,26 @@ class VideoFrames:
     hashes: bytes
     dihedral: bytes | None = None
     duration: float = 0.0
+    trimmed: bytes | None = None
 
     @property
     def count(self) -> int:
         return len(self.times)
 
     def vpdq_frames(self) -> tuple[VpdqFrame, ...]:
-        """The frames as vPDQ frames (without variants), e.g. to bank a removed video."""
+        """The frames as vPDQ frames (without variants; with their letterbox-trimmed hash
+        where the video has bars), e.g. to bank a removed video."""
         from dignity.video.vpdq import VpdqFrame
 
+        cut = self.trimmed
         return tuple(
-            VpdqFrame(n, t, self.hashes[32 * i : 32 * (i + 1)].hex(), q)
+            VpdqFrame(
+                n,
+                t,
+                self.hashes[32 * i : 32 * (i + 1)].hex(),
+                q,
+                trimmed=cut[32 * i : 32 * (i + 1)] if cut else None,
+            )
             for i, (n, t, q) in enumerate(
                 zip(self.numbers, self.times, self.qualities, strict=True)
             )
@@ -278,6 +288,8 @@ class VideoFrames:
         whole = bool(frames) and all(
             isinstance(p, bytes) and len(p) == VARIANTS * 32 for p in packed
         )
+        cut = [getattr(f, "trimmed", None) for f in frames]
+        trimmed = bool(frames) and all(isinstance(t, bytes) and len(t) >= 32 for t in cut)
         return cls(
             numbers=tuple(int(f.frame_number) for f in frames),
             times=tuple(round(float(f.timestamp), 3) for f in frames),
@@ -285,6 +297,7 @@ class VideoFrames:
             hashes=bytes.fromhex("".join(f.pdq_hex for f in frames)),
             dihedral=b"".join(cast(bytes, p)[32:] for p in packed) if whole else None,
             duration=float(result.duration),
+            trimmed=b"".join(cast(bytes, t)[:32] for t in cut) if trimmed else None,
         )
 
     def pack(self) -> bytes:
@@ -296,11 +309,15 @@ class VideoFrames:
         )
 
     @classmethod
-    def unpack(cls, frames: bytes, dihedral: bytes | None, duration: float) -> VideoFrames:
+    def unpack(
+        cls, frames: bytes, dihedral: bytes | None, duration: float, trimmed: bytes | None = None
+    ) -> VideoFrames:
         rows = np.frombuffer(frames, dtype=_FRAME_DTYPE) if frames else _NO_FRAMES
         n = int(rows.shape[0])
         if dihedral is not None and len(dihedral) != n * (VARIANTS - 1) * 32:
             dihedral = None  # a damaged row: the originals still sweep
+        if trimmed is not None and len(trimmed) != n * 32:
+            trimmed = None
         return cls(
             numbers=tuple(rows["number"].tolist()),
             times=tuple((rows["ms"] / 1000.0).tolist()),
@@ -308,6 +325,7 @@ class VideoFrames:
             hashes=np.ascontiguousarray(rows["pdq"]).tobytes(),
             dihedral=dihedral,
             duration=duration,
+            trimmed=trimmed,
         )
 
     @property
@@ -577,6 +595,7 @@ class ScanLog:
                             frame_count=video.count,
                             frames=video.pack(),
                             dihedral=video.dihedral,
+                            trimmed=video.trimmed,
                         )
                     )
                 if review_priority is not None:
@@ -978,6 +997,12 @@ class _FrameQuery:
         else:
             rows = video.rows()[usable]
             ids = usable * VARIANTS
+        if video.trimmed is not None:
+            # Trimmed hashes (bars cut off) as the same frames, shifted by the frame count so
+            # that ids stay distinct: ``segments`` folds them back.
+            cut = np.frombuffer(video.trimmed, dtype=np.uint8).reshape(-1, 32)[usable]
+            rows = np.concatenate([rows, cut])
+            ids = np.concatenate([ids, (usable + video.count) * VARIANTS])
         index = MihIndex.from_arrays(
             np.ascontiguousarray(ids, dtype=np.int64),
             np.ascontiguousarray(rows),
@@ -996,16 +1021,22 @@ class _Logged:
     frames: bytes
     dihedral: bytes | None
     duration: float
+    trimmed: bytes | None = None
 
     def unpack(self) -> VideoFrames:
-        return VideoFrames.unpack(self.frames, self.dihedral, self.duration)
+        return VideoFrames.unpack(self.frames, self.dihedral, self.duration, self.trimmed)
 
 
 def _video_pages(s: Session, after_id: int, *, with_dihedral: bool) -> Iterator[list[_Logged]]:
     """Logged videos still up (not removed, with a content id), a page at a time in scan id
     order: keyset pages on the primary key, so each is an index range on any planner."""
     last = after_id
-    columns: list[Any] = [ScanVideo.scan_id, ScanVideo.frames, ScanVideo.duration]
+    columns: list[Any] = [
+        ScanVideo.scan_id,
+        ScanVideo.frames,
+        ScanVideo.duration,
+        ScanVideo.trimmed,
+    ]
     if with_dihedral:
         columns.append(ScanVideo.dihedral)
     while True:
@@ -1035,8 +1066,9 @@ def _video_pages(s: Session, after_id: int, *, with_dihedral: bool) -> Iterator[
                 int(r[0]),
                 live[int(r[0])],
                 bytes(r[1]),
-                bytes(r[3]) if with_dihedral and r[3] is not None else None,
+                bytes(r[4]) if with_dihedral and r[4] is not None else None,
                 float(r[2]),
+                bytes(r[3]) if r[3] is not None else None,
             )
             for r in rows
             if int(r[0]) in live
@@ -1068,6 +1100,21 @@ class _Candidates:
         self.frame = frame[keep]
         self.rows = np.ascontiguousarray(every["pdq"][keep])
         self.usable_counts = np.bincount(self.owner, minlength=len(page)).tolist()
+        # Videos logged with letterbox-trimmed hashes add those as more rows of the same
+        # frames (after the counts: percentages are over frames, not rows).
+        rows, owners, frames = [self.rows], [self.owner], [self.frame]
+        for pos, v in enumerate(page):
+            n = int(counts[pos])
+            if v.trimmed is None or len(v.trimmed) != n * 32:
+                continue
+            usable = keep[int(starts[pos]) : int(starts[pos]) + n]
+            rows.append(np.frombuffer(v.trimmed, dtype=np.uint8).reshape(-1, 32)[usable])
+            owners.append(np.full(int(usable.sum()), pos, dtype=np.int64))
+            frames.append(np.flatnonzero(usable).astype(np.int64))
+        if len(rows) > 1:
+            self.rows = np.ascontiguousarray(np.concatenate(rows))
+            self.owner = np.concatenate(owners)
+            self.frame = np.concatenate(frames)
         self._counts = counts
         self._keep = keep
         self._owner_all = owner
@@ -1143,6 +1190,7 @@ class _Candidates:
             hits.query.tolist(), hits.ids.tolist(), hits.distances.tolist(), strict=True
         ):
             qframe, variant = divmod(int(ident), VARIANTS)
+            qframe %= max(1, video.count)  # a trimmed query row: the same frame
             pairs.setdefault((int(self.owner[row]), variant), []).append(
                 FramePair(qframe, int(self.frame[row]), int(dist))
             )
@@ -1157,7 +1205,11 @@ class _Candidates:
                     # the inverse of k.
                     key = (int(owner[row]), _INVERSE[int(kind[row])])
                     pairs.setdefault(key, []).append(
-                        FramePair(int(ident) // VARIANTS, int(frame[row]), int(dist))
+                        FramePair(
+                            int(ident) // VARIANTS % max(1, video.count),
+                            int(frame[row]),
+                            int(dist),
+                        )
                     )
         best: dict[int, Copy] = {}
         step = video.step
@@ -1210,7 +1262,7 @@ def video_of(s: Session, scan_id: int) -> VideoFrames | None:
     row = s.get(ScanVideo, scan_id)
     if row is None:
         return None
-    return VideoFrames.unpack(row.frames, row.dihedral, row.duration)
+    return VideoFrames.unpack(row.frames, row.dihedral, row.duration, row.trimmed)
 
 
 def hashset_of(s: Session, row: ScanRecord) -> HashSet:

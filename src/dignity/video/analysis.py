@@ -220,11 +220,13 @@ def hash_video(
     max_seconds: float | None = None,
     sync: bool = False,
     on_frame: Callable[[DecodedFrame, float], None] | None = None,
+    trim_bars: bool | None = None,
 ) -> VpdqResult:
     """vPDQ (with dihedral variants), MD5 and SHA-256 of a video under the settings' limits,
     a damaged stream read up to the damage (``partial``). With ``sync`` (inside a request) the
     length limit is ``video_sync_max_seconds`` and going over it is
-    ``media.video_too_long_for_sync``, refused from the header when it states the length."""
+    ``media.video_too_long_for_sync``, refused from the header when it states the length.
+    ``trim_bars``: also each frame's letterbox-trimmed hash (default: with ``dihedral``)."""
     _refuse_many_frames(source, settings)
     limit = settings.video_max_seconds if max_seconds is None else max_seconds
     decode_seconds = settings.video_decode_seconds
@@ -235,6 +237,7 @@ def hash_video(
         return vpdq_hash(
             _stream(source),
             dihedral=dihedral,
+            trim_bars=trim_bars,
             max_seconds=limit,
             max_frame_pixels=settings.video_max_pixels,
             max_bytes=settings.video_max_bytes,

@@ -30,7 +30,7 @@ decodes with its frame and slice threads.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 
 from dignity.errors import MediaRefused
 from dignity.hashing.pdq import pdq_from_full_pixels
+from dignity.video.bars import BarFinder, Bars
 from dignity.video.decode import (
     DECODE_SECONDS,
     MAX_BYTES,
@@ -56,13 +57,17 @@ class VpdqFrame:
     """One hashed frame: its 0-based decode index, its time in seconds from the first frame,
     its PDQ (64 lowercase hex) and that hash's quality (0-100). ``dihedral``, when asked for,
     holds the frame's 8 dihedral PDQ variants back to back (8 x 32 bytes, in
-    :data:`dignity.hashing.pdq.DIHEDRAL_NAMES` order, the original first)."""
+    :data:`dignity.hashing.pdq.DIHEDRAL_NAMES` order, the original first). ``trimmed``, only
+    for dignity's own matching and never exchanged, is the PDQ of the frame with the video's
+    letterbox/pillarbox bars cut off (:mod:`dignity.video.bars`), with its 8 dihedral variants
+    the same way when ``dihedral`` is there; None where the video has no bars."""
 
     frame_number: int
     timestamp: float
     pdq_hex: str
     quality: int
     dihedral: bytes | None = None
+    trimmed: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,8 @@ class VpdqResult:
     of frames decoded, and the MD5 / SHA-256 of the file's bytes (hex). ``partial`` is None for
     a whole video, else the ``media.*`` code of the damage that ended decoding early (only
     with ``allow_partial``): the frames are those read before it. ``rotation`` is the display
-    matrix's turn in degrees counter-clockwise (0, 90, 180, 270)."""
+    matrix's turn in degrees counter-clockwise (0, 90, 180, 270). ``bars``: the bars found
+    (pixels of the hashed frames) when they were looked for, else None."""
 
     frames: tuple[VpdqFrame, ...]
     duration: float
@@ -86,6 +92,7 @@ class VpdqResult:
     rotation: int = 0
     container: str = ""
     tags: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    bars: Bars | None = None
 
 
 def frame_step(seconds_per_hash: float, frame_rate: float) -> int:
@@ -103,6 +110,7 @@ def vpdq_hash(
     downscale: tuple[int, int] | None = None,
     honour_rotation: bool = False,
     dihedral: bool = False,
+    trim_bars: bool | None = None,
     max_seconds: float = MAX_SECONDS,
     max_frame_pixels: int = MAX_FRAME_PIXELS,
     max_bytes: int = MAX_BYTES,
@@ -117,8 +125,11 @@ def vpdq_hash(
     ``honour_rotation`` turns frames upright by their display matrix first; off by default
     because Meta's vpdq hashes the coded frames, and hashes are exchanged with its users (see
     the module docstring for why ``dihedral`` covers matching). ``dihedral`` fills each
-    frame's 8 variants. ``allow_partial`` keeps the frames read before a corrupt or truncated
-    part instead of raising (the result says ``partial``). ``on_frame(frame, timestamp)`` sees
+    frame's 8 variants. ``trim_bars`` (default: as ``dihedral``, since both serve dignity's own
+    matching) looks for letterbox bars over the first frames and fills each frame's
+    ``trimmed`` hash where there are any (the raw hashes stay Meta's). ``allow_partial`` keeps
+    the frames read before a corrupt or truncated part instead of raising (the result says
+    ``partial``). ``on_frame(frame, timestamp)`` sees
     every decoded frame (for sampling frames for other signals in the same pass).
     Raises the ``media.*`` errors of :func:`dignity.video.decode.open_video`, and
     ``media.not_a_video`` for a stream without a frame rate or without a single frame.
@@ -143,6 +154,11 @@ def vpdq_hash(
         rotation = 0
         first_time: float | None = None
         last_time: float | None = None
+        # Bars are decided over the first informative frames; until then the frames hashed
+        # are kept (shrunk to PDQ's 512 px working size at most) to be trimmed once decided.
+        finder = BarFinder() if (dihedral if trim_bars is None else trim_bars) else None
+        bars: Bars | None = None
+        waiting: list[tuple[int, NDArray[np.uint8], int]] = []
         for item in video.frames():
             decoded += 1
             if item.time is not None and first_time is None:
@@ -166,6 +182,19 @@ def vpdq_hash(
                     pdq.packed if dihedral else None,
                 )
             )
+            if finder is None:
+                continue
+            if bars is None:
+                finder.see(pixels)
+                waiting.append((len(hashed) - 1, *_shrunk(pixels)))
+                if finder.ready or len(waiting) >= _MAX_WAITING:
+                    bars = finder.decide()
+                    _trim_waiting(hashed, waiting, bars, dihedral)
+            elif bars:
+                hashed[-1] = replace(hashed[-1], trimmed=_trimmed(pixels, bars, dihedral))
+        if finder is not None and bars is None:
+            bars = finder.decide()
+            _trim_waiting(hashed, waiting, bars, dihedral)
         if decoded == 0:
             raise MediaRefused("the video has no frames", code="media.not_a_video")
         partial = video.partial
@@ -185,7 +214,42 @@ def vpdq_hash(
         rotation=rotation,
         container=info.container,
         tags=info.tags,
+        bars=bars,
     )
+
+
+_MAX_WAITING = 32  # frames kept while bars are undecided (a long black intro decides "none")
+_WORKING_SIDE = 512
+
+
+def _shrunk(pixels: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], int]:
+    """A frame kept while bars are undecided, with the factor it was shrunk by: PDQ blurs a
+    frame down to 64 x 64, so a copy of at most about 512 px a side hashes the same but for a
+    bit or two, and memory stays flat whatever the frame size."""
+    factor = -(-max(pixels.shape[:2]) // _WORKING_SIDE)
+    if factor <= 1:
+        return pixels, 1
+    from PIL import Image
+
+    small = np.asarray(Image.fromarray(pixels).reduce(factor), dtype=np.uint8)
+    return small, factor
+
+
+def _trimmed(pixels: NDArray[np.uint8], bars: Bars, dihedral: bool) -> bytes:
+    pdq = pdq_from_full_pixels(np.ascontiguousarray(bars.crop(pixels)), dihedral=dihedral)
+    return pdq.packed if dihedral else bytes.fromhex(pdq.hex)
+
+
+def _trim_waiting(
+    hashed: list[VpdqFrame],
+    waiting: list[tuple[int, NDArray[np.uint8], int]],
+    bars: Bars,
+    dihedral: bool,
+) -> None:
+    if bars:
+        for i, pixels, factor in waiting:
+            hashed[i] = replace(hashed[i], trimmed=_trimmed(pixels, bars.scaled(factor), dihedral))
+    waiting.clear()
 
 
 def _timestamp(
