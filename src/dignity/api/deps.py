@@ -11,6 +11,7 @@ worker.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -169,6 +170,21 @@ async def run_light(services: Services, fn: Callable[..., T], *args: Any) -> T:
     return await _run_in(services.lookup_slots, services, fn, *args)
 
 
+_TOKENS: dict[tuple[int, int], anyio.CapacityLimiter] = {}
+
+
+def _thread_tokens(slots: Slots) -> anyio.CapacityLimiter:
+    """The thread tokens of one kind of work, as many as its slots: heavy work and lookups run
+    on tokens of their own, never on the default pool's, which the plain routes (``/healthz``,
+    ``/readyz``, pages) run on, so those always find a thread. One per event loop (a limiter
+    belongs to the loop it was made on)."""
+    key = (id(slots), id(asyncio.get_running_loop()))
+    found = _TOKENS.get(key)
+    if found is None:
+        found = _TOKENS[key] = anyio.CapacityLimiter(slots.capacity)
+    return found
+
+
 async def _run_in(
     slots: Slots,
     services: Services,
@@ -192,7 +208,9 @@ async def _run_in(
         with anyio.fail_after(timeout_s or settings.request_timeout_s):
             # abandon_on_cancel: on timeout we answer at once; the thread finishes and frees
             # its slot by itself (work is bounded by the byte and pixel limits).
-            return await anyio.to_thread.run_sync(guarded, abandon_on_cancel=True)
+            return await anyio.to_thread.run_sync(
+                guarded, abandon_on_cancel=True, limiter=_thread_tokens(slots)
+            )
     except TimeoutError as exc:
         raise RequestTimeout(
             "the request took too long", code="request.timeout", retry_after=1
