@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         description="Requests one API key may have in flight in one process; past it, 503 at "
         "once (server.busy, Retry-After).",
     )
+    address_max_in_flight: int = Field(
+        default=16,
+        gt=0,
+        description="Requests one client address may have in flight on the anonymous routes "
+        "(portal, takedown intake, appeals) in one process; past it, 503 at once.",
+    )
     lookup_concurrency: int = Field(
         default=8,
         gt=0,

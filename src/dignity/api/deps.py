@@ -52,14 +52,15 @@ class RateLimiter:
 
 
 class InFlight:
-    """Requests in flight per key in this process: one key cannot fill the server's
-    connections and heavy queue by itself (past ``key_max_in_flight``: 503 at once)."""
+    """Requests in flight per key (or per client address, on the anonymous routes) in this
+    process: one client cannot fill the server's connections and heavy queue by itself (past
+    ``key_max_in_flight`` / ``address_max_in_flight``: 503 at once)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._count: dict[int, int] = {}
+        self._count: dict[int | str, int] = {}
 
-    def enter(self, key_id: int, limit: int) -> bool:
+    def enter(self, key_id: int | str, limit: int) -> bool:
         with self._lock:
             now = self._count.get(key_id, 0)
             if now >= limit:
@@ -67,7 +68,7 @@ class InFlight:
             self._count[key_id] = now + 1
             return True
 
-    def leave(self, key_id: int) -> None:
+    def leave(self, key_id: int | str) -> None:
         with self._lock:
             left = self._count.get(key_id, 1) - 1
             if left > 0:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dignity.api.deps import Services, ServicesDep, per_process, require
 from dignity.api.pages import html_response
-from dignity.api.portal import client_address
+from dignity.api.portal import AddressInFlight, client_address
 from dignity.api.uploads import read_model
 from dignity.api.v1 import ERRORS
 from dignity.cases.limits import AddressLimiter
@@ -191,7 +191,9 @@ def _bad_code(error: BaseException | None) -> bool:
     )
 
 
-@router.post("/statements/api/{public_id}/appeal", include_in_schema=False)
+@router.post(
+    "/statements/api/{public_id}/appeal", include_in_schema=False, dependencies=[AddressInFlight]
+)
 async def file_appeal(public_id: str, request: Request, services: ServicesDep) -> Response:
     limits = _limits(request, services)
     client = client_address(request, services)

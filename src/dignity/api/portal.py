@@ -27,15 +27,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import ipaddress
+from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from dignity.api.deps import Services, ServicesDep, per_process, run_heavy
+from dignity.api.deps import InFlight, Services, ServicesDep, per_process, run_heavy
 from dignity.api.uploads import read_model
 from dignity.cases.limits import AddressLimiter
 from dignity.cases.service import (
@@ -45,7 +46,7 @@ from dignity.cases.service import (
     CaseService,
     HashIn,
 )
-from dignity.errors import NotFound
+from dignity.errors import NotFound, Unavailable
 
 router = APIRouter()
 
@@ -118,6 +119,27 @@ def _enabled(services: Services) -> None:
 
 def _limits(request: Request, services: Services) -> _Limits:
     return per_process(request, "portal_limits", lambda: _Limits(services))
+
+
+async def address_in_flight(request: Request, services: ServicesDep) -> AsyncIterator[None]:
+    """The anonymous routes' cap on requests in flight per client address (the keyed routes
+    cap per key): one address holding hundreds of slow PIN checks or submissions answers 503
+    at once past ``address_max_in_flight``, instead of queueing in front of everybody else."""
+    client = client_address(request, services)
+    in_flight = per_process(request, "address_in_flight", InFlight)
+    if not in_flight.enter(client, services.settings.address_max_in_flight):
+        raise Unavailable(
+            "too many requests from this address in flight; try again",
+            code="server.busy",
+            retry_after=1,
+        )
+    try:
+        yield
+    finally:
+        in_flight.leave(client)
+
+
+AddressInFlight = Depends(address_in_flight)
 
 
 def client_address(request: Request, services: Services) -> str:
@@ -196,7 +218,7 @@ def _bad_credentials(error: BaseException | None) -> bool:
     return isinstance(error, CaseError) and error.code in ("case.bad_credentials", "case.locked")
 
 
-@router.post("/portal/api/cases", include_in_schema=False)
+@router.post("/portal/api/cases", include_in_schema=False, dependencies=[AddressInFlight])
 async def create_case(request: Request, services: ServicesDep) -> Response:
     _enabled(services)
     limits = _limits(request, services)
@@ -248,13 +270,13 @@ async def _with_credentials(request: Request, services: Services, action: str) -
     return out
 
 
-@router.post("/portal/api/cases/status", include_in_schema=False)
+@router.post("/portal/api/cases/status", include_in_schema=False, dependencies=[AddressInFlight])
 async def case_status(request: Request, services: ServicesDep) -> Response:
     out = await _with_credentials(request, services, "status")
     return JSONResponse(out, headers={"Cache-Control": "no-store"})
 
 
-@router.post("/portal/api/cases/withdraw", include_in_schema=False)
+@router.post("/portal/api/cases/withdraw", include_in_schema=False, dependencies=[AddressInFlight])
 async def case_withdraw(request: Request, services: ServicesDep) -> Response:
     out = await _with_credentials(request, services, "withdraw")
     return JSONResponse(out, headers={"Cache-Control": "no-store"})

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from dignity import audit
 from dignity.api.deps import Services, ServicesDep, per_process, require, run_heavy
 from dignity.api.pages import page
-from dignity.api.portal import client_address
+from dignity.api.portal import AddressInFlight, client_address
 from dignity.api.schemas import MAX_ID, ErrorBody
 from dignity.api.uploads import read_model
 from dignity.cases.limits import AddressLimiter
@@ -274,7 +274,7 @@ def status_page() -> Response:
 # -- the requester's JSON API -------------------------------------------------------------
 
 
-@router.post("/takedown/api/check", include_in_schema=False)
+@router.post("/takedown/api/check", include_in_schema=False, dependencies=[AddressInFlight])
 async def check_request(request: Request, services: ServicesDep) -> Response:
     limits = _limits(request, services)
     client = client_address(request, services)
@@ -286,7 +286,7 @@ async def check_request(request: Request, services: ServicesDep) -> Response:
     return JSONResponse(out, headers=_NO_STORE)
 
 
-@router.post("/takedown/api/requests", include_in_schema=False)
+@router.post("/takedown/api/requests", include_in_schema=False, dependencies=[AddressInFlight])
 async def file_request(request: Request, services: ServicesDep) -> Response:
     limits = _limits(request, services)
     client = client_address(request, services)
@@ -341,17 +341,17 @@ async def _credentialed(
     return JSONResponse(out, headers=_NO_STORE)
 
 
-@router.post("/takedown/api/status", include_in_schema=False)
+@router.post("/takedown/api/status", include_in_schema=False, dependencies=[AddressInFlight])
 async def request_status(request: Request, services: ServicesDep) -> Response:
     return await _credentialed(request, services, _Credentials, "status")
 
 
-@router.post("/takedown/api/complete", include_in_schema=False)
+@router.post("/takedown/api/complete", include_in_schema=False, dependencies=[AddressInFlight])
 async def complete_request(request: Request, services: ServicesDep) -> Response:
     return await _credentialed(request, services, _CompleteIn, "complete")
 
 
-@router.post("/takedown/api/withdraw", include_in_schema=False)
+@router.post("/takedown/api/withdraw", include_in_schema=False, dependencies=[AddressInFlight])
 async def withdraw_request(request: Request, services: ServicesDep) -> Response:
     return await _credentialed(request, services, _Credentials, "withdraw")
 
