@@ -16,8 +16,9 @@ a second pass looks for rectangles bounded by long straight edges.
 
 :func:`region_hashes` hashes each proposal with PDQ (dihedral when asked) from the same decoded
 image, read once as grey (luma) pixels: PDQ only reads luma, and a third of the bytes per
-proposal is most of their cost once there are several; a low-detail region gets a low PDQ quality and the engine's quality floor skips it, as
-it does for whole images. Coordinates are in the upload's pixels (the decode may be reduced).
+proposal is most of their cost once there are several. A low-detail region gets a low PDQ
+quality and the engine's quality floor skips it, as it does for whole images. Coordinates
+are in the upload's pixels (the decode may be reduced).
 """
 
 from __future__ import annotations
@@ -502,15 +503,14 @@ def _round_corners(
         if mask.mean() > 0.25:
             continue  # more than a rounding (at most 1 - pi/4 of its square): the picture's own
         ys, xs = np.nonzero(mask)
-        # Along the diagonal, the first pixel out of the staircase is the picture's.
-        for k in range(1, c):
-            if not ys.size:
-                break
-            inside = (ys + k < c) & (xs + k < c)
-            ys, xs = ys[inside], xs[inside]
-            ok = ~mask[ys + k, xs + k]
-            view[ys[ok], xs[ok]] = view[ys[ok] + k, xs[ok] + k]
-            ys, xs = ys[~ok], xs[~ok]
+        # Along each diagonal the mask is a prefix (the set is closed towards the corner), so
+        # the first pixel out of the staircase is at the prefix's length: one bincount
+        # instead of a step per diagonal offset.
+        diag = xs - ys + (c - 1)
+        k = np.bincount(diag, minlength=2 * c - 1)[diag] - np.minimum(ys, xs)
+        ok = (ys + k < c) & (xs + k < c)
+        ys, xs, k = ys[ok], xs[ok], k[ok]
+        view[ys, xs] = view[ys + k, xs + k]
 
 
 def _outside_spots(box: Box, size: tuple[int, int]) -> list[tuple[int, int] | None]:
