@@ -265,31 +265,38 @@ def _edge_rects(a: NDArray[np.uint8], min_w: int, min_h: int) -> list[Box]:
     luma = a.astype(np.int16)
     dy = np.abs(np.diff(luma, axis=0)) > EDGE_STEP  # (h-1, w): step between rows y and y+1
     dx = np.abs(np.diff(luma, axis=1)) > EDGE_STEP  # (h, w-1)
-    rows = _runs(dy, min_w)  # (y, x0, x1): an edge below row y, over columns x0..x1
-    cols = _runs(dx.T, min_h)  # (x, y0, y1)
-    rects: list[Box] = []
-    for i, (ya, ax0, ax1) in enumerate(rows):
-        for yb, bx0, bx1 in rows[i + 1 :]:
-            if yb - ya < min_h:
-                continue
-            left, right = max(ax0, bx0), min(ax1, bx1)
-            if right - left < min_w:
-                continue
-            # Both sides must have a vertical edge spanning the rows between, give or take
-            # rounded corners.
-            slack = max(3, (yb - ya) // 8)
-            sides = [
-                x
-                for x, cy0, cy1 in cols
-                if cy0 <= ya + slack and cy1 >= yb - slack and left - slack <= x <= right + slack
-            ]
-            if len(sides) < 2:
-                continue
-            xl, xr = min(sides), max(sides)
-            if xr - xl < min_w:
-                continue
-            rects.append((xl + 1, ya + 1, xr + 1, yb + 1))
-    return rects
+    rows = np.array(_runs(dy, min_w), dtype=np.intp).reshape(-1, 3)  # (y, x0, x1): an edge
+    # below row y, over columns x0..x1
+    cols = np.array(_runs(dx.T, min_h), dtype=np.intp).reshape(-1, 3)  # (x, y0, y1)
+    if len(rows) < 2 or not len(cols):
+        return []
+    # Every pair of edge rows (a above b, in the order of a nested loop over them), at once:
+    # the pairs and the columns are at most 64 each, and a Python loop over them was a fifth
+    # of the proposals' cost.
+    ia, ib = np.triu_indices(len(rows), k=1)
+    ya, yb = rows[ia, 0], rows[ib, 0]
+    left = np.maximum(rows[ia, 1], rows[ib, 1])
+    right = np.minimum(rows[ia, 2], rows[ib, 2])
+    keep = (yb - ya >= min_h) & (right - left >= min_w)
+    ya, yb, left, right = ya[keep], yb[keep], left[keep], right[keep]
+    # Both sides must have a vertical edge spanning the rows between, give or take rounded
+    # corners.
+    slack = np.maximum(3, (yb - ya) // 8)[:, None]
+    cx, cy0, cy1 = cols[:, 0][None, :], cols[:, 1][None, :], cols[:, 2][None, :]
+    side = (
+        (cy0 <= ya[:, None] + slack)
+        & (cy1 >= yb[:, None] - slack)
+        & (left[:, None] - slack <= cx)
+        & (cx <= right[:, None] + slack)
+    )
+    big = np.iinfo(np.intp).max
+    xl = np.where(side, cx, big).min(axis=1)
+    xr = np.where(side, cx, -big).max(axis=1)
+    ok = (side.sum(axis=1) >= 2) & (xr - xl >= min_w)
+    return [
+        (int(a) + 1, int(b) + 1, int(c) + 1, int(d) + 1)
+        for a, b, c, d in zip(xl[ok], ya[ok], xr[ok], yb[ok], strict=True)
+    ]
 
 
 def _runs(edges: NDArray[np.bool_], min_len: int) -> list[tuple[int, int, int]]:
