@@ -304,13 +304,16 @@ def _runs(edges: NDArray[np.bool_], min_len: int) -> list[tuple[int, int, int]]:
     ``edges``, gaps of one value bridged (anti-aliasing, JPEG)."""
     if edges.size == 0:
         return []
-    bridged = edges.copy()
+    bridged = np.array(edges, order="C")  # a copy, in row order (cols come transposed)
     bridged[:, 1:-1] |= edges[:, :-2] & edges[:, 2:]
-    padded = np.zeros((bridged.shape[0], bridged.shape[1] + 2), dtype=np.int8)
-    padded[:, 1:-1] = bridged
+    # Only lines with that many edge pixels in all can hold such a run: a few of them.
+    lines = np.flatnonzero(np.count_nonzero(bridged, axis=1) >= min_len)
+    padded = np.zeros((len(lines), bridged.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = bridged[lines]
     change = np.diff(padded, axis=1)
     ys, starts = np.nonzero(change == 1)
     _, ends = np.nonzero(change == -1)
+    ys = lines[ys]
     keep = (ends - starts) >= min_len
     return [
         (int(y), int(s), int(e))
