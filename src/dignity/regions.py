@@ -330,13 +330,14 @@ def _dominant(a: NDArray[np.uint8], box: Box) -> float:
     return float(np.bincount(codes, minlength=32).max()) / float(max(1, codes.size))
 
 
-def _refine(image: Image.Image, sample: _Sample, block: Box) -> Box:
+def _refine(grey: NDArray[np.uint8], sample: _Sample, block: Box) -> Box:
     """``block`` (sample pixels) in image pixels, each edge moved to the exact row or column
     where the picture starts. The sample line just outside the block was a separator (or the
     edge the rectangle was found at); scanning the image from the pixel it was sampled from
     towards the block, the first line that is busy or off the separator's level is the
-    picture's. Nearest sampling put the edge up to ``fx`` (``fy``) pixels off."""
-    w, h = image.size
+    picture's. Nearest sampling put the edge up to ``fx`` (``fy``) pixels off. ``grey`` is
+    the image's grey version (Pillow's), read in place."""
+    h, w = grey.shape
     fx, fy = sample.fx, sample.fy
     x0, y0 = round(block[0] * fx), round(block[1] * fy)
     x1, y1 = min(w, round(block[2] * fx)), min(h, round(block[3] * fy))
@@ -349,7 +350,7 @@ def _refine(image: Image.Image, sample: _Sample, block: Box) -> Box:
         return int(off[0]) if off.size else None
 
     def grab(b: Box) -> NDArray[np.float32]:
-        return np.asarray(image.crop(b).convert("L"), dtype=np.float32)
+        return grey[b[1] : b[3], b[0] : b[2]].astype(np.float32)
 
     if block[1] > 0:
         top = min(y0, int((block[1] - 0.5) * fy))
@@ -415,25 +416,28 @@ def _iou(a: Box, b: Box) -> float:
     return inter / union if union else 0.0
 
 
-def propose(image: Image.Image, limit: int = MAX_REGIONS) -> list[Box]:
+def propose(
+    image: Image.Image, limit: int = MAX_REGIONS, *, grey: NDArray[np.uint8] | None = None
+) -> list[Box]:
     """Up to ``limit`` boxes ``(x0, y0, x1, y1)`` in ``image``'s pixels that may hold an
-    embedded picture, most likely first; never the whole image."""
+    embedded picture, most likely first; never the whole image. ``grey``: the image as
+    Pillow's grey (``convert("L")``), when the caller has it."""
     w, h = image.size
     if min(w, h) < MIN_SIDE:
         return []
     sample = _sample(image)
-    grey = sample.grey
-    sh, sw = grey.shape
+    small = sample.grey
+    sh, sw = small.shape
     min_w = max(2, int(MIN_SIDE / sample.fx))
     min_h = max(2, int(MIN_SIDE / sample.fy))
-    stats = _Stats(grey)
+    stats = _Stats(small)
     # Strict cuts stop at a picture's own flat parts; loose ones also cut where text or a
     # ragged column meets the separator softly. Both go in; duplicates fold below.
     blocks: list[tuple[Box, int]] = []
     _xy_cut(sample, stats, min_w, min_h, blocks, strict=True)
     _xy_cut(sample, stats, min_w, min_h, blocks, strict=False)
     candidates = [(b, d) for b, d in blocks if d > 0]  # depth 0 is the whole image
-    candidates += [(r, 1) for r in _edge_rects(grey, max(min_w, sw // 8), max(min_h, sh // 8))]
+    candidates += [(r, 1) for r in _edge_rects(small, max(min_w, sw // 8), max(min_h, sh // 8))]
     scored: list[tuple[float, Box]] = []
     seen: set[Box] = set()
     for b, depth in candidates:
@@ -447,15 +451,17 @@ def propose(image: Image.Image, limit: int = MAX_REGIONS) -> list[Box]:
             continue
         if max(bw * sample.fx, bh * sample.fy) > MAX_ASPECT * min(bw * sample.fx, bh * sample.fy):
             continue
-        if _dominant(grey, b) > DOMINANT:
+        if _dominant(small, b) > DOMINANT:
             continue
         # Blocks inside blocks first (depth 2: a cell of a collage, an inset picture), then the
         # larger: deeper cuts are mostly of a picture at its own flat bands.
         scored.append((-(share + min(depth, 2)), b))
     scored.sort()
+    plane = grey if grey is not None or not scored else _grey(image)
     out: list[Box] = []
     for _, b in scored:
-        box = _refine(image, sample, b)
+        assert plane is not None
+        box = _refine(plane, sample, b)
         if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE:
             continue
         if _iou(box, (0, 0, w, h)) > MAX_SHARE:
@@ -562,17 +568,21 @@ def region_pdq(image: Image.Image, box: Box, *, dihedral: bool = False) -> PdqHa
     return pdq_from_pixels(pixels, dihedral=dihedral)
 
 
+def _grey(image: Image.Image) -> NDArray[np.uint8]:
+    # Pillow's grey: ITU-R 601 luma (PDQ's weights) rounded to whole levels.
+    return np.asarray(image.convert("L") if image.mode != "L" else image)
+
+
 class _Planes:
     """The decoded image as one RGB array and its grey (luma) version, made once per upload
     so that each proposal's PDQ reads grey pixels (a third of the bytes of RGB, no crop copied
     through Pillow): with up to 8 proposals, that was most of their cost."""
 
     def __init__(self, image: Image.Image) -> None:
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        self.rgb: NDArray[np.uint8] = np.asarray(image)
-        # OpenCV's grey uses PDQ's luma weights (ITU-R 601), rounded to whole levels.
-        self.grey: NDArray[np.uint8] = cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY)
+        self.grey = _grey(image)
+        self.rgb: NDArray[np.uint8] = np.asarray(
+            image if image.mode == "RGB" else image.convert("RGB")
+        )
 
     def pdq(self, box: Box, *, dihedral: bool) -> PdqHash:
         """:func:`region_pdq` of ``box`` from the grey plane."""
@@ -614,10 +624,8 @@ def region_hashes(
     when ``image`` is a reduced decode)."""
     fw, fh = full_size or image.size
     kx, ky = fw / image.size[0], fh / image.size[1]
-    boxes = propose(image, limit)
-    if not boxes:
-        return ()
     planes = _Planes(image)
+    boxes = propose(image, limit, grey=planes.grey)
     out = []
     for box in boxes:
         x0, y0 = round(box[0] * kx), round(box[1] * ky)
