@@ -375,6 +375,30 @@ def _refine(grey: NDArray[np.uint8], sample: _Sample, block: Box) -> Box:
     return x0, y0, x1, y1
 
 
+def _unpad(grey: NDArray[np.uint8], box: Box) -> Box:
+    """``box`` without a thin plain padding along its edges: a chat bubble holds its picture
+    a few pixels in (4-12 px at phone sizes), and those lines move PDQ by 20-40 bits. A run of
+    plain lines of one level from an edge inward is padding when it ends (at the picture's
+    first busy or off-level line) within 1/32 of the side; a longer one is the
+    picture's own flat part and stays. Lines are read over the middle three quarters of the
+    side, past a bubble's rounded corners."""
+    x0, y0, x1, y1 = box
+
+    def inward(lines: NDArray[np.uint8]) -> int:
+        a = lines.astype(np.float32)
+        mean, spread = a.mean(axis=1), a.std(axis=1)
+        off = np.flatnonzero((spread > PLAIN_STD) | (np.abs(mean - mean[0]) > STEP))
+        return int(off[0]) if off.size else 0  # all plain: the picture's own, keep it
+
+    ny, nx = max(2, (y1 - y0) // 32), max(2, (x1 - x0) // 32)
+    ex, ey = (x1 - x0) // 8, (y1 - y0) // 8
+    top = inward(grey[y0 : y0 + ny, x0 + ex : x1 - ex])
+    bottom = inward(grey[y1 - ny : y1, x0 + ex : x1 - ex][::-1])
+    left = inward(grey[y0 + ey : y1 - ey, x0 : x0 + nx].T)
+    right = inward(grey[y0 + ey : y1 - ey, x1 - nx : x1].T[::-1])
+    return x0 + left, y0 + top, x1 - right, y1 - bottom
+
+
 def _trim(stats: _Stats, block: Box, size: tuple[int, int]) -> Box:
     """``block`` without the plain lines along its edges that continue the line outside it
     (the rest of a separator that a cut across a wider block left on this part)."""
@@ -437,7 +461,11 @@ def propose(
     _xy_cut(sample, stats, min_w, min_h, blocks, strict=True)
     _xy_cut(sample, stats, min_w, min_h, blocks, strict=False)
     candidates = [(b, d) for b, d in blocks if d > 0]  # depth 0 is the whole image
-    candidates += [(r, 1) for r in _edge_rects(small, max(min_w, sw // 8), max(min_h, sh // 8))]
+    edged = _edge_rects(small, max(min_w, sw // 8), max(min_h, sh // 8))
+    candidates += [(r, 1) for r in edged]
+    # Rectangles found by their edges (a picture on a textured background) may be the frame
+    # around a picture: a chat bubble's padding, which the separators never saw.
+    framed = {_trim(stats, r, (sw, sh)) for r in edged}
     scored: list[tuple[float, Box]] = []
     seen: set[Box] = set()
     for b, depth in candidates:
@@ -462,6 +490,8 @@ def propose(
     for _, b in scored:
         assert plane is not None
         box = _refine(plane, sample, b)
+        if b in framed:
+            box = _unpad(plane, box)
         if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE:
             continue
         if _iou(box, (0, 0, w, h)) > MAX_SHARE:
