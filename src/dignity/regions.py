@@ -628,7 +628,10 @@ class _Planes:
             # OpenCV's nearest reads floor(i * size / 512) too (exact: size / 512 is dyadic),
             # a tenth of the time of numpy's gather.
             side = (PDQ_DOWNSAMPLE, PDQ_DOWNSAMPLE)
-            grey = cv2.resize(self.grey[y0:y1, x0:x1], side, interpolation=cv2.INTER_NEAREST)
+            grey = np.asarray(
+                cv2.resize(self.grey[y0:y1, x0:x1], side, interpolation=cv2.INTER_NEAREST),
+                dtype=np.uint8,
+            )
         # The corners' colours only (what _round_corners reads): the four c x c squares of
         # the sample side by side, a 2c x 2c array whose corner views are theirs.
         c = min(grey.shape) // 8
