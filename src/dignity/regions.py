@@ -380,7 +380,8 @@ def _unpad(grey: NDArray[np.uint8], box: Box) -> Box:
     a few pixels in (4-12 px at phone sizes), and those lines move PDQ by 20-40 bits. A run of
     plain lines of one level from an edge inward is padding when it ends (at the picture's
     first busy or off-level line) within 1/32 of the side; a longer one is the
-    picture's own flat part and stays. Lines are read over the middle three quarters of the
+    picture's own flat part and stays (a shorter one may be too: :func:`propose` keeps the
+    box as found as well). Lines are read over the middle three quarters of the
     side, past a bubble's rounded corners."""
     x0, y0, x1, y1 = box
 
@@ -489,19 +490,20 @@ def propose(
     out: list[Box] = []
     for _, b in scored:
         assert plane is not None
-        box = _refine(plane, sample, b)
-        if b in framed:
-            box = _unpad(plane, box)
-        if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE:
-            continue
-        if _iou(box, (0, 0, w, h)) > MAX_SHARE:
-            continue
-        if any(_iou(box, o) > SAME_BOX for o in out):
-            continue
-        out.append(box)
+        found = _refine(plane, sample, b)
+        # Without the padding first, then as found: a picture's own thin flat edge looks
+        # like padding too, and PDQ tells which one was banked.
+        for box in dict.fromkeys((_unpad(plane, found), found) if b in framed else (found,)):
+            if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE:
+                continue
+            if _iou(box, (0, 0, w, h)) > MAX_SHARE:
+                continue
+            if any(_iou(box, o) > SAME_BOX for o in out):
+                continue
+            out.append(box)
         if len(out) >= limit:
             break
-    return out
+    return out[:limit]
 
 
 def _corner_views(pixels: NDArray[np.uint8], c: int) -> tuple[NDArray[np.uint8], ...]:
