@@ -381,8 +381,8 @@ def _unpad(grey: NDArray[np.uint8], box: Box) -> Box:
     plain lines of one level from an edge inward is padding when it ends (at the picture's
     first busy or off-level line) within 1/32 of the side; a longer one is the
     picture's own flat part and stays (a shorter one may be too: :func:`propose` keeps the
-    box as found as well). Lines are read over the middle three quarters of the
-    side, past a bubble's rounded corners."""
+    box as found as well, and adds this one after the others). Lines are read over the
+    middle three quarters of the side, past a bubble's rounded corners."""
     x0, y0, x1, y1 = box
 
     def inward(lines: NDArray[np.uint8]) -> int:
@@ -488,22 +488,35 @@ def propose(
     scored.sort()
     plane = grey if grey is not None or not scored else _grey(image)
     out: list[Box] = []
+    padded: list[Box] = []
     for _, b in scored:
         assert plane is not None
-        found = _refine(plane, sample, b)
-        # Without the padding first, then as found: a picture's own thin flat edge looks
-        # like padding too, and PDQ tells which one was banked.
-        for box in dict.fromkeys((_unpad(plane, found), found) if b in framed else (found,)):
-            if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE:
-                continue
-            if _iou(box, (0, 0, w, h)) > MAX_SHARE:
-                continue
-            if any(_iou(box, o) > SAME_BOX for o in out):
-                continue
-            out.append(box)
+        box = _refine(plane, sample, b)
+        if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE:
+            continue
+        if _iou(box, (0, 0, w, h)) > MAX_SHARE:
+            continue
+        if any(_iou(box, o) > SAME_BOX for o in out):
+            continue
+        out.append(box)
+        if b in framed:
+            padded.append(box)
         if len(out) >= limit:
             break
-    return out[:limit]
+    # Then, where there is room, those found by their edges without their padding: after
+    # the others, so that they never push one out nor stand in for a tighter one found
+    # later (a picture's own thin flat edge looks like padding too).
+    for box in padded:
+        if len(out) >= limit:
+            break
+        assert plane is not None
+        inner = _unpad(plane, box)
+        if inner[2] - inner[0] < MIN_SIDE or inner[3] - inner[1] < MIN_SIDE:
+            continue
+        if inner in out:  # a few lines of padding are a few % of the box, yet 20-40 bits
+            continue
+        out.append(inner)
+    return out
 
 
 def _corner_views(pixels: NDArray[np.uint8], c: int) -> tuple[NDArray[np.uint8], ...]:
