@@ -20,14 +20,13 @@ Wrong number and wrong PIN get the same answer in the same time.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -240,45 +239,11 @@ class FailureLimiter:
             )
 
     def add(self, client: str) -> None:
-        self.take(client, refuse=False)
-
-    def take(self, client: str, *, refuse: bool = True) -> float:
-        """Count one try now, refusing first (``rate.limited``) when the tries are used up;
-        returns the try's token for :meth:`refund`. Checking and counting under one lock is
-        what bounds concurrent tries: a check before the work and a count after it let 200
-        requests in flight all pass the check."""
         now = time.monotonic()
         with self._lock:
             if len(self._seen) > 100_000:  # an address flood: forget rather than grow
                 self._seen.clear()
-            q = self._trim(client, now)
-            if refuse:
-                self._refuse_if_full(q, now)
-            q.append(now)
-        return now
-
-    @contextlib.contextmanager
-    def trying(self, client: str, keep: Callable[[BaseException | None], bool]) -> Iterator[None]:
-        """One try, counted (or refused) on entry and kept when ``keep(error)`` says so, with
-        the error the block raised or None when it succeeded; refunded otherwise."""
-        token = self.take(client)
-        failed: BaseException | None = None
-        try:
-            yield
-        except BaseException as exc:
-            failed = exc
-            raise
-        finally:
-            if not keep(failed):
-                self.refund(client, token)
-
-    def refund(self, client: str, token: float) -> None:
-        """Take back a try counted by :meth:`take` that turned out not to count (it succeeded)."""
-        with self._lock:
-            q = self._seen.get(client)
-            if q is not None:
-                with contextlib.suppress(ValueError):  # already out of the window
-                    q.remove(token)
+            self._trim(client, now).append(now)
 
 
 class CaseService:

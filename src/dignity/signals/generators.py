@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -572,8 +572,14 @@ def _names_generator_tool(text: str) -> bool:
 
 
 def _software_generator(value: str) -> str | None:
+    return tool_by_prefix(value, _GENERATOR_SOFTWARE)
+
+
+def tool_by_prefix(value: str, table: Iterable[tuple[str, str]]) -> str | None:
+    """The tool a software or encoder string names: the first (lowercase prefix, name) of
+    ``table`` it starts with, as a whole word."""
     lowered = value.strip().lower()
-    for prefix, name in _GENERATOR_SOFTWARE:
+    for prefix, name in table:
         if lowered.startswith(prefix):
             rest = lowered[len(prefix) : len(prefix) + 1]
             if not rest or not rest.isalpha():  # "NovelAI v3" yes, "Fooocusbar" no

@@ -388,13 +388,9 @@ def generator_from_tags(tags: Mapping[str, str]) -> tuple[dict[str, Any], Eviden
 
 
 def _tool_name(value: str) -> str | None:
-    lowered = value.strip().lower()
-    for prefix, name in _VIDEO_GENERATORS:
-        if lowered.startswith(prefix):
-            rest = lowered[len(prefix) : len(prefix) + 1]
-            if not rest or not rest.isalpha():  # "Kling 1.6" yes, "Pikachu" no
-                return name
-    return None
+    from dignity.signals import generators
+
+    return generators.tool_by_prefix(value, _VIDEO_GENERATORS)  # "Kling 1.6" yes, "Pikachu" no
 
 
 def _prose_tool(value: str) -> tuple[str, str | None] | None:

@@ -311,6 +311,22 @@ def open_video(
         raise
 
 
+def _size_within(reader: _DigestingReader, max_bytes: int) -> int:
+    """The file's size, read by seeking (nothing is read yet); ``media.too_large`` over
+    ``max_bytes``."""
+    reader.seek(0, io.SEEK_END)
+    size = reader.tell()
+    reader.seek(0)
+    if size > max_bytes:
+        raise MediaTooLarge(
+            f"the video is {size} bytes, over the {max_bytes} byte limit",
+            code="media.too_large",
+            size=size,
+            limit=max_bytes,
+        )
+    return size
+
+
 def _open(
     reader: _DigestingReader,
     *,
@@ -321,18 +337,8 @@ def _open(
     allow_partial: bool,
     threads: bool,
 ) -> VideoReader:
-    reader.seek(0, io.SEEK_END)
-    size = reader.tell()
-    reader.seek(0)
-    if size == 0:
+    if _size_within(reader, max_bytes) == 0:
         raise MediaRefused("the file is empty", code="media.empty")
-    if size > max_bytes:
-        raise MediaTooLarge(
-            f"the video is {size} bytes, over the {max_bytes} byte limit",
-            code="media.too_large",
-            size=size,
-            limit=max_bytes,
-        )
     started = time.monotonic()
     try:
         # The timeout interrupts FFmpeg's own reads too (probing, demuxing), where a crafted
@@ -401,16 +407,7 @@ class _AnimationReader(VideoReader):
     ) -> None:
         from PIL import Image
 
-        reader.seek(0, io.SEEK_END)
-        size = reader.tell()
-        reader.seek(0)
-        if size > max_bytes:
-            raise MediaTooLarge(
-                f"the file is {size} bytes, over the {max_bytes} byte limit",
-                code="media.too_large",
-                size=size,
-                limit=max_bytes,
-            )
+        _size_within(reader, max_bytes)
         try:
             image = Image.open(cast(BinaryIO, reader), formats=("WEBP",))
         except Exception as exc:
