@@ -43,7 +43,8 @@ category with its status, each class with its codes (``.x`` repeats the prefix b
     │   │                       statement.bad_period
     │   ├── ReviewRefused       review.bad_kind, .bad_outcome, .note_required, .note_too_long,
     │   │                       .gone
-    │   └── ReportError         report.bad_period, .bad_date, .output (takedown/)
+    │   ├── ReportError         report.bad_period, .bad_date, .output (takedown/)
+    │   └── JobRefused          job.bad_kind, .bad_payload, .bad_state, .bad_filter (jobs/)
     ├── Unauthenticated         401
     │   ├── AuthUnauthenticated auth.invalid_key, .missing_key (keys.py)
     │   └── SessionUnauthenticated  session.missing, .expired, .revoked, .bad_key
@@ -64,14 +65,16 @@ category with its status, each class with its codes (``.x`` repeats the prefix b
     │   ├── TakedownNotFound    takedown.not_found, .flag_not_found
     │   ├── RemovalNotFound     removal.not_found
     │   ├── NoticeNotFound      statement.not_found; appeal.not_found
-    │   └── ReviewNotFound      review.not_found, .no_preview, .preview_missing
+    │   ├── ReviewNotFound      review.not_found, .no_preview, .preview_missing
+    │   └── JobNotFound         job.not_found
     ├── MethodNotAllowed        405  method_not_allowed
     ├── Conflict                409
     │   ├── BankExists          bank.exists
     │   ├── TakedownConflict    takedown.closed, .not_incomplete
     │   ├── RemovalConflict     removal.request_incomplete, .request_closed
     │   ├── NoticeConflict      appeal.window_closed, .already_open, .already_decided, .restored
-    │   └── ReviewConflict      review.decided
+    │   ├── ReviewConflict      review.decided
+    │   └── JobConflict         job.finished
     ├── TooLarge                413
     │   ├── MediaTooLarge       media.too_large, .too_many_pixels, .too_long,
     │   │                       .too_many_streams, .decode_timeout, .video_too_long_for_sync,

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import sqlite
 
 import dignity.actions.models
 import dignity.audit.models
+import dignity.jobs.models
 import dignity.takedown.models  # noqa: F401
 from dignity.cases import models as _case_models  # noqa: F401
 from dignity.derivatives import models as _derivative_models  # noqa: F401

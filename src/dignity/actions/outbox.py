@@ -59,6 +59,10 @@ EVENT_TYPES = (
     "takedown.outcome",
     "appeal.received",
     "appeal.outcome",
+    # Background jobs (issue 17): a job's end, and a past upload found by a new bank entry.
+    "job.completed",
+    "job.failed",
+    "scan.retro_match",
 )
 MAX_ENTRIES_PER_EVENT = 1000
 _CHUNK = 500  # ids per IN (...) lookup
