@@ -26,6 +26,7 @@ from dignity.background import Periodic, Supervisor
 from dignity.cases.service import CaseService
 from dignity.derivatives.service import SourceIndex, SourceService
 from dignity.exchanges.service import ExchangeService
+from dignity.jobs.service import JobService
 from dignity.keys import KeyInfo, KeyService
 from dignity.matching.banks import BankService
 from dignity.matching.engine import MatchEngine
@@ -171,6 +172,10 @@ class Services:
     @cached_property
     def exchanges(self) -> ExchangeService:
         return ExchangeService(self.db, self.settings)
+
+    @cached_property
+    def jobs(self) -> JobService:
+        return JobService(self.db)
 
     @cached_property
     def delivery(self) -> DeliveryWorker:

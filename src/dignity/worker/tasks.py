@@ -1,0 +1,159 @@
+"""What a job does and how one is run, shared by every engine: the task registry (a kind's
+body), :class:`JobContext` (what a body may do: read its payload and upload, report progress,
+fan out child jobs, notice a cancel), and :func:`run_job`, the one path from a job id to its
+end (claim, run, finish or fail), called by a Celery task and by the embedded runner alike.
+
+A body returns its result (a JSON-ready dict) and must be idempotent: a worker killed mid-job
+means the job runs again from the start under a new claim. A body raises
+:class:`~dignity.errors.DignityError` for a failure that will fail again (bad media, a refused
+URL: no retry) and anything else for one worth retrying (a database blip, a timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from dignity.errors import DignityError, StorageError, Unavailable, UpstreamFailed
+from dignity.jobs.service import JobInfo, JobService
+
+if TYPE_CHECKING:
+    from dignity.services import Services
+
+log = logging.getLogger("dignity.jobs")
+
+
+class JobCancelled(Exception):
+    """Raised inside a body by :meth:`JobContext.progress` once a cancel was asked (or the
+    lease was lost): the body stops between items and the job ends ``cancelled``."""
+
+
+class JobContext:
+    """One claimed job as its body sees it."""
+
+    def __init__(self, services: Services, jobs: JobService, job: JobInfo, worker: str) -> None:
+        self.services = services
+        self.jobs = jobs
+        self.job = job
+        self.worker = worker
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.job.payload
+
+    def media(self) -> tuple[bytes, str | None] | None:
+        """The uploaded bytes a ``scan`` job was submitted with (None for URL/object jobs)."""
+        return self.jobs.media(self.job.id)
+
+    def progress(
+        self, done: int, total: int | None = None, counts: Mapping[str, int] | None = None
+    ) -> None:
+        """Record progress and keep the lease; raises :class:`JobCancelled` when the job must
+        stop (a cancel was asked, or another worker holds it now)."""
+        if not self.jobs.heartbeat(self.job.id, self.worker, done=done, total=total, counts=counts):
+            raise JobCancelled(self.job.id)
+
+    def submit_child(
+        self, kind: str, payload: Mapping[str, Any], *, dedupe_key: str | None = None
+    ) -> JobInfo:
+        """Fan out: queue a job whose parent is this one (cancelled with it). With a dedupe key,
+        a rerun of this body finds the child it queued before instead of queueing another."""
+        job, _new = self.jobs.submit(
+            kind, payload, parent_id=self.job.id, dedupe_key=dedupe_key, queue=self.job.queue
+        )
+        return job
+
+
+TaskBody = Callable[[JobContext], dict[str, Any]]
+TASKS: dict[str, TaskBody] = {}
+
+
+def task(kind: str) -> Callable[[TaskBody], TaskBody]:
+    """Register ``fn`` as the body of jobs of ``kind``."""
+
+    def register(fn: TaskBody) -> TaskBody:
+        TASKS[kind] = fn
+        return fn
+
+    return register
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# Failures that are the world's, not the input's: worth another attempt.
+_TRANSIENT = (StorageError, Unavailable, UpstreamFailed)
+
+
+def run_job(services: Services, jobs: JobService, job_id: str, worker: str) -> str:
+    """Claim ``job_id`` and run it to its end; returns the job's state afterwards (``skipped``
+    when it could not be claimed: another worker has it, or it is finished or cancelled)."""
+    job = jobs.claim(job_id, worker)
+    if job is None:
+        return "skipped"
+    return run_claimed(services, jobs, job, worker)
+
+
+def run_claimed(services: Services, jobs: JobService, job: JobInfo, worker: str) -> str:
+    body = TASKS.get(job.kind)
+    if body is None:
+        jobs.fail(job.id, worker, code="job.bad_kind", message=f"no task for kind {job.kind!r}")
+        return "failed"
+    ctx = JobContext(services, jobs, job, worker)
+    try:
+        result = body(ctx)
+    except JobCancelled:
+        jobs.stop_cancelled(job.id, worker)
+        return "cancelled"
+    except DignityError as exc:
+        retry = isinstance(exc, _TRANSIENT)
+        ended = jobs.fail(job.id, worker, code=exc.code, message=exc.message, retry=retry)
+        return ended.state if ended is not None else "lost"
+    except Exception as exc:
+        log.exception("job %s (%s) failed", job.id, job.kind)
+        ended = jobs.fail(
+            job.id, worker, code="job.error", message=f"{type(exc).__name__}", retry=True
+        )
+        return ended.state if ended is not None else "lost"
+    if jobs.finish(job.id, worker, result):
+        return "done"
+    return "lost"
+
+
+@task("scan")
+def scan_task(ctx: JobContext) -> dict[str, Any]:
+    """Scan one item: the upload the job came with, or a URL fetched through the SSRF guard.
+    The result is the scan object ``/v1/scan`` answers, with its ``scan_id``."""
+    from dignity.fetch import FetchPolicy, fetch_url
+    from dignity.keys import KeyInfo
+
+    services = ctx.services
+    s = services.settings
+    payload = ctx.payload
+    got = ctx.media()
+    if got is not None:
+        data = got[0]
+    elif isinstance(payload.get("url"), str):
+        policy = FetchPolicy(
+            max_bytes=s.max_bytes,
+            timeout_s=s.url_timeout_s,
+            allow_hosts=frozenset(h.lower() for h in s.url_allow_hosts),
+        )
+        data = fetch_url(payload["url"], policy)
+    else:
+        from dignity.jobs.service import JobRefused
+
+        raise JobRefused("a scan job needs an upload or a url", code="job.bad_payload")
+    result = services.scanner.scan(data)
+    key: KeyInfo | None = None
+    if ctx.job.key_id is not None:
+        # The key may have been revoked since: the scan is still recorded under its id.
+        key = next((k for k in services.keys.list() if k.id == ctx.job.key_id), None)
+    scan_id = services.record_scan(
+        result, key, content_id=payload.get("content_id"), uploader=payload.get("uploader")
+    )
+    return {**result.to_dict(), "scan_id": scan_id}
