@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from dignity.actions.delivery import DeliveryConfig, DeliveryWorker
 from dignity.actions.outbox import OutboxService
@@ -26,7 +27,7 @@ from dignity.background import Periodic, Supervisor
 from dignity.cases.service import CaseService
 from dignity.derivatives.service import SourceIndex, SourceService
 from dignity.exchanges.service import ExchangeService
-from dignity.jobs.service import JobService
+from dignity.jobs.service import JobInfo, JobService
 from dignity.keys import KeyInfo, KeyService
 from dignity.matching.banks import BankService
 from dignity.matching.engine import MatchEngine
@@ -88,6 +89,8 @@ class Services:
         # Lookups by hash have their own: they never wait behind a decode.
         self.lookup_slots = Slots(settings.lookup_concurrency)
         self.last_refresh = 0.0  # wall time the index last caught up with the change log
+        # Installed by the task engine (dignity.worker): how a queued job reaches a worker.
+        self.job_dispatcher: Callable[[Sequence[str]], None] | None = None
 
     # -- storage and the core ----------------------------------------------------------------
     @property
@@ -176,6 +179,23 @@ class Services:
     @cached_property
     def jobs(self) -> JobService:
         return JobService(self.db)
+
+    def submit_job(
+        self, kind: str, payload: Mapping[str, Any], **options: Any
+    ) -> tuple[JobInfo, bool]:
+        """Queue a job and hand it to the task engine; returns it and whether it is new (a
+        repeated dedupe key returns the first job, not dispatched again)."""
+        job, new = self.jobs.submit(kind, payload, **options)
+        if new:
+            self.dispatch_jobs([job.id])
+        return job, new
+
+    def dispatch_jobs(self, job_ids: Sequence[str]) -> None:
+        """Tell the task engine about queued jobs. The engine installs ``job_dispatcher``
+        (Celery: send a message per job); without one the embedded runner finds them by
+        polling the job table, so nothing is lost either way."""
+        if self.job_dispatcher is not None and job_ids:
+            self.job_dispatcher(job_ids)
 
     @cached_property
     def delivery(self) -> DeliveryWorker:
