@@ -21,6 +21,7 @@ from dignity.cli import (  # noqa: F401
     events,
     exchange,
     hashing,
+    job,
     policy,
     report,
     scan,
