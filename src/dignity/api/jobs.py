@@ -27,6 +27,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["jobs"])
 
+# An upload waits in the database until its job runs: past this, submit a URL or an object key
+# (the worker streams those), so a queued video never takes a gigabyte of database space.
+JOB_UPLOAD_MAX_BYTES = 256 * 1024 * 1024
+
 Platform = Annotated[KeyInfo, Depends(require("platform"))]
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="A job's id (32 hex digits).")]
 
@@ -153,7 +157,9 @@ async def submit_job(
 
     refs = (check_ref(content_id, "content_id"), check_ref(uploader, "uploader"))
     s = services.settings
-    got = await read_media_or_json(request, JobIn, s.max_bytes, s.video_max_bytes)
+    got = await read_media_or_json(
+        request, JobIn, s.max_bytes, min(s.video_max_bytes, JOB_UPLOAD_MAX_BYTES)
+    )
     payload: dict[str, Any] = {"content_id": refs[0], "uploader": refs[1]}
     media: bytes | None = None
     filename: str | None = None
