@@ -25,7 +25,9 @@ def live(
 ) -> Iterator[LiveServer]:
     directory = Path(tmp_path_factory.mktemp("jobs-api"))
     with database_for(str(request.param), directory) as url:
-        server = LiveServer(directory, env={"DIGNITY_DATABASE_URL": url})
+        # Videos over 2 s are too long for a request: the job route is their way in.
+        env = {"DIGNITY_DATABASE_URL": url, "DIGNITY_VIDEO_SYNC_MAX_SECONDS": "2"}
+        server = LiveServer(directory, env=env)
         server.start()
         yield server
         server.stop()
@@ -84,6 +86,29 @@ def test_submit_read_and_run_an_upload(live: LiveServer) -> None:
         for field in ("md5", "sha256", "pdq", "quality", "matches", "decision"):
             assert result[field] == direct[field], field
         assert direct["scan_id"] != result["scan_id"]
+
+
+def test_a_video_too_long_for_a_request_is_scanned_as_a_job(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    from tests.videos import write_video
+
+    video = write_video(tmp_path / "long.mp4", [(1, 0, 5)]).read_bytes()
+    files = {"file": ("long.mp4", video, "video/mp4")}
+    with live.client("platform") as c:
+        refused = c.post("/v1/scan", files=files)
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["code"] == "media.video_too_long_for_sync"
+        r = c.post("/v1/jobs?content_id=video-1", files=files)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        state = run_here(live, job_id)
+        done = c.get(f"/v1/jobs/{job_id}").json() if state != "skipped" else wait_final(c, job_id)
+        assert done["state"] == "done", done
+        result = done["result"]
+        assert result["kind"] == "video" and result["duration_s"] >= 4.9
+        assert len(result["vpdq"]) >= 5 and result["partial"] is False
+        assert done["result"]["scan_id"] >= 1
 
 
 def test_list_filters_cancel_and_idempotency(live: LiveServer) -> None:
