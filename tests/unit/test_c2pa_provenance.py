@@ -7,7 +7,6 @@ benign landscape."""
 
 from __future__ import annotations
 
-import datetime
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,9 +17,6 @@ from urllib.parse import urlparse
 import c2pa  # type: ignore[import-untyped]
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from dignity.media import decode
 from dignity.samples import encode, landscape
@@ -33,7 +29,7 @@ from dignity.signals.c2pa import (
     trust_anchors,
 )
 from dignity.signals.runner import SignalConfigError
-from tests.unit.test_c2pa import OFFLINE, _name, _usage
+from tests.unit.test_c2pa import OFFLINE, make_ca_and_signer
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 
@@ -258,46 +254,8 @@ class Pki:
 
 @pytest.fixture(scope="module")
 def pki() -> Iterator[Pki]:
-    """A throwaway CA and an ES256 signer it issued, valid for a week (no TSA: offline)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("dignity provenance test root"))
-        .issuer_name(_name("dignity provenance test root"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_usage(sign=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(_name("dignity provenance test signer"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_usage(sign=True), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_pem = ca.public_bytes(serialization.Encoding.PEM)
-    chain = leaf.public_bytes(serialization.Encoding.PEM) + ca_pem
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    """A throwaway CA and an ES256 signer it issued (no TSA: offline)."""
+    ca_pem, chain, pem = make_ca_and_signer("dignity provenance test")
     signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(b"es256", chain, pem, None))
     yield Pki(ca_pem, signer)
     signer.close()
@@ -317,40 +275,30 @@ def _signed(pki: Pki, definition: dict[str, Any], *, check: bool = True) -> byte
         return out.getvalue()
 
 
-FIREFLY = {
-    # As Firefly's 2025 manifests: its claim generator, its agent, trainedAlgorithmicMedia.
-    "claim_generator_info": [{"name": "Adobe_Firefly", "version": "0.0.1"}],
-    "title": "synthetic landscape",
-    "assertions": [
-        {
-            "label": "c2pa.actions.v2",
-            "data": {
-                "actions": [
-                    {
-                        "action": "c2pa.created",
-                        "softwareAgent": {"name": "Adobe Firefly"},
-                        "digitalSourceType": IPTC + "trainedAlgorithmicMedia",
-                    }
-                ]
-            },
-        }
-    ],
-}
-BING_BY_NAME = {
-    # As Bing Image Creator's 2024 manifests: generation declared by name only.
-    "claim_generator_info": [{"name": "Microsoft_Responsible_AI", "version": "1.0"}],
-    "title": "synthetic landscape",
-    "assertions": [
-        {
-            "label": "c2pa.actions",
-            "data": {
-                "actions": [
-                    {"action": "c2pa.created", "softwareAgent": "Image Creator from Designer"}
-                ]
-            },
-        }
-    ],
-}
+def _definition(generator: str, action: dict[str, Any], label: str) -> dict[str, Any]:
+    return {
+        "claim_generator_info": [{"name": generator, "version": "1.0"}],
+        "title": "synthetic landscape",
+        "assertions": [{"label": label, "data": {"actions": [action]}}],
+    }
+
+
+# As Firefly's 2025 manifests: its claim generator, its agent, trainedAlgorithmicMedia.
+FIREFLY = _definition(
+    "Adobe_Firefly",
+    {
+        "action": "c2pa.created",
+        "softwareAgent": {"name": "Adobe Firefly"},
+        "digitalSourceType": IPTC + "trainedAlgorithmicMedia",
+    },
+    "c2pa.actions.v2",
+)
+# As Bing Image Creator's 2024 manifests: generation declared by name only.
+BING_BY_NAME = _definition(
+    "Microsoft_Responsible_AI",
+    {"action": "c2pa.created", "softwareAgent": "Image Creator from Designer"},
+    "c2pa.actions",
+)
 
 
 @pytest.fixture(scope="module")
@@ -366,7 +314,7 @@ def test_signed_file_names_its_vendor(firefly_jpeg: bytes) -> None:
     (evidence,) = report.evidence
     assert evidence.detail == (
         "C2PA manifest (valid) declares digitalSourceType trainedAlgorithmicMedia (claim"
-        " generator: Adobe_Firefly/0.0.1); made with Adobe Firefly (claim generator"
+        " generator: Adobe_Firefly/1.0); made with Adobe Firefly (claim generator"
         " 'Adobe_Firefly')"
     )
 
