@@ -70,7 +70,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/regions.py
 	$(BIN)/python bench/video.py
 
-# The README's screenshots: the browser tests on SQLite, then docs/make_screenshots.py.
+# The documentation's screenshots (docs/reviewer-guide.md): the browser tests on SQLite, then docs/make_screenshots.py.
 screenshots: $(STAMP)
 	$(BIN)/python -m pytest -q -k "sqlite" tests/integration/test_takedown_e2e.py \
 		"tests/integration/test_takedown_requests.py::test_intake_and_status_pages_by_keyboard"
