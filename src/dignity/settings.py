@@ -232,6 +232,15 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Signal plug-ins (by name, e.g. watermark) not to run during scans.",
     )
+    c2pa_trust_list: bool = Field(
+        default=True,
+        description="Trust C2PA signers that chain to the bundled C2PA conformance trust list "
+        "(manifest state 'trusted', not only 'valid').",
+    )
+    c2pa_trust_anchors: Path | None = Field(
+        default=None,
+        description="A PEM file of further C2PA trust anchors (your own or a newer trust list).",
+    )
     # -- index at scale (issue 8) --
     index_snapshot: bool = Field(
         default=True,
