@@ -263,7 +263,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 routes=app.routes,
             )
             _, defs = models_json_schema(
-                [(m, "validation") for m in (HashByUrl, MatchByHashes, EntriesIn)],
+                [(m, "validation") for m in (HashByUrl, MatchByHashes, EntriesIn, jobs.JobIn)],
                 ref_template="#/components/schemas/{model}",
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})

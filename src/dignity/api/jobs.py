@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dignity.api.deps import ServicesDep, require
 from dignity.api.schemas import ErrorBody
-from dignity.api.uploads import read_media_or_json
+from dignity.api.uploads import openapi_upload_or_json, read_media_or_json
 from dignity.jobs.models import JOB_STATES
 from dignity.jobs.service import JobInfo, JobNotFound
 from dignity.keys import KeyInfo
@@ -115,21 +115,7 @@ def _read_all(data: bytes | BinaryIO) -> bytes:
     status_code=202,
     response_model=JobOut,
     summary="Queue a background scan of an upload, a URL or an object-store key",
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {"file": {"type": "string", "format": "binary"}},
-                        "required": ["file"],
-                    }
-                },
-                "application/json": {"schema": {"$ref": "#/components/schemas/JobIn"}},
-            },
-            "required": True,
-        }
-    },
+    openapi_extra=openapi_upload_or_json("JobIn"),
 )
 async def submit_job(
     request: Request,
