@@ -22,9 +22,11 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from dignity import samples
@@ -81,10 +83,8 @@ TOO_WIDE = """() => {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(Path(tmp_path_factory.mktemp("i18n")))
-    live.start()
-    yield live
-    live.stop()
+    with _server(Path(tmp_path_factory.mktemp("i18n"))) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +94,27 @@ def picture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _open(browser: Any, url: str, page_name: str, **context: Any) -> tuple[Any, Any]:
+@contextmanager
+def _open(browser: Any, url: str, page_name: str, **context: Any) -> Iterator[Any]:
+    """A page of a fresh browser context (its own storage), loaded and translated."""
     ctx = browser.new_context(**context)
-    page = ctx.new_page()
-    page.goto(url)
-    page.wait_for_selector(READY[page_name], state="attached", timeout=30_000)
-    return ctx, page
+    try:
+        page = ctx.new_page()
+        page.goto(url)
+        page.wait_for_selector(READY[page_name], state="attached", timeout=30_000)
+        yield page
+    finally:
+        ctx.close()
+
+
+@contextmanager
+def _server(data: Path, **env: str) -> Iterator[LiveServer]:
+    live = LiveServer(data, env=env)
+    live.start()
+    try:
+        yield live
+    finally:
+        live.stop()
 
 
 def _until(page: Any, predicate: str, timeout: float = 15) -> None:
@@ -133,13 +148,12 @@ def test_page_is_translated_and_fits_a_phone(
     browser: Any, server: LiveServer, name: str, lang: str
 ) -> None:
     catalogue = CATALOGUES[lang]
-    ctx, page = _open(
+    with _open(
         browser,
         f"{server.base}{PAGES[name]}?lang={lang}",
         name,
         viewport={"width": 375, "height": 740},
-    )
-    try:
+    ) as page:
         assert page.evaluate("document.documentElement.lang") == lang
         page.evaluate("document.querySelectorAll('details').forEach((d) => { d.open = true; })")
         # Every marked element shows its own catalogue's text: no key is missing or left as is.
@@ -179,15 +193,12 @@ def test_page_is_translated_and_fits_a_phone(
         scroll_width, inner_width, wide = page.evaluate(TOO_WIDE)
         save_screenshot(page, f"i18n-{name}-{lang}")
         assert scroll_width <= inner_width and not wide, (scroll_width, inner_width, wide)
-    finally:
-        ctx.close()
 
 
 def test_language_follows_the_browser_and_the_switcher_persists(
     browser: Any, server: LiveServer
 ) -> None:
-    ctx, page = _open(browser, f"{server.base}/portal", "portal", locale="de-AT")
-    try:
+    with _open(browser, f"{server.base}/portal", "portal", locale="de-AT") as page:
         assert page.evaluate("document.documentElement.lang") == "de"
         assert page.locator("h1").inner_text() == CATALOGUES["de"]["portal.h1"]
         # Helplines for the language's region: Austria, and names shown in German.
@@ -208,8 +219,6 @@ def test_language_follows_the_browser_and_the_switcher_persists(
         page.wait_for_selector(READY["portal"], state="attached")
         assert page.evaluate("document.documentElement.lang") == "fr"
         assert page.locator("#helpline-country").input_value() == "BE"
-    finally:
-        ctx.close()
 
 
 def _hash_and_tick(page: Any, picture: Path) -> None:
@@ -224,8 +233,7 @@ def test_offline_submit_error_stays_until_the_person_acts(
     browser: Any, server: LiveServer, picture: Path, lang: str
 ) -> None:
     catalogue = CATALOGUES[lang]
-    ctx, page = _open(browser, f"{server.base}/portal?lang={lang}", "portal")
-    try:
+    with _open(browser, f"{server.base}/portal?lang={lang}", "portal") as page:
         _hash_and_tick(page, picture)
         # The browser itself fails the request, as with the network gone.
         page.route("**/portal/api/cases", lambda route: route.abort("internetdisconnected"))
@@ -243,8 +251,6 @@ def test_offline_submit_error_stays_until_the_person_acts(
         assert page.locator("#items li").count() == 1
         page.uncheck("#consent")  # the person acts: the old error goes
         assert error.is_hidden()
-    finally:
-        ctx.close()
 
 
 def _minutes_text(seconds: int) -> str:
@@ -259,83 +265,75 @@ def test_rate_limited_submit_says_how_long_and_codes_can_be_kept(
     browser: Any, tmp_path: Path, picture: Path
 ) -> None:
     """One case an hour per address: the second submit meets the real limiter's 429."""
-    live = LiveServer(tmp_path, env={"DIGNITY_PORTAL_IP_CASES_PER_HOUR": "1"})
-    live.start()
-    try:
-        ctx, page = _open(
+    with (
+        _server(tmp_path, DIGNITY_PORTAL_IP_CASES_PER_HOUR="1") as live,
+        _open(
             browser,
             f"{live.base}/portal",
             "portal",
             accept_downloads=True,
             permissions=["clipboard-read", "clipboard-write"],
-        )
-        try:
-            _hash_and_tick(page, picture)
+        ) as page,
+    ):
+        _hash_and_tick(page, picture)
+        page.click("#submit")
+        page.wait_for_selector("#created:not([hidden])")
+        number = page.locator("#case-number").inner_text()
+        pin = page.locator("#case-pin").inner_text()
+        assert re.fullmatch(r"[0-9A-Z]{4}(-[0-9A-Z]{4}){2}", number), number
+
+        # Save as a file: made in the page (no request), holding number and PIN.
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        with page.expect_download() as download_info:
+            page.click("#download")
+        download = download_info.value
+        assert download.suggested_filename == f"case-{number}.txt"
+        text = Path(download.path()).read_text(encoding="utf-8")
+        assert f"Case number: {number}\nPIN: {pin}\n" in text
+        assert f"{live.base}/portal" in text
+        assert not [u for u in requests if u.startswith(live.base)], requests
+        # Copy: the same text on the clipboard.
+        page.click("#copy")
+        page.wait_for_selector("#keep-status:not(:empty)")
+        assert page.evaluate("navigator.clipboard.readText()") == text
+        assert page.locator("#keep-status").inner_text().startswith("Copied.")
+        # Print: only the codes box is printed.
+        page.emulate_media(media="print")
+        assert page.is_visible("#created") and page.is_visible("#case-pin")
+        assert page.is_hidden("#manage-form") and page.is_hidden("header")
+        assert page.is_hidden("#case-form")
+        page.emulate_media(media="screen")
+
+        # A second case from the same address: the limiter's 429, shown with its wait.
+        # The first case is made to look half an hour old, so the wait (about 30 minutes)
+        # differs from the page's fallback when it ignores Retry-After (an hour).
+        with sqlite3.connect(live.data / "dignity.sqlite3") as db:
+            db.execute("UPDATE address_tries SET at = at - 1800 WHERE scope = 'portal.cases'")
+        _hash_and_tick(page, picture)
+        with page.expect_response("**/portal/api/cases") as answer:
             page.click("#submit")
-            page.wait_for_selector("#created:not([hidden])")
-            number = page.locator("#case-number").inner_text()
-            pin = page.locator("#case-pin").inner_text()
-            assert re.fullmatch(r"[0-9A-Z]{4}(-[0-9A-Z]{4}){2}", number), number
-
-            # Save as a file: made in the page (no request), holding number and PIN.
-            requests: list[str] = []
-            page.on("request", lambda r: requests.append(r.url))
-            with page.expect_download() as download_info:
-                page.click("#download")
-            download = download_info.value
-            assert download.suggested_filename == f"case-{number}.txt"
-            text = Path(download.path()).read_text(encoding="utf-8")
-            assert f"Case number: {number}\nPIN: {pin}\n" in text
-            assert f"{live.base}/portal" in text
-            assert not [u for u in requests if u.startswith(live.base)], requests
-            # Copy: the same text on the clipboard.
-            page.click("#copy")
-            page.wait_for_selector("#keep-status:not(:empty)")
-            assert page.evaluate("navigator.clipboard.readText()") == text
-            assert page.locator("#keep-status").inner_text().startswith("Copied.")
-            # Print: only the codes box is printed.
-            page.emulate_media(media="print")
-            assert page.is_visible("#created") and page.is_visible("#case-pin")
-            assert page.is_hidden("#manage-form") and page.is_hidden("header")
-            assert page.is_hidden("#case-form")
-            page.emulate_media(media="screen")
-
-            # A second case from the same address: the limiter's 429, shown with its wait.
-            # The first case is made to look half an hour old, so the wait (about 30 minutes)
-            # differs from the page's fallback when it ignores Retry-After (an hour).
-            with sqlite3.connect(live.data / "dignity.sqlite3") as db:
-                db.execute("UPDATE address_tries SET at = at - 1800 WHERE scope = 'portal.cases'")
-            _hash_and_tick(page, picture)
-            with page.expect_response("**/portal/api/cases") as answer:
-                page.click("#submit")
-            response = answer.value
-            assert response.status == 429
-            wait = int(response.headers["retry-after"])
-            assert 1700 < wait <= 1800
-            error = page.locator("#submit-error")
-            error.wait_for(state="visible")
-            page.wait_for_timeout(500)
-            shown = error.inner_text()
-            assert shown.startswith("Not sent: too many cases were made from this internet")
-            assert f"Please wait {_minutes_text(wait)} (until about " in shown, shown
-            assert "Keep this page open" in shown
-            save_screenshot(page, "i18n-portal-rate-limited")
-            body = response.json()
-            assert body["code"] == "rate.limited" and body["message"][0].isupper(), body
-        finally:
-            ctx.close()
-    finally:
-        live.stop()
+        response = answer.value
+        assert response.status == 429
+        wait = int(response.headers["retry-after"])
+        assert 1700 < wait <= 1800
+        error = page.locator("#submit-error")
+        error.wait_for(state="visible")
+        page.wait_for_timeout(500)
+        shown = error.inner_text()
+        assert shown.startswith("Not sent: too many cases were made from this internet")
+        assert f"Please wait {_minutes_text(wait)} (until about " in shown, shown
+        assert "Keep this page open" in shown
+        save_screenshot(page, "i18n-portal-rate-limited")
+        body = response.json()
+        assert body["code"] == "rate.limited" and body["message"][0].isupper(), body
 
 
 def test_wrong_pins_then_lockout_say_what_to_do_and_how_long(browser: Any, tmp_path: Path) -> None:
     """Check with a wrong case number and PIN until the per-address limit answers 429: first
     what to check, then how long to wait; the takedown status page says the same."""
-    live = LiveServer(tmp_path, env={"DIGNITY_PORTAL_IP_FAILURES_PER_HOUR": "2"})
-    live.start()
-    try:
-        ctx, page = _open(browser, f"{live.base}/portal?lang=es", "portal")
-        try:
+    with _server(tmp_path, DIGNITY_PORTAL_IP_FAILURES_PER_HOUR="2") as live:
+        with _open(browser, f"{live.base}/portal?lang=es", "portal") as page:
             out = page.locator("#manage-status")
             page.fill("#manage-number", "AAAA-BBBB-CCCC")
             page.fill("#manage-pin", "1111-2222-3333")
@@ -352,10 +350,7 @@ def test_wrong_pins_then_lockout_say_what_to_do_and_how_long(browser: Any, tmp_p
             _until(page, "document.getElementById('manage-status').textContent.startsWith('Desde')")
             shown = out.inner_text()
             assert "Espera " in shown and re.search(r"\d+ minutos", shown), shown
-        finally:
-            ctx.close()
-        ctx, page = _open(browser, f"{live.base}/takedown/status", "status")
-        try:
+        with _open(browser, f"{live.base}/takedown/status", "status") as page:
             error = page.locator("#lookup-error")
             page.fill("#ticket", "TD-AAAAA-BBBBB")
             page.fill("#access_code", "wrong-code")
@@ -369,7 +364,16 @@ def test_wrong_pins_then_lockout_say_what_to_do_and_how_long(browser: Any, tmp_p
             shown = error.inner_text()
             assert shown.startswith("Too many tries from this internet connection. Please wait ")
             assert re.search(r"wait \d+ minutes? \(until about ", shown), shown
-        finally:
-            ctx.close()
-    finally:
-        live.stop()
+
+
+def test_catalogue_and_helpline_routes(server: LiveServer) -> None:
+    for lang in LANGUAGES:
+        r = httpx.get(f"{server.base}/i18n/{lang}.json")
+        assert r.status_code == 200 and r.json() == CATALOGUES[lang]
+        assert r.headers["content-type"].startswith("application/json")
+        assert "default-src 'none'" in r.headers["content-security-policy"]
+    missing = httpx.get(f"{server.base}/i18n/xx.json")
+    assert missing.status_code == 404 and missing.json()["message"][0].isupper()
+    assert httpx.get(f"{server.base}/i18n/..%2Fhelplines.json").status_code == 404
+    helplines = httpx.get(f"{server.base}/i18n/helplines.json").json()
+    assert "GB" in helplines["countries"] and helplines["everywhere"]

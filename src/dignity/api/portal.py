@@ -120,7 +120,7 @@ class _Limits:
 
 def _enabled(services: Services) -> None:
     if not services.settings.portal_enabled:
-        raise NotFound("the portal is not enabled on this server", code="not_found")
+        raise NotFound("The portal is not enabled on this server.", code="not_found")
 
 
 def _limits(request: Request, services: Services) -> _Limits:
@@ -212,7 +212,7 @@ def page(services: ServicesDep) -> Response:
 def static(name: str, services: ServicesDep) -> Response:
     _enabled(services)
     if name not in _STATIC:
-        raise NotFound(f"no static file {name!r}", code="not_found")
+        raise NotFound(f"No static file {name!r}.", code="not_found")
     return Response(_static(name), media_type=_STATIC[name], headers=_SECURITY_HEADERS)
 
 
