@@ -185,7 +185,11 @@ export function translate(root) {
 export function duration(seconds) {
   const s = Math.max(1, Math.ceil(Number(seconds) || 0));
   const [value, unit] =
-    s < 60 ? [s, "second"] : s < 7200 ? [Math.ceil(s / 60), "minute"] : [Math.ceil(s / 3600), "hour"];
+    s < 60
+      ? [s, "second"]
+      : s < 7200
+        ? [Math.ceil(s / 60), "minute"]
+        : [Math.ceil(s / 3600), "hour"];
   return new Intl.NumberFormat(lang, { style: "unit", unit, unitDisplay: "long" }).format(value);
 }
 

@@ -73,6 +73,14 @@ export function errorMessage(result) {
   if (fields.length) {
     return ["takedown.error.fields", { fields: [...new Set(fields)].map(fieldLabel).join(", ") }];
   }
+  if (result.status >= 400 && result.status < 500 && typeof data.message === "string") {
+    // The server's own reason is the most specific (which line, what to change); it is in
+    // English, and the other catalogues say so around it.
+    const reason = data.message.trim();
+    const sentence = reason.charAt(0).toUpperCase() + reason.slice(1);
+    const full = /[.!?]$/.test(sentence) ? sentence : `${sentence}.`;
+    return ["takedown.error.reason", { reason: full }];
+  }
   if (result.status >= 400 && result.status < 500) return ["takedown.error.invalid"];
   return ["takedown.error.server", { status: result.status }];
 }

@@ -54,14 +54,16 @@ async function hashImage(file) {
 /** A video's codes: the MD5 of the file always; its vPDQ where this browser can decode it and
  * some frame has enough detail; `note` says which (full, plain or unreadable). */
 async function hashVideo(file, onProgress, signal) {
-  const md5 = await md5File(file, (share) =>
-    onProgress(Math.round(share * 100), 100, ["portal.video.reading", { n: Math.round(share * 100) }]),
-  );
+  const md5 = await md5File(file, (share) => {
+    const percent = Math.round(share * 100);
+    onProgress(percent, 100, ["portal.video.reading", { n: percent }]);
+  });
   const hashes = [{ signal: "video_md5", value: md5 }];
   let result;
   try {
     result = await vpdqOfFile(file, {
-      onProgress: (done, total) => onProgress(done, total, ["portal.video.frames", { n: done, total }]),
+      onProgress: (done, total) =>
+        onProgress(done, total, ["portal.video.frames", { n: done, total }]),
       signal,
     });
   } catch {

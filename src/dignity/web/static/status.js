@@ -116,8 +116,11 @@ function render(data) {
 
   const outcome = $("outcome");
   if (data.outcome) {
-    if (data.outcome.reason) say($("outcome-reason"), "status.reason", { reason: data.outcome.reason });
-    else say($("outcome-reason"), null);
+    if (data.outcome.reason) {
+      say($("outcome-reason"), "status.reason", { reason: data.outcome.reason });
+    } else {
+      say($("outcome-reason"), null);
+    }
     say($("outcome-contest"), "status.contest", { how: data.outcome.how_to_contest });
     outcome.classList.remove("hidden");
   } else {
