@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dignity import audit
+from dignity.cases.limits import minutes_text
 from dignity.cases.models import Case, CaseFeedLog, CaseHash
 from dignity.cases.pins import (
     group,
@@ -202,7 +203,7 @@ class FeedPage:
 
 
 def _bad_credentials() -> CaseError:
-    return CaseForbidden("the case number or PIN is not right", code="case.bad_credentials")
+    return CaseForbidden("The case number or PIN is not right.", code="case.bad_credentials")
 
 
 class FailureLimiter:
@@ -233,7 +234,7 @@ class FailureLimiter:
         if len(q) >= self.limit:
             wait = max(1, math.ceil(self.window_s - (now - q[0])))
             raise RateLimited(
-                "too many tries from this address; wait and try again",
+                f"Too many tries from this address. Try again in {minutes_text(wait)}.",
                 code="rate.limited",
                 retry_after=wait,
             )
@@ -286,16 +287,16 @@ class CaseService:
     def validate(self, hashes: Sequence[HashIn]) -> list[HashIn]:
         """Checked, normalised, de-duplicated hashes, or ``CaseError`` naming the bad one."""
         if not hashes:
-            raise CaseRefused("a case needs at least one hash", code="case.no_hashes")
+            raise CaseRefused("A case needs at least one hash.", code="case.no_hashes")
         if len(hashes) > self.max_hashes:
             raise CaseRefused(
-                f"a case holds at most {self.max_hashes} hashes; got {len(hashes)}",
+                f"A case holds at most {self.max_hashes} hashes; got {len(hashes)}.",
                 code="case.too_many_hashes",
                 limit=self.max_hashes,
             )
         clean: dict[tuple[str, str], HashIn] = {}
         for n, h in enumerate(hashes):
-            where = f"hash {n + 1}: "
+            where = f"Hash {n + 1}: "
             if h.signal not in CASE_SIGNALS:
                 raise CaseRefused(
                     f"{where}a case takes {', '.join(CASE_SIGNALS)} hashes; got {h.signal!r}",
@@ -423,7 +424,7 @@ class CaseService:
             except IntegrityError:  # a number (or id) drawn twice in 2^60: draw again
                 continue
         else:  # pragma: no cover - five collisions in a 60-bit space
-            raise CaseRefused("could not draw a free case number", code="case.internal")
+            raise CaseRefused("Could not draw a free case number; try again.", code="case.internal")
         # 2. The bank entries; 3. link them and publish to the feed. A video's frames go to
         # its bank entry (the case keeps the digest: partners and status need no more).
         frames = {h.value: h.frames for h in items if h.signal == "vpdq" and h.frames}
@@ -550,7 +551,7 @@ class CaseService:
     def _locked(until: datetime, now: datetime) -> CaseError:
         wait = max(1, math.ceil((until - now).total_seconds()))
         return CaseLocked(
-            "too many wrong PINs for this case; it is locked for a while",
+            f"Too many wrong PINs for this case. It is locked; try again in {minutes_text(wait)}.",
             code="case.locked",
             retry_after=wait,
         )
@@ -595,7 +596,7 @@ class CaseService:
                 else None
             )
         if case_id is None:
-            raise CaseNotFound(f"no case numbered {number!r}", code="case.not_found")
+            raise CaseNotFound(f"No case is numbered {number!r}.", code="case.not_found")
         return int(case_id)
 
     def _withdraw(self, case_id: int) -> CaseStatus:
@@ -603,7 +604,7 @@ class CaseService:
         with self.db.session() as s:
             case = s.get(Case, case_id)
             if case is None:
-                raise CaseNotFound("the case is gone", code="case.not_found")
+                raise CaseNotFound("The case is gone.", code="case.not_found")
             if case.status != "withdrawn":
                 case.status = "withdrawn"
                 case.withdrawn_at = now
