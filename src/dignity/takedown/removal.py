@@ -53,7 +53,15 @@ from dignity.takedown.models import (
     TakedownItem,
     TakedownRequest,
 )
-from dignity.takedown.scanlog import Copy, HashSet, ScanLog, VideoFrames, hashset_of, latest_scan
+from dignity.takedown.scanlog import (
+    Copy,
+    HashSet,
+    ScanLog,
+    VideoFrames,
+    hashset_of,
+    latest_scan,
+    other_orientations,
+)
 
 log = logging.getLogger("dignity.takedown")
 
@@ -462,7 +470,9 @@ class RemovalService:
                 else:
                     from dignity.hashing.signals import hash_bytes
 
-                    hashes = hash_bytes(media.read(), settings=self.settings)
+                    hashes = hash_bytes(
+                        media.read(), settings=self.settings, dihedral=self.settings.match_dihedral
+                    )
         except (DignityError, UrlError) as exc:
             log.warning("could not fetch %s for hashing: %s", target.content_id, exc)
             return target
@@ -476,6 +486,7 @@ class RemovalService:
                 hashes.md5,
                 hashes.sha256,
                 hashes.pdq.quality if hashes.pdq else None,
+                pdq_dihedral=other_orientations(hashes.pdq),
             )
         return _Target(target.content_id, scan_id, query, target.url, target.item_ids)
 
