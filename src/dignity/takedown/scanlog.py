@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from sqlalchemy import CursorResult, and_, delete, func, insert, or_, select
+from sqlalchemy import CursorResult, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -604,7 +604,20 @@ class ScanLog:
                             trimmed=video.trimmed,
                         )
                     )
-                if review_priority is not None:
+                waiting = (
+                    self._open_scan_item(s, content_id)
+                    if review_priority is not None and content_id is not None
+                    else None
+                )
+                if waiting is not None and review_priority is not None:
+                    # The same content is already waiting for a reviewer: one item, not two
+                    # (raised to the more urgent priority of the two).
+                    s.execute(
+                        update(ReviewItem)
+                        .where(ReviewItem.id == waiting, ReviewItem.priority > review_priority)
+                        .values(priority=review_priority)
+                    )
+                elif review_priority is not None:
                     s.execute(
                         insert(ReviewItem).values(
                             kind="scan",
@@ -620,6 +633,22 @@ class ScanLog:
             raise StorageError(
                 f"could not record the scan: {exc.__class__.__name__}", code="storage.unavailable"
             ) from exc
+
+    @staticmethod
+    def _open_scan_item(s: Session, content_id: str) -> int | None:
+        """The open review item of an earlier scan of ``content_id``, if one waits."""
+        found = s.scalar(
+            select(ReviewItem.id)
+            .join(ScanRecord, ScanRecord.id == ReviewItem.scan_id)
+            .where(
+                ScanRecord.content_id == content_id,
+                ReviewItem.kind == "scan",
+                ReviewItem.state.in_(("open", "deciding")),
+            )
+            .order_by(ReviewItem.id)
+            .limit(1)
+        )
+        return int(found) if found is not None else None
 
     def _origins(self, entry_ids: Sequence[int]) -> dict[int, str]:
         """``kind:ref`` of each matched entry (a read on its own connection, before the write:

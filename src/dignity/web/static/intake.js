@@ -96,6 +96,13 @@ export function missingList(list, missing, fieldIds = {}) {
   }
 }
 
+// Content lines that cannot be acted on, each with what to fix (the rest go ahead without them).
+export function problemItems(list, problems) {
+  for (const p of problems || []) {
+    list.append(el("li", { "data-key": p.key, class: "item-problem" }, `${p.ref}: ${p.message}`));
+  }
+}
+
 // Both regimes: complete, or what each lacks.
 export function renderValidity(container, validity, fieldIds = {}) {
   container.replaceChildren();
@@ -105,6 +112,11 @@ export function renderValidity(container, validity, fieldIds = {}) {
     : "The 48-hour clock starts once your request has what at least one of these laws asks " +
       "for. You can also send it now and add the rest later on the status page.";
   container.append(summary);
+  if ((validity.item_problems || []).length) {
+    const problems = el("ul", { class: "missing", id: "checker-problems" });
+    problemItems(problems, validity.item_problems);
+    container.append(problems);
+  }
   for (const name of ["take_it_down", "dsa_art16"]) {
     const regime = validity[name];
     if (!regime) continue;
@@ -149,7 +161,15 @@ function readForm(form) {
   };
 }
 
+// The platform's name, which the server puts in <meta name="dignity-platform">.
+function namePlatform() {
+  const meta = document.querySelector('meta[name="dignity-platform"]');
+  if (!meta || !meta.content) return;
+  for (const node of document.querySelectorAll("[data-platform]")) node.textContent = meta.content;
+}
+
 function init() {
+  namePlatform();
   const form = document.getElementById("intake");
   if (!form) return;
   const checker = document.getElementById("checker-body");
@@ -214,7 +234,10 @@ function showReceipt(form, receipt) {
   if (receipt.state === "valid") {
     state.className = "ok";
     state.textContent =
-      "Your request is valid. We must act on it by " + formatTime(receipt.due_at) + ".";
+      "Your request is valid. We must act on it by " + formatTime(receipt.due_at) + "." +
+      ((receipt.item_problems || []).length
+        ? " These lines are not part of it; send them again, corrected, in a new request:"
+        : "");
     list.replaceChildren();
   } else {
     state.className = "warn";
@@ -223,6 +246,7 @@ function showReceipt(form, receipt) {
       "missing on the status page:";
     missingList(list, receipt.missing);
   }
+  problemItems(list, receipt.item_problems);
   form.reset();
   form.classList.add("hidden");
   section.classList.remove("hidden");

@@ -137,7 +137,10 @@ function render(data) {
     $("outcome-reason").textContent = data.outcome.reason
       ? `Reason: ${data.outcome.reason}`
       : "";
-    $("outcome-contest").textContent = `If you disagree: ${data.outcome.how_to_contest}`;
+    // Only a refusal comes with how to contest it (none once the content was removed).
+    $("outcome-contest").textContent = data.outcome.how_to_contest
+      ? `If you disagree: ${data.outcome.how_to_contest}`
+      : "";
     outcome.classList.remove("hidden");
   } else {
     outcome.classList.add("hidden");
