@@ -769,17 +769,17 @@ class ScanLog:
         ]
         hashes = [h for _, h in usable if h is not None]
         # Each removed image's rotations and mirror images too, as matching does for uploads:
-        # an earlier upload that was turned or mirrored is a known copy. Tags say which.
+        # an earlier upload that was turned or mirrored is a known copy (turned_tags: which).
         turned_of: list[int] = []
         turned_tags: list[int] = []
         turned_rows: list[bytes] = []
         for i, _ in usable:
-            extra = queries[i].pdq_dihedral
-            if extra and len(extra) == 32 * (VARIANTS - 1):
+            turned = queries[i].pdq_dihedral
+            if turned and len(turned) == 32 * (VARIANTS - 1):
                 for k in range(1, VARIANTS):
                     turned_of.append(i)
                     turned_tags.append(k)
-                    turned_rows.append(extra[32 * (k - 1) : 32 * k])
+                    turned_rows.append(turned[32 * (k - 1) : 32 * k])
         # A removed video's frames find the stills of it posted as images (``copy_still``):
         # index ids past the queries' name (query, frame time) in ``still_of``.
         still_of: list[tuple[int, float]] = []
