@@ -9,7 +9,6 @@ complaint line under a removal the requester asked for.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -19,18 +18,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from dignity.matching.banks import BankService, NewEntry
 from dignity.samples import encode, landscape
-from dignity.storage.db import Database, open_database
+from dignity.storage.db import Database
 from dignity.takedown.models import ReviewItem
 from tests.integration.browser import browser
 
-__all__ = ["browser"]  # the module-scoped Chromium fixture, imported for this module's tests
+# Fixtures used here: Chromium, the server's database (``store``) and a signed-in reviewer.
+__all__ = ["browser", "reviewer", "store"]
 from tests.integration.server import LiveServer
-from tests.integration.test_review_ui import Reviewer, add_appeal, add_scan, add_takedown
+from tests.integration.test_review_ui import (
+    Reviewer,
+    add_appeal,
+    add_scan,
+    add_takedown,
+    reviewer,
+    store,
+)
+from tests.integration.test_takedown_requests import public
 
 PLATFORM = "Example Pics"
 VALID: dict[str, Any] = {
@@ -45,7 +52,6 @@ VALID: dict[str, Any] = {
     "ai_made": "real",
     "jurisdiction": "EU",
 }
-_addresses = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -64,28 +70,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live.start()
     yield live
     live.stop()
-
-
-@pytest.fixture(scope="module")
-def db(server: LiveServer) -> Iterator[Database]:
-    store = open_database(server.url)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def reviewer(server: LiveServer) -> Iterator[Reviewer]:
-    r = Reviewer(server)
-    yield r
-    r.close()
-
-
-def public(server: LiveServer) -> httpx.Client:
-    """The requester's browser, each test from its own address (per-address limits)."""
-    n = next(_addresses)
-    return httpx.Client(
-        base_url=server.base, headers={"X-Forwarded-For": f"198.51.100.{n}"}, timeout=30
-    )
 
 
 def file_request(server: LiveServer, content: list[str]) -> dict[str, Any]:
@@ -147,12 +131,12 @@ def test_each_line_is_judged_on_its_own(server: LiveServer) -> None:
 # -- the queue ---------------------------------------------------------------------------------
 
 
-def _review_bank(server: LiveServer, db: Database, data: bytes) -> None:
+def _review_bank(server: LiveServer, store: Database, data: bytes) -> None:
     from dignity.hashing.signals import hash_bytes
 
     h = hash_bytes(data)
     assert h.pdq is not None
-    banks = BankService(db)
+    banks = BankService(store)
     banks.create_bank("suspect", purpose="review")
     banks.add_entries("suspect", [NewEntry("pdq", h.pdq.hex, "person", "curated")])
 
@@ -170,10 +154,10 @@ def _scan(server: LiveServer, data: bytes, content_id: str) -> dict[str, Any]:
 
 
 def test_the_same_content_is_listed_once(
-    server: LiveServer, db: Database, reviewer: Reviewer
+    server: LiveServer, store: Database, reviewer: Reviewer
 ) -> None:
     photo = encode(landscape(61), "JPEG", quality=90)
-    _review_bank(server, db, photo)
+    _review_bank(server, store, photo)
     deadline = time.monotonic() + 10  # the server picks up the new bank within a refresh
     while _scan(server, photo, "dup-1")["decision"]["action"] != "review":
         assert time.monotonic() < deadline
@@ -193,7 +177,7 @@ def test_the_same_content_is_listed_once(
 
 
 def test_a_request_whose_content_went_with_another_closes(
-    server: LiveServer, db: Database, reviewer: Reviewer
+    server: LiveServer, store: Database, reviewer: Reviewer
 ) -> None:
     first = file_request(server, ["gone1"])
     second = file_request(server, ["https://pics.example/p/gone1"])
@@ -219,9 +203,9 @@ def test_a_request_whose_content_went_with_another_closes(
 
 
 def test_appeal_outcomes_are_not_offered_to_the_deciding_reviewer(
-    server: LiveServer, db: Database, reviewer: Reviewer
+    server: LiveServer, store: Database, reviewer: Reviewer
 ) -> None:
-    own = add_appeal(db, "img-own-appeal", removed_by="test-reviewer")
+    own = add_appeal(store, "img-own-appeal", removed_by="test-reviewer")
     body = reviewer.get(f"/review/api/items/{own}").json()
     assert body["outcomes"] == [] and "another reviewer" in body["not_yours"]
     listed = {i["id"]: i for i in reviewer.get("/review/api/queue").json()["items"]}
@@ -237,12 +221,12 @@ def test_appeal_outcomes_are_not_offered_to_the_deciding_reviewer(
 
 
 def test_review_page_hides_what_does_not_apply(
-    server: LiveServer, db: Database, browser: Any
+    server: LiveServer, store: Database, browser: Any
 ) -> None:
-    scan = add_scan(db, "no-preview-1", priority=0)
-    appeal = add_appeal(db, "img-own-2", removed_by="test-reviewer")
-    takedown, _ = add_takedown(db, ["td-ui-1"], priority=0)
-    with db.session() as s:  # a line the intake found off the platform
+    scan = add_scan(store, "no-preview-1", priority=0)
+    appeal = add_appeal(store, "img-own-2", removed_by="test-reviewer")
+    takedown, _ = add_takedown(store, ["td-ui-1"], priority=0)
+    with store.session() as s:  # a line the intake found off the platform
         from dignity.takedown.models import TakedownItem
 
         request_id = s.get(ReviewItem, takedown).request_id  # type: ignore[union-attr]
@@ -280,7 +264,7 @@ def test_review_page_hides_what_does_not_apply(
         page.keyboard.press("u")
         page.wait_for_timeout(300)
         assert page.inner_text("#decision-error") == ""
-        with db.session() as s:
+        with store.session() as s:
             row = s.get(ReviewItem, appeal)
             assert row is not None and row.state == "open"
 

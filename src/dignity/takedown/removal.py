@@ -808,19 +808,8 @@ class RemovalService:
             )
             if not cast(CursorResult[Any], closed).rowcount:
                 continue
-            s.execute(
-                update(ReviewItem)
-                .where(
-                    ReviewItem.request_id == request_id,
-                    ReviewItem.state.in_(("open", "deciding")),
-                )
-                .values(
-                    state="decided",
-                    outcome="remove",
-                    decided_by=ctx.who,
-                    decided_at=ctx.now,
-                    note="its content was removed by another decision",
-                )
+            RemovalService._close_review_items(
+                s, ctx, ReviewItem.request_id == request_id, None, "remove"
             )
             req = s.get(TakedownRequest, request_id)
             assert req is not None
