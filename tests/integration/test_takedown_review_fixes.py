@@ -289,6 +289,15 @@ def test_intake_page_names_the_platform_and_lists_bad_lines(
         page.fill("#content", "post9\nhttps://elsewhere.example/p/2")
         page.wait_for_selector("#checker-problems li")
         assert "https://elsewhere.example/p/2" in page.inner_text("#checker-problems")
+        # The status page says which line was not acted on, and why.
+        receipt = file_request(server, ["post10", "https://elsewhere.example/p/3"])
+        page.goto(server.base + "/takedown/status")
+        page.get_by_label("Ticket").fill(receipt["ticket"])
+        page.get_by_label("Access code").fill(receipt["access_code"])
+        page.get_by_role("button", name="Show my request").click()
+        page.wait_for_selector("#request-items li >> nth=1")
+        line = page.inner_text("#request-items li >> nth=1")
+        assert "not acted on" in line and f"not to a post on {PLATFORM}" in line
     finally:
         context.close()
 

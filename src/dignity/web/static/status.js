@@ -26,6 +26,7 @@ const ITEM_TEXT = {
   removed: "removed",
   kept: "not removed",
   not_found: "not found",
+  invalid: "not acted on",
 };
 // How each field is asked for when it is missing.
 const FIELDS = {
@@ -129,6 +130,7 @@ function render(data) {
     ref.className = "mono";
     ref.textContent = item.ref;
     li.append(ref, ` — ${ITEM_TEXT[item.state] || item.state}`);
+    if (item.problem) li.append(` (${item.problem})`); // what to fix in a new request
     items.append(li);
   }
 
