@@ -22,8 +22,8 @@ venv: $(STAMP)
 # The embedded default: SQLite in ./var, a demo bank of generated benign images and the matches
 # of edited copies, then the HTTP service on 127.0.0.1:8080 (Ctrl-C stops it).
 run: $(STAMP)
-	DIGNITY_DATA_DIR=$(DATA) $(BIN)/dignity demo
-	DIGNITY_DATA_DIR=$(DATA) $(BIN)/dignity serve
+	DIGNITY_DATA_DIR=$(DATA) DIGNITY_PLATFORM_NAME="Example Pics (demo)" $(BIN)/dignity demo
+	DIGNITY_DATA_DIR=$(DATA) DIGNITY_PLATFORM_NAME="Example Pics (demo)" $(BIN)/dignity serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench docs

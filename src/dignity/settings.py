@@ -269,6 +269,24 @@ class Settings(BaseSettings):
     case_lockout_s: float = Field(
         default=900.0, gt=0, description="How long a case stays locked after too many wrong PINs."
     )
+    feed_batch_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="The partner feed publishes case hashes in batches: a batch closes this many "
+        "seconds after its oldest change (or at feed_batch_items), once it mixes "
+        "feed_batch_min_cases cases.",
+    )
+    feed_batch_items: int = Field(
+        default=500, ge=1, description="Changes that close a feed batch before feed_batch_s."
+    )
+    feed_batch_min_cases: int = Field(
+        default=3, ge=1, description="Fewest cases a feed batch mixes before it may close."
+    )
+    feed_batch_max_hold_s: float = Field(
+        default=86400.0,
+        ge=0,
+        description="Longest a change waits for enough cases; then its batch closes anyway.",
+    )
     portal_ip_failures_per_hour: int = Field(
         default=20, ge=1, description="Wrong case number/PIN tries per client address an hour."
     )

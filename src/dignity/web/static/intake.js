@@ -129,12 +129,24 @@ export function missingList(list, missing, fieldIds = {}) {
   }
 }
 
+// Content lines that cannot be acted on, each with what to fix (the rest go ahead without them).
+export function problemItems(list, problems) {
+  for (const p of problems || []) {
+    list.append(el("li", { "data-key": p.key, class: "item-problem" }, `${p.ref}: ${p.message}`));
+  }
+}
+
 // Both regimes: complete, or what each lacks.
 export function renderValidity(container, validity, fieldIds = {}) {
   container.replaceChildren();
   const summary = el("p", { class: validity.valid ? "ok" : "warn", id: "checker-summary" });
   say(summary, validity.valid ? "intake.checker.valid" : "intake.checker.invalid");
   container.append(summary);
+  if ((validity.item_problems || []).length) {
+    const problems = el("ul", { class: "missing", id: "checker-problems" });
+    problemItems(problems, validity.item_problems);
+    container.append(problems);
+  }
   for (const name of ["take_it_down", "dsa_art16"]) {
     const regime = validity[name];
     if (!regime) continue;
@@ -178,7 +190,18 @@ function readForm(form) {
   };
 }
 
+// The platform's name, which the server puts in <meta name="dignity-platform">.
+function namePlatform() {
+  const meta = document.querySelector('meta[name="dignity-platform"]');
+  if (!meta || !meta.content) return;
+  for (const node of document.querySelectorAll("[data-platform]")) {
+    node.textContent = meta.content;
+    node.hidden = false;
+  }
+}
+
 async function init() {
+  namePlatform();
   const form = document.getElementById("intake");
   if (!form) return;
   const checker = document.getElementById("checker-body");
@@ -252,13 +275,17 @@ function showReceipt(form, receipt) {
   const list = document.getElementById("receipt-missing");
   if (receipt.state === "valid") {
     state.className = "ok";
-    say(state, "intake.receipt.valid", { due: formatTime(receipt.due_at) });
+    const key = (receipt.item_problems || []).length
+      ? "intake.receipt.valid_bad_lines"
+      : "intake.receipt.valid";
+    say(state, key, { due: formatTime(receipt.due_at) });
     list.replaceChildren();
   } else {
     state.className = "warn";
     say(state, "intake.receipt.incomplete");
     missingList(list, receipt.missing);
   }
+  problemItems(list, receipt.item_problems);
   form.reset();
   form.classList.add("hidden");
   section.classList.remove("hidden");

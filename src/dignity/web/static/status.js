@@ -12,7 +12,7 @@ const STATE_CLASS = {
   rejected: "error",
   withdrawn: "hint",
 };
-const ITEM_STATES = ["pending", "removed", "kept", "not_found"];
+const ITEM_STATES = ["pending", "removed", "kept", "not_found", "invalid"];
 // How each field is asked for when it is missing (labels: catalogue keys field.<name>).
 const FIELDS = {
   requester_name: "text",
@@ -111,6 +111,7 @@ function render(data) {
     if (ITEM_STATES.includes(item.state)) say(what, `status.item.${item.state}`);
     else what.textContent = item.state;
     li.append(ref, " — ", what);
+    if (item.problem) li.append(` (${item.problem})`); // what to fix in a new request
     items.append(li);
   }
 
@@ -121,7 +122,12 @@ function render(data) {
     } else {
       say($("outcome-reason"), null);
     }
-    say($("outcome-contest"), "status.contest", { how: data.outcome.how_to_contest });
+    // Only a refusal comes with how to contest it (none once the content was removed).
+    if (data.outcome.how_to_contest) {
+      say($("outcome-contest"), "status.contest", { how: data.outcome.how_to_contest });
+    } else {
+      say($("outcome-contest"), null);
+    }
     outcome.classList.remove("hidden");
   } else {
     outcome.classList.add("hidden");
