@@ -191,3 +191,22 @@ def _sha(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+def test_a_threaded_search_finds_what_one_thread_finds() -> None:
+    import numpy as np
+
+    from dignity.matching.index import MihIndex
+    from dignity.takedown.retro import ScanIndex
+
+    rng = np.random.default_rng(5)
+    rows = rng.integers(0, 256, size=(5000, 32), dtype=np.uint8)
+    index = ScanIndex(frames=False)
+    ids = np.arange(5000, dtype=np.int64) << 2
+    index.index = MihIndex.from_arrays(ids, rows, np.zeros(5000, dtype=np.int32))
+    queries = np.concatenate([rows[:40], rng.integers(0, 256, size=(60, 32), dtype=np.uint8)])
+    one = index.search(queries, 40)
+    many = index.search(queries, 40, threads=3)
+    assert len(one) >= 40
+    for name in ("query", "ids", "distances"):
+        assert np.array_equal(getattr(one, name), getattr(many, name))

@@ -18,6 +18,9 @@ def retro_match_task(ctx: JobContext) -> dict[str, Any]:
     settle = ctx.payload.get("settle_s")
     if settle is not None and (not isinstance(settle, int | float) or settle < 0):
         raise JobRefused("settle_s must be a number >= 0", code="job.bad_payload")
+    threads = ctx.payload.get("threads", 1)
+    if not isinstance(threads, int) or not 1 <= threads <= 64:
+        raise JobRefused("threads must be 1..64", code="job.bad_payload")
     removals = services.removals
 
     def remove(scan_id: int) -> int | None:
@@ -29,6 +32,7 @@ def retro_match_task(ctx: JobContext) -> dict[str, Any]:
         services.settings,
         settle_s=float(settle) if settle is not None else None,
         remove=remove,
+        threads=threads,
     )
     summary = matcher.run(progress=ctx.progress)
     return summary.to_dict()
