@@ -13,7 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from dignity.backfill.service import BackfillService, keys_of
-from dignity.backfill.sources import DEFAULT_PAGE, BackfillRefused, source_from_payload
+from dignity.backfill.sources import (
+    DEFAULT_PAGE,
+    BackfillRefused,
+    Source,
+    source_from_payload,
+)
 from dignity.worker.tasks import JobCancelled, JobContext, task
 
 MAX_PAGE = 10_000
@@ -26,14 +31,19 @@ def _page_size(payload: dict[str, Any]) -> int:
     return size
 
 
+def _source(ctx: JobContext) -> tuple[dict[str, Any], Source]:
+    """The payload's source description and the source it names, with this worker's limits."""
+    spec = ctx.payload.get("source")
+    if not isinstance(spec, dict):
+        raise BackfillRefused(f"a {ctx.job.kind} job needs a source", code="backfill.bad_source")
+    return spec, source_from_payload(spec, ctx.services.settings)
+
+
 @task("backfill")
 def backfill_task(ctx: JobContext) -> dict[str, Any]:
     """List the source and queue its pages as batches; the result counts what was queued."""
     services = ctx.services
-    spec = ctx.payload.get("source")
-    if not isinstance(spec, dict):
-        raise BackfillRefused("a backfill job needs a source", code="backfill.bad_source")
-    source = source_from_payload(spec, services.settings)
+    spec, source = _source(ctx)
     size = _page_size(ctx.payload)
     store = BackfillService(services.db)
     listed = already = queued = batches = 0
@@ -67,10 +77,7 @@ def backfill_task(ctx: JobContext) -> dict[str, Any]:
 def backfill_batch_task(ctx: JobContext) -> dict[str, Any]:
     """Scan one page of a source's items; failed items are recorded, not raised."""
     services = ctx.services
-    spec = ctx.payload.get("source")
-    if not isinstance(spec, dict):
-        raise BackfillRefused("a backfill batch needs a source", code="backfill.bad_source")
-    source = source_from_payload(spec, services.settings)
+    _spec, source = _source(ctx)
     keys = keys_of(ctx.payload.get("items") or [])
     run_id = str(ctx.payload.get("run") or ctx.job.parent_id or ctx.job.id)
     # Match against the banks as they are now (a worker may have run for days).
