@@ -210,3 +210,36 @@ def test_a_threaded_search_finds_what_one_thread_finds() -> None:
     assert len(one) >= 40
     for name in ("query", "ids", "distances"):
         assert np.array_equal(getattr(one, name), getattr(many, name))
+
+
+def test_video_uploads_are_found_by_a_banked_frame_and_by_a_banked_video(
+    services: Services, tmp_path: Path
+) -> None:
+    from dignity.video.vpdq import vpdq_hash
+    from tests.videos import film_frame, write_video
+
+    clip = write_video(tmp_path / "clip.mp4", [(7, 0, 8)])
+    logged = services.record_scan(services.scanner.scan(clip.read_bytes()), None, content_id="v1")
+    other = write_video(tmp_path / "other.mp4", [(2, 0, 8)])
+    services.record_scan(services.scanner.scan(other.read_bytes()), None, content_id="v2")
+
+    # A still of second 3 of the clip, banked as an image: the logged video shows it.
+    services.banks.create_bank("stills", purpose="review")
+    still = pdq_from_image(film_frame(7, 3.0))
+    services.banks.add_entries("stills", [NewEntry("pdq", still.hex)])
+    first = retro(services)
+    assert first["hits"] == 1
+    [event] = events(services)
+    assert event["scan_id"] == logged and event["reason"] == "copy_frame"
+    assert abs(float(event["timestamp"]) - 3.0) <= 1.0
+
+    # The video itself, banked as vPDQ (a re-encode of it: other bytes, same footage).
+    copy = write_video(tmp_path / "copy.mp4", [(7, 0, 8)], codec="mpeg4")
+    frames = vpdq_hash(copy).frames
+    services.banks.create_bank("videos", purpose="block")
+    services.banks.add_entries("videos", [NewEntry("vpdq", "", frames=frames)])
+    second = retro(services)
+    assert second["hits"] == 1
+    video_event = events(services)[-1]
+    assert video_event["scan_id"] == logged and video_event["reason"] == "copy_video"
+    assert video_event["bank"] == "videos"
