@@ -243,3 +243,24 @@ def test_video_uploads_are_found_by_a_banked_frame_and_by_a_banked_video(
     video_event = events(services)[-1]
     assert video_event["scan_id"] == logged and video_event["reason"] == "copy_video"
     assert video_event["bank"] == "videos"
+
+
+def test_a_picture_posted_inside_a_screenshot_is_found_with_its_region(
+    services: Services,
+) -> None:
+    import random
+
+    from dignity.sample_layouts import LAYOUTS
+
+    photo = landscape(61, (900, 650))
+    others = [landscape(62, (800, 600)), landscape(63, (700, 500))]
+    shot, box = LAYOUTS["phone-dark"](photo, random.Random(1), others)
+    shot_id = scan(services, encode(shot, "JPEG", quality=85), "shot-1")
+    services.banks.create_bank("ncii", purpose="block")
+    services.banks.add_entries("ncii", [NewEntry("pdq", pdq_hex(encode(photo, quality=92)))])
+    assert retro(services)["hits"] == 1
+    [event] = events(services)
+    assert event["scan_id"] == shot_id and event["reason"] == "copy_pdq"
+    region = event["region"]
+    got = (region["x"], region["y"], region["x"] + region["w"], region["y"] + region["h"])
+    assert all(abs(a - b) <= 6 for a, b in zip(got, box, strict=True))
