@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from functools import partial
 from ipaddress import ip_network
@@ -253,12 +254,14 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
 
 def test_s3_backfill_lists_in_pages_and_resumes(services: Services, s3: tuple[Any, str]) -> None:
     client, endpoint = s3
-    client.create_bucket(Bucket="uploads")
+    # moto keeps its buckets per process, across servers: one bucket name per test.
+    bucket = f"uploads-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
     for n in range(5):
-        client.put_object(Bucket="uploads", Key=f"archive/{n:03d}.jpg", Body=image(300 + n))
-    client.put_object(Bucket="uploads", Key="archive/broken.jpg", Body=b"\xff\xd8 not really")
-    client.put_object(Bucket="uploads", Key="other/x.jpg", Body=image(399))
-    spec = parse_source("s3://uploads/archive/", endpoint_url=endpoint)
+        client.put_object(Bucket=bucket, Key=f"archive/{n:03d}.jpg", Body=image(300 + n))
+    client.put_object(Bucket=bucket, Key="archive/broken.jpg", Body=b"\xff\xd8 not really")
+    client.put_object(Bucket=bucket, Key="other/x.jpg", Body=image(399))
+    spec = parse_source(f"s3://{bucket}/archive/", endpoint_url=endpoint)
 
     run = backfill(services, spec, page_size=2)
     assert run.result is not None
@@ -268,7 +271,7 @@ def test_s3_backfill_lists_in_pages_and_resumes(services: Services, s3: tuple[An
     assert {r.content_id for r in scan_rows(services)} == {f"archive/{n:03d}.jpg" for n in range(5)}
 
     # New objects since: the second run scans only them.
-    client.put_object(Bucket="uploads", Key="archive/005.jpg", Body=image(305))
+    client.put_object(Bucket=bucket, Key="archive/005.jpg", Body=image(305))
     again = backfill(services, spec, page_size=2)
     assert again.result is not None and again.result["already_done"] == 5
     assert len(scan_rows(services)) == 6
