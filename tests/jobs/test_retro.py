@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import select, update
 
@@ -264,3 +265,30 @@ def test_a_picture_posted_inside_a_screenshot_is_found_with_its_region(
     region = event["region"]
     got = (region["x"], region["y"], region["x"] + region["w"], region["y"] + region["h"])
     assert all(abs(a - b) <= 6 for a, b in zip(got, box, strict=True))
+
+
+def test_a_scan_committed_after_a_higher_id_is_still_indexed(services: Services) -> None:
+    from sqlalchemy import delete, insert
+
+    from dignity.takedown.retro import ScanIndex
+
+    first = scan(services, encode(landscape(51, (480, 360))), "late-0")
+    late = scan(services, encode(landscape(52, (480, 360))), "late-1")
+    scan(services, encode(landscape(53, (480, 360))), "late-2")
+    with services.db.session() as s:
+        row = s.get(ScanRecord, late)
+        assert row is not None
+        saved = {c.name: getattr(row, c.name) for c in ScanRecord.__table__.columns}
+        # As on PostgreSQL, where an id is handed out before its transaction commits: the
+        # middle scan is not visible yet when the index first reads the log.
+        s.execute(delete(ScanRecord).where(ScanRecord.id == late))
+    index = ScanIndex()
+    floor = services.settings.pdq_min_quality
+    wanted = np.asarray([late << 2, first << 2], dtype=np.int64)
+    assert index.catch_up(services.db, floor) >= 2
+    assert index.index.lookup(wanted)[0].tolist() == [False, True]
+    with services.db.session() as s:
+        s.execute(insert(ScanRecord).values(**saved))
+    assert index.catch_up(services.db, floor) == 1
+    assert index.index.lookup(wanted)[0].tolist() == [True, True]
+    assert index.catch_up(services.db, floor) == 0

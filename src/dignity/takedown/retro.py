@@ -78,6 +78,11 @@ log = logging.getLogger("dignity.retro")
 
 CURSOR_NAME = "retro-match"
 LOAD_BATCH = 50_000  # scan-log rows per read while building or catching up the index
+# A catch-up reads again this many ids below the last one it saw: on PostgreSQL an id is handed
+# out before its transaction commits, so a scan can appear after a higher id was read. Rows the
+# index already holds are skipped. (Videos: fewer, as each carries many frames.)
+LOOKBACK = 1000
+LOOKBACK_VIDEOS = 50
 LOG_BATCH = 2_000  # change-log rows per step of a run
 _KIND_SCAN, _KIND_REGION, _KIND_FRAME = 0, 1, 2
 _FRAME_BITS = 20  # frames per logged video the id packs (a day at one frame a second fits)
@@ -220,7 +225,10 @@ class ScanIndex:
                 self.index = MihIndex.from_arrays(all_ids, all_rows, tags, background=False)
                 self.built_at = time.time()
             else:
-                self.index.add(all_ids, all_rows, tags)
+                known, _hashes, _tags = self.index.lookup(all_ids)
+                fresh = ~known
+                all_ids, all_rows, tags = all_ids[fresh], all_rows[fresh], tags[fresh]
+                self.index.add(all_ids, np.ascontiguousarray(all_rows), tags)
             return int(all_ids.shape[0])
 
     def _read(
@@ -228,32 +236,36 @@ class ScanIndex:
     ) -> Iterable[tuple[NDArray[np.int64], NDArray[np.uint8]]]:
         # The driver's cursor directly: ORM rows would cost more than the index (the scan
         # log's own sweep does the same). The statements hold only integers we computed.
+        back = LOOKBACK if self.built_at else 0
         cursor = s.connection().connection.cursor()
         try:
+            low = max(0, self.last_scan - back)
             while True:
                 cursor.execute(
-                    "SELECT id, pdq FROM scan_log WHERE id > "
-                    f"{self.last_scan:d} AND pdq IS NOT NULL"
+                    f"SELECT id, pdq FROM scan_log WHERE id > {low:d} AND pdq IS NOT NULL"
                     f" AND (pdq_quality IS NULL OR pdq_quality >= {int(floor):d})"
                     f" ORDER BY id LIMIT {LOAD_BATCH:d}"
                 )
                 batch = cursor.fetchall()
                 if not batch:
                     break
-                self.last_scan = int(batch[-1][0])
+                low = int(batch[-1][0])
+                self.last_scan = max(self.last_scan, low)
                 yield (
                     np.asarray([_pack_id(_KIND_SCAN, int(r[0])) for r in batch], dtype=np.int64),
                     _hex_rows([str(r[1]) for r in batch]),
                 )
+            low = max(0, self.last_region - back)
             while True:
                 cursor.execute(
-                    f"SELECT id, pdq FROM scan_regions WHERE id > {self.last_region:d}"
+                    f"SELECT id, pdq FROM scan_regions WHERE id > {low:d}"
                     f" AND pdq_quality >= {int(floor):d} ORDER BY id LIMIT {LOAD_BATCH:d}"
                 )
                 batch = cursor.fetchall()
                 if not batch:
                     break
-                self.last_region = int(batch[-1][0])
+                low = int(batch[-1][0])
+                self.last_region = max(self.last_region, low)
                 yield (
                     np.asarray([_pack_id(_KIND_REGION, int(r[0])) for r in batch], dtype=np.int64),
                     _hex_rows([str(r[1]) for r in batch]),
@@ -267,16 +279,18 @@ class ScanIndex:
         self, s: Session, floor: int
     ) -> Iterable[tuple[NDArray[np.int64], NDArray[np.uint8]]]:
         quality = max(floor, VIDEO_MIN_QUALITY)
+        low = max(0, self.last_video - (LOOKBACK_VIDEOS if self.built_at else 0))
         while True:
             videos = s.execute(
                 select(ScanVideo.scan_id, ScanVideo.frames)
-                .where(ScanVideo.scan_id > self.last_video)
+                .where(ScanVideo.scan_id > low)
                 .order_by(ScanVideo.scan_id)
                 .limit(256)
             ).all()
             if not videos:
                 return
-            self.last_video = int(videos[-1][0])
+            low = int(videos[-1][0])
+            self.last_video = max(self.last_video, low)
             for scan_id, packed in videos:
                 frames = VideoFrames.unpack(bytes(packed), None, 0.0)
                 keep = [
