@@ -377,6 +377,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Days the scan log keeps each scan's hashes (what copy sweeps search).",
     )
+    retro_remove_banks: list[str] = Field(
+        default_factory=list,
+        description="Block banks whose retro-matches (past uploads found by a new entry) are "
+        "removed at once, as a reviewer's removal would be; other banks' go to review.",
+    )
     appeal_window_days: int = Field(
         default=184,
         ge=183,

@@ -15,6 +15,7 @@ import click
 # Each subcommand module registers its commands on ``cli`` when imported.
 from dignity.cli import (  # noqa: F401
     audit,
+    backfill,
     bank,
     case,
     demo,
