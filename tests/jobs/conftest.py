@@ -1,15 +1,18 @@
 """Fixtures of the job tests: a migrated database on an SQLite file and on PostgreSQL (skipped,
-visibly, where DIGNITY_TEST_POSTGRES_URL is not set; CI sets it)."""
+visibly, where DIGNITY_TEST_POSTGRES_URL is not set; CI sets it), and an S3-compatible object
+store (moto's server mode on 127.0.0.1)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dignity.storage.db import Database, open_database
 from tests.conftest import postgres_schema
+from tests.integration.server import free_port
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -23,3 +26,23 @@ def jobs_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database
         db = open_database(url)
         yield db
         db.close()
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        yield boto3.client("s3", endpoint_url=endpoint), endpoint
+    finally:
+        server.stop()

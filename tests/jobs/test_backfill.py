@@ -232,26 +232,6 @@ def test_url_list_backfill_fetches_through_the_guard(
 # -- S3 -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    try:
-        yield boto3.client("s3", endpoint_url=endpoint), endpoint
-    finally:
-        server.stop()
-
-
 def test_s3_backfill_lists_in_pages_and_resumes(services: Services, s3: tuple[Any, str]) -> None:
     client, endpoint = s3
     # moto keeps its buckets per process, across servers: one bucket name per test.

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dignity.errors import DignityError, StorageError, Unavailable, UpstreamFailed
@@ -126,28 +127,30 @@ def run_claimed(services: Services, jobs: JobService, job: JobInfo, worker: str)
 
 @task("scan")
 def scan_task(ctx: JobContext) -> dict[str, Any]:
-    """Scan one item: the upload the job came with, or a URL fetched through the SSRF guard.
-    The result is the scan object ``/v1/scan`` answers, with its ``scan_id``."""
-    from dignity.fetch import FetchPolicy, fetch_url
+    """Scan one item: the upload the job came with, a URL fetched through the SSRF guard, or
+    an object in an S3-compatible store (boto3's own endpoint and credentials configuration).
+    The fetch limit is the video limit: long media is what jobs are for. The result is the scan
+    object ``/v1/scan`` answers, with its ``scan_id``."""
+    from dignity.backfill.sources import S3Source, fetch_policy
+    from dignity.fetch import fetch_url
+    from dignity.jobs.service import JobRefused
     from dignity.keys import KeyInfo
 
     services = ctx.services
     s = services.settings
+    limit = max(s.max_bytes, s.video_max_bytes)
     payload = ctx.payload
     got = ctx.media()
+    obj = payload.get("object")
     if got is not None:
         data = got[0]
     elif isinstance(payload.get("url"), str):
-        policy = FetchPolicy(
-            max_bytes=s.max_bytes,
-            timeout_s=s.url_timeout_s,
-            allow_hosts=frozenset(h.lower() for h in s.url_allow_hosts),
-        )
-        data = fetch_url(payload["url"], policy)
+        policy = fetch_policy(s)
+        data = fetch_url(payload["url"], replace(policy, max_bytes=limit))
+    elif isinstance(obj, dict) and isinstance(obj.get("bucket"), str) and obj.get("key"):
+        data = S3Source(obj["bucket"], "", limit).read(str(obj["key"]))
     else:
-        from dignity.jobs.service import JobRefused
-
-        raise JobRefused("a scan job needs an upload or a url", code="job.bad_payload")
+        raise JobRefused("a scan job needs an upload, a url or an object", code="job.bad_payload")
     result = services.scanner.scan(data)
     key: KeyInfo | None = None
     if ctx.job.key_id is not None:
