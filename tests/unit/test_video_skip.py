@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from bench.video_corpus import synthetic_video
+from bench.video_corpus import Encoding, synthetic_video
 
 import dignity.video.decode as decode
 from dignity.errors import MediaTooLarge
@@ -31,6 +31,16 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Seed 16, as the corpus: scenes PDQ rates highly; 6 s at 24 fps, x264 with B-frames.
     path = tmp_path_factory.mktemp("skip") / "slideshow.mp4"
     return synthetic_video(path, 6.0, size=(320, 176), fps=FPS, seed=16)
+
+
+@pytest.fixture(scope="module")
+def hevc_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # x265 (in PyAV's FFmpeg) with its default B-frames: HEVC's non-reference pictures.
+    path = tmp_path_factory.mktemp("skip") / "slideshow-hevc.mp4"
+    enc = Encoding(
+        codec="libx265", options=(("preset", "ultrafast"), ("x265-params", "log-level=0"))
+    )
+    return synthetic_video(path, 6.0, size=(320, 176), fps=FPS, seed=16, enc=enc)
 
 
 def _plain(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,6 +75,16 @@ def test_skipping_gives_the_same_hashes_as_decoding_every_frame(
     fast = vpdq_hash(clip, seconds_per_hash=seconds_per_hash, dihedral=True)
     _plain(monkeypatch)
     _same(fast, vpdq_hash(clip, seconds_per_hash=seconds_per_hash, dihedral=True))
+
+
+def test_hevc_skips_and_hashes_the_same(hevc_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_video(hevc_clip) as video:
+        assert video.info.codec == "hevc"
+        got = [item.index for item in video.frames(lambda index: index % FPS == 0)]
+        assert len(got) < video.frame_count
+    fast = vpdq_hash(hevc_clip, seconds_per_hash=0.5)
+    _plain(monkeypatch)
+    _same(fast, vpdq_hash(hevc_clip, seconds_per_hash=0.5))
 
 
 def test_meta_sample_videos_hash_the_same_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
