@@ -156,7 +156,8 @@ def vpdq_hash(
         finding = dihedral if trim_bars is None else trim_bars
 
         def hash_pass(wanted: Callable[[int], bool] | None) -> _Pass:
-            run = _Pass(step, period, downscale, honour_rotation, dihedral, finding, on_frame)
+            finder = BarFinder() if finding else None
+            run = _Pass(step, period, downscale, honour_rotation, dihedral, finder, on_frame)
             for item in video.frames(wanted):
                 run.see(item)
             return run.finish()
@@ -203,36 +204,27 @@ def vpdq_hash(
     )
 
 
+@dataclass
 class _Pass:
     """One pass over a video's decoded frames: hashes the picked ones (every ``step``-th by
-    index), keeps the timestamps and finds the bars."""
+    index), keeps the timestamps and finds the bars (with a ``finder``)."""
 
-    def __init__(
-        self,
-        step: int,
-        period: float,
-        downscale: tuple[int, int] | None,
-        honour_rotation: bool,
-        dihedral: bool,
-        find_bars: bool,
-        on_frame: Callable[[DecodedFrame, float], None] | None,
-    ) -> None:
-        self.step = step
-        self.period = period
-        self.downscale = downscale
-        self.honour_rotation = honour_rotation
-        self.dihedral = dihedral
-        self.on_frame = on_frame
-        self.hashed: list[VpdqFrame] = []
-        self.rotation = 0
-        self.first_time: float | None = None
-        self.last_time: float | None = None
-        self.last_index = -1
-        # Bars are decided over the first informative frames; until then the frames hashed
-        # are kept (shrunk to PDQ's 512 px working size at most) to be trimmed once decided.
-        self.finder = BarFinder() if find_bars else None
-        self.bars: Bars | None = None
-        self.waiting: list[tuple[int, NDArray[np.uint8], int]] = []
+    step: int
+    period: float
+    downscale: tuple[int, int] | None
+    honour_rotation: bool
+    dihedral: bool
+    finder: BarFinder | None
+    on_frame: Callable[[DecodedFrame, float], None] | None
+    hashed: list[VpdqFrame] = field(default_factory=list)
+    rotation: int = 0
+    first_time: float | None = None
+    last_time: float | None = None
+    last_index: int = -1
+    bars: Bars | None = None
+    # Bars are decided over the first informative frames; until then the frames hashed are
+    # kept (shrunk to PDQ's 512 px working size at most) to be trimmed once decided.
+    waiting: list[tuple[int, NDArray[np.uint8], int]] = field(default_factory=list)
 
     def see(self, item: DecodedFrame) -> None:
         if item.time is not None and self.first_time is None:
