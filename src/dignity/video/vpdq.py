@@ -21,10 +21,14 @@ upload, a re-encode that applied the rotation, and a mirrored copy all meet the 
 through the same index query. Only the signals that look at pictures (nudity, derivatives)
 turn frames upright first (:func:`upright_rgb`).
 
-Speed: every frame must be decoded (H.264 and friends predict frames from each other, so a
-picked frame cannot be had without its references, and skipping non-key frames would change
-which frames vpdq picks), but only picked frames are converted to RGB and hashed, and FFmpeg
-decodes with its frame and slice threads.
+Speed: H.264 and HEVC predict frames from each other, so a picked frame cannot be had without
+the frames it refers to, but the others need no decoding: the reader
+(:meth:`dignity.video.decode.VideoReader.frames` with ``wanted``) leaves undecoded the
+non-reference frames not picked and the runs before an IDR frame after the last picked one,
+knowing each frame's vpdq index from the packets' timestamps, and decodes everything again
+where a stream is too irregular to be sure (the hashes are the same either way; the tests
+compare). Only picked frames are converted to RGB and hashed, and FFmpeg decodes with its frame
+and slice threads.
 """
 
 from __future__ import annotations
