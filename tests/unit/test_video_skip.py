@@ -132,6 +132,12 @@ def test_the_signal_sampler_keeps_the_same_frames_and_needs_fewer(
     all_kept, all_offered = sample(wants=False)
     assert kept == all_kept and len(kept) >= 3
     assert all_offered == 6 * FPS and offered < 0.75 * all_offered
+    # Decoding that starts again from the first frame (the fallback above, after frames were
+    # offered) starts the sample again: two passes sample as one.
+    sampler = FrameSampler(4)
+    vpdq_hash(clip, on_frame=sampler.offer, on_frame_wants=sampler.wants)
+    vpdq_hash(clip, on_frame=sampler.offer)  # the fallback decodes every frame
+    assert [t for t, _ in sampler.kept] == all_kept
 
 
 def test_the_decode_time_limit_holds_while_skipping(clip: Path) -> None:

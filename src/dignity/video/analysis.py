@@ -114,6 +114,7 @@ class FrameSampler:
     limit: int
     stride: int = 1
     kept: list[tuple[float, NDArray[np.uint8]]] = field(default_factory=list)
+    last: int = -1  # the index offered last
 
     def wants(self, index: int) -> bool:
         """Whether the frame of this index would be kept if offered now (the stride only
@@ -124,6 +125,12 @@ class FrameSampler:
         # Positions are the frames' indices, so that frames left undecoded (not wanted)
         # leave the choice as if every frame had been offered.
         position = item.index
+        if position <= self.last:
+            # Decoding started again from the first frame (a stream too irregular to skip
+            # frames in is decoded again in full): so does the sample.
+            self.kept.clear()
+            self.stride = 1
+        self.last = position
         if position % self.stride:
             return
         if len(self.kept) >= self.limit:
