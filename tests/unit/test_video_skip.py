@@ -164,3 +164,14 @@ def test_frames_before_an_idr_frame_after_the_last_wanted_one_are_left_out(
     # (before an IDR frame, and at the end) are not decoded at all.
     assert set(range(0, 6 * FPS, FPS)) <= set(with_idr) < set(without)
     assert max(with_idr) == 5 * FPS
+
+
+def test_held_packets_are_bounded_in_bytes_too(clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = vpdq_hash(clip, seconds_per_hash=0.5)
+    # With no room to hold packets, each is sent as soon as it is ranked: fewer runs can be
+    # left out, and the hashes stay the same.
+    monkeypatch.setattr(decode, "_HOLD_BYTES", 0)
+    with open_video(clip) as video:
+        got = [item.index for item in video.frames(lambda index: index % FPS == 0)]
+        assert len(got) < video.frame_count
+    _same(vpdq_hash(clip, seconds_per_hash=0.5), expected)

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 # Packets held before sending when whole runs before an IDR frame may be left out: enough to
 # see an IDR frame up to a second and a bit (the usual hashing step) ahead at 30 fps.
 _HOLD_PACKETS = 48
+_HOLD_BYTES = 64 * 1024 * 1024  # and no more bytes than this: huge packets are sent sooner
 
 
 class SkipNotExact(Exception):
@@ -318,6 +319,7 @@ class VideoReader:
         # see the next IDR coming. H.264 in MP4/MOV/MKV (length-prefixed NAL units) only.
         nal_length = _avcc_nal_length(self._stream)
         hold = _HOLD_PACKETS if nal_length else 0
+        held = 0  # bytes of the packets waiting
         drop_next = 0  # packets at the head of waiting to leave out (before an IDR frame)
         send_next = 0  # packets at the head of waiting to send without looking again
         # PyAV's empty end-of-stream packet flushes the decoder (a packet, not None, so that
@@ -367,16 +369,22 @@ class VideoReader:
                 send_next = len(waiting)
 
         def release(at_end: bool) -> Iterator[DecodedFrame]:
-            nonlocal drop_next, send_next
-            while waiting and waiting[0].pts in unsent and (at_end or len(waiting) > hold):
+            nonlocal drop_next, send_next, held
+            while (
+                waiting
+                and waiting[0].pts in unsent
+                and (at_end or len(waiting) > hold or held > _HOLD_BYTES)
+            ):
                 if not (drop_next or send_next):
                     plan(at_end)
+                packet = waiting.popleft()
+                held -= packet.size
                 if drop_next:
                     drop_next -= 1
-                    del unsent[cast(int, waiting.popleft().pts)]
+                    del unsent[cast(int, packet.pts)]
                 else:
                     send_next -= 1
-                    yield from send(waiting.popleft())
+                    yield from send(packet)
 
         def send(packet: _VideoPacket, flush: bool = False) -> Iterator[DecodedFrame]:
             nonlocal skipping
@@ -417,6 +425,7 @@ class VideoReader:
                     raise _too_long(seconds, self._max_seconds)
                 heapq.heappush(window, pts)
                 waiting.append(packet)
+                held += packet.size
                 while len(window) > _RANK_WINDOW:
                     rank_one()
                 yield from release(at_end=False)
