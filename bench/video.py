@@ -2,8 +2,9 @@
 
 (a) **Hashing**: vPDQ of 1 minute of 720p H.264 (30 fps, x264 ``veryfast``) at 1 frame/s with
     dignity (``dignity.video.vpdq.vpdq_hash``), with Meta's ``vpdq`` binding (``computeHash``,
-    ``thread_count=1``) and with PyAV decoding every frame alone (the floor: H.264 frames depend
-    on each other, so all are decoded whichever are hashed). Rounds alternate the three, and
+    ``thread_count=1``) and with PyAV decoding every frame alone (what hashing cost before
+    dignity learnt to leave unneeded frames undecoded: non-reference frames not hashed, and
+    runs before an IDR frame after the last hashed one). Rounds alternate the three, and
     the ratios are per round and of the best times, so load from other processes on the machine
     hits all three alike. Targets: >= 2x faster than vpdq, <= 1.5x PyAV's decode.
 (b) **Memory**: peak RSS growth (sampled every 2 ms) and tracemalloc's peak while hashing 1 minute

@@ -7,6 +7,7 @@ and Meta's sample videos (../shared/fixtures/vpdq, skipped visibly where absent)
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -116,3 +117,22 @@ def test_meta_sample_video_round_trip(cli: Cli) -> None:
     assert {m["signal"] for m in match["matches"]} == {"vpdq", "video_md5"}  # type: ignore[union-attr]
     exported = cli("bank", "export", "meta", "--format", "text")
     assert exported.returncode == 0 and exported.stdout.startswith("vpdq [")
+
+
+def test_an_animated_gif_is_a_video_to_hash_as_to_scan(cli: Cli, tmp_path: Path) -> None:
+    frames = [still(seed, 1) for seed in (1, 5, 6)]
+    moving, lone = tmp_path / "moving.gif", tmp_path / "lone.gif"
+    frames[0].save(moving, "GIF", save_all=True, append_images=frames[1:], duration=1000)
+    frames[0].save(lone, "GIF")
+    (animated,) = cli.lines("hash", str(moving))
+    assert animated["kind"] == "video" and len(animated["vpdq"]) == 3  # type: ignore[arg-type]
+    (image,) = cli.lines("hash", str(lone))
+    assert image["kind"] == "image" and len(str(image["pdq"])) == 64
+    # dignity scan has always told them apart this way.
+    report = tmp_path / "report.jsonl"
+    cli("scan", str(moving), str(lone), "--report", str(report))
+    kinds = {
+        Path(r["path"]).name: r.get("kind")
+        for r in map(json.loads, report.read_text().splitlines())
+    }
+    assert kinds == {"moving.gif": "video", "lone.gif": "image"}

@@ -1,9 +1,10 @@
 """``dignity hash`` and ``dignity match``: per-file JSON lines, failures reported per file.
 
 Both decode each file once. A file whose first bytes are a video container's
-(:func:`dignity.video.looks_like_video`) is a video: its vPDQ (one frame per
-``--seconds-per-hash``), MD5 and SHA-256 are computed streaming, and ``kind`` says ``"video"``;
-anything else is an image (``kind`` ``"image"``). A file that cannot be read or decoded yields
+(:func:`dignity.video.looks_like_video`), or a GIF or WebP animation of two frames or more (as
+``dignity scan`` tells them), is a video: its vPDQ (one frame per ``--seconds-per-hash``), MD5
+and SHA-256 are computed streaming, and ``kind`` says ``"video"``; anything else is an image
+(``kind`` ``"image"``). A file that cannot be read or decoded yields
 ``{path, error}`` and the command carries on with the rest, exiting 1 at the end so scripts
 notice.
 """
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from dignity.video.vpdq import VpdqResult
 
 _HEAD = 512  # bytes read to tell a video container from an image
+# Bytes read to count an animation's first two frames: the frame walk seeks past pixel data,
+# and a first frame of more than this counts as a still (as it would past the image limit).
+_ANIMATION_PREFIX = 64 * 1024 * 1024
 
 seconds_per_hash_option = click.option(
     "--seconds-per-hash",
@@ -37,13 +41,20 @@ seconds_per_hash_option = click.option(
 
 
 def is_video_file(path: str) -> bool:
-    """Whether ``path`` starts like a video container (unreadable files are not videos: the
-    image path reports them)."""
-    from dignity.video import looks_like_video
+    """Whether ``path`` is a video as ``scan`` tells them (:func:`dignity.scanning.is_video`):
+    a video container by its first bytes, or a GIF or WebP animation of two frames or more
+    (its frames counted from the start of the file). Unreadable files are not videos: the
+    image path reports them."""
+    from dignity.video import is_animation, looks_like_video
 
     try:
         with open(path, "rb") as fh:
-            return looks_like_video(fh.read(_HEAD))
+            head = fh.read(_HEAD)
+            if looks_like_video(head):
+                return True
+            if head[:3] != b"GIF" and head[8:12] != b"WEBP":
+                return False
+            return is_animation(head + fh.read(_ANIMATION_PREFIX))
     except OSError:
         return False
 

@@ -123,10 +123,14 @@ def _blur_and_sample(n: int) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
     """
     window = (n + 2 * _GRID - 1) // (2 * _GRID)
     box = _box_matrix(n, window)
-    tent = np.linalg.matrix_power(box, _JAROSZ_PASSES)
     # decimateFloat samples "centers not corners": index int((i + 0.5) * n / 64).
     picks = ((np.arange(_GRID) + 0.5) * n / _GRID).astype(np.intp)
-    dense = tent[picks]
+    # Only the 64 sampled rows of the passes' product: (B @ B)[picks] = B[picks] @ B, the
+    # same weights (checked equal in float32 for every n up to 1300 and common video sizes)
+    # for 64 / n of the work: a 1080p frame's first hash no longer spends 0.3 s here.
+    dense = box[picks]
+    for _ in range(_JAROSZ_PASSES - 1):
+        dense = dense @ box
     nonzero = dense != 0
     lo = nonzero.argmax(axis=1)
     hi = n - 1 - nonzero[:, ::-1].argmax(axis=1)

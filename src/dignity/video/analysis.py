@@ -113,12 +113,24 @@ class FrameSampler:
 
     limit: int
     stride: int = 1
-    seen: int = 0
     kept: list[tuple[float, NDArray[np.uint8]]] = field(default_factory=list)
+    last: int = -1  # the index offered last
+
+    def wants(self, index: int) -> bool:
+        """Whether the frame of this index would be kept if offered now (the stride only
+        grows, so a frame it does not want now it never will): the others need no decoding."""
+        return index % self.stride == 0
 
     def offer(self, item: DecodedFrame, timestamp: float) -> None:
-        position = self.seen
-        self.seen += 1
+        # Positions are the frames' indices, so that frames left undecoded (not wanted)
+        # leave the choice as if every frame had been offered.
+        position = item.index
+        if position <= self.last:
+            # Decoding started again from the first frame (a stream too irregular to skip
+            # frames in is decoded again in full): so does the sample.
+            self.kept.clear()
+            self.stride = 1
+        self.last = position
         if position % self.stride:
             return
         if len(self.kept) >= self.limit:
@@ -177,6 +189,7 @@ def analyze_video(
         max_seconds=max_seconds,
         sync=sync,
         on_frame=sampler.offer,
+        on_frame_wants=sampler.wants,
     )
     if "generator" in names:
         started = time.perf_counter()
@@ -220,6 +233,7 @@ def hash_video(
     max_seconds: float | None = None,
     sync: bool = False,
     on_frame: Callable[[DecodedFrame, float], None] | None = None,
+    on_frame_wants: Callable[[int], bool] | None = None,
     trim_bars: bool | None = None,
 ) -> VpdqResult:
     """vPDQ (with dihedral variants), MD5 and SHA-256 of a video under the settings' limits,
@@ -244,6 +258,7 @@ def hash_video(
             decode_seconds=decode_seconds,
             allow_partial=True,
             on_frame=on_frame,
+            on_frame_wants=on_frame_wants,
         )
     except MediaTooLarge as exc:
         if sync and exc.code == "media.too_long":

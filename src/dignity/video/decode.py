@@ -24,19 +24,22 @@ see :mod:`dignity.video.vpdq`.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import io
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import av
 import av.container
 import av.error
+import av.packet
 import av.stream
 import av.video.stream
 from av.video.frame import VideoFrame
@@ -54,6 +57,27 @@ _CHUNK = 1 << 20
 _MAX_TAGS = 64
 _MIN_FRAME_MS = 20.0
 _MAX_TAG_TEXT = 64 * 1024
+# Codecs whose FFmpeg decoder drops non-reference frames on skip_frame = NONREF.
+_SKIPPABLE_CODECS = frozenset({"h264", "hevc"})
+# Packets read ahead before the earliest timestamp among them is ranked: more than any
+# B-frame reordering seen in practice (x264's deepest pyramid reorders by a few frames).
+_RANK_WINDOW = 16
+_MAX_WAITING_PACKETS = 4 * _RANK_WINDOW
+
+
+if TYPE_CHECKING:
+    _VideoPacket = av.packet.Packet[av.video.stream.VideoStream]
+
+
+# Packets held before sending when whole runs before an IDR frame may be left out: enough to
+# see an IDR frame up to a second and a bit (the usual hashing step) ahead at 30 fps.
+_HOLD_PACKETS = 48
+_HOLD_BYTES = 64 * 1024 * 1024  # and no more bytes than this: huge packets are sent sooner
+
+
+class SkipNotExact(Exception):
+    """The stream is not regular enough for :meth:`VideoReader.frames` to skip frames and
+    be sure of the indices: decode it again without skipping."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +197,7 @@ class VideoReader:
         max_frame_pixels: int,
         decode_seconds: float,
         allow_partial: bool = False,
+        threads: bool = True,
     ) -> None:
         self._reader = reader
         self._container = container
@@ -182,13 +207,34 @@ class VideoReader:
         self._max_frame_pixels = max_frame_pixels
         self._decode_seconds = decode_seconds
         self._allow_partial = allow_partial
+        self._threads = threads
+        self._deadline: float | None = None
         self.partial: str | None = None
+        self.frame_count = 0
+        self.end_time: float | None = None
 
-    def frames(self) -> Iterator[DecodedFrame]:
+    def frames(self, wanted: Callable[[int], bool] | None = None) -> Iterator[DecodedFrame]:
         """Decode the chosen video stream, one frame at a time, checking the limits again
         against what the frames themselves say (a header can lie) and the clock after every
-        packet, so that neither a long stream nor a slow one runs past the limits."""
-        deadline = time.monotonic() + self._decode_seconds
+        packet, so that neither a long stream nor a slow one runs past the limits.
+
+        ``wanted(index)`` says which frames the caller needs: where the codec can drop
+        frames nothing else refers to (H.264 and HEVC's non-reference frames, about half the
+        frames of a stream with B-frames), the others may then be left undecoded and are not
+        yielded; the frames yielded are the same pixels, with the same indices, as without.
+        This relies on the stream being regular (every packet one frame, unique timestamps
+        reordered within a short window): where it is not, :class:`SkipNotExact` is raised,
+        possibly after some frames, and the caller starts again with :meth:`rewind` and no
+        ``wanted``. After the frames end, :attr:`frame_count` is the number of frames in the
+        stream and :attr:`end_time` the presentation time of the last one (None if unknown),
+        skipped or not."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self._decode_seconds
+        if wanted is not None and self.info.codec in _SKIPPABLE_CODECS:
+            return self._skipping_frames(wanted, self._deadline)
+        return self._all_frames(self._deadline)
+
+    def _all_frames(self, deadline: float) -> Iterator[DecodedFrame]:
         rate = self.info.frame_rate
         index = 0
         try:
@@ -205,8 +251,10 @@ class VideoReader:
                     elapsed = frame_time if frame_time is not None else index / (rate or 1.0)
                     if elapsed > self._max_seconds:
                         raise _too_long(elapsed, self._max_seconds)
+                    self.end_time = frame_time
                     yield DecodedFrame(index=index, time=frame_time, frame=frame)
                     index += 1
+                    self.frame_count = index
         except av.error.FFmpegError as exc:
             if self._reader.reached_end:
                 error = MediaRefused(
@@ -236,6 +284,181 @@ class VideoReader:
                 frames=index,
                 declared=declared,
             )
+
+    def _skipping_frames(
+        self, wanted: Callable[[int], bool], deadline: float
+    ) -> Iterator[DecodedFrame]:
+        """:meth:`frames` leaving unwanted non-reference frames undecoded.
+
+        A frame's index is its rank by presentation time (vpdq counts frames as the decoder
+        outputs them, in presentation order, one per packet on a regular stream). Packets are
+        read a window ahead, so a packet's rank is known before it is sent to the decoder:
+        sent to be dropped if it is a non-reference frame (``skip_frame = NONREF``, for that
+        packet only) when its index is not wanted, decoded as usual otherwise. Every
+        assumption is checked (timestamps present, unique and reordered within the window;
+        every packet sent to be kept comes out, in rank order); a failure raises
+        :class:`SkipNotExact`, as does any decoding error, so that damage is judged by the
+        plain path, which reports it exactly as before."""
+        context = self._stream.codec_context
+        time_base = self._stream.time_base
+        if time_base is None:
+            raise SkipNotExact("no time base")
+        tick = float(time_base)  # for the length limit only (Fraction arithmetic is slow)
+        window: list[int] = []  # timestamps read but not yet ranked (a heap)
+        unsent: dict[int, int] = {}  # timestamp -> index, ranked, its packet not yet sent
+        sent: dict[int, int] = {}  # timestamp -> index, sent, its frame not yet out
+        order: list[tuple[int, int]] = []  # (index, timestamp) of those sent (a heap)
+        waiting: deque[_VideoPacket] = deque()  # read, not yet sent (decode order)
+        expected: list[int] = []  # indices sent to be decoded, not yet out (a heap)
+        count = 0
+        last_out = -1
+        last_ranked: int | None = None
+        skipping = False
+        # Past the last wanted frame before an IDR frame (after which no frame refers to an
+        # earlier one), nothing needs decoding at all: packets are held a little longer to
+        # see the next IDR coming. H.264 in MP4/MOV/MKV (length-prefixed NAL units) only.
+        nal_length = _avcc_nal_length(self._stream)
+        hold = _HOLD_PACKETS if nal_length else 0
+        held = 0  # bytes of the packets waiting
+        drop_next = 0  # packets at the head of waiting to leave out (before an IDR frame)
+        send_next = 0  # packets at the head of waiting to send without looking again
+        # PyAV's empty end-of-stream packet flushes the decoder (a packet, not None, so that
+        # the last frames get the stream's time base as in the plain path).
+        end = cast("_VideoPacket", av.packet.Packet())
+        end.time_base = time_base
+
+        def rank_one() -> None:
+            nonlocal count, last_ranked
+            pts = heapq.heappop(window)
+            if last_ranked is not None and pts <= last_ranked:
+                raise SkipNotExact("repeated timestamps")
+            unsent[pts] = count
+            count += 1
+            last_ranked = pts
+
+        def out(frame: VideoFrame) -> DecodedFrame:
+            nonlocal last_out
+            if frame.width * frame.height > self._max_frame_pixels:
+                raise _too_many_pixels(frame.width, frame.height, self._max_frame_pixels)
+            index = sent.get(frame.pts) if frame.pts is not None else None
+            if index is None or index <= last_out:
+                raise SkipNotExact("a frame came out of rank order")
+            if expected and expected[0] < index:
+                raise SkipNotExact("a frame sent to be decoded never came out")
+            if expected and expected[0] == index:
+                heapq.heappop(expected)
+            while order and order[0][0] <= index:  # before it: out, or dropped undecoded
+                del sent[heapq.heappop(order)[1]]
+            last_out = index
+            return DecodedFrame(index=index, time=frame.time, frame=frame)
+
+        def plan(at_end: bool) -> None:
+            """How many head packets to send, or to drop, before looking again."""
+            nonlocal drop_next, send_next
+            for position, packet in enumerate(waiting):
+                index = unsent.get(cast(int, packet.pts))
+                if position and nal_length and _is_idr(packet, nal_length):
+                    drop_next = position
+                    return
+                if index is None or wanted(index):
+                    send_next = position + 1
+                    return
+            if at_end:  # nothing wanted after these: the tail of the video needs no decoding
+                drop_next = len(waiting)
+            else:
+                send_next = len(waiting)
+
+        def release(at_end: bool) -> Iterator[DecodedFrame]:
+            nonlocal drop_next, send_next, held
+            while (
+                waiting
+                and waiting[0].pts in unsent
+                and (at_end or len(waiting) > hold or held > _HOLD_BYTES)
+            ):
+                if not (drop_next or send_next):
+                    plan(at_end)
+                packet = waiting.popleft()
+                held -= packet.size
+                if drop_next:
+                    drop_next -= 1
+                    del unsent[cast(int, packet.pts)]
+                else:
+                    send_next -= 1
+                    yield from send(packet)
+
+        def send(packet: _VideoPacket, flush: bool = False) -> Iterator[DecodedFrame]:
+            nonlocal skipping
+            if not flush:
+                pts = cast(int, packet.pts)
+                index = unsent.pop(pts)
+                if index <= last_out:
+                    raise SkipNotExact("a frame sent after a later one came out")
+                sent[pts] = index
+                heapq.heappush(order, (index, pts))
+                keep = wanted(index)
+                if keep:
+                    heapq.heappush(expected, index)
+                if skipping == keep:  # read by the decoder per packet; set on change only
+                    skipping = not keep
+                    context.skip_frame = "NONREF" if skipping else "DEFAULT"
+            for frame in packet.decode():
+                yield out(frame)
+
+        try:
+            for packet in self._container.demux(self._stream):
+                if time.monotonic() > deadline:
+                    raise _too_slow(self._decode_seconds, count)
+                pts = packet.pts
+                if pts is None and packet.size == 0:
+                    end = packet  # the decoder is flushed with it below
+                    continue
+                if (
+                    pts is None
+                    or packet.is_corrupt
+                    or packet.is_discard
+                    or (last_ranked is not None and pts <= last_ranked)
+                    or (count == 0 and not window and not packet.is_keyframe)
+                ):
+                    raise SkipNotExact("an irregular packet")
+                seconds = pts * tick
+                if seconds > self._max_seconds:
+                    raise _too_long(seconds, self._max_seconds)
+                heapq.heappush(window, pts)
+                waiting.append(packet)
+                held += packet.size
+                while len(window) > _RANK_WINDOW:
+                    rank_one()
+                yield from release(at_end=False)
+                if len(waiting) > hold + _MAX_WAITING_PACKETS:
+                    raise SkipNotExact("timestamps reordered beyond the window")
+            while window:
+                rank_one()
+            yield from release(at_end=True)
+            context.skip_frame = "DEFAULT"
+            yield from send(end, flush=True)
+        except av.error.FFmpegError as exc:
+            raise SkipNotExact("a decoding error") from exc
+        if expected:
+            raise SkipNotExact("a frame sent to be decoded never came out")
+        declared = self.info.frame_count
+        if declared is not None and count < declared and self._reader.reached_end:
+            raise SkipNotExact("fewer frames than declared")  # truncated: said as before
+        self.frame_count = count
+        self.end_time = None if last_ranked is None else float(last_ranked * time_base)
+
+    def rewind(self) -> None:
+        """Open the input again from its start (after :class:`SkipNotExact`), to decode every
+        frame; the decode time limit keeps running."""
+        index = self._stream.index
+        self._container.close()
+        self._reader.seek(0)
+        remaining = max(1.0, (self._deadline or time.monotonic()) - time.monotonic())
+        self._container = av.open(self._reader, mode="r", timeout=remaining)
+        self._stream = cast(av.video.stream.VideoStream, self._container.streams[index])
+        _prepare(self._container, self._stream, threads=self._threads)
+        self.partial = None
+        self.frame_count = 0
+        self.end_time = None
 
     def digests(self) -> Digests:
         """MD5 and SHA-256 of the whole input (reads only what decoding did not)."""
@@ -366,13 +589,7 @@ def _open(
             raise _too_many_pixels(info.width, info.height, max_frame_pixels)
         if info.duration is not None and info.duration > max_seconds:
             raise _too_long(info.duration, max_seconds)
-        if threads:
-            stream.thread_type = "AUTO"
-        # Packets of every other stream (audio, subtitles, more video) are dropped by the
-        # demuxer unread where the container allows, and never decoded.
-        for other in container.streams:
-            if other.index != stream.index:
-                other.discard = av.stream.Discard.all
+        _prepare(container, stream, threads=threads)
     except BaseException:
         container.close()
         raise
@@ -385,7 +602,47 @@ def _open(
         max_frame_pixels=max_frame_pixels,
         decode_seconds=decode_seconds - (time.monotonic() - started),
         allow_partial=allow_partial,
+        threads=threads,
     )
+
+
+def _avcc_nal_length(stream: av.video.stream.VideoStream) -> int:
+    """The NAL length field size of an H.264 stream stored as length-prefixed NAL units (its
+    extradata an avcC record: version 1, the size minus one in the low 2 bits of byte 4),
+    else 0 (Annex B start codes, another codec, no extradata)."""
+    extra = stream.codec_context.extradata
+    if stream.codec_context.name != "h264" or not extra or len(extra) < 7 or extra[0] != 1:
+        return 0
+    return (extra[4] & 3) + 1
+
+
+def _is_idr(packet: _VideoPacket, nal_length: int) -> bool:
+    """Whether a length-prefixed H.264 packet is an IDR picture (its first slice NAL unit of
+    type 5): no frame after it in decode order refers to one before it. Only the NAL
+    headers are read, through a view of the packet."""
+    if not packet.is_keyframe:
+        return False
+    data = memoryview(packet)
+    position, size = 0, len(data)
+    while position + nal_length < size:
+        length = int.from_bytes(data[position : position + nal_length], "big")
+        kind = data[position + nal_length] & 0x1F
+        if kind in (1, 5):  # the first slice says what the picture is
+            return kind == 5
+        position += nal_length + length
+    return False
+
+
+def _prepare(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, *, threads: bool
+) -> None:
+    if threads:
+        stream.thread_type = "AUTO"
+    # Packets of every other stream (audio, subtitles, more video) are dropped by the
+    # demuxer unread where the container allows, and never decoded.
+    for other in container.streams:
+        if other.index != stream.index:
+            other.discard = av.stream.Discard.all
 
 
 class _AnimationReader(VideoReader):
@@ -442,8 +699,11 @@ class _AnimationReader(VideoReader):
         self._decode_seconds = decode_seconds
         self._allow_partial = allow_partial
         self.partial = None
+        self.frame_count = 0
+        self.end_time = None
 
-    def frames(self) -> Iterator[DecodedFrame]:
+    def frames(self, wanted: Callable[[int], bool] | None = None) -> Iterator[DecodedFrame]:
+        # Pillow decodes every frame of an animation: ``wanted`` cannot save anything here.
         from fractions import Fraction
 
         import numpy as np
@@ -468,7 +728,9 @@ class _AnimationReader(VideoReader):
             frame = VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = round(elapsed_ms)
             frame.time_base = Fraction(1, 1000)
+            self.end_time = elapsed_ms / 1000
             yield DecodedFrame(index=index, time=elapsed_ms / 1000, frame=frame)
+            self.frame_count = index + 1
             elapsed_ms += self._durations[index]
 
     def close(self) -> None:

@@ -21,10 +21,14 @@ upload, a re-encode that applied the rotation, and a mirrored copy all meet the 
 through the same index query. Only the signals that look at pictures (nudity, derivatives)
 turn frames upright first (:func:`upright_rgb`).
 
-Speed: every frame must be decoded (H.264 and friends predict frames from each other, so a
-picked frame cannot be had without its references, and skipping non-key frames would change
-which frames vpdq picks), but only picked frames are converted to RGB and hashed, and FFmpeg
-decodes with its frame and slice threads.
+Speed: H.264 and HEVC predict frames from each other, so a picked frame cannot be had without
+the frames it refers to, but the others need no decoding: the reader
+(:meth:`dignity.video.decode.VideoReader.frames` with ``wanted``) leaves undecoded the
+non-reference frames not picked and the runs before an IDR frame after the last picked one,
+knowing each frame's vpdq index from the packets' timestamps, and decodes everything again
+where a stream is too irregular to be sure (the hashes are the same either way; the tests
+compare). Only picked frames are converted to RGB and hashed, and FFmpeg decodes with its frame
+and slice threads.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from dignity.video.decode import (
     MAX_FRAME_PIXELS,
     MAX_SECONDS,
     DecodedFrame,
+    SkipNotExact,
     open_video,
 )
 
@@ -117,6 +122,7 @@ def vpdq_hash(
     decode_seconds: float = DECODE_SECONDS,
     allow_partial: bool = False,
     on_frame: Callable[[DecodedFrame, float], None] | None = None,
+    on_frame_wants: Callable[[int], bool] | None = None,
 ) -> VpdqResult:
     """The vPDQ of a video file (path or seekable binary file) or its bytes, streaming (a few
     frames in memory at a time).
@@ -130,7 +136,9 @@ def vpdq_hash(
     ``trimmed`` hash where there are any (the raw hashes stay Meta's). ``allow_partial`` keeps
     the frames read before a corrupt or truncated part instead of raising (the result says
     ``partial``). ``on_frame(frame, timestamp)`` sees
-    every decoded frame (for sampling frames for other signals in the same pass).
+    every decoded frame (for sampling frames for other signals in the same pass); with
+    ``on_frame_wants(index)``, saying which frames it needs, the others may be left undecoded
+    (as every frame not hashed is without ``on_frame``).
     Raises the ``media.*`` errors of :func:`dignity.video.decode.open_video`, and
     ``media.not_a_video`` for a stream without a frame rate or without a single frame.
     """
@@ -149,73 +157,120 @@ def vpdq_hash(
             raise MediaRefused("the video stream has no frame rate", code="media.not_a_video")
         step = frame_step(seconds_per_hash, info.frame_rate)
         period = 1 / info.frame_rate
-        hashed: list[VpdqFrame] = []
-        decoded = 0
-        rotation = 0
-        first_time: float | None = None
-        last_time: float | None = None
-        # Bars are decided over the first informative frames; until then the frames hashed
-        # are kept (shrunk to PDQ's 512 px working size at most) to be trimmed once decided.
-        finder = BarFinder() if (dihedral if trim_bars is None else trim_bars) else None
-        bars: Bars | None = None
-        waiting: list[tuple[int, NDArray[np.uint8], int]] = []
-        for item in video.frames():
-            decoded += 1
-            if item.time is not None and first_time is None:
-                first_time = item.time
-            timestamp = _timestamp(item, first_time, last_time, period)
-            last_time = timestamp
-            if on_frame is not None:
-                on_frame(item, timestamp)
-            if item.index % step:
-                continue  # decoded (the codec needs it) but never converted nor hashed
-            if not hashed:
-                rotation = item.rotation()
-            pixels = _rgb(item, downscale, honour_rotation=honour_rotation)
-            pdq = pdq_from_full_pixels(pixels, dihedral=dihedral)
-            hashed.append(
-                VpdqFrame(
-                    item.index,
-                    timestamp,
-                    pdq.hex,
-                    pdq.quality,
-                    pdq.packed if dihedral else None,
-                )
-            )
-            if finder is None:
-                continue
-            if bars is None:
-                finder.see(pixels)
-                waiting.append((len(hashed) - 1, *_shrunk(pixels)))
-                if finder.ready or len(waiting) >= _MAX_WAITING:
-                    bars = finder.decide()
-                    _trim_waiting(hashed, waiting, bars, dihedral)
-            elif bars:
-                hashed[-1] = replace(hashed[-1], trimmed=_trimmed(pixels, bars, dihedral))
-        if finder is not None and bars is None:
-            bars = finder.decide()
-            _trim_waiting(hashed, waiting, bars, dihedral)
-        if decoded == 0:
+        finding = dihedral if trim_bars is None else trim_bars
+
+        def hash_pass(wanted: Callable[[int], bool] | None) -> _Pass:
+            finder = BarFinder() if finding else None
+            run = _Pass(step, period, downscale, honour_rotation, dihedral, finder, on_frame)
+            for item in video.frames(wanted):
+                run.see(item)
+            return run.finish()
+
+        # Only the frames hashed or wanted by on_frame (and those the codec needs to decode
+        # them) are decoded; a stream too irregular to be sure which frame is which is
+        # decoded again in full.
+        wanted: Callable[[int], bool] | None = None
+        if on_frame is None:
+            wanted = lambda index: index % step == 0  # noqa: E731
+        elif on_frame_wants is not None:
+            wants = on_frame_wants
+            wanted = lambda index: index % step == 0 or wants(index)  # noqa: E731
+        try:
+            run = hash_pass(wanted)
+        except SkipNotExact:
+            video.rewind()
+            run = hash_pass(None)
+        if video.frame_count == 0:
             raise MediaRefused("the video has no frames", code="media.not_a_video")
+        last_time = run.last_time
+        skipped_tail = run.last_index + 1 < video.frame_count
+        if run.first_time is not None and video.end_time is not None and skipped_tail:
+            # The last frames were left undecoded: the stream's last timestamp ends it.
+            last_time = video.end_time - run.first_time
         partial = video.partial
         digests = video.digests()
     end = (last_time or 0.0) + period
     duration = end if partial is not None or info.duration is None else info.duration
     return VpdqResult(
-        frames=tuple(hashed),
+        frames=tuple(run.hashed),
         duration=duration,
         frame_rate=info.frame_rate,
-        frames_decoded=decoded,
+        frames_decoded=video.frame_count,
         width=info.width,
         height=info.height,
         md5=digests.md5,
         sha256=digests.sha256,
         partial=partial,
-        rotation=rotation,
+        rotation=run.rotation,
         container=info.container,
         tags=info.tags,
-        bars=bars,
+        bars=run.bars,
     )
+
+
+@dataclass
+class _Pass:
+    """One pass over a video's decoded frames: hashes the picked ones (every ``step``-th by
+    index), keeps the timestamps and finds the bars (with a ``finder``)."""
+
+    step: int
+    period: float
+    downscale: tuple[int, int] | None
+    honour_rotation: bool
+    dihedral: bool
+    finder: BarFinder | None
+    on_frame: Callable[[DecodedFrame, float], None] | None
+    hashed: list[VpdqFrame] = field(default_factory=list)
+    rotation: int = 0
+    first_time: float | None = None
+    last_time: float | None = None
+    last_index: int = -1
+    bars: Bars | None = None
+    # Bars are decided over the first informative frames; until then the frames hashed are
+    # kept (shrunk to PDQ's 512 px working size at most) to be trimmed once decided.
+    waiting: list[tuple[int, NDArray[np.uint8], int]] = field(default_factory=list)
+
+    def see(self, item: DecodedFrame) -> None:
+        if item.time is not None and self.first_time is None:
+            self.first_time = item.time
+        timestamp = _timestamp(item, self.first_time, self.last_time, self.period)
+        self.last_time = timestamp
+        self.last_index = item.index
+        if self.on_frame is not None:
+            self.on_frame(item, timestamp)
+        if item.index % self.step:
+            return  # decoded (the codec needs it) but never converted nor hashed
+        if not self.hashed:
+            self.rotation = item.rotation()
+        pixels = _rgb(item, self.downscale, honour_rotation=self.honour_rotation)
+        pdq = pdq_from_full_pixels(pixels, dihedral=self.dihedral)
+        self.hashed.append(
+            VpdqFrame(
+                item.index,
+                timestamp,
+                pdq.hex,
+                pdq.quality,
+                pdq.packed if self.dihedral else None,
+            )
+        )
+        if self.finder is None:
+            return
+        if self.bars is None:
+            self.finder.see(pixels)
+            self.waiting.append((len(self.hashed) - 1, *_shrunk(pixels)))
+            if self.finder.ready or len(self.waiting) >= _MAX_WAITING:
+                self.bars = self.finder.decide()
+                _trim_waiting(self.hashed, self.waiting, self.bars, self.dihedral)
+        elif self.bars:
+            self.hashed[-1] = replace(
+                self.hashed[-1], trimmed=_trimmed(pixels, self.bars, self.dihedral)
+            )
+
+    def finish(self) -> _Pass:
+        if self.finder is not None and self.bars is None:
+            self.bars = self.finder.decide()
+            _trim_waiting(self.hashed, self.waiting, self.bars, self.dihedral)
+        return self
 
 
 _MAX_WAITING = 32  # frames kept while bars are undecided (a long black intro decides "none")
