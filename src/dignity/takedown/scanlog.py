@@ -452,8 +452,14 @@ class ScanLog:
         *,
         content_id: str | None = None,
         uploader: str | None = None,
+        job_id: str | None = None,
+        session: Session | None = None,
     ) -> int:
         """Write one scan (and its review item when the decision is ``review``); return its id.
+
+        A queued scan passes its ``job_id`` (the row already written for that job is returned
+        instead of a second one) and the job's ``session``, so the row commits with the job's
+        end or not at all.
 
         Raises ``storage.unavailable`` when the write fails, so the scan fails and the platform
         retries: a scan that was answered is always in the log."""
@@ -478,6 +484,8 @@ class ScanLog:
             review_priority=review,
             video=VideoFrames.from_vpdq(video) if video is not None else None,
             regions=hashes.regions if video is None else (),
+            job_id=job_id,
+            session=session,
         )
 
     def record_hashes(
@@ -555,9 +563,52 @@ class ScanLog:
         review_priority: int | None,
         video: VideoFrames | None = None,
         regions: Sequence[RegionHash] = (),
+        job_id: str | None = None,
+        session: Session | None = None,
     ) -> int:
+        if session is not None:
+            return self._insert_in(
+                session, pdq, pdq_quality, md5, sha256, action, detail, key_id=key_id,
+                content_id=content_id, uploader=uploader, review_priority=review_priority,
+                video=video, regions=regions, job_id=job_id,
+            )  # fmt: skip
+        try:
+            with self.db.session() as s:
+                return self._insert_in(
+                    s, pdq, pdq_quality, md5, sha256, action, detail, key_id=key_id,
+                    content_id=content_id, uploader=uploader, review_priority=review_priority,
+                    video=video, regions=regions, job_id=job_id,
+                )  # fmt: skip
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"could not record the scan: {exc.__class__.__name__}", code="storage.unavailable"
+            ) from exc
+
+    def _insert_in(
+        self,
+        s: Session,
+        pdq: str | None,
+        pdq_quality: int | None,
+        md5: str,
+        sha256: str,
+        action: str,
+        detail: str,
+        *,
+        key_id: int | None,
+        content_id: str | None,
+        uploader: str | None,
+        review_priority: int | None,
+        video: VideoFrames | None,
+        regions: Sequence[RegionHash],
+        job_id: str | None,
+    ) -> int:
+        if job_id is not None:
+            found = self.job_scan(s, job_id)
+            if found is not None:
+                return found
         now = self.clock.now()
         values = {
+            "job_id": job_id,
             "created_at": now,
             "key_id": key_id,
             "content_id": content_id,
@@ -569,51 +620,49 @@ class ScanLog:
             "decision": action[:16],
             "detail": detail,
         }
-        try:
-            with self.db.session() as s:
-                scan_id = int(
-                    s.execute(
-                        insert(ScanRecord).values(**values).returning(ScanRecord.id)
-                    ).scalar_one()
+        scan_id = int(
+            s.execute(insert(ScanRecord).values(**values).returning(ScanRecord.id)).scalar_one()
+        )
+        region_rows = [
+            {
+                "scan_id": scan_id,
+                "pdq": rh.pdq.hex,
+                "pdq_quality": rh.pdq.quality,
+                **rh.region.to_dict(),
+            }
+            for rh in regions
+        ]
+        if region_rows:
+            s.execute(insert(ScanRegion), region_rows)
+        if video is not None:
+            s.execute(
+                insert(ScanVideo).values(
+                    scan_id=scan_id,
+                    duration=video.duration,
+                    frame_count=video.count,
+                    frames=video.pack(),
+                    dihedral=video.dihedral,
+                    trimmed=video.trimmed,
                 )
-                region_rows = [
-                    {
-                        "scan_id": scan_id,
-                        "pdq": rh.pdq.hex,
-                        "pdq_quality": rh.pdq.quality,
-                        **rh.region.to_dict(),
-                    }
-                    for rh in regions
-                ]
-                if region_rows:
-                    s.execute(insert(ScanRegion), region_rows)
-                if video is not None:
-                    s.execute(
-                        insert(ScanVideo).values(
-                            scan_id=scan_id,
-                            duration=video.duration,
-                            frame_count=video.count,
-                            frames=video.pack(),
-                            dihedral=video.dihedral,
-                            trimmed=video.trimmed,
-                        )
-                    )
-                if review_priority is not None:
-                    s.execute(
-                        insert(ReviewItem).values(
-                            kind="scan",
-                            scan_id=scan_id,
-                            priority=review_priority,
-                            state="open",
-                            note="",
-                            created_at=now,
-                        )
-                    )
-                return scan_id
-        except SQLAlchemyError as exc:
-            raise StorageError(
-                f"could not record the scan: {exc.__class__.__name__}", code="storage.unavailable"
-            ) from exc
+            )
+        if review_priority is not None:
+            s.execute(
+                insert(ReviewItem).values(
+                    kind="scan",
+                    scan_id=scan_id,
+                    priority=review_priority,
+                    state="open",
+                    note="",
+                    created_at=now,
+                )
+            )
+        return scan_id
+
+    @staticmethod
+    def job_scan(s: Session, job_id: str) -> int | None:
+        """The id of the scan a queued job logged, if it did."""
+        found = s.scalar(select(ScanRecord.id).where(ScanRecord.job_id == job_id))
+        return int(found) if found is not None else None
 
     def _origins(self, entry_ids: Sequence[int]) -> dict[int, str]:
         """``kind:ref`` of each matched entry (a read on its own connection, before the write:

@@ -17,6 +17,8 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.orm import Session
+
 from dignity.errors import DignityError, StorageError, Unavailable, UpstreamFailed
 from dignity.jobs.service import JobInfo, JobService
 
@@ -39,6 +41,14 @@ class JobContext:
         self.jobs = jobs
         self.job = job
         self.worker = worker
+        self.finish_work: FinishWork | None = None
+
+    def on_finish(self, work: FinishWork) -> None:
+        """Have ``work(session, result)`` run in the transaction that ends the job ``done``: a
+        body whose effect must be recorded exactly once writes it there (and may add to the
+        result, e.g. the id of the row it wrote). A worker killed before that commit leaves no
+        effect; the job runs again and records it then."""
+        self.finish_work = work
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -61,13 +71,16 @@ class JobContext:
     ) -> JobInfo:
         """Fan out: queue a job whose parent is this one (cancelled with it). With a dedupe key,
         a rerun of this body finds the child it queued before instead of queueing another."""
-        job, _new = self.jobs.submit(
+        job, new = self.jobs.submit(
             kind, payload, parent_id=self.job.id, dedupe_key=dedupe_key, queue=self.job.queue
         )
+        if new:
+            self.services.dispatch_jobs([job.id])
         return job
 
 
 TaskBody = Callable[[JobContext], dict[str, Any]]
+FinishWork = Callable[[Session, dict[str, Any]], None]
 TASKS: dict[str, TaskBody] = {}
 
 
@@ -119,9 +132,21 @@ def run_claimed(services: Services, jobs: JobService, job: JobInfo, worker: str)
             job.id, worker, code="job.error", message=f"{type(exc).__name__}", retry=True
         )
         return ended.state if ended is not None else "lost"
-    if jobs.finish(job.id, worker, result):
-        return "done"
-    return "lost"
+    work = ctx.finish_work
+    try:
+        finished = jobs.finish(
+            job.id,
+            worker,
+            result,
+            session_work=(lambda s: work(s, result)) if work is not None else None,
+        )
+    except Exception as exc:
+        # The effect's transaction failed (a database blip): nothing of it was kept.
+        log.exception("job %s (%s) could not record its end", job.id, job.kind)
+        code = exc.code if isinstance(exc, DignityError) else "job.error"
+        ended = jobs.fail(job.id, worker, code=code, message=type(exc).__name__, retry=True)
+        return ended.state if ended is not None else "lost"
+    return "done" if finished else "lost"
 
 
 @task("scan")
@@ -153,7 +178,19 @@ def scan_task(ctx: JobContext) -> dict[str, Any]:
     if ctx.job.key_id is not None:
         # The key may have been revoked since: the scan is still recorded under its id.
         key = next((k for k in services.keys.list() if k.id == ctx.job.key_id), None)
-    scan_id = services.record_scan(
-        result, key, content_id=payload.get("content_id"), uploader=payload.get("uploader")
-    )
-    return {**result.to_dict(), "scan_id": scan_id}
+    job_id = ctx.job.id
+
+    def record(s: Session, out: dict[str, Any]) -> None:
+        # In the job's own end: the scan log row, its review item, the scan.match event and
+        # the case counters commit with ``done``, or not at all.
+        out["scan_id"] = services.record_scan(
+            result,
+            key,
+            content_id=payload.get("content_id"),
+            uploader=payload.get("uploader"),
+            job_id=job_id,
+            session=s,
+        )
+
+    ctx.on_finish(record)
+    return result.to_dict()
