@@ -225,6 +225,13 @@ class Settings(BaseSettings):
         gt=0,
         description="A queued job sent to the broker and not claimed after this is sent again.",
     )
+    periodic_queue: str = Field(
+        default="default",
+        min_length=1,
+        max_length=32,
+        description="Celery only: the queue Celery beat sends the periodic ticks to (a worker "
+        "must take jobs from it).",
+    )
     # -- webhook delivery (outbox) -------------------------------------------------------
     outbox_workers: int = Field(
         default=2, ge=0, description="Delivery threads per server process (0: deliver nothing)."

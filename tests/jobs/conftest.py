@@ -3,6 +3,7 @@ visibly, where DIGNITY_TEST_POSTGRES_URL is not set; CI sets it)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from dignity.storage.db import Database, open_database
 from tests.conftest import postgres_schema
+from tests.jobs.effects import BROKER, broker_answers, delete_queues
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -23,3 +25,13 @@ def jobs_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database
         db = open_database(url)
         yield db
         db.close()
+
+
+@pytest.fixture
+def queue() -> Iterator[str]:
+    """A queue of this test's own, deleted afterwards with any message left in it (a duplicate
+    sent by recovery is skipped by the workers, but must not pile up in a shared broker)."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    yield name
+    if broker_answers(BROKER):
+        delete_queues(BROKER, [name, f"{name}p"])

@@ -27,6 +27,7 @@ from dignity.settings import Settings
 from dignity.takedown.models import ReviewItem, ScanRecord
 
 ROOT = Path(__file__).resolve().parents[2]
+BROKER = os.environ.get("DIGNITY_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 def image(seed: int) -> bytes:
@@ -192,3 +193,27 @@ def fresh_services(settings: Settings) -> Services:
     services = Services(settings, profile=CLI)
     services.engine.load()
     return services
+
+
+def broker_answers(url: str) -> bool:
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return True
+    except Exception:
+        return False
+
+
+def delete_queues(url: str, names: list[str]) -> None:
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=2) as conn:
+        channel = conn.channel()
+        for name in names:
+            try:
+                channel.queue_delete(name)
+            except Exception:
+                channel = conn.channel()  # a missing queue closes the channel
+        channel.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,9 @@ from dignity.settings import Settings
 from dignity.worker.celery_app import dispatcher, make_app
 from tests.conftest import postgres_schema
 from tests.jobs.effects import (
+    BROKER,
     WorkerProcess,
+    broker_answers,
     done_count,
     effects,
     env_for,
@@ -35,19 +36,7 @@ from tests.jobs.effects import (
     wait_for,
 )
 
-BROKER = os.environ.get("DIGNITY_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 N = int(os.environ.get("DIGNITY_TEST_JOBS_N", "40"))
-
-
-def broker_answers(url: str) -> bool:
-    from kombu import Connection
-
-    try:
-        with Connection(url, connect_timeout=2) as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-        return True
-    except Exception:
-        return False
 
 
 needs_broker = pytest.mark.skipif(
@@ -93,9 +82,8 @@ ENGINES = [pytest.param("embedded"), pytest.param("celery", marks=needs_broker)]
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_kill_9_mid_run_loses_nothing_and_records_each_scan_once(
-    engine: str, settings: Settings, services: Services, tmp_path: Path
+    engine: str, settings: Settings, services: Services, tmp_path: Path, queue: str
 ) -> None:
-    queue = f"t{uuid.uuid4().hex[:12]}"
     corpus = queue_scans(services, N, queue=queue)
     send(settings, services, engine, corpus.job_ids)
     env = engine_env(settings, engine)
@@ -132,9 +120,8 @@ def test_kill_9_mid_run_loses_nothing_and_records_each_scan_once(
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_poison_job_fails_with_its_error_and_a_cancelled_job_never_runs(
-    engine: str, settings: Settings, services: Services, tmp_path: Path
+    engine: str, settings: Settings, services: Services, tmp_path: Path, queue: str
 ) -> None:
-    queue = f"t{uuid.uuid4().hex[:12]}"
     marks = tmp_path / "marks.txt"
     jobs = services.jobs
     poison = jobs.submit("test.poison", {}, queue=queue, max_attempts=3)[0]
@@ -171,9 +158,8 @@ def test_a_poison_job_fails_with_its_error_and_a_cancelled_job_never_runs(
     "set DIGNITY_TEST_BROKER_RESTART=1",
 )
 def test_a_broker_restart_mid_run_loses_nothing(
-    settings: Settings, services: Services, tmp_path: Path
+    settings: Settings, services: Services, tmp_path: Path, queue: str
 ) -> None:
-    queue = f"t{uuid.uuid4().hex[:12]}"
     corpus = queue_scans(services, N, queue=queue)
     send(settings, services, "celery", corpus.job_ids)
     worker = WorkerProcess(

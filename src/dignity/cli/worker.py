@@ -67,14 +67,14 @@ def _celery(
     from celery import signals
 
     from dignity.services import WORKER, build_services
-    from dignity.worker.celery_app import DEFAULT_QUEUE, dispatcher, make_app
+    from dignity.worker.celery_app import DEFAULT_QUEUE, backlog, dispatcher, make_app
     from dignity.worker.periodic import recovery_task
 
     app = make_app(ctx.settings)
     # The recovery loop runs in the main process, started once the pool has forked (a thread
     # running during a fork could leave a lock held in the children).
     recovery = build_services(ctx.settings, profile=WORKER)
-    recovery.supervisor.add(recovery_task(recovery, dispatcher(app, recovery)))
+    recovery.supervisor.add(recovery_task(recovery, dispatcher(app, recovery), backlog(app)))
 
     def on_ready(**_: object) -> None:
         recovery.supervisor.start()
@@ -88,7 +88,8 @@ def _celery(
         "worker",
         f"--concurrency={n}",
         f"--pool={pool}",
-        f"--queues={','.join(queues or [DEFAULT_QUEUE])}",
+        # By default the jobs' queue and the one beat sends the periodic ticks to.
+        f"--queues={','.join(queues or sorted({DEFAULT_QUEUE, ctx.settings.periodic_queue}))}",
         f"--loglevel={log_level.upper()}",
         "--without-gossip",
         "--without-mingle",

@@ -12,6 +12,7 @@ process builds its services once, with the WORKER profile, on its first task.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -95,11 +96,42 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     services = Services(settings, profile=WORKER)
     try:
         return {
-            name: {"task": PERIODIC, "schedule": task.interval_s, "args": (name,)}
+            name: {
+                "task": PERIODIC,
+                "schedule": task.interval_s,
+                "args": (name,),
+                "options": {"queue": settings.periodic_queue},
+            }
             for name, task in shared_tasks(services).items()
         }
     finally:
         services.close()
+
+
+def backlog(app: Celery) -> Callable[[str], int | None]:
+    """How many messages wait in a queue (a passive declare: a queue that does not exist yet
+    holds none); None when the broker does not answer."""
+
+    def depth(queue: str) -> int | None:
+        try:
+            with app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1)
+                channel = conn.channel()
+                try:
+                    return int(channel.queue_declare(queue=queue, passive=True).message_count)
+                except Exception as exc:
+                    # RabbitMQ answers a passive declare of a missing queue with 404.
+                    if getattr(exc, "code", None) == 404:
+                        return 0
+                    raise
+                finally:
+                    with contextlib.suppress(Exception):
+                        channel.close()
+        except Exception:
+            log.warning("could not read the depth of queue %s", queue)
+            return None
+
+    return depth
 
 
 def dispatcher(app: Celery, services: Services) -> Callable[[Sequence[str]], None]:

@@ -24,11 +24,12 @@ def start(services: Services, *, background: Iterable[str] = SERVER_TASKS) -> No
     s = services.settings
     wanted = list(background)
     if s.broker_url:
-        from dignity.worker.celery_app import dispatcher, make_app
+        from dignity.worker.celery_app import backlog, dispatcher, make_app
 
-        send = dispatcher(make_app(s), services)
+        app = make_app(s)
+        send = dispatcher(app, services)
         services.job_dispatcher = send
-        services.supervisor.add(recovery_task(services, send))
+        services.supervisor.add(recovery_task(services, send, backlog(app)))
         # Celery beat runs the shared loops; this process keeps its own (index refresh, outbox).
         shared = set(shared_tasks(services))
         wanted = [name for name in wanted if name not in shared]

@@ -19,28 +19,47 @@ from dignity.services import Services
 log = logging.getLogger("dignity.jobs")
 
 
-def recover(services: Services, send: Callable[[Sequence[str]], None] | None) -> dict[str, int]:
+Send = Callable[[Sequence[str]], None]
+# Messages waiting in a queue, None when the broker cannot say.
+Backlog = Callable[[str], "int | None"]
+
+
+def recover(
+    services: Services, send: Send | None, backlog: Backlog | None = None
+) -> dict[str, int]:
     """One recovery pass: end the jobs no worker may run any more, then (with a broker) send
-    again the queued jobs whose message was lost or never sent, and the running jobs whose
-    worker died (an expired lease). The embedded runner needs no resend: it reads the table."""
+    again what no message will bring to a worker: a job never sent (the broker was away at
+    submit), a running job whose worker died (its lease expired), and a queued job sent long
+    ago and not claimed while its queue holds no message (the broker lost it). A queue with a
+    backlog is left alone: its jobs are waiting their turn, and resending each of them every
+    pass would flood the broker. The embedded runner needs no resend: it reads the table."""
     jobs = services.jobs
     settled = jobs.settle_lost()
-    resent = 0
+    resend: list[str] = []
     if send is not None:
-        lost = jobs.undispatched(older_than_s=services.settings.job_redispatch_s)
-        if lost:
-            send([j.id for j in lost])
-            resent = len(lost)
-    if settled or resent:
-        log.info("job recovery: %d settled, %d sent again", settled, resent)
-    return {"settled": settled, "resent": resent}
+        depth: dict[str, int | None] = {}
+        for job in jobs.undispatched(older_than_s=services.settings.job_redispatch_s):
+            if job.state != "queued" or job.dispatched_at is None:
+                resend.append(job.id)
+                continue
+            if job.queue not in depth:
+                depth[job.queue] = backlog(job.queue) if backlog is not None else 0
+            if depth[job.queue] == 0:
+                resend.append(job.id)
+        if resend:
+            send(resend)
+    if settled or resend:
+        log.info("job recovery: %d settled, %d sent again", settled, len(resend))
+    return {"settled": settled, "resent": len(resend)}
 
 
-def recovery_task(services: Services, send: Callable[[Sequence[str]], None] | None) -> Periodic:
+def recovery_task(
+    services: Services, send: Send | None, backlog: Backlog | None = None
+) -> Periodic:
     return Periodic(
         "job-recovery",
         services.settings.job_recovery_s,
-        lambda: recover(services, send),
+        lambda: recover(services, send, backlog),
         shared=True,
     )
 
