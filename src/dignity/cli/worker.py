@@ -15,6 +15,7 @@ from types import FrameType
 import click
 
 from dignity.cli.app import Context, cli, pass_ctx
+from dignity.worker.engine import load_tasks
 
 
 @cli.command("worker")
@@ -55,6 +56,7 @@ def worker(
     n = concurrency or s.job_concurrency or 2
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     ctx.db.migrate()
+    load_tasks()
     if s.broker_url:
         _celery(ctx, n, names, pool, beat, log_level)
     else:

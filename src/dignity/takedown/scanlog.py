@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -566,14 +567,10 @@ class ScanLog:
         job_id: str | None = None,
         session: Session | None = None,
     ) -> int:
-        if session is not None:
-            return self._insert_in(
-                session, pdq, pdq_quality, md5, sha256, action, detail, key_id=key_id,
-                content_id=content_id, uploader=uploader, review_priority=review_priority,
-                video=video, regions=regions, job_id=job_id,
-            )  # fmt: skip
+        # A queued scan writes in the transaction that ends its job; /v1/scan in its own.
+        own = self.db.session() if session is None else nullcontext(session)
         try:
-            with self.db.session() as s:
+            with own as s:
                 return self._insert_in(
                     s, pdq, pdq_quality, md5, sha256, action, detail, key_id=key_id,
                     content_id=content_id, uploader=uploader, review_priority=review_priority,

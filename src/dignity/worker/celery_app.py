@@ -23,6 +23,7 @@ from celery import Celery
 from dignity.jobs.service import JobNotFound
 from dignity.services import WORKER, Services, build_services
 from dignity.settings import Settings
+from dignity.worker.engine import load_tasks
 from dignity.worker.periodic import run_shared, shared_tasks
 from dignity.worker.tasks import run_job, worker_name
 
@@ -38,13 +39,15 @@ _lock = threading.Lock()
 _process: dict[str, Services] = {}
 
 
-def process_services(settings: Settings) -> Services:
+def process_services(settings: Settings, app: Celery) -> Services:
     """This worker process's services, built and started on first use (in a prefork child,
-    after the fork: nothing is shared with the parent)."""
+    after the fork: nothing is shared with the parent). Jobs a job fans out are sent from
+    here at once."""
     with _lock:
         services = _process.get("services")
         if services is None:
             services = build_services(settings, profile=WORKER)
+            services.job_dispatcher = dispatcher(app, services)
             services.start(background=WORKER_LOOPS)
             _process["services"] = services
         return services
@@ -54,6 +57,7 @@ def make_app(settings: Settings) -> Celery:
     """A Celery app for ``settings.broker_url`` with dignity's two tasks registered."""
     if not settings.broker_url:
         raise ValueError("make_app needs DIGNITY_BROKER_URL")
+    load_tasks()
     app = Celery("dignity", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         # Acknowledge after the job ran; a worker lost mid-job gives the message back.
@@ -74,13 +78,13 @@ def make_app(settings: Settings) -> Celery:
     )
 
     def run_job_task(job_id: str) -> str:
-        services = process_services(settings)
+        services = process_services(settings, app)
         # One lease owner per executing thread (the threads pool runs several in a process).
         worker = f"{worker_name()}:{threading.get_ident()}"
         return run_job(services, services.jobs, job_id, worker)
 
     def periodic_task(name: str) -> bool:
-        return run_shared(process_services(settings), name)
+        return run_shared(process_services(settings, app), name)
 
     # Registered by name: a message carries "dignity.run_job" and the job id, nothing else.
     app.task(name=RUN_JOB, acks_late=True, reject_on_worker_lost=True, ignore_result=True)(

@@ -11,16 +11,27 @@ database first, so any number of processes run it once per period.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 
 from dignity.services import SERVER_TASKS, Services
 from dignity.worker.embedded import EmbeddedRunner
 from dignity.worker.periodic import recovery_task, shared_tasks
 
+# The modules whose @task bodies a worker can run (importing one registers its kinds). A kind
+# no module here registers stays queued for a process that knows it.
+TASK_MODULES = ("dignity.worker.tasks",)
+
+
+def load_tasks() -> None:
+    for name in TASK_MODULES:
+        importlib.import_module(name)
+
 
 def start(services: Services, *, background: Iterable[str] = SERVER_TASKS) -> None:
     """Start a serving process: its background loops, its share of the job work, and the way
     its submits reach a worker. Synchronous routes never wait on any of it."""
+    load_tasks()
     s = services.settings
     wanted = list(background)
     if s.broker_url:
