@@ -23,6 +23,8 @@ def mark(ctx: JobContext) -> dict[str, Any]:
     for i in range(int(ctx.payload.get("steps", 0))):
         ctx.progress(i, int(ctx.payload["steps"]))
         time.sleep(float(ctx.payload.get("step_s", 0.1)))
+    # A stretch with no progress report (one long decode): the lease must hold on its own.
+    time.sleep(float(ctx.payload.get("quiet_s", 0)))
     path = Path(ctx.payload["file"])
     with path.open("a") as f:
         f.write(f"{ctx.job.id} {os.getpid()}\n")

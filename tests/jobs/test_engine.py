@@ -144,5 +144,28 @@ def test_an_unclaimed_loop_would_tick_in_every_process(services: Services) -> No
     assert len(ticks) >= 12
 
 
+def test_a_long_quiet_job_keeps_its_lease_while_its_worker_lives(
+    services: Services, tmp_path: Path
+) -> None:
+    import tests.jobs.plugin  # noqa: F401  (registers test.mark)
+
+    jobs = services.jobs
+    jobs.lease_s = 0.3
+    marks = tmp_path / "marks.txt"
+    job, _ = jobs.submit("test.mark", {"file": str(marks), "quiet_s": 1.5})
+    thread = threading.Thread(target=run_job, args=(services, jobs, job.id, "alive"))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline:
+            # Five lease lengths in, nobody may take the job over from a live worker.
+            assert jobs.claim(job.id, "thief") is None
+            time.sleep(0.05)
+    finally:
+        thread.join(10)
+    assert jobs.get(job.id).state == "done"
+    assert len(marks.read_text().splitlines()) == 1
+
+
 def test_the_scan_task_is_registered() -> None:
     assert "scan" in TASKS

@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -111,6 +113,29 @@ def run_job(services: Services, jobs: JobService, job_id: str, worker: str) -> s
     return run_claimed(services, jobs, job, worker)
 
 
+@contextmanager
+def _lease_kept(jobs: JobService, job_id: str, worker: str) -> Iterator[None]:
+    """Renew the job's lease while its body runs, so a body that reports no progress (one long
+    video) is not taken over by another worker while this one is alive; a dead worker's lease
+    still expires on time."""
+    stop = threading.Event()
+
+    def keep() -> None:
+        while not stop.wait(jobs.lease_s / 3):
+            try:
+                if not jobs.heartbeat(job_id, worker):
+                    return  # cancelled or taken over: the body learns at its next progress
+            except Exception:
+                log.warning("could not renew the lease of job %s", job_id)
+
+    keeper = threading.Thread(target=keep, name=f"lease-{job_id[:8]}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
 def run_claimed(services: Services, jobs: JobService, job: JobInfo, worker: str) -> str:
     body = TASKS.get(job.kind)
     if body is None:
@@ -118,7 +143,8 @@ def run_claimed(services: Services, jobs: JobService, job: JobInfo, worker: str)
         return "failed"
     ctx = JobContext(services, jobs, job, worker)
     try:
-        result = body(ctx)
+        with _lease_kept(jobs, job.id, worker):
+            result = body(ctx)
     except JobCancelled:
         jobs.stop_cancelled(job.id, worker)
         return "cancelled"
