@@ -1,12 +1,12 @@
 """Reliability of the engine with real processes: ``dignity worker`` killed with SIGKILL in the
-middle of 100 queued scans (embedded runner, and Celery over a real RabbitMQ), a poison job, a
+middle of a run of queued scans (embedded runner, and Celery over a real RabbitMQ), a poison job, a
 cancelled job, and (opt-in) RabbitMQ restarted mid-run. Every scan must end ``done`` with its
 effects (scan log row, review item, ``scan.match`` event) recorded exactly once, none lost.
 
 The Celery tests skip, visibly, when no broker answers at ``DIGNITY_TEST_BROKER_URL`` (default:
 RabbitMQ on its local port). Each test uses a queue of its own, so tests sharing the broker
 never take each other's messages. PostgreSQL is used when ``DIGNITY_TEST_POSTGRES_URL`` is set,
-else an SQLite file. Sizes: ``DIGNITY_TEST_JOBS_N`` scans (default 40; the issue's 100 with
+else an SQLite file. Sizes: ``DIGNITY_TEST_JOBS_N`` scans (default 24; the issue's 100 with
 DIGNITY_TEST_JOBS_N=100).
 """
 
@@ -36,7 +36,7 @@ from tests.jobs.effects import (
     wait_for,
 )
 
-N = int(os.environ.get("DIGNITY_TEST_JOBS_N", "40"))
+N = int(os.environ.get("DIGNITY_TEST_JOBS_N", "24"))
 
 
 needs_broker = pytest.mark.skipif(
