@@ -567,40 +567,8 @@ class ScanLog:
         job_id: str | None = None,
         session: Session | None = None,
     ) -> int:
-        # A queued scan writes in the transaction that ends its job; /v1/scan in its own.
-        own = self.db.session() if session is None else nullcontext(session)
-        try:
-            with own as s:
-                return self._insert_in(
-                    s, pdq, pdq_quality, md5, sha256, action, detail, key_id=key_id,
-                    content_id=content_id, uploader=uploader, review_priority=review_priority,
-                    video=video, regions=regions, job_id=job_id,
-                )  # fmt: skip
-        except SQLAlchemyError as exc:
-            raise StorageError(
-                f"could not record the scan: {exc.__class__.__name__}", code="storage.unavailable"
-            ) from exc
-
-    def _insert_in(
-        self,
-        s: Session,
-        pdq: str | None,
-        pdq_quality: int | None,
-        md5: str,
-        sha256: str,
-        action: str,
-        detail: str,
-        *,
-        key_id: int | None,
-        content_id: str | None,
-        uploader: str | None,
-        review_priority: int | None,
-        video: VideoFrames | None,
-        regions: Sequence[RegionHash],
-        job_id: str | None,
-    ) -> int:
-        if job_id is not None:
-            found = self.job_scan(s, job_id)
+        if job_id is not None and session is not None:
+            found = self.job_scan(session, job_id)
             if found is not None:
                 return found
         now = self.clock.now()
@@ -617,43 +585,53 @@ class ScanLog:
             "decision": action[:16],
             "detail": detail,
         }
-        scan_id = int(
-            s.execute(insert(ScanRecord).values(**values).returning(ScanRecord.id)).scalar_one()
-        )
-        region_rows = [
-            {
-                "scan_id": scan_id,
-                "pdq": rh.pdq.hex,
-                "pdq_quality": rh.pdq.quality,
-                **rh.region.to_dict(),
-            }
-            for rh in regions
-        ]
-        if region_rows:
-            s.execute(insert(ScanRegion), region_rows)
-        if video is not None:
-            s.execute(
-                insert(ScanVideo).values(
-                    scan_id=scan_id,
-                    duration=video.duration,
-                    frame_count=video.count,
-                    frames=video.pack(),
-                    dihedral=video.dihedral,
-                    trimmed=video.trimmed,
+        # A queued scan writes in the transaction that ends its job; /v1/scan in its own.
+        own = self.db.session() if session is None else nullcontext(session)
+        try:
+            with own as s:
+                scan_id = int(
+                    s.execute(
+                        insert(ScanRecord).values(**values).returning(ScanRecord.id)
+                    ).scalar_one()
                 )
-            )
-        if review_priority is not None:
-            s.execute(
-                insert(ReviewItem).values(
-                    kind="scan",
-                    scan_id=scan_id,
-                    priority=review_priority,
-                    state="open",
-                    note="",
-                    created_at=now,
-                )
-            )
-        return scan_id
+                region_rows = [
+                    {
+                        "scan_id": scan_id,
+                        "pdq": rh.pdq.hex,
+                        "pdq_quality": rh.pdq.quality,
+                        **rh.region.to_dict(),
+                    }
+                    for rh in regions
+                ]
+                if region_rows:
+                    s.execute(insert(ScanRegion), region_rows)
+                if video is not None:
+                    s.execute(
+                        insert(ScanVideo).values(
+                            scan_id=scan_id,
+                            duration=video.duration,
+                            frame_count=video.count,
+                            frames=video.pack(),
+                            dihedral=video.dihedral,
+                            trimmed=video.trimmed,
+                        )
+                    )
+                if review_priority is not None:
+                    s.execute(
+                        insert(ReviewItem).values(
+                            kind="scan",
+                            scan_id=scan_id,
+                            priority=review_priority,
+                            state="open",
+                            note="",
+                            created_at=now,
+                        )
+                    )
+                return scan_id
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"could not record the scan: {exc.__class__.__name__}", code="storage.unavailable"
+            ) from exc
 
     @staticmethod
     def job_scan(s: Session, job_id: str) -> int | None:
