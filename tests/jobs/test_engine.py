@@ -150,13 +150,14 @@ def test_a_long_quiet_job_keeps_its_lease_while_its_worker_lives(
     import tests.jobs.plugin  # noqa: F401  (registers test.mark)
 
     jobs = services.jobs
-    jobs.lease_s = 0.3
+    jobs.lease_s = 0.5
     marks = tmp_path / "marks.txt"
-    job, _ = jobs.submit("test.mark", {"file": str(marks), "quiet_s": 1.5})
+    job, _ = jobs.submit("test.mark", {"file": str(marks), "quiet_s": 2.5})
     thread = threading.Thread(target=run_job, args=(services, jobs, job.id, "alive"))
     thread.start()
     try:
-        deadline = time.monotonic() + 1.2
+        wait_for(lambda: jobs.get(job.id).lease_owner == "alive", 5, "the claim")
+        deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
             # Five lease lengths in, nobody may take the job over from a live worker.
             assert jobs.claim(job.id, "thief") is None
