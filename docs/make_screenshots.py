@@ -1,9 +1,10 @@
-"""Refresh the README's screenshots from the browser tests' artifacts.
+"""Refresh the documentation's screenshots from the browser tests' artifacts.
 
 ``make screenshots`` runs the end-to-end takedown test and the intake page test in Chromium on
 SQLite (they save full-page PNGs under ``tests/artifacts/``), then this script copies the
-pages the README shows into ``docs/screenshots/``, cut to at most 2,200 px tall, at most 1,000 px
-wide and reduced to 128 colours so the repository stays small. Every picture is of synthetic
+pages the reviewer guide (``docs/reviewer-guide.md``) shows into ``docs/screenshots/``, cut to
+at most 2,200 px tall, at most 1,000 px wide and reduced to 128 colours so the repository stays
+small. Every picture is of synthetic
 test content: generated landscapes, invented names.
 """
 

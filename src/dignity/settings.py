@@ -273,6 +273,15 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Signal plug-ins (by name, e.g. watermark) not to run during scans.",
     )
+    c2pa_trust_list: bool = Field(
+        default=True,
+        description="Trust C2PA signers that chain to the bundled C2PA conformance trust list "
+        "(manifest state 'trusted', not only 'valid').",
+    )
+    c2pa_trust_anchors: Path | None = Field(
+        default=None,
+        description="A PEM file of further C2PA trust anchors (your own or a newer trust list).",
+    )
     # -- index at scale (issue 8) --
     index_snapshot: bool = Field(
         default=True,
@@ -300,6 +309,24 @@ class Settings(BaseSettings):
     )
     case_lockout_s: float = Field(
         default=900.0, gt=0, description="How long a case stays locked after too many wrong PINs."
+    )
+    feed_batch_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="The partner feed publishes case hashes in batches: a batch closes this many "
+        "seconds after its oldest change (or at feed_batch_items), once it mixes "
+        "feed_batch_min_cases cases.",
+    )
+    feed_batch_items: int = Field(
+        default=500, ge=1, description="Changes that close a feed batch before feed_batch_s."
+    )
+    feed_batch_min_cases: int = Field(
+        default=3, ge=1, description="Fewest cases a feed batch mixes before it may close."
+    )
+    feed_batch_max_hold_s: float = Field(
+        default=86400.0,
+        ge=0,
+        description="Longest a change waits for enough cases; then its batch closes anyway.",
     )
     portal_ip_failures_per_hour: int = Field(
         default=20, ge=1, description="Wrong case number/PIN tries per client address an hour."
@@ -390,6 +417,11 @@ class Settings(BaseSettings):
         default=365,
         ge=1,
         description="Days the scan log keeps each scan's hashes (what copy sweeps search).",
+    )
+    retro_remove_banks: list[str] = Field(
+        default_factory=list,
+        description="Block banks whose retro-matches (past uploads found by a new entry) are "
+        "removed at once, as a reviewer's removal would be; other banks' go to review.",
     )
     appeal_window_days: int = Field(
         default=184,

@@ -37,6 +37,9 @@ class LiveServer:
             "DIGNITY_DATA_DIR": str(data),
             "DIGNITY_INDEX_REFRESH_S": "0.2",
             "PYTHONUNBUFFERED": "1",
+            # The partner feed publishes every change at once (tests of batching set their own).
+            "DIGNITY_FEED_BATCH_S": "0",
+            "DIGNITY_FEED_BATCH_MIN_CASES": "1",
             **(env or {}),
         }
         self.env.setdefault("DIGNITY_DATABASE_URL", f"sqlite:///{data / 'dignity.sqlite3'}")

@@ -180,9 +180,11 @@ def _submit(page: Any) -> str:
     page.get_by_label("I am 18 or older").check()
     page.get_by_label("These images show me").check()
     page.get_by_role("button", name="Create my case").click()
-    page.wait_for_selector(
-        "#submit-status:has-text('created'), #submit-status:has-text('Not sent')"
-    )
+    # A failure goes to its own alert (#submit-error), which stays until the person acts.
+    page.wait_for_selector("#submit-status:has-text('created'), #submit-error:visible")
+    error = page.locator("#submit-error")
+    if error.is_visible():
+        return "Not sent: " + str(error.inner_text())
     return str(page.locator("#submit-status").inner_text())
 
 

@@ -370,7 +370,8 @@ def test_reviewer_and_admin_keys_sign_in(server: LiveServer, store: Database, ro
         assert "secure" not in lowered  # plain http here; https gets Secure
         assert r.login.headers["cache-control"] == "no-store"
         me = r.get("/review/api/session").json()
-        assert me == {**body, "expires_at": me["expires_at"]}
+        # The session, and the platform's name for the page's wording.
+        assert me == {**body, "expires_at": me["expires_at"], "platform_name": "this platform"}
         with store.session() as s:
             stored = s.scalars(
                 select(WebSession).where(

@@ -13,8 +13,10 @@ from sqlalchemy.dialects import sqlite
 
 import dignity.actions.models
 import dignity.audit.models
+import dignity.backfill.models
 import dignity.jobs.models
-import dignity.takedown.models  # noqa: F401
+import dignity.takedown.models
+import dignity.takedown.retro  # noqa: F401
 from dignity.cases import models as _case_models  # noqa: F401
 from dignity.derivatives import models as _derivative_models  # noqa: F401
 from dignity.errors import StorageError

@@ -167,7 +167,9 @@ def test_valid_request_receipt_and_status(td: LiveServer, db: Database) -> None:
         receipt = r.json()
     assert receipt["state"] == "valid" and receipt["missing"] == []
     assert receipt["validity"]["take_it_down"]["valid"] is True
-    assert receipt["validity"]["dsa_art16"]["valid"] is False  # a content id is not a URL
+    # A content id names the exact item on the platform, as its URL does.
+    assert receipt["validity"]["dsa_art16"]["valid"] is True
+    assert receipt["item_problems"] == []
     assert receipt["status_url"] == "/takedown/status"
     assert receipt["ticket"].startswith("TD-") and len(receipt["ticket"]) == 14
     code = receipt["access_code"]
@@ -221,7 +223,6 @@ def test_incomplete_request_is_completed_later(td: LiveServer, db: Database) -> 
         assert {m["key"] for m in receipt["missing"]} == {
             "good_faith",
             "explanation",
-            "exact_location",
             "accuracy",
         }
         row = request_row(db, receipt["ticket"])
@@ -565,10 +566,12 @@ def test_intake_and_status_pages_by_keyboard(browser: Any, td: LiveServer) -> No
         links.fill("https://pics.example/p/abc123")
         page.keyboard.press("Enter")
         page.keyboard.type("https://elsewhere.example/x")
-        # The checker lists what is missing: the foreign link, the statement, the signature.
+        # The checker lists what is missing (the statement, the signature) and, on its own, the
+        # foreign link, which does not hold back the other.
         expect(page.locator("#form-error")).to_have_text("")
-        checker.locator("li[data-key=location]").wait_for()
+        checker.locator("li[data-key=content_item]").wait_for()
         assert "elsewhere.example" in checker.inner_text()
+        assert checker.locator("li[data-key=location]").count() == 0
         assert checker.locator("li[data-key=good_faith]").count() == 1
         links.fill("https://pics.example/p/abc123")
         page.get_by_label("Why should it be taken down?").fill(
@@ -577,7 +580,7 @@ def test_intake_and_status_pages_by_keyboard(browser: Any, td: LiveServer) -> No
         page.get_by_label("Made or altered with AI").check()
         page.get_by_label("Where do you live?").select_option("EU")
         # What is left is listed: the statement and the signature (kept as an artifact).
-        expect(checker.locator("li[data-key=location]")).to_have_count(0)
+        expect(checker.locator("li[data-key=content_item]")).to_have_count(0)
         expect(checker.locator("li[data-key=explanation]")).to_have_count(0)
         expect(checker.locator("li[data-key=signature_confirmed]")).to_have_count(1)
         assert checker.locator("li[data-key=good_faith]").count() == 1
@@ -644,7 +647,7 @@ def test_status_page_completes_and_withdraws(browser: Any, td: LiveServer) -> No
         keys = page.locator("#complete-missing li").evaluate_all(
             "items => items.map(i => i.dataset.key)"
         )
-        assert set(keys) == {"good_faith", "explanation", "exact_location", "accuracy"}
+        assert set(keys) == {"good_faith", "explanation", "accuracy"}
         page.get_by_label("Why it should be taken down").fill(
             "An intimate picture of me, posted without my consent."
         )

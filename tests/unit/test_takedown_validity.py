@@ -49,12 +49,13 @@ CASES: list[tuple[str, dict[str, Any], Settings, set[str], set[str], bool]] = [
     ),
     ("no good faith", {"good_faith": False}, SETTINGS, {"good_faith"}, {"accuracy"}, False),
     ("no content", {"content": ()}, SETTINGS, {"location"}, {"exact_location"}, False),
+    ("content id only", {"content": ("abc123",)}, SETTINGS, set(), set(), True),
     (
-        "content id only",
-        {"content": ("abc123",)},
+        "one url of another site among good lines",
+        {"content": ("abc123", "https://elsewhere.example/p/abc123")},
         SETTINGS,
         set(),
-        {"exact_location"},
+        set(),
         True,
     ),
     (
@@ -131,7 +132,7 @@ CASES: list[tuple[str, dict[str, Any], Settings, set[str], set[str], bool]] = [
         {"content": ("abc123",), "description": "", "requester_name": ""},
         SETTINGS,
         set(),
-        {"exact_location", "explanation", "name"},
+        {"explanation", "name"},
         True,
     ),
     (
@@ -190,7 +191,9 @@ def test_round_trip_and_messages_name_the_platform() -> None:
     assert data["valid"] is False
     assert data["take_it_down"]["missing"][0]["key"] == "location"
     assert "Pics" in data["take_it_down"]["missing"][0]["message"]
-    assert "https://elsewhere.example/x" in data["dsa_art16"]["missing"][0]["message"]
+    assert "https://elsewhere.example/x" in data["take_it_down"]["missing"][0]["message"]
+    [problem] = data["item_problems"]
+    assert problem["ref"] == "https://elsewhere.example/x" and "Pics" in problem["message"]
     from dignity.takedown.validity import Validity
 
     assert Validity.from_dict(data) == validity

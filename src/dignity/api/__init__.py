@@ -25,6 +25,7 @@ from dignity.api import (
     events,
     feed,
     hma,
+    jobs,
     notices,
     pages,
     portal,
@@ -203,7 +204,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
 
     # Each feature's routes live in its own module with a ``router``.
-    features = (v1, hma, events, portal, feed, sources, pages, takedown, review, notices)
+    features = (v1, jobs, hma, events, portal, feed, sources, pages, takedown, review, notices)
     for module in (*features, report, audit):
         app.include_router(module.router)
 
@@ -264,7 +265,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 routes=app.routes,
             )
             _, defs = models_json_schema(
-                [(m, "validation") for m in (HashByUrl, MatchByHashes, EntriesIn)],
+                [(m, "validation") for m in (HashByUrl, MatchByHashes, EntriesIn, jobs.JobIn)],
                 ref_template="#/components/schemas/{model}",
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})

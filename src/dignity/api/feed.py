@@ -19,7 +19,7 @@ exchange of kind ``dignity_feed``) and any other client rely on::
                                                 # pdq, quality}], one a sampled second)
             "value": "f8f8...",                 # lowercase hex, MSB first (py-tx / HMA text)
             "status": "active",                 # "active" (added) or "withdrawn"
-            "updated_at": "2026-11-27T10:00:00.123456+00:00"}   # when this change happened (UTC)
+            "updated_at": "2026-11-27T10:00:00.123456+00:00"}   # when its batch was published
 
 * **Cursor.** Start with ``cursor=0`` (or none). Each page holds the changes with
   ``seq > cursor`` in ``seq`` order; ask again with ``cursor=next_cursor`` while ``has_more`` is
@@ -42,8 +42,16 @@ exchange of kind ``dignity_feed``) and any other client rely on::
   or known to be a rolled-back write). A client therefore never skips a change by moving its
   cursor past it.
 * **What is shared.** Hashes only: no case number, PIN, contact detail, note, quality, match
-  count or media. Ids are random and say nothing about the case or the person; the items of
-  one case are not grouped.
+  count or media. Ids are random and say nothing about the case or the person.
+* **Batches: one person's hashes are never linked.** Changes are published in batches that mix
+  several cases: a batch closes ``feed_batch_s`` (default 600 s) after its oldest change, or at
+  ``feed_batch_items`` changes, once it holds changes of at least ``feed_batch_min_cases``
+  cases (default 3); a change that waited ``feed_batch_max_hold_s`` (default a day) goes out
+  anyway. Additions and withdrawals are batched separately. Within a batch the order is random
+  and every item has the batch's one ``updated_at``, so neither ``seq`` nor ``updated_at`` says
+  which items came from one person. A withdrawal is published only after its addition. A
+  partner therefore sees a case's hashes up to one batch interval late; the cursor rules above
+  are unchanged.
 * **Export.** ``dignity feed export [--cursor N] [--output FILE]`` writes the same ITEMs, one
   JSON object a line, in ``seq`` order (``--format text`` writes the currently active hashes
   as ``<signal> <hex>`` lines, python-threatexchange's local-file style, without withdrawals).

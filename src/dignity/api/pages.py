@@ -5,9 +5,10 @@ HTML that the server renders with escaped values; all are sent with one strict
 Content-Security-Policy (scripts, styles, images and connections from this origin only, no inline
 script), no caching and no framing. ``/assets/{name}`` serves ``web/static`` files by a fixed
 list of extensions; names are checked so nothing outside that folder can be read. ``/docs`` is
-Swagger UI served from the ``swagger-ui-bundle`` package on this origin: FastAPI's default loads
-it from a CDN, and a script from a third party on the origin of ``/review`` could act with a
-reviewer's session.
+Swagger UI 5 served from the files the ``fastapi-offline`` package ships, on this origin: FastAPI's
+default loads it from a CDN (blank offline, and a script from a third party on the origin of
+``/review`` could act with a reviewer's session), and the ``swagger-ui-bundle`` package's Swagger
+UI 4 refuses our OpenAPI 3.1 document ("Unable to render this definition").
 """
 
 from __future__ import annotations
@@ -86,11 +87,11 @@ def api_docs() -> Response:
 
 @router.get("/docs/{name}")
 def api_docs_file(name: str) -> Response:
-    import swagger_ui_bundle
+    import fastapi_offline
 
     if name not in _DOCS_FILES:
         raise NotFound(f"no file {name[:80]!r}", code="not_found")
-    data = (Path(swagger_ui_bundle.swagger_ui_path) / name).read_bytes()
+    data = (Path(fastapi_offline.__file__).parent / "static" / name).read_bytes()
     return Response(data, media_type=_DOCS_FILES[name], headers=_DOCS_HEADERS)
 
 

@@ -15,6 +15,10 @@ JSON bodies of at most ``_MAX_BODY`` bytes, read with a cap before parsing:
 * ``POST /portal/api/cases/withdraw`` ``{"case_number", "pin"}`` -> the same, status
   ``withdrawn``: every hash stops matching in every process within one index refresh.
 
+``GET /i18n/{lang}.json`` and ``GET /i18n/helplines.json`` serve the pages' translation
+catalogues and helpline list (:mod:`dignity.i18n`), also where the portal is off: the takedown
+pages use them too.
+
 Number and PIN travel in bodies, never in URLs (which end up in logs). Limits: cases per client
 address an hour, wrong number/PIN tries per address an hour (429 ``rate.limited``), wrong PINs
 per case (423-like 429 ``case.locked`` with Retry-After), and the slow PIN check runs under the
@@ -47,6 +51,7 @@ from dignity.cases.service import (
     HashIn,
 )
 from dignity.errors import NotFound, Unavailable
+from dignity.i18n import LANGUAGES, catalogue_bytes, helplines_bytes
 
 router = APIRouter()
 
@@ -58,6 +63,7 @@ _STATIC = {
     "md5.js": "text/javascript; charset=utf-8",
     "vpdq.js": "text/javascript; charset=utf-8",
     "portal.js": "text/javascript; charset=utf-8",
+    "i18n.js": "text/javascript; charset=utf-8",
     "portal.css": "text/css; charset=utf-8",
 }
 _SECURITY_HEADERS = {
@@ -114,7 +120,7 @@ class _Limits:
 
 def _enabled(services: Services) -> None:
     if not services.settings.portal_enabled:
-        raise NotFound("the portal is not enabled on this server", code="not_found")
+        raise NotFound("The portal is not enabled on this server.", code="not_found")
 
 
 def _limits(request: Request, services: Services) -> _Limits:
@@ -129,7 +135,7 @@ async def address_in_flight(request: Request, services: ServicesDep) -> AsyncIte
     in_flight = per_process(request, "address_in_flight", InFlight)
     if not in_flight.enter(client, services.settings.address_max_in_flight):
         raise Unavailable(
-            "too many requests from this address in flight; try again",
+            "Too many requests from this address at once. Try again in a second.",
             code="server.busy",
             retry_after=1,
         )
@@ -206,8 +212,25 @@ def page(services: ServicesDep) -> Response:
 def static(name: str, services: ServicesDep) -> Response:
     _enabled(services)
     if name not in _STATIC:
-        raise NotFound(f"no static file {name!r}", code="not_found")
+        raise NotFound(f"No static file {name!r}.", code="not_found")
     return Response(_static(name), media_type=_STATIC[name], headers=_SECURITY_HEADERS)
+
+
+# The pages' translations and helplines (shared by the portal and the takedown pages, so they
+# are served even where the portal is turned off). Public, unchanging data: cacheable.
+_JSON_HEADERS = {**_SECURITY_HEADERS, "Cache-Control": "public, max-age=300"}
+
+
+@router.get("/i18n/helplines.json", include_in_schema=False)
+def helplines() -> Response:
+    return Response(helplines_bytes(), media_type="application/json", headers=_JSON_HEADERS)
+
+
+@router.get("/i18n/{lang}.json", include_in_schema=False)
+def catalogue(lang: str) -> Response:
+    if lang not in LANGUAGES:
+        raise NotFound(f"No translation for {lang[:16]!r}.", code="not_found")
+    return Response(catalogue_bytes(lang), media_type="application/json", headers=_JSON_HEADERS)
 
 
 def _succeeded(error: BaseException | None) -> bool:
@@ -227,7 +250,7 @@ async def create_case(request: Request, services: ServicesDep) -> Response:
     body: _CaseIn = await read_model(request, _CaseIn, _MAX_BODY)
     if not body.adult:
         raise CaseRefused(
-            "this service is for adults (18 or over) sharing images of themselves; if you are "
+            "This service is for adults (18 or over) sharing images of themselves. If you are "
             f"under 18, or were when the images were taken, use Take It Down: {_TAKE_IT_DOWN}",
             code="case.not_adult",
             help=_TAKE_IT_DOWN,

@@ -152,8 +152,9 @@ async def logout(request: Request, services: ServicesDep, session: SessionDep) -
 
 
 @router.get("/review/api/session")
-def session_info(session: SessionDep) -> Response:
-    return _json(session.to_dict())
+def session_info(services: ServicesDep, session: SessionDep) -> Response:
+    # The platform's name, for the pages' wording ("not on Example Pics").
+    return _json({**session.to_dict(), "platform_name": services.settings.platform_name})
 
 
 # -- queue and items --------------------------------------------------------------------------
@@ -165,12 +166,17 @@ def queue(
 ) -> Response:
     wanted = [k.strip() for k in kinds.split(",") if k.strip()] or None
     q = _queue(services)
-    return _json({"items": q.queue(limit=limit, kinds=wanted), "recent": q.recent(limit=20)})
+    return _json(
+        {
+            "items": q.queue(limit=limit, kinds=wanted, viewer=session.name),
+            "recent": q.recent(limit=20),
+        }
+    )
 
 
 @router.get("/review/api/items/{item_id}")
 def item(item_id: int, services: ServicesDep, session: SessionDep) -> Response:
-    return _json(_queue(services).item(item_id))
+    return _json(_queue(services).item(item_id, viewer=session.name))
 
 
 @router.post("/review/api/items/{item_id}/decision")

@@ -31,6 +31,7 @@ priority 0), ``GET /v1/takedowns/{ticket}`` (the flagger that filed it, or a rev
 
 from __future__ import annotations
 
+from html import escape
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -39,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from dignity import audit
 from dignity.api.deps import Services, ServicesDep, per_process, require, run_heavy
-from dignity.api.pages import page
+from dignity.api.pages import html_response, page
 from dignity.api.portal import AddressInFlight, client_address
 from dignity.api.schemas import MAX_ID, ErrorBody
 from dignity.api.uploads import read_model
@@ -261,14 +262,23 @@ def _service(services: Services) -> TakedownService:
 # -- pages --------------------------------------------------------------------------------
 
 
+def _named(name: str, services: Services) -> Response:
+    """A takedown page with the platform's name in ``<meta name="dignity-platform">``, which
+    the page's script writes wherever the page names the platform."""
+    response = page(name)
+    meta = f'<meta name="dignity-platform" content="{escape(services.settings.platform_name)}">'
+    body = bytes(response.body).replace(b"</head>", meta.encode() + b"\n</head>", 1)
+    return html_response(body)
+
+
 @router.get("/takedown", include_in_schema=False)
-def intake_page() -> Response:
-    return page("intake.html")
+def intake_page(services: ServicesDep) -> Response:
+    return _named("intake.html", services)
 
 
 @router.get("/takedown/status", include_in_schema=False)
-def status_page() -> Response:
-    return page("status.html")
+def status_page(services: ServicesDep) -> Response:
+    return _named("status.html", services)
 
 
 # -- the requester's JSON API -------------------------------------------------------------

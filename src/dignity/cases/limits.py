@@ -27,11 +27,18 @@ from dignity.cases.models import AddressTry
 from dignity.errors import RateLimited
 from dignity.storage.db import Database
 
-__all__ = ["AddressLimiter"]
+__all__ = ["AddressLimiter", "minutes_text"]
 
 # One take in this many also deletes every scope's expired rows, so addresses seen once do not
 # pile up; each take deletes its own address's expired rows anyway.
 _SWEEP_ONE_IN = 200
+
+
+def minutes_text(seconds: float) -> str:
+    """A wait in words for an English message ("1 minute", "12 minutes"), rounded up; the
+    pages show their own words, in the person's language, from Retry-After."""
+    minutes = max(1, math.ceil(seconds / 60))
+    return f"{minutes} minute{'' if minutes == 1 else 's'}"
 
 
 class AddressLimiter:
@@ -136,8 +143,9 @@ class AddressLimiter:
 
     def _refusal(self, oldest: float | None, now: float) -> RateLimited:
         wait = self.window_s if oldest is None else self.window_s - (now - oldest)
+        seconds = max(1, math.ceil(wait))
         return RateLimited(
-            "too many tries from this address; wait and try again",
+            f"Too many tries from this address. Try again in {minutes_text(seconds)}.",
             code="rate.limited",
-            retry_after=max(1, math.ceil(wait)),
+            retry_after=seconds,
         )

@@ -4,7 +4,9 @@ A case's hashes are kept here as well as in the bank: the bank entry may be shar
 case or deleted with its bank, while the case must still know what it submitted, answer "how
 many, matched or not", and tell partners what to withdraw. ``case_feed_log`` is the partner
 feed: an append-only list of changes (a case hash became active or withdrawn) whose sequence
-number is the feed cursor. No table holds an image, a name or a contact detail.
+number is the feed cursor. A change waits in ``case_feed_pending`` until a batch of changes
+from several cases is published together, in random order, under one time (so the feed never
+groups one case's hashes). No table holds an image, a name or a contact detail.
 """
 
 from __future__ import annotations
@@ -89,6 +91,25 @@ class CaseFeedLog(Base):
     case_hash_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("case_hashes.id", ondelete="CASCADE"), nullable=False, index=True
     )
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class CaseFeedPending(Base):
+    """A change not yet in the feed: it waits for its batch (see ``CaseService.publish``)."""
+
+    __tablename__ = "case_feed_pending"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'withdrawn')", name="ck_case_feed_pending_status"),
+        Index("ix_case_feed_pending_status_hash", "status", "case_hash_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_hash_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("case_hashes.id", ondelete="CASCADE"), nullable=False
+    )
+    # Counted, never published: a batch closes only once it mixes enough cases.
+    case_id: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 

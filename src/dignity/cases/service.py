@@ -16,6 +16,15 @@ PIN guessing is bounded per case in the database (``case_pin_attempts`` wrong PI
 for ``case_lockout_s``; an attempt is counted *before* the slow check, so parallel guesses
 cannot slip past the limit) and per client address in each process (:class:`FailureLimiter`).
 Wrong number and wrong PIN get the same answer in the same time.
+
+The partner feed must never tell a partner which hashes came from one person. A case's changes
+(its hashes added, later withdrawn) wait in ``case_feed_pending``; :meth:`CaseService.publish`
+closes a batch of one kind of change (additions, or withdrawals) once it is old enough or big
+enough *and* mixes enough cases (:class:`FeedBatching`), and writes it to the feed log in a
+random order, every item under the batch's one time. Sequence numbers are handed out as the
+batch is published, so a partner's cursor works as before: nothing published after it is ever
+skipped. A withdrawal waits until its hash's addition is published, so the later change always
+has the higher sequence number.
 """
 
 from __future__ import annotations
@@ -29,15 +38,17 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from dignity import audit
-from dignity.cases.models import Case, CaseFeedLog, CaseHash
+from dignity.cases.limits import minutes_text
+from dignity.cases.models import Case, CaseFeedLog, CaseFeedPending, CaseHash
 from dignity.cases.pins import (
     group,
     hash_pin,
@@ -77,6 +88,33 @@ FEED_SETTLE_S = 2.0
 FEED_GAPS = GapRule(patience_s=FEED_SETTLE_S)
 _CHUNK = 500
 _ZERO_PDQ = "0" * 64
+_RANDOM = secrets.SystemRandom()
+
+
+@dataclass(frozen=True)
+class FeedBatching:
+    """When a batch of feed changes closes: ``batch_s`` after its oldest change, or at
+    ``items`` changes, but only once it holds changes of ``min_cases`` cases; a change that has
+    waited ``max_hold_s`` goes out anyway (a lone case must still be blocked in time)."""
+
+    batch_s: float = 600.0
+    items: int = 500
+    min_cases: int = 3
+    max_hold_s: float = 86400.0
+
+    def due(self, changes: int, cases: int, age_s: float) -> bool:
+        if changes == 0:
+            return False
+        if age_s >= self.max_hold_s:
+            return True
+        return cases >= self.min_cases and (age_s >= self.batch_s or changes >= self.items)
+
+
+IMMEDIATE = FeedBatching(batch_s=0.0, items=1, min_cases=1, max_hold_s=0.0)
+
+
+class _NotDue(Exception):
+    """A claimed batch turned out too small (another process took part of it): roll back."""
 
 
 class CaseError(DignityError):
@@ -202,7 +240,7 @@ class FeedPage:
 
 
 def _bad_credentials() -> CaseError:
-    return CaseForbidden("the case number or PIN is not right", code="case.bad_credentials")
+    return CaseForbidden("The case number or PIN is not right.", code="case.bad_credentials")
 
 
 class FailureLimiter:
@@ -233,7 +271,7 @@ class FailureLimiter:
         if len(q) >= self.limit:
             wait = max(1, math.ceil(self.window_s - (now - q[0])))
             raise RateLimited(
-                "too many tries from this address; wait and try again",
+                f"Too many tries from this address. Try again in {minutes_text(wait)}.",
                 code="rate.limited",
                 retry_after=wait,
             )
@@ -259,8 +297,10 @@ class CaseService:
         pin_attempts: int = 5,
         lockout_s: float = 900.0,
         min_quality: int = 50,
+        batching: FeedBatching | None = None,
     ) -> None:
         self.db = db
+        self.batching = batching or FeedBatching()
         self.banks = banks or BankService(db)
         self.bank_name = bank_name
         self.max_hashes = max_hashes
@@ -280,22 +320,28 @@ class CaseService:
             pin_attempts=settings.case_pin_attempts,
             lockout_s=settings.case_lockout_s,
             min_quality=settings.pdq_min_quality,
+            batching=FeedBatching(
+                batch_s=settings.feed_batch_s,
+                items=settings.feed_batch_items,
+                min_cases=settings.feed_batch_min_cases,
+                max_hold_s=settings.feed_batch_max_hold_s,
+            ),
         )
 
     # -- creating ------------------------------------------------------------------------
     def validate(self, hashes: Sequence[HashIn]) -> list[HashIn]:
         """Checked, normalised, de-duplicated hashes, or ``CaseError`` naming the bad one."""
         if not hashes:
-            raise CaseRefused("a case needs at least one hash", code="case.no_hashes")
+            raise CaseRefused("A case needs at least one hash.", code="case.no_hashes")
         if len(hashes) > self.max_hashes:
             raise CaseRefused(
-                f"a case holds at most {self.max_hashes} hashes; got {len(hashes)}",
+                f"A case holds at most {self.max_hashes} hashes; got {len(hashes)}.",
                 code="case.too_many_hashes",
                 limit=self.max_hashes,
             )
         clean: dict[tuple[str, str], HashIn] = {}
         for n, h in enumerate(hashes):
-            where = f"hash {n + 1}: "
+            where = f"Hash {n + 1}: "
             if h.signal not in CASE_SIGNALS:
                 raise CaseRefused(
                     f"{where}a case takes {', '.join(CASE_SIGNALS)} hashes; got {h.signal!r}",
@@ -423,7 +469,7 @@ class CaseService:
             except IntegrityError:  # a number (or id) drawn twice in 2^60: draw again
                 continue
         else:  # pragma: no cover - five collisions in a 60-bit space
-            raise CaseRefused("could not draw a free case number", code="case.internal")
+            raise CaseRefused("Could not draw a free case number; try again.", code="case.internal")
         # 2. The bank entries; 3. link them and publish to the feed. A video's frames go to
         # its bank entry (the case keeps the digest: partners and status need no more).
         frames = {h.value: h.frames for h in items if h.signal == "vpdq" and h.frames}
@@ -472,7 +518,10 @@ class CaseService:
                     .where(CaseHash.id == hid)
                     .values(entry_id=eid, owns_entry=owns, updated_at=now)
                 )
-            s.add_all(CaseFeedLog(case_hash_id=hid, status="active", at=now) for hid, _, _ in rows)
+            s.add_all(
+                CaseFeedPending(case_hash_id=hid, case_id=case_id, status="active", at=now)
+                for hid, _, _ in rows
+            )
 
     @staticmethod
     def _entry(
@@ -550,7 +599,7 @@ class CaseService:
     def _locked(until: datetime, now: datetime) -> CaseError:
         wait = max(1, math.ceil((until - now).total_seconds()))
         return CaseLocked(
-            "too many wrong PINs for this case; it is locked for a while",
+            f"Too many wrong PINs for this case. It is locked; try again in {minutes_text(wait)}.",
             code="case.locked",
             retry_after=wait,
         )
@@ -595,7 +644,7 @@ class CaseService:
                 else None
             )
         if case_id is None:
-            raise CaseNotFound(f"no case numbered {number!r}", code="case.not_found")
+            raise CaseNotFound(f"No case is numbered {number!r}.", code="case.not_found")
         return int(case_id)
 
     def _withdraw(self, case_id: int) -> CaseStatus:
@@ -603,7 +652,7 @@ class CaseService:
         with self.db.session() as s:
             case = s.get(Case, case_id)
             if case is None:
-                raise CaseNotFound("the case is gone", code="case.not_found")
+                raise CaseNotFound("The case is gone.", code="case.not_found")
             if case.status != "withdrawn":
                 case.status = "withdrawn"
                 case.withdrawn_at = now
@@ -620,7 +669,10 @@ class CaseService:
                         .where(CaseHash.id.in_(live[i : i + _CHUNK]))
                         .values(status="withdrawn", updated_at=now)
                     )
-                s.add_all(CaseFeedLog(case_hash_id=h, status="withdrawn", at=now) for h in live)
+                s.add_all(
+                    CaseFeedPending(case_hash_id=h, case_id=case_id, status="withdrawn", at=now)
+                    for h in live
+                )
                 audit.record(s, "case.withdrawn", f"case:{case_id}", {"hashes": len(live)})
         self._release(case_id)
         return self._status(case_id)
@@ -794,13 +846,67 @@ class CaseService:
             audit.record(s, "case.unlocked", f"case:{case_id}")
 
     # -- the partner feed ----------------------------------------------------------------
+    def publish(self) -> int:
+        """Close the batches that are due (additions first, then withdrawals) and write them to
+        the feed log; returns how many changes were published. Safe to call from any number of
+        processes at once: a batch is claimed by deleting its pending rows, so each change is
+        published once."""
+        published = 0
+        for status in ("active", "withdrawn"):
+            try:
+                published += self.db.retrying(partial(self._close_batch, status=status))
+            except _NotDue:
+                continue
+        return published
+
+    def _close_batch(self, s: Session, status: str) -> int:
+        pending = CaseFeedPending
+        where = [pending.status == status]
+        if status == "withdrawn":
+            # Not before the hash's addition is out: the withdrawal must get the higher seq.
+            addition = aliased(CaseFeedPending)
+            where.append(
+                ~exists().where(
+                    addition.case_hash_id == pending.case_hash_id, addition.status == "active"
+                )
+            )
+        changes, cases, oldest = s.execute(
+            select(
+                func.count(), func.count(func.distinct(pending.case_id)), func.min(pending.at)
+            ).where(*where)
+        ).one()
+        now = utcnow()
+        if not changes or not self.batching.due(changes, cases, (now - oldest).total_seconds()):
+            return 0
+        claimed = s.execute(
+            delete(pending)
+            .where(*where)
+            .returning(pending.case_hash_id, pending.case_id, pending.at)
+        ).all()
+        # Another process may have claimed part of it between the count and the delete.
+        if not claimed or not self.batching.due(
+            len(claimed),
+            len({row[1] for row in claimed}),
+            (now - min(row[2] for row in claimed)).total_seconds(),
+        ):
+            raise _NotDue
+        order = [int(row[0]) for row in claimed]
+        _RANDOM.shuffle(order)  # the feed's order says nothing about which case an item is of
+        s.execute(
+            insert(CaseFeedLog),
+            [{"case_hash_id": hid, "status": status, "at": now} for hid in order],
+        )
+        return len(order)
+
     def feed(self, cursor: int = 0, limit: int = FEED_DEFAULT_LIMIT) -> FeedPage:
-        """Changes after ``cursor`` in sequence order, stopping before an unsettled gap."""
+        """Changes after ``cursor`` in sequence order, stopping before an unsettled gap (the
+        batches that are due are published first)."""
         if cursor < 0:
             raise RequestRefused("cursor must be 0 or more", code="request.invalid")
         if not 1 <= limit <= FEED_MAX_LIMIT:
             raise RequestRefused(f"limit must be 1-{FEED_MAX_LIMIT}", code="request.invalid")
         cursor = min(cursor, 2**63 - 1)
+        self.publish()
         with self.db.session() as s:
             rows = s.execute(
                 select(
@@ -878,6 +984,7 @@ __all__ = [
     "CaseService",
     "CaseStatus",
     "FailureLimiter",
+    "FeedBatching",
     "FeedItem",
     "FeedPage",
     "HashIn",

@@ -15,12 +15,14 @@ import click
 # Each subcommand module registers its commands on ``cli`` when imported.
 from dignity.cli import (  # noqa: F401
     audit,
+    backfill,
     bank,
     case,
     demo,
     events,
     exchange,
     hashing,
+    job,
     policy,
     report,
     scan,

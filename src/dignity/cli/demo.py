@@ -3,6 +3,8 @@
 It draws a few synthetic landscapes, puts them in a bank called ``demo``, then matches edited
 copies (resized, re-encoded, cropped, rotated, mirrored) and an unrelated image against the
 banks, printing what matched and at what distance. Safe to run again: it reuses what is there.
+The demo's platform has a name (:data:`DEMO_PLATFORM`, ``DIGNITY_PLATFORM_NAME``), so its pages,
+statements of reasons and transparency report say whose they are; ``make run`` serves it so.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from dignity.matching.banks import NewEntry
 from dignity.samples import edited_copies, encode, landscape
 
 DEMO_BANK = "demo"
+# The name ``make run`` gives the demo platform (DIGNITY_PLATFORM_NAME); the default setting,
+# "this platform", is what an operator who did not name theirs gets.
+DEMO_PLATFORM = "Example Pics (demo)"
+DEFAULT_PLATFORM = "this platform"
 
 
 @cli.command("demo")
@@ -101,6 +107,13 @@ def demo(ctx: Context) -> None:
         f"requests), {base}/review (reviewers sign in with a reviewer or admin key, e.g. the "
         f"demo key), {base}/transparency (the transparency report)."
     )
+    if ctx.settings.platform_name == DEFAULT_PLATFORM:
+        console.print(
+            "The pages say [bold]this platform[/] until you name yours: "
+            f"DIGNITY_PLATFORM_NAME='{DEMO_PLATFORM}' dignity serve"
+        )
+    else:
+        console.print(f"Platform: [bold]{ctx.settings.platform_name}[/] (DIGNITY_PLATFORM_NAME).")
     click.echo()
 
 

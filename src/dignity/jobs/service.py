@@ -24,6 +24,7 @@ from typing import Any, ClassVar, cast
 from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from dignity.actions.outbox import emit_event
 from dignity.errors import Conflict, DignityError, NotFound, Refused
@@ -152,6 +153,20 @@ def _info(job: Job) -> JobInfo:
 
 def _dumps(value: Mapping[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def _stop(s: Session, which: ColumnElement[bool], now: datetime) -> None:
+    """Cancel the queued jobs ``which`` selects at once; ask the running ones to stop."""
+    s.execute(
+        update(Job)
+        .where(which, Job.state == "queued")
+        .values(state="cancelled", finished_at=now, updated_at=now, cancel_requested=True)
+    )
+    s.execute(
+        update(Job)
+        .where(which, Job.state == "running")
+        .values(cancel_requested=True, updated_at=now)
+    )
 
 
 def new_job_id() -> str:
@@ -321,31 +336,13 @@ class JobService:
                 raise JobConflict(
                     f"job {job_id} is already {job.state}", code="job.finished", state=job.state
                 )
-            s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.state == "queued")
-                .values(state="cancelled", finished_at=now, updated_at=now, cancel_requested=True)
-            )
-            s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.state == "running")
-                .values(cancel_requested=True, updated_at=now)
-            )
+            _stop(s, Job.id == job_id, now)
             s.execute(delete(JobMedia).where(JobMedia.job_id == job_id))
             self._cancel_children(s, job_id, now)
         return self.get(job_id)
 
     def _cancel_children(self, s: Session, parent_id: str, now: datetime) -> None:
-        s.execute(
-            update(Job)
-            .where(Job.parent_id == parent_id, Job.state == "queued")
-            .values(state="cancelled", finished_at=now, updated_at=now, cancel_requested=True)
-        )
-        s.execute(
-            update(Job)
-            .where(Job.parent_id == parent_id, Job.state == "running")
-            .values(cancel_requested=True, updated_at=now)
-        )
+        _stop(s, Job.parent_id == parent_id, now)
 
     # -- what workers do ------------------------------------------------------------------------
     def claim(self, job_id: str, worker: str) -> JobInfo | None:

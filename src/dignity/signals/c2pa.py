@@ -7,19 +7,30 @@ manifest elsewhere is reported as ``remote`` instead. The report gives the valid
 claim generator and every IPTC digital source type declared in the actions of the active manifest
 and, recursively, of the ingredient manifests it references; an AI source type becomes evidence
 even when the manifest failed validation, since it is still the file saying it was AI-made, and
-the evidence then says so. Most uploads carry no C2PA data at all, so a byte scan for JUMBF boxes
+the evidence then says so. The generator is also recognised by name: a manifest whose claim
+generator, action ``softwareAgent`` or vendor action parameters name a product that only makes
+images (the table in ``data/c2pa_generators.toml``, each row with its source) is AI evidence with
+the vendor named, which is how older manifests (Bing Image Creator's, Firefly's first ones)
+declare generation. Signers are checked against trust anchors: the C2PA conformance trust list
+bundled in ``data/C2PA-TRUST-LIST.pem`` and any PEM file named by ``DIGNITY_C2PA_TRUST_ANCHORS``,
+so a manifest is ``trusted`` when its signer chains to one and ``valid`` when it is intact but
+signed by anyone else. Most uploads carry no C2PA data at all, so a byte scan for JUMBF boxes
 or an XMP provenance reference (about 0.7 ms per MB of file) decides whether the library is needed.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import re
 import threading
+import tomllib
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib import resources
 from typing import Any, BinaryIO, Final
 
 from dignity.media import Media
@@ -37,7 +48,15 @@ try:
 except Exception:  # ImportError, or OSError when its native library cannot be loaded
     _c2pa = None
 
-__all__ = ["C2paCheck", "create", "may_carry_c2pa", "report_from_store"]
+__all__ = [
+    "C2paCheck",
+    "KnownGenerator",
+    "create",
+    "known_generators",
+    "may_carry_c2pa",
+    "report_from_store",
+    "trust_anchors",
+]
 
 # Pillow's format names and the MIME types c2pa reads them as. BMP is absent: C2PA defines no
 # way to embed a manifest in one, and the library refuses the type.
@@ -51,7 +70,7 @@ _MIME: Final = {
 
 # Remote fetching and OCSP are the two network paths when reading; the empty host list makes
 # the library's HTTP resolver refuse every URL too, so anything added later stays offline.
-_READER_SETTINGS: Final = {
+_READER_SETTINGS: Final[dict[str, dict[str, Any]]] = {
     "core": {"allowed_network_hosts": []},
     "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
 }
@@ -70,8 +89,17 @@ _GIF_MARKERS: Final = (b"C2PA_GIF", b"XMP DataXMP")
 _XMP_KEYS: Final = ("xmp", "XML:com.adobe.xmp")
 
 _ACTIONS_LABELS: Final = frozenset({"c2pa.actions", "c2pa.actions.v2"})
-# Validation codes that leave a manifest valid but not trusted (no trust list is configured).
+# Validation codes that leave a manifest valid but not trusted (its signer chains to no anchor).
 _TRUST_CODES: Final = frozenset({"signingCredential.untrusted", "cawg.x509.credential.untrusted"})
+_GENERATOR_FIELDS: Final = ("claim_generator", "software_agent", "action_parameter")
+_FIELD_WORDS: Final = {
+    "claim_generator": "claim generator",
+    "software_agent": "softwareAgent",
+    "action_parameter": "action parameter",
+}
+# After a generator's name: a version, a library list or a model ("ChatGPT c2pa-rs/0.28.4").
+_NAME_ENDS: Final = " /-.(:,;"
+_PEM_CERT: Final = "-----BEGIN CERTIFICATE-----"
 
 # Manifests are attacker-written: bound what is copied into the report.
 _MAX_TEXT: Final = 200
@@ -99,6 +127,71 @@ def may_carry_c2pa(media: Media) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class KnownGenerator:
+    """One row of ``data/c2pa_generators.toml``: a generator and the string that names it."""
+
+    vendor: str
+    product: str
+    field: str
+    prefix: str
+    seen: bool
+    source: str
+
+    @property
+    def name(self) -> str:
+        """The generator as people call it: "Adobe Firefly", "ChatGPT" stays "OpenAI ChatGPT"."""
+        if self.vendor.lower() in self.product.lower():
+            return self.product
+        return f"{self.vendor} {self.product}"
+
+    def names(self, text: str) -> bool:
+        """Whether ``text`` (a claim generator, softwareAgent or parameter key) is this one's."""
+        clean = _normal(text)
+        return clean.startswith(self.prefix) and (
+            len(clean) == len(self.prefix) or clean[len(self.prefix)] in _NAME_ENDS
+        )
+
+
+@functools.cache
+def known_generators() -> tuple[KnownGenerator, ...]:
+    """The packaged table, checked: every row complete, its field known, its source a URL."""
+    text = resources.files("dignity.signals").joinpath("data/c2pa_generators.toml").read_text()
+    rows = tomllib.loads(text).get("generator", [])
+    found = []
+    for number, row in enumerate(rows, 1):
+        try:
+            generator = KnownGenerator(
+                vendor=str(row["vendor"]),
+                product=str(row["product"]),
+                field=str(row["field"]),
+                prefix=_normal(str(row["prefix"])),
+                seen=bool(row["seen"]),
+                source=str(row["source"]),
+            )
+        except KeyError as exc:
+            raise ValueError(f"c2pa_generators.toml row {number}: no {exc.args[0]}") from None
+        if generator.field not in _GENERATOR_FIELDS or not generator.prefix:
+            raise ValueError(f"c2pa_generators.toml row {number}: bad field or prefix")
+        if not generator.source.startswith("https://"):
+            raise ValueError(f"c2pa_generators.toml row {number}: the source is not a URL")
+        found.append(generator)
+    return tuple(found)
+
+
+def trust_anchors(*, bundled: bool = True, extra: str | None = None) -> str | None:
+    """The PEM text to verify signers against: the bundled C2PA conformance trust list and/or
+    ``extra`` (the contents of a PEM file); None when there is neither."""
+    parts = []
+    if bundled:
+        parts.append(
+            resources.files("dignity.signals").joinpath("data/C2PA-TRUST-LIST.pem").read_text()
+        )
+    if extra is not None:
+        parts.append(extra)
+    return "\n".join(parts) if parts else None
+
+
 def report_from_store(store: Mapping[str, Any]) -> ProvenanceReport:
     """The report for a manifest store as ``Reader.json()`` gives it (parsed)."""
     found = store.get("manifests")
@@ -112,20 +205,23 @@ def report_from_store(store: Mapping[str, Any]) -> ProvenanceReport:
         return ProvenanceReport(data=broken)
 
     own = _unique(_source_types(active))
-    from_ingredients = _unique(
-        term
-        for manifest in _ingredient_manifests(label, manifests)
-        for term in _source_types(manifest)
-    )
+    ingredients = list(_ingredient_manifests(label, manifests))
+    from_ingredients = _unique(term for manifest in ingredients for term in _source_types(manifest))
     terms = _unique([*own, *from_ingredients])[:_MAX_ITEMS]
     codes = _failure_codes(store)
     raw_state = store.get("validation_state")
-    if isinstance(raw_state, str) and raw_state in ("Valid", "Trusted", "Invalid"):
-        state = "invalid" if raw_state == "Invalid" else "valid"
-    else:  # older stores carry only the status list; trust is not ours to judge here
-        state = "invalid" if any(c not in _TRUST_CODES for c in codes) else "valid"
+    failed = [c for c in codes if c not in _TRUST_CODES]
+    if raw_state == "Trusted":
+        state = "trusted"
+    elif raw_state == "Invalid" and failed:
+        state = "invalid"
+    else:
+        # "Valid"; an "Invalid" whose only failures are untrusted signers (some library
+        # versions report those as failures); and older stores, which carry only the list.
+        state = "invalid" if failed else "valid"
 
     generator = _claim_generator(active)
+    named = _named_generator(active, ingredients)
     data: dict[str, Any] = {
         "state": state,
         "claim_generator": generator,
@@ -134,31 +230,47 @@ def report_from_store(store: Mapping[str, Any]) -> ProvenanceReport:
         "active_manifest": _text(label),
         "validation_state": _text(raw_state) if isinstance(raw_state, str) else None,
         "signer": _signer(active),
+        "vendor": named[0].vendor if named else None,
+        "generator": named[0].name if named else None,
     }
 
     ai = [t for t in terms if t in AI_SOURCE_TYPES]
-    if not ai:
+    if not ai and named is None:
         return ProvenanceReport(data=data)
-    if state == "valid":
-        standing = "valid"
+    if state in ("valid", "trusted"):
+        standing = state
     else:
-        failed = ", ".join(c for c in codes if c not in _TRUST_CODES)
-        standing = f"invalid: it failed validation{f' ({failed})' if failed else ''}"
-    where = "" if any(t in AI_SOURCE_TYPES for t in own) else " in an ingredient's manifest"
-    detail = (
-        f"C2PA manifest ({standing}) declares digitalSourceType {', '.join(ai)}{where}"
-        f" (claim generator: {generator or 'not stated'})"
-    )
+        listed = ", ".join(failed)
+        standing = f"invalid: it failed validation{f' ({listed})' if listed else ''}"
+    if ai:
+        where = "" if any(t in AI_SOURCE_TYPES for t in own) else " in an ingredient's manifest"
+        detail = (
+            f"C2PA manifest ({standing}) declares digitalSourceType {', '.join(ai)}{where}"
+            f" (claim generator: {generator or 'not stated'})"
+        )
+        if named is not None:
+            detail += f"; made with {_naming(named)}"
+    else:
+        assert named is not None
+        detail = f"C2PA manifest ({standing}) names the AI generator {_naming(named)}"
     return ProvenanceReport(data=data, evidence=(Evidence("c2pa", detail),))
 
 
 class C2paCheck:
-    """Reads C2PA manifests offline; see the module docstring for what it reports."""
+    """Reads C2PA manifests offline; see the module docstring for what it reports.
+    ``anchors`` is the PEM text of the trust anchors (None: no signer is trusted)."""
 
     name = "c2pa"
-    version = "1"
+    version = "2"
 
-    def __init__(self) -> None:
+    def __init__(self, anchors: str | None = None) -> None:
+        self._settings: dict[str, Any] = {
+            **_READER_SETTINGS,
+            # With no anchors every signer is reported untrusted: still "valid", never "trusted".
+            "verify": {**_READER_SETTINGS["verify"], "verify_trust": True},
+        }
+        if anchors is not None:
+            self._settings["trust"] = {"trust_anchors": anchors}
         self._lock = threading.Lock()
         self._context: Any = None
         self._context_pid = 0
@@ -227,15 +339,33 @@ class C2paCheck:
             return self._context
         with self._lock:
             if self._context is None or self._context_pid != pid:
-                self._context = _c2pa.Context.from_dict(_READER_SETTINGS)
+                self._context = _c2pa.Context.from_dict(self._settings)
                 self._context_pid = pid
             return self._context
 
 
 def create(settings: Settings) -> list[ProvenanceCheck]:
-    """The C2PA check, or nothing where c2pa-python (or its native library) is missing."""
-    del settings  # nothing to configure: offline reading is not optional
-    return [] if _c2pa is None else [C2paCheck()]
+    """The C2PA check, or nothing where c2pa-python (or its native library) is missing.
+    Offline reading is not optional; the trust anchors are (see the module docstring)."""
+    if _c2pa is None:
+        return []
+    extra = None
+    if settings.c2pa_trust_anchors is not None:
+        from dignity.signals.runner import SignalConfigError  # the runner imports the checks
+
+        path = settings.c2pa_trust_anchors
+        try:
+            extra = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SignalConfigError(
+                f"DIGNITY_C2PA_TRUST_ANCHORS: cannot read {str(path)!r}: {exc}"
+            ) from None
+        if _PEM_CERT not in extra:
+            raise SignalConfigError(
+                f"DIGNITY_C2PA_TRUST_ANCHORS: {str(path)!r} holds no PEM certificate"
+            )
+    anchors = trust_anchors(bundled=settings.c2pa_trust_list, extra=extra)
+    return [C2paCheck(anchors)]
 
 
 def _empty(state: str) -> dict[str, Any]:
@@ -244,7 +374,62 @@ def _empty(state: str) -> dict[str, Any]:
         "claim_generator": None,
         "digital_source_types": [],
         "validation_codes": [],
+        "vendor": None,
+        "generator": None,
     }
+
+
+def _normal(text: str) -> str:
+    # "Adobe_Firefly" and "Microsoft_Responsible_AI" are how claim_generator spells names.
+    return " ".join(text.replace("_", " ").lower().split())
+
+
+def _generator_names(manifest: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(field, string) for every string in ``manifest`` that can name its generator."""
+    value = manifest.get("claim_generator")
+    if isinstance(value, str):
+        yield "claim_generator", value
+    for info in _dicts(manifest.get("claim_generator_info")):
+        if isinstance(info.get("name"), str):
+            yield "claim_generator", info["name"]
+    for assertion in _dicts(manifest.get("assertions")):
+        label = assertion.get("label")
+        body = assertion.get("data")
+        if not isinstance(label, str) or label.split("__", 1)[0] not in _ACTIONS_LABELS:
+            continue
+        if not isinstance(body, Mapping):
+            continue
+        for action in _dicts(body.get("actions")):
+            agent = action.get("softwareAgent")
+            if isinstance(agent, Mapping):
+                agent = agent.get("name")
+            if isinstance(agent, str):
+                yield "software_agent", agent
+            parameters = action.get("parameters")
+            if isinstance(parameters, Mapping):
+                for key in list(parameters)[:_MAX_ITEMS]:
+                    if isinstance(key, str):
+                        yield "action_parameter", key
+
+
+def _named_generator(
+    active: Mapping[str, Any], ingredients: list[Mapping[str, Any]]
+) -> tuple[KnownGenerator, str, str, bool] | None:
+    """The first known generator named in the active manifest, else in an ingredient's:
+    (row, field, the string as written, whether it was an ingredient's)."""
+    table = known_generators()
+    for manifest, inner in [(active, False), *((m, True) for m in ingredients)]:
+        for field, text in _generator_names(manifest):
+            for row in table:
+                if row.field == field and row.names(text):
+                    return row, field, _text(text), inner
+    return None
+
+
+def _naming(named: tuple[KnownGenerator, str, str, bool]) -> str:
+    row, field, text, inner = named
+    where = " in an ingredient's manifest" if inner else ""
+    return f"{row.name} ({_FIELD_WORDS[field]} {text!r}{where})"
 
 
 def _dicts(value: Any) -> Iterator[Mapping[str, Any]]:

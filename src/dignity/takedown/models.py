@@ -63,6 +63,9 @@ class ScanRecord(Base):
     uploader: Mapped[str | None] = mapped_column(String(255), nullable=True)
     pdq: Mapped[str | None] = mapped_column(String(64), nullable=True)
     pdq_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The image's 7 other dihedral PDQ hashes (rotated, mirrored; 32 bytes each, in
+    # DIHEDRAL_NAMES order after the original), so a sweep finds a turned or mirrored copy.
+    pdq_dihedral: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     md5: Mapped[str] = mapped_column(String(32), nullable=False)
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     decision: Mapped[str] = mapped_column(String(16), nullable=False)

@@ -147,8 +147,12 @@ def notify_requester(
     from dignity.actions.outbox import emit_event
 
     contest = (
-        "Reply to this notice or file a new request with more information; you may also "
-        "complain to the FTC (US) or to your national Digital Services Coordinator (EU)."
+        (
+            "Reply to this notice or file a new request with more information; you may also "
+            "complain to the FTC (US) or to your national Digital Services Coordinator (EU)."
+        )
+        if outcome in ("rejected", "restored")
+        else None  # content removed, or the requester's own withdrawal: nothing to contest
     )
     payload = {
         "ticket": request.ticket,

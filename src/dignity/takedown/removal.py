@@ -53,7 +53,15 @@ from dignity.takedown.models import (
     TakedownItem,
     TakedownRequest,
 )
-from dignity.takedown.scanlog import Copy, HashSet, ScanLog, VideoFrames, hashset_of, latest_scan
+from dignity.takedown.scanlog import (
+    Copy,
+    HashSet,
+    ScanLog,
+    VideoFrames,
+    hashset_of,
+    latest_scan,
+    other_orientations,
+)
 
 log = logging.getLogger("dignity.takedown")
 
@@ -246,7 +254,11 @@ class RemovalService:
             items = list(
                 s.scalars(
                     select(TakedownItem)
-                    .where(TakedownItem.request_id == request_id)
+                    .where(
+                        TakedownItem.request_id == request_id,
+                        # Lines the intake found not on the platform are never acted on.
+                        TakedownItem.state != "invalid",
+                    )
                     .order_by(TakedownItem.id)
                 )
             )
@@ -299,6 +311,7 @@ class RemovalService:
             self._close_review_items(
                 s, ctx, ReviewItem.request_id == request_id, review_item_id, "remove"
             )
+            self._settle_other_requests(s, ctx)
             from dignity.takedown.notices import notify_requester
 
             notify_requester(
@@ -381,6 +394,7 @@ class RemovalService:
             self._close_review_items(
                 s, ctx, ReviewItem.scan_id == scan_id, review_item_id, "remove"
             )
+            self._settle_other_requests(s, ctx)
             audit.record(
                 s,
                 "scan.removed",
@@ -462,7 +476,9 @@ class RemovalService:
                 else:
                     from dignity.hashing.signals import hash_bytes
 
-                    hashes = hash_bytes(media.read(), settings=self.settings)
+                    hashes = hash_bytes(
+                        media.read(), settings=self.settings, dihedral=self.settings.match_dihedral
+                    )
         except (DignityError, UrlError) as exc:
             log.warning("could not fetch %s for hashing: %s", target.content_id, exc)
             return target
@@ -476,6 +492,7 @@ class RemovalService:
                 hashes.md5,
                 hashes.sha256,
                 hashes.pdq.quality if hashes.pdq else None,
+                pdq_dihedral=other_orientations(hashes.pdq),
             )
         return _Target(target.content_id, scan_id, query, target.url, target.item_ids)
 
@@ -732,6 +749,81 @@ class RemovalService:
             # restoring this removal withdraws it again.
             s.execute(update(Entry).where(Entry.id.in_(result.reactivated)).values(origin_ref=ref))
         return len(changed)
+
+    @staticmethod
+    def _settle_other_requests(s: Session, ctx: _Decision) -> None:
+        """Mark other open requests' items about content this decision removed as removed,
+        and close every such request none of whose items is left: it would otherwise wait in
+        the queue for content that is gone. Its requester is told, as if decided."""
+        removed = sorted({r.content_id for r in ctx.removed})
+        if not removed:
+            return
+        own = ctx.request.id if ctx.request is not None else None
+        open_requests = select(TakedownRequest.id).where(
+            TakedownRequest.state == "valid",
+            *([TakedownRequest.id != own] if own is not None else []),
+        )
+        touched: set[int] = set()
+        for i in range(0, len(removed), 500):
+            chunk = removed[i : i + 500]
+            touched.update(
+                s.scalars(
+                    select(TakedownItem.request_id).where(
+                        TakedownItem.content_id.in_(chunk),
+                        TakedownItem.state == "pending",
+                        TakedownItem.request_id.in_(open_requests),
+                    )
+                )
+            )
+            s.execute(
+                update(TakedownItem)
+                .where(
+                    TakedownItem.content_id.in_(chunk),
+                    TakedownItem.state == "pending",
+                    TakedownItem.request_id.in_(open_requests),
+                )
+                .values(state="removed")
+                .execution_options(synchronize_session=False)
+            )
+        from dignity.takedown.notices import notify_requester
+
+        for request_id in sorted(touched):
+            left = s.scalar(
+                select(TakedownItem.id)
+                .where(TakedownItem.request_id == request_id, TakedownItem.state == "pending")
+                .limit(1)
+            )
+            if left is not None:
+                continue
+            closed = s.execute(
+                update(TakedownRequest)
+                .where(TakedownRequest.id == request_id, TakedownRequest.state == "valid")
+                .values(
+                    state="removed",
+                    closed_at=ctx.now,
+                    decided_by=ctx.who,
+                    outcome_reason="The reported content was removed.",
+                    updated_at=ctx.now,
+                )
+            )
+            if not cast(CursorResult[Any], closed).rowcount:
+                continue
+            RemovalService._close_review_items(
+                s, ctx, ReviewItem.request_id == request_id, None, "remove"
+            )
+            req = s.get(TakedownRequest, request_id)
+            assert req is not None
+            notify_requester(s, req, "removed", "The content you reported was removed.")
+            audit.record(
+                s,
+                "takedown.removed",
+                f"takedown:{req.ticket}",
+                {
+                    "request_id": request_id,
+                    "removals": [r.id for r in ctx.removed][:200],
+                    "review_item_id": ctx.review_item_id,
+                },
+            )
 
     @staticmethod
     def _close_review_items(

@@ -72,6 +72,7 @@ from dignity.takedown.validity import (
     Validity,
     check,
     email_in,
+    item_problems,
     normalize,
     phone_in,
     resolve,
@@ -180,6 +181,8 @@ class Receipt:
             "missing": [m.to_dict() for m in self.validity.missing]
             if not self.validity.valid
             else [],
+            # Lines that cannot be acted on (the clock runs for the rest), with what to fix.
+            "item_problems": [p.to_dict() for p in self.validity.item_problems],
             "received_at": isoformat(self.received_at),
             "due_at": isoformat(self.due_at),
             "status_url": "/takedown/status",
@@ -253,6 +256,7 @@ class TakedownService:
 
     def _add_items(self, s: Session, request_id: int, form: RequestForm) -> None:
         refs = [resolve(r, self.settings) for r in form.content]
+        bad = {p.ref for p in item_problems(form.content, self.settings)}
         scans = self._latest_scans(s, [r.content_id for r in refs if r.content_id])
         for r in refs:
             s.add(
@@ -261,7 +265,8 @@ class TakedownService:
                     ref=r.ref,
                     content_id=r.content_id,
                     scan_id=scans.get(r.content_id) if r.content_id else None,
-                    state="pending",
+                    # Kept (the requester and the reviewer see it) but never acted on.
+                    state="invalid" if r.ref in bad else "pending",
                 )
             )
 
@@ -434,6 +439,7 @@ class TakedownService:
         """What the requester sees on the status page."""
         items = self._refs(s, req.id)
         validity = Validity.from_dict(json.loads(req.validity or "{}"))
+        problems = {p.ref: p.message for p in validity.item_problems}
         out: dict[str, Any] = {
             "ticket": req.ticket,
             "state": req.state,
@@ -444,7 +450,10 @@ class TakedownService:
             "closed_at": isoformat(req.closed_at),
             "validity": validity.to_dict(),
             "missing": [m.to_dict() for m in validity.missing] if req.state == "incomplete" else [],
-            "items": [{"ref": i.ref, "state": i.state} for i in items],
+            "item_problems": [p.to_dict() for p in validity.item_problems],
+            "items": [
+                {"ref": i.ref, "state": i.state, "problem": problems.get(i.ref)} for i in items
+            ],
             "outcome": None,
             "form": None,
         }
@@ -452,7 +461,9 @@ class TakedownService:
             out["outcome"] = {
                 "state": req.state,
                 "reason": req.outcome_reason,
-                "how_to_contest": HOW_TO_CONTEST,
+                # Only a refusal is something to contest: a requester whose content was
+                # removed is not told to complain to a regulator.
+                "how_to_contest": HOW_TO_CONTEST if req.state == "rejected" else None,
             }
         if req.state == "incomplete":
             # The requester's own answers, so the page can ask only for what is missing.

@@ -21,6 +21,7 @@ its footage, with the matched time ranges (the copies a removal would sweep).
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -159,9 +160,12 @@ class ReviewQueue:
     # -- the list ---------------------------------------------------------------------------
 
     def queue(
-        self, *, limit: int = 200, kinds: Iterable[str] | None = None
+        self, *, limit: int = 200, kinds: Iterable[str] | None = None, viewer: str | None = None
     ) -> list[dict[str, Any]]:
-        """Open items, most urgent first: priority, then deadline (none last), then age."""
+        """Open items, most urgent first: priority, then deadline (none last), then age. The
+        same content is listed once: of several open scans of one content id, the first in
+        that order stands for all (deciding it settles the others). ``viewer``: the reviewer
+        asking, who is offered no outcome on an appeal against their own removal."""
         wanted = tuple(kinds) if kinds is not None else REVIEW_KINDS
         unknown = [k for k in wanted if k not in REVIEW_KINDS]
         if unknown:
@@ -186,7 +190,18 @@ class ReviewQueue:
                     .limit(limit)
                 )
             )
-            return self._summaries(s, rows, now)
+            scans = self._by_id(s, ScanRecord, [r.scan_id for r in rows if r.kind == "scan"])
+            seen: set[str] = set()
+            unique = []
+            for row in rows:
+                scan = scans.get(row.scan_id or -1) if row.kind == "scan" else None
+                content_id = scan.content_id if scan is not None else None
+                if content_id is not None:
+                    if content_id in seen:
+                        continue
+                    seen.add(content_id)
+                unique.append(row)
+            return self._summaries(s, unique, now, viewer)
 
     def recent(self, *, limit: int = 20) -> list[dict[str, Any]]:
         """The latest decisions, newest first (who decided what, and when)."""
@@ -203,13 +218,16 @@ class ReviewQueue:
             )
             return self._summaries(s, rows, now)
 
-    def _summaries(self, s: Any, rows: Sequence[ReviewItem], now: datetime) -> list[dict[str, Any]]:
+    def _summaries(
+        self, s: Any, rows: Sequence[ReviewItem], now: datetime, viewer: str | None = None
+    ) -> list[dict[str, Any]]:
         scans = self._by_id(s, ScanRecord, [r.scan_id for r in rows if r.kind == "scan"])
         requests = self._by_id(
             s, TakedownRequest, [r.request_id for r in rows if r.kind == "takedown"]
         )
         appeals = self._by_id(s, Appeal, [r.appeal_id for r in rows if r.kind == "appeal"])
         statements = self._by_id(s, Statement, [a.statement_id for a in appeals.values()])
+        removals = self._by_id(s, Removal, [st.removal_id for st in statements.values()])
         counts: dict[int, int] = {}
         if requests:
             for rid in s.scalars(
@@ -234,6 +252,21 @@ class ReviewQueue:
                 appeal = appeals.get(row.appeal_id or -1)
                 statement = statements.get(appeal.statement_id) if appeal is not None else None
                 entry.update(self._appeal_summary(statement))
+                removal = (
+                    removals.get(statement.removal_id or -1) if statement is not None else None
+                )
+                if (
+                    viewer
+                    and removal is not None
+                    and removal.decided_by
+                    and removal.decided_by == viewer
+                ):
+                    # DSA Art. 20: not decided by whoever removed it (decide_appeal refuses it).
+                    entry["outcomes"] = []
+                    entry["not_yours"] = (
+                        "You took the removal decision this appeal is against, so another "
+                        "reviewer decides the appeal."
+                    )
             out.append(entry)
         return out
 
@@ -278,6 +311,7 @@ class ReviewQueue:
             "outcomes": list(OUTCOMES.get(row.kind, ())),
             "escalated": None,
             "flagged": False,
+            "not_yours": None,
         }
 
     @staticmethod
@@ -322,14 +356,15 @@ class ReviewQueue:
 
     # -- one item's evidence ----------------------------------------------------------------
 
-    def item(self, item_id: int) -> dict[str, Any]:
-        """Everything the evidence panel shows for one item, open or decided."""
+    def item(self, item_id: int, *, viewer: str | None = None) -> dict[str, Any]:
+        """Everything the evidence panel shows for one item, open or decided (``viewer``: as
+        :meth:`queue`)."""
         now = self._now()
         with self.db.session() as s:
             row = s.get(ReviewItem, item_id)
             if row is None:
                 raise _not_found(item_id)
-            out = self._summaries(s, [row], now)[0]
+            out = self._summaries(s, [row], now, viewer)[0]
             if row.kind == "scan":
                 out["scan"] = self._scan_evidence(s, row.scan_id)
                 out["copies"] = self._copies(s, out["scan"])
@@ -420,7 +455,11 @@ class ReviewQueue:
             # The upload's size: matches found inside it carry a region in its pixels.
             "media": detail.get("media") or None,
             "signals": detail.get("signals") or {},
-            "reasons": decision.get("reasons") or detail.get("reasons") or [],
+            # Each with ``text``: the fact in words, for a reviewer (never raw JSON).
+            "reasons": [
+                {**r, "text": reason_text(r, detail.get("matches"))} if isinstance(r, dict) else r
+                for r in decision.get("reasons") or detail.get("reasons") or []
+            ],
             "rules": decision.get("rules") or [],
             "labels": decision.get("labels") or [],
         }
@@ -431,24 +470,34 @@ class ReviewQueue:
         besides PDQ near-copies)."""
         if scan is None:
             return []
-        query = (
-            select(ScanRecord)
-            .where(
-                or_(ScanRecord.sha256 == scan["sha256"], ScanRecord.md5 == scan["md5"]),
-                ScanRecord.id != scan["id"],
-            )
-            .order_by(ScanRecord.id.desc())
-            .limit(_COPIES_SHOWN)
-        )
-        return [
-            {
-                "scan_id": c.id,
-                "content_id": c.content_id,
-                "created_at": isoformat(c.created_at),
-                "removed_at": isoformat(c.removed_at),
-            }
-            for c in s.scalars(query)
+        where = [
+            or_(ScanRecord.sha256 == scan["sha256"], ScanRecord.md5 == scan["md5"]),
+            ScanRecord.id != scan["id"],
         ]
+        if scan["content_id"]:
+            # Another scan of the same content is not a copy of it: it is the same item.
+            where.append(
+                or_(ScanRecord.content_id.is_(None), ScanRecord.content_id != scan["content_id"])
+            )
+        query = select(ScanRecord).where(*where).order_by(ScanRecord.id.desc()).limit(200)
+        out: list[dict[str, Any]] = []
+        listed: set[str] = set()
+        for c in s.scalars(query):
+            if c.content_id is not None:
+                if c.content_id in listed:
+                    continue  # one line per content, its newest scan
+                listed.add(c.content_id)
+            out.append(
+                {
+                    "scan_id": c.id,
+                    "content_id": c.content_id,
+                    "created_at": isoformat(c.created_at),
+                    "removed_at": isoformat(c.removed_at),
+                }
+            )
+            if len(out) == _COPIES_SHOWN:
+                break
+        return out
 
     @staticmethod
     def _appeal_evidence(s: Any, appeal_id: int | None) -> dict[str, Any]:
@@ -754,6 +803,85 @@ class ReviewQueue:
         return Preview(buf.getvalue(), "image/jpeg", reveal, image.width, image.height)
 
 
+# The facts a policy tests, in words (``match.review``: the matches of review banks, ...).
+_FACT_NAMES = {
+    "match": "matches",
+    "match.any": "matches",
+    "match.block": "matches in block banks",
+    "match.review": "matches in review banks",
+    "match.allow": "matches in allow banks",
+    "match.region": "matches inside the upload",
+    "match.best_distance": "closest match distance",
+    "match.segments": "matched video segments",
+    "nudity": "nudity score",
+    "nudity.max": "nudity score",
+    "nudity.share": "share of frames with nudity",
+    "ai_evidence": "AI-generation evidence",
+    "ai_evidence.sources": "AI-generation evidence from",
+    "derivative_of": "made from a registered photo",
+}
+
+
+_MATCH_PURPOSE = {"match.block": "block", "match.review": "review", "match.allow": "allow"}
+
+
+def reason_text(reason: dict[str, Any], matches: Any = None) -> str:
+    """One policy reason as a sentence: the rule, the fact it tested and its value in words.
+    The scan log keeps a long value as (cut) JSON text; a match fact is told from the scan's
+    own ``matches`` instead, and other JSON text is read back where it is whole."""
+    rule = str(reason.get("rule") or "a rule")
+    fact = str(reason.get("signal") or "")
+    name = _FACT_NAMES.get(fact, fact.replace("_", " "))
+    value = reason.get("value")
+    if fact in ("match", "match.any", *_MATCH_PURPOSE) and isinstance(matches, list):
+        purpose = _MATCH_PURPOSE.get(fact)
+        value = [m for m in matches if isinstance(m, dict) and purpose in (None, m.get("purpose"))]
+    elif isinstance(value, str) and value[:1] in ("[", "{"):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = "(cut short; see the matches and signals below)"
+    return f"{rule}: {name}: {_value_text(fact, value)}"
+
+
+def _value_text(fact: str, value: Any, depth: int = 0) -> str:
+    if value is None:
+        return "not known"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, (int, str)):
+        return str(value)
+    if isinstance(value, dict):
+        if fact.startswith("match") and "bank" in value:
+            return _match_text(value)
+        parts = [
+            f"{k.replace('_', ' ')} {_value_text(k, v, depth + 1)}"
+            for k, v in list(value.items())[:6]
+            # Nested detail (a manifest, a region) past the first level is left to the JSON.
+            if v not in (None, "", [], {}) and not (depth and isinstance(v, (dict, list)))
+        ]
+        return ", ".join(parts) or "none"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "none"
+        shown = [_value_text(fact, v, depth + 1) for v in value[:5]]
+        more = f" and {len(value) - 5} more" if len(value) > 5 else ""
+        return "; ".join(shown) + more
+    return str(value)
+
+
+def _match_text(m: dict[str, Any]) -> str:
+    where = [str(m.get("signal") or "hash")]
+    if m.get("distance") is not None:
+        where.append(f"distance {m['distance']}")
+    if m.get("transform") not in (None, "", "original"):
+        where.append(str(m["transform"]))
+    text = f"bank {m.get('bank')} ({', '.join(where)})"
+    return text + (" inside the upload" if m.get("region") else "")
+
+
 def render_preview(image: Image.Image, *, reveal: bool) -> Image.Image:
     """Downscale to at most ``PREVIEW_SIZE`` a side; unless ``reveal``, greyscale and blur it
     so strongly that only large shapes remain."""
@@ -805,5 +933,6 @@ __all__ = [
     "ReviewQueue",
     "fetch_preview",
     "preview_error",
+    "reason_text",
     "render_preview",
 ]

@@ -36,13 +36,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from sqlalchemy import CursorResult, and_, delete, func, insert, or_, select
+from sqlalchemy import CursorResult, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dignity import audit
 from dignity.errors import RequestRefused, ScanNotFound, StorageError
-from dignity.hashing.pdq import DIHEDRAL_NAMES
+from dignity.hashing.pdq import DIHEDRAL_NAMES, PdqHash
 from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.models import Entry
@@ -360,6 +360,8 @@ class HashSet:
     sha256: str
     pdq_quality: int | None = None
     video: VideoFrames | None = None
+    # The image's 7 other dihedral PDQ hashes back to back (DIHEDRAL_NAMES order), when known.
+    pdq_dihedral: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -485,6 +487,7 @@ class ScanLog:
             review_priority=review,
             video=VideoFrames.from_vpdq(video) if video is not None else None,
             regions=hashes.regions if video is None else (),
+            pdq_dihedral=other_orientations(hashes.pdq) if video is None else None,
             job_id=job_id,
             session=session,
         )
@@ -512,6 +515,7 @@ class ScanLog:
             content_id=content_id,
             uploader=check_ref(uploader, "uploader"),
             review_priority=None,
+            pdq_dihedral=other_orientations(hashes.pdq),
         )
 
     def record_video(
@@ -564,6 +568,7 @@ class ScanLog:
         review_priority: int | None,
         video: VideoFrames | None = None,
         regions: Sequence[RegionHash] = (),
+        pdq_dihedral: bytes | None = None,
         job_id: str | None = None,
         session: Session | None = None,
     ) -> int:
@@ -580,6 +585,7 @@ class ScanLog:
             "uploader": uploader,
             "pdq": pdq,
             "pdq_quality": pdq_quality,
+            "pdq_dihedral": pdq_dihedral,
             "md5": md5,
             "sha256": sha256,
             "decision": action[:16],
@@ -616,7 +622,20 @@ class ScanLog:
                             trimmed=video.trimmed,
                         )
                     )
-                if review_priority is not None:
+                waiting = (
+                    self._open_scan_item(s, content_id)
+                    if review_priority is not None and content_id is not None
+                    else None
+                )
+                if waiting is not None and review_priority is not None:
+                    # The same content is already waiting for a reviewer: one item, not two
+                    # (raised to the more urgent priority of the two).
+                    s.execute(
+                        update(ReviewItem)
+                        .where(ReviewItem.id == waiting, ReviewItem.priority > review_priority)
+                        .values(priority=review_priority)
+                    )
+                elif review_priority is not None:
                     s.execute(
                         insert(ReviewItem).values(
                             kind="scan",
@@ -637,6 +656,22 @@ class ScanLog:
     def job_scan(s: Session, job_id: str) -> int | None:
         """The id of the scan a queued job logged, if it did."""
         found = s.scalar(select(ScanRecord.id).where(ScanRecord.job_id == job_id))
+        return int(found) if found is not None else None
+
+    @staticmethod
+    def _open_scan_item(s: Session, content_id: str) -> int | None:
+        """The open review item of an earlier scan of ``content_id``, if one waits."""
+        found = s.scalar(
+            select(ReviewItem.id)
+            .join(ScanRecord, ScanRecord.id == ReviewItem.scan_id)
+            .where(
+                ScanRecord.content_id == content_id,
+                ReviewItem.kind == "scan",
+                ReviewItem.state.in_(("open", "deciding")),
+            )
+            .order_by(ReviewItem.id)
+            .limit(1)
+        )
         return int(found) if found is not None else None
 
     def _origins(self, entry_ids: Sequence[int]) -> dict[int, str]:
@@ -757,6 +792,18 @@ class ScanLog:
             if q.pdq is not None and (q.pdq_quality is None or q.pdq_quality >= floor)
         ]
         hashes = [h for _, h in usable if h is not None]
+        # Each removed image's rotations and mirror images too, as matching does for uploads:
+        # an earlier upload that was turned or mirrored is a known copy (turned_tags: which).
+        turned_of: list[int] = []
+        turned_tags: list[int] = []
+        turned_rows: list[bytes] = []
+        for i, _ in usable:
+            turned = queries[i].pdq_dihedral
+            if turned and len(turned) == 32 * (VARIANTS - 1):
+                for k in range(1, VARIANTS):
+                    turned_of.append(i)
+                    turned_tags.append(k)
+                    turned_rows.append(turned[32 * (k - 1) : 32 * k])
         # A removed video's frames find the stills of it posted as images (``copy_still``):
         # index ids past the queries' name (query, frame time) in ``still_of``.
         still_of: list[tuple[int, float]] = []
@@ -771,11 +818,19 @@ class ScanLog:
         if not usable and not still_of:
             return
         first_still = len(queries)
-        index_ids = [i for i, _ in usable] + list(range(first_still, first_still + len(still_of)))
+        # Index ids: a query's own number for its hash, then one id per still and per turned
+        # hash past the queries (an index holds each id once); still_of and turned_of name them.
+        first_turned = first_still + len(still_of)
+        index_ids = (
+            [i for i, _ in usable]
+            + list(range(first_still, first_turned))
+            + list(range(first_turned, first_turned + len(turned_of)))
+        )
         rows = _hex_rows(hashes) if hashes else np.zeros((0, 32), dtype=np.uint8)
-        if still_rows:
-            extra = np.frombuffer(b"".join(still_rows), dtype=np.uint8).reshape(-1, 32)
-            rows = np.concatenate([rows, extra])
+        for more in (still_rows, turned_rows):
+            if more:
+                extra = np.frombuffer(b"".join(more), dtype=np.uint8).reshape(-1, 32)
+                rows = np.concatenate([rows, extra])
         # The removed hashes are the (tiny) index; each batch of the log is searched against
         # it with the index's compiled scan, so a batch costs one C call.
         index = MihIndex.from_arrays(
@@ -830,7 +885,17 @@ class ScanLog:
                         content_id = ids.get(scan_id)
                         if content_id is None:
                             continue
-                        if query >= first_still:
+                        if query >= first_turned:
+                            j = query - first_turned
+                            yield Copy(
+                                scan_id,
+                                str(content_id),
+                                turned_of[j],
+                                "copy_pdq",
+                                dist,
+                                orientation=DIHEDRAL_NAMES[turned_tags[j]],
+                            )
+                        elif query >= first_still:
                             source, at = still_of[query - first_still]
                             yield Copy(
                                 scan_id,
@@ -1291,7 +1356,17 @@ def video_of(s: Session, scan_id: int) -> VideoFrames | None:
 
 def hashset_of(s: Session, row: ScanRecord) -> HashSet:
     """A scan-log row as a sweep's query, with its video frames when it is a video."""
-    return HashSet(row.pdq, row.md5, row.sha256, row.pdq_quality, video_of(s, row.id))
+    return HashSet(
+        row.pdq, row.md5, row.sha256, row.pdq_quality, video_of(s, row.id), row.pdq_dihedral
+    )
+
+
+def other_orientations(pdq: PdqHash | None) -> bytes | None:
+    """An image's 7 other dihedral PDQ hashes back to back, when they were computed."""
+    if pdq is None or not pdq.dihedral:
+        return None
+    packed = pdq.query_bytes(dihedral=True)
+    return packed[32:] if len(packed) == 32 * VARIANTS else None
 
 
 def scan_dict(row: ScanRecord, video: VideoFrames | None = None) -> dict[str, Any]:

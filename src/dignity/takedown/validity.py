@@ -31,12 +31,18 @@ containing --
 (a) "a sufficiently substantiated explanation of the reasons why the individual or entity
     alleges the information in question to be illegal content" -> ``explanation``;
 (b) "a clear indication of the exact electronic location of that information, such as the exact
-    URL or URLs" -> ``exact_location`` (every item as a URL; content ids alone do not do);
+    URL or URLs" -> ``exact_location`` (a URL on the platform, or the platform's own content
+    id: an id names the exact item as precisely as its URL does, and the form offers both);
 (c) "the name and email address of the individual or entity submitting the notice" -> ``name``,
     ``email``;
 (d) "a statement confirming the bona fide belief of the individual or entity submitting the
     notice that the information and allegations contained therein are accurate and complete"
     -> ``accuracy``.
+
+**Per item.** Each content line is judged on its own (:class:`ItemProblem`): a link that the
+platform's ``content_url_pattern`` does not recognise is not on the platform. Such a line does
+not hold back the rest: the location elements are met by the lines that are fine, the clock
+starts for those, and each bad line is listed (``item_problems``) with what to fix.
 
 The DSA does not itself ask a representative for their authority; dignity does (``authority``
 under both regimes), because the outcome goes to the representative and it is the depicted
@@ -176,6 +182,18 @@ class Missing:
 
 
 @dataclass(frozen=True)
+class ItemProblem:
+    """One content line that cannot be acted on, and what to do about it (the shape of
+    :class:`Missing`, so a page lists both the same way)."""
+
+    ref: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"key": "content_item", "field": "content", "ref": self.ref, "message": self.message}
+
+
+@dataclass(frozen=True)
 class RegimeCheck:
     """The result for one legal regime."""
 
@@ -212,10 +230,15 @@ class Validity:
 
     take_it_down: RegimeCheck
     dsa_art16: RegimeCheck
+    # Content lines that cannot be acted on; the request may be valid without them.
+    item_problems: tuple[ItemProblem, ...] = ()
 
     @property
     def valid(self) -> bool:
         return self.take_it_down.valid or self.dsa_art16.valid
+
+    def problem_refs(self) -> set[str]:
+        return {p.ref for p in self.item_problems}
 
     @property
     def missing(self) -> tuple[Missing, ...]:
@@ -230,6 +253,7 @@ class Validity:
             "valid": self.valid,
             TAKE_IT_DOWN: self.take_it_down.to_dict(),
             DSA_ART16: self.dsa_art16.to_dict(),
+            "item_problems": [p.to_dict() for p in self.item_problems],
         }
 
     @classmethod
@@ -243,7 +267,12 @@ class Validity:
             )
             return RegimeCheck(name, str(part.get("title", TITLES[name])), missing)
 
-        return cls(regime(TAKE_IT_DOWN), regime(DSA_ART16))
+        problems = tuple(
+            ItemProblem(str(p.get("ref", "")), str(p.get("message", "")))
+            for p in data.get("item_problems") or ()
+            if isinstance(p, Mapping)
+        )
+        return cls(regime(TAKE_IT_DOWN), regime(DSA_ART16), problems)
 
 
 @dataclass(frozen=True)
@@ -430,12 +459,31 @@ def _few(refs: Sequence[str]) -> str:
     return shown + (f" and {len(refs) - 3} more" if len(refs) > 3 else "")
 
 
+def item_problems(content: Sequence[str], settings: Settings) -> tuple[ItemProblem, ...]:
+    """The content lines that cannot be acted on, each with what to fix: a link that the
+    platform's ``content_url_pattern`` says is not on the platform. Without a pattern every
+    link is taken as given (the reviewer sees it), and any other line is a content id."""
+    if not settings.content_url_pattern:
+        return ()
+    platform = settings.platform_name
+    return tuple(
+        ItemProblem(
+            r.ref,
+            f"This link is not to a post on {platform}: check that it is the address of the "
+            f"post on {platform} itself, or give its content id instead.",
+        )
+        for r in (resolve(ref, settings) for ref in content)
+        if r.is_url and not r.on_platform
+    )
+
+
 def check(form: RequestForm, settings: Settings) -> Validity:
     """What ``form`` (already :func:`normalize`\\ d) lacks under each regime. Pure."""
     platform = settings.platform_name
-    refs = [resolve(r, settings) for r in form.content]
-    unresolved = [r.ref for r in refs if r.is_url and not r.on_platform]
-    pattern_set = bool(settings.content_url_pattern)
+    problems = item_problems(form.content, settings)
+    bad = {p.ref for p in problems}
+    # Only the lines that can be acted on count towards the location elements.
+    refs = [resolve(r, settings) for r in form.content if r not in bad]
     representative = form.requester_kind == "representative"
 
     signature = (
@@ -479,16 +527,8 @@ def check(form: RequestForm, settings: Settings) -> Validity:
             Missing(
                 "location",
                 "content",
-                f"List at least one link to, or content id of, the image or video on {platform}.",
-            )
-        ]
-    elif pattern_set and unresolved:
-        location = [
-            Missing(
-                "location",
-                "content",
-                f"These links do not point to content on {platform}: {_few(unresolved)}. "
-                "Check them, or give the content id instead.",
+                f"List at least one link to, or content id of, the image or video on {platform}"
+                + (f" (these are not on {platform}: {_few(sorted(bad))})." if bad else "."),
             )
         ]
     else:
@@ -534,27 +574,18 @@ def check(form: RequestForm, settings: Settings) -> Validity:
             )
         ]
     )
-    not_urls = [r.ref for r in refs if not r.is_url]
-    if not refs:
-        exact = [
+    exact = (
+        [
             Missing(
                 "exact_location",
                 "content",
-                "Give the exact web address (URL) of each image or video.",
+                f"Give the exact web address (URL) or content id on {platform} of each image "
+                "or video.",
             )
         ]
-    elif not_urls or (pattern_set and unresolved):
-        bad = not_urls + (unresolved if pattern_set else [])
-        exact = [
-            Missing(
-                "exact_location",
-                "content",
-                f"Give the exact web address (URL) on {platform} of each item; "
-                f"not a URL on {platform}: {_few(bad)}.",
-            )
-        ]
-    else:
-        exact = []
+        if not refs
+        else []
+    )
     name = (
         []
         if form.requester_name
@@ -594,7 +625,7 @@ def check(form: RequestForm, settings: Settings) -> Validity:
         TITLES[DSA_ART16],
         tuple([*explanation, *exact, *name, *email, *accuracy, *authority]),
     )
-    return Validity(take_it_down, dsa)
+    return Validity(take_it_down, dsa, problems)
 
 
 __all__ = [
@@ -606,6 +637,7 @@ __all__ = [
     "REQUESTER_KINDS",
     "TAKE_IT_DOWN",
     "ContentRef",
+    "ItemProblem",
     "Missing",
     "RegimeCheck",
     "RequestForm",
@@ -613,6 +645,7 @@ __all__ = [
     "Validity",
     "check",
     "email_in",
+    "item_problems",
     "normalize",
     "normalize_refs",
     "phone_in",

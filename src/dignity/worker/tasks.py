@@ -220,3 +220,9 @@ def scan_task(ctx: JobContext) -> dict[str, Any]:
 
     ctx.on_finish(record)
     return result.to_dict()
+
+
+# The bodies of the backfill and retro-matching jobs register themselves on import (last: they
+# import this module's registry).
+from dignity.worker import tasks_backfill as tasks_backfill  # noqa: E402
+from dignity.worker import tasks_retro as tasks_retro  # noqa: E402

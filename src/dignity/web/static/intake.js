@@ -3,20 +3,28 @@
 // sends it, and shows the receipt with the ticket and the access code once. The helpers at the
 // top are shared with the status page (status.js imports them). No data leaves this page but
 // the form's fields, to this origin only (the page's Content-Security-Policy enforces that).
+// Every text comes from the shared translation catalogue (i18n.js); the reasons the server's
+// checker lists are its own (English) words.
 
-export const FIELD_LABELS = {
-  requester_kind: "Who is asking",
-  requester_name: "Your full name",
-  requester_contact: "Your email address",
-  authority_statement: "Your authority to act for them",
-  content: "Links to each picture or video",
-  description: "Why it should be taken down",
-  good_faith: "Good-faith statement",
-  signature_name: "Signature",
-  signature_confirmed: "Signature confirmation",
-  ai_made: "Real or AI-made",
-  jurisdiction: "Where you live",
-};
+import { clockIn, currentLanguage, duration, say, startI18n, t } from "./i18n.js";
+
+export { say, startI18n, t };
+
+// Field names the server may name in an error, and the catalogue key of each one's label.
+const FIELDS = [
+  "requester_kind",
+  "requester_name",
+  "requester_contact",
+  "authority_statement",
+  "content",
+  "description",
+  "good_faith",
+  "signature_name",
+  "signature_confirmed",
+  "ai_made",
+  "jurisdiction",
+];
+const fieldLabel = (name) => t(`field.${name}.short`);
 
 export async function postJSON(url, body) {
   let response;
@@ -29,7 +37,7 @@ export async function postJSON(url, body) {
       cache: "no-store",
     });
   } catch {
-    return { ok: false, status: 0, data: { message: "Could not reach the server. Check your connection and try again." } };
+    return { ok: false, status: 0, data: {}, retryAfter: null }; // offline, or the server is down
   }
   let data = {};
   try {
@@ -37,31 +45,56 @@ export async function postJSON(url, body) {
   } catch {
     data = {};
   }
-  return { ok: response.ok, status: response.status, data };
+  const header = Number.parseInt(response.headers.get("Retry-After") || "", 10);
+  const retryAfter = Number.isFinite(header) ? header : null;
+  return { ok: response.ok, status: response.status, data, retryAfter };
 }
 
-export function errorText(result) {
+/** A failed call in the page's language, as [catalogue key, values] for say(): what happened,
+ * what to do and, for a limit, how long to wait (from the server's Retry-After). */
+export function errorMessage(result) {
   const data = result.data || {};
-  if (result.status === 429) {
-    return "Too many tries from this connection. Please wait a while and try again.";
+  if (result.status === 0) return ["takedown.error.offline"];
+  if (result.status === 429 || result.status === 503) {
+    const seconds = result.retryAfter ?? (result.status === 429 ? 3600 : 30);
+    const key = result.status === 429 ? "takedown.error.rate_limited" : "takedown.error.busy";
+    return [key, { wait: duration(seconds), time: clockIn(seconds) }];
   }
-  let text = data.message || `Something went wrong (${result.status}).`;
+  if (data.code === "takedown.bad_credentials" || result.status === 403) {
+    return ["takedown.error.bad_credentials"];
+  }
   const errors = data.detail && Array.isArray(data.detail.errors) ? data.detail.errors : [];
   const fields = errors
-    .map((e) => (Array.isArray(e.loc) ? e.loc.find((part) => FIELD_LABELS[part]) : null))
+    .map((e) => (Array.isArray(e.loc) ? e.loc.find((part) => FIELDS.includes(part)) : null))
     .filter(Boolean);
-  if (fields.length) {
-    text += ": check " + [...new Set(fields)].map((f) => FIELD_LABELS[f]).join(", ");
-  } else if (data.detail && data.detail.field && FIELD_LABELS[data.detail.field]) {
-    text += ` (${FIELD_LABELS[data.detail.field]})`;
+  if (!fields.length && data.detail && FIELDS.includes(data.detail.field)) {
+    fields.push(data.detail.field);
   }
-  return text + (text.endsWith(".") ? "" : ".");
+  if (fields.length) {
+    return ["takedown.error.fields", { fields: [...new Set(fields)].map(fieldLabel).join(", ") }];
+  }
+  if (result.status >= 400 && result.status < 500 && typeof data.message === "string") {
+    // The server's own reason is the most specific (which line, what to change); it is in
+    // English, and the other catalogues say so around it.
+    const reason = data.message.trim();
+    const sentence = reason.charAt(0).toUpperCase() + reason.slice(1);
+    const full = /[.!?]$/.test(sentence) ? sentence : `${sentence}.`;
+    return ["takedown.error.reason", { reason: full }];
+  }
+  if (result.status >= 400 && result.status < 500) return ["takedown.error.invalid"];
+  return ["takedown.error.server", { status: result.status }];
+}
+
+/** The same as plain text (kept for callers that build their own messages). */
+export function errorText(result) {
+  const [key, params] = errorMessage(result);
+  return t(key, params);
 }
 
 export function formatTime(iso) {
   if (!iso) return "";
   const at = new Date(iso);
-  const local = at.toLocaleString(undefined, {
+  const local = at.toLocaleString(currentLanguage(), {
     dateStyle: "medium",
     timeStyle: "short",
   });
@@ -96,25 +129,33 @@ export function missingList(list, missing, fieldIds = {}) {
   }
 }
 
+// Content lines that cannot be acted on, each with what to fix (the rest go ahead without them).
+export function problemItems(list, problems) {
+  for (const p of problems || []) {
+    list.append(el("li", { "data-key": p.key, class: "item-problem" }, `${p.ref}: ${p.message}`));
+  }
+}
+
 // Both regimes: complete, or what each lacks.
 export function renderValidity(container, validity, fieldIds = {}) {
   container.replaceChildren();
   const summary = el("p", { class: validity.valid ? "ok" : "warn", id: "checker-summary" });
-  summary.textContent = validity.valid
-    ? "Your request has what the law asks for. The 48-hour clock starts when you send it."
-    : "The 48-hour clock starts once your request has what at least one of these laws asks " +
-      "for. You can also send it now and add the rest later on the status page.";
+  say(summary, validity.valid ? "intake.checker.valid" : "intake.checker.invalid");
   container.append(summary);
+  if ((validity.item_problems || []).length) {
+    const problems = el("ul", { class: "missing", id: "checker-problems" });
+    problemItems(problems, validity.item_problems);
+    container.append(problems);
+  }
   for (const name of ["take_it_down", "dsa_art16"]) {
     const regime = validity[name];
     if (!regime) continue;
     const block = el("div", { class: "regime", "data-regime": name });
     const title = el("h4", {}, regime.title);
-    const state = el(
-      "span",
-      { class: regime.valid ? "ok" : "warn" },
-      regime.valid ? " complete" : ` ${regime.missing.length} missing`,
-    );
+    const state = el("span", { class: regime.valid ? "ok" : "warn" });
+    if (regime.valid) say(state, "intake.checker.complete");
+    else say(state, "intake.checker.missing", { n: regime.missing.length });
+    title.append(" ");
     title.append(state);
     block.append(title);
     if (!regime.valid) {
@@ -149,7 +190,18 @@ function readForm(form) {
   };
 }
 
-function init() {
+// The platform's name, which the server puts in <meta name="dignity-platform">.
+function namePlatform() {
+  const meta = document.querySelector('meta[name="dignity-platform"]');
+  if (!meta || !meta.content) return;
+  for (const node of document.querySelectorAll("[data-platform]")) {
+    node.textContent = meta.content;
+    node.hidden = false;
+  }
+}
+
+async function init() {
+  namePlatform();
   const form = document.getElementById("intake");
   if (!form) return;
   const checker = document.getElementById("checker-body");
@@ -170,9 +222,10 @@ function init() {
     if (mine !== sequence) return; // a newer check is on its way
     if (result.ok) {
       renderValidity(checker, result.data.validity);
-      error.textContent = "";
+      say(error, null);
     } else if (result.status !== 429) {
-      error.textContent = errorText(result);
+      const [key, params] = errorMessage(result);
+      say(error, key, params);
     }
   };
   const later = () => {
@@ -190,19 +243,28 @@ function init() {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearTimeout(timer);
-    error.textContent = "";
+    say(error, null);
     if (!form.reportValidity()) return;
     button.disabled = true;
-    button.textContent = "Sending…";
+    button.dataset.i18n = "intake.sending";
+    button.textContent = t("intake.sending");
     const result = await postJSON("/takedown/api/requests", readForm(form));
     button.disabled = false;
-    button.textContent = "Send my request";
+    button.dataset.i18n = "intake.submit";
+    button.textContent = t("intake.submit");
     if (!result.ok) {
-      error.textContent = errorText(result);
+      const [key, params] = errorMessage(result);
+      say(error, key, params);
       return;
     }
     showReceipt(form, result.data);
   });
+  try {
+    await startI18n(document.getElementById("language-box"));
+  } catch (err) {
+    console.warn("translations unavailable:", err); // the English page still works
+  }
+  document.documentElement.dataset.pageReady = "1";
 }
 
 function showReceipt(form, receipt) {
@@ -213,16 +275,17 @@ function showReceipt(form, receipt) {
   const list = document.getElementById("receipt-missing");
   if (receipt.state === "valid") {
     state.className = "ok";
-    state.textContent =
-      "Your request is valid. We must act on it by " + formatTime(receipt.due_at) + ".";
+    const key = (receipt.item_problems || []).length
+      ? "intake.receipt.valid_bad_lines"
+      : "intake.receipt.valid";
+    say(state, key, { due: formatTime(receipt.due_at) });
     list.replaceChildren();
   } else {
     state.className = "warn";
-    state.textContent =
-      "Your request is not complete yet, so the 48-hour clock has not started. Add what is " +
-      "missing on the status page:";
+    say(state, "intake.receipt.incomplete");
     missingList(list, receipt.missing);
   }
+  problemItems(list, receipt.item_problems);
   form.reset();
   form.classList.add("hidden");
   section.classList.remove("hidden");

@@ -2,7 +2,13 @@
 // PDQ of one frame a second, read through a <video> element) on this device, show local
 // previews, and send only the hashes to open a case; check or withdraw a case by number + PIN.
 // Nothing here sends a file, a file name, a size or metadata: the only requests are the three
-// JSON calls below, and the server's Content-Security-Policy allows no other destination.
+// JSON calls below (and the GETs of this page's translations and helplines), and the server's
+// Content-Security-Policy allows no other destination. Every text comes from the translation
+// catalogue (i18n.js). A refused or failed submit stays on screen, saying what happened, what
+// to do and how long to wait, until the person acts (adds or removes a file, ticks a box,
+// presses the button again); the case number and PIN can be copied, printed or saved as a
+// small text file made here.
+import { clockIn, duration, say, showHelplines, startI18n, t } from "./i18n.js";
 import { pdqHash } from "./pdq.js";
 import { md5File } from "./md5.js";
 import { vpdqOfFile } from "./vpdq.js";
@@ -48,14 +54,16 @@ async function hashImage(file) {
 /** A video's codes: the MD5 of the file always; its vPDQ where this browser can decode it and
  * some frame has enough detail; `note` says which (full, plain or unreadable). */
 async function hashVideo(file, onProgress, signal) {
-  const md5 = await md5File(file, (share) =>
-    onProgress(Math.round(share * 100), 100, `reading the file: ${Math.round(share * 100)}%`),
-  );
+  const md5 = await md5File(file, (share) => {
+    const percent = Math.round(share * 100);
+    onProgress(percent, 100, ["portal.video.reading", { n: percent }]);
+  });
   const hashes = [{ signal: "video_md5", value: md5 }];
   let result;
   try {
     result = await vpdqOfFile(file, {
-      onProgress: (done, total) => onProgress(done, total, `${done} of ${total} frames`),
+      onProgress: (done, total) =>
+        onProgress(done, total, ["portal.video.frames", { n: done, total }]),
       signal,
     });
   } catch {
@@ -70,12 +78,9 @@ async function hashVideo(file, onProgress, signal) {
 }
 
 const VIDEO_STATES = {
-  full: "codes ready (one for each second of the video, and one for exact copies of the file)",
-  plain:
-    "code ready (this video is very dark or plain: only exact copies of the file can be matched)",
-  unreadable:
-    "code ready, but this browser cannot play this video, so only exact copies of the file " +
-    "can be matched. Another browser may be able to do more.",
+  full: "portal.video.full",
+  plain: "portal.video.plain",
+  unreadable: "portal.video.unreadable",
 };
 
 function render(item) {
@@ -87,14 +92,13 @@ function render(item) {
     const preview = document.createElement(item.kind === "video" ? "video" : "img");
     preview.src = item.url; // a blob: URL, local to this tab
     if (item.kind === "video") preview.muted = true;
-    else preview.alt = `Preview of picture ${item.id} (shown only on this device)`;
+    // (its alt text is set below with the other texts, in the page's language)
     const text = document.createElement("div");
     const remove = document.createElement("button");
     remove.type = "button";
     remove.className = "secondary";
-    remove.textContent = "Remove";
-    remove.setAttribute("aria-label", `Remove item ${item.id}`);
     remove.addEventListener("click", () => {
+      clearError();
       item.removed = true;
       item.stop.abort(); // a video stops being read at the next frame
       items.splice(items.indexOf(item), 1);
@@ -113,23 +117,34 @@ function render(item) {
   if (item.frames) li.dataset.vpdq = JSON.stringify(item.frames); // codes too, for the tests
   if (item.note) li.dataset.note = item.note;
   li.dataset.state = item.error ? "error" : item.hashes.length ? "ready" : "working";
+  const remove = li.children[2];
+  remove.textContent = t("portal.item.remove");
+  remove.setAttribute("aria-label", t("portal.item.remove_n", { n: item.id }));
+  if (item.kind !== "video") li.children[0].alt = t("portal.item.preview", { n: item.id });
   const text = li.children[1];
   text.textContent = "";
   const label = document.createElement("div");
-  label.textContent = `${item.kind === "video" ? "Video" : "Picture"} ${item.id}: ${item.state}`;
+  const [stateKey, stateParams] = item.state;
+  label.textContent = t(item.kind === "video" ? "portal.item.video" : "portal.item.picture", {
+    n: item.id,
+    state: t(stateKey, stateParams),
+  });
   if (item.error) label.className = "bad";
   text.append(label);
   if (item.progress && !item.hashes.length && !item.error) {
-    const [done, total, what] = item.progress;
+    const [done, total, [whatKey, whatParams]] = item.progress;
     const bar = document.createElement("progress");
     bar.max = total;
     bar.value = done;
-    bar.setAttribute("aria-label", `Video ${item.id}: ${what}`);
+    bar.setAttribute(
+      "aria-label",
+      t("portal.item.video", { n: item.id, state: t(whatKey, whatParams) }),
+    );
     text.append(bar);
   }
   for (const h of item.hashes) {
     const code = document.createElement("code");
-    const value = h.frames ? `${h.frames.length} frames` : h.value;
+    const value = h.frames ? t("portal.item.frames", { n: h.frames.length }) : h.value;
     code.textContent = `${h.signal} ${value}`;
     code.dataset.signal = h.signal;
     code.dataset.value = value;
@@ -146,17 +161,30 @@ function update() {
   const busy = items.some((i) => !i.error && !i.hashes.length);
   const n = ready().length;
   $("submit").disabled = busy || n === 0 || !$("adult").checked || !$("consent").checked;
-  $("submit-status").textContent = busy
-    ? "Working out the codes on this device…"
-    : n
-      ? `${n} item${n === 1 ? "" : "s"} ready. Only the codes will be sent.`
-      : "";
+  if (busy) say($("submit-status"), "portal.status.working");
+  else if (n) say($("submit-status"), "portal.status.ready", { n });
+  else if (!created) say($("submit-status"), null);
+}
+
+let created = false;
+
+/** Show a submit failure until the person acts: update() never touches this element. */
+function showError(element, message) {
+  const [key, params] = message;
+  say(element, key, params);
+  element.hidden = false;
+}
+
+function clearError() {
+  const box = $("submit-error");
+  say(box, null);
+  box.hidden = true;
 }
 
 async function addFiles(files) {
   for (const file of files) {
     const kind = file.type.startsWith("video/") ? "video" : "image";
-    const item = { id: nextId++, kind, state: "working out the code…", hashes: [], error: false };
+    const item = { id: nextId++, kind, state: ["portal.item.working"], hashes: [], error: false };
     item.stop = new AbortController();
     item.url = URL.createObjectURL(file);
     items.push(item);
@@ -166,40 +194,55 @@ async function addFiles(files) {
       if (kind === "video") {
         const result = await hashVideo(file, (done, total, what) => {
           item.progress = [done, total, what];
-          item.state = `working out the codes on this device: ${what}…`;
+          item.state = ["portal.item.working_video", { what: t(what[0], what[1]) }];
           render(item);
         }, item.stop.signal);
         item.hashes = result.hashes;
         item.frames = result.frames;
         item.note = result.note;
-        item.state = VIDEO_STATES[result.note];
+        item.state = [VIDEO_STATES[result.note]];
       } else {
         const result = await hashImage(file);
         item.hashes = result.hashes;
         item.pdq = result.pdq;
         item.quality = result.quality;
-        item.state = result.plain
-          ? "code ready (this picture is very plain: only exact copies can be matched)"
-          : "code ready";
+        item.state = [result.plain ? "portal.item.plain" : "portal.item.ready"];
       }
     } catch (err) {
       item.error = true;
-      item.state = "this browser cannot open this file, so it was left out";
+      item.state = ["portal.item.unreadable"];
     }
     render(item);
     update();
   }
 }
 
+/** A failed request: `kind` offline (never reached the server) or refused (an HTTP error). */
+class RequestFailed extends Error {
+  constructor(kind, status = 0, data = null, retryAfter = null) {
+    super(data && data.message ? data.message : `HTTP ${status}`);
+    this.kind = kind;
+    this.status = status;
+    this.code = data && data.code ? data.code : "";
+    this.detail = data && data.detail ? data.detail : null;
+    this.retryAfter = retryAfter;
+  }
+}
+
 async function post(path, body) {
-  const response = await fetch(path, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-    credentials: "omit",
-    cache: "no-store",
-    referrerPolicy: "no-referrer",
-  });
+  let response;
+  try {
+    response = await fetch(path, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+      referrerPolicy: "no-referrer",
+    });
+  } catch {
+    throw new RequestFailed("offline"); // no answer at all: offline, or the server is down
+  }
   let data = null;
   try {
     data = await response.json();
@@ -207,33 +250,113 @@ async function post(path, body) {
     data = null;
   }
   if (!response.ok) {
-    const message = data && data.message ? data.message : `the server answered ${response.status}`;
-    throw new Error(message);
+    const header = Number.parseInt(response.headers.get("Retry-After") || "", 10);
+    const wait = Number.isFinite(header)
+      ? header
+      : data && data.detail && Number.isFinite(data.detail.retry_after)
+        ? data.detail.retry_after
+        : null;
+    throw new RequestFailed("refused", response.status, data, wait);
   }
   return data;
+}
+
+/** What happened, what to do and how long, as a catalogue key and its values. */
+function explain(err, action) {
+  const waitParams = (fallback) => {
+    const seconds = err.retryAfter ?? fallback;
+    return { wait: duration(seconds), time: clockIn(seconds) };
+  };
+  if (!(err instanceof RequestFailed) || err.kind === "offline") {
+    return [`portal.error.offline.${action}`];
+  }
+  if (err.code === "case.locked") return ["portal.error.locked", waitParams(900)];
+  if (err.status === 429) return [`portal.error.rate_limited.${action}`, waitParams(3600)];
+  if (err.status === 503) return ["portal.error.busy", waitParams(30)];
+  if (err.code === "case.bad_credentials") return ["portal.error.bad_credentials"];
+  if (err.code === "case.not_adult") return ["portal.error.not_adult"];
+  if (err.code === "case.too_many_hashes") {
+    return ["portal.error.too_many", { n: err.detail && err.detail.limit ? err.detail.limit : 0 }];
+  }
+  if (err.code === "case.bad_hash" || err.code === "case.low_quality") {
+    const index = err.detail && Number.isInteger(err.detail.index) ? err.detail.index + 1 : 0;
+    return index ? ["portal.error.bad_item", { n: index }] : ["portal.error.invalid"];
+  }
+  if (err.status === 413) return ["portal.error.too_big"];
+  if (err.status >= 400 && err.status < 500) return ["portal.error.invalid"];
+  return ["portal.error.server", { status: err.status }];
 }
 
 async function submitCase(event) {
   event.preventDefault();
   if ($("submit").disabled) return;
+  clearError();
   const hashes = ready().flatMap((i) => i.hashes);
   $("submit").disabled = true;
-  $("submit-status").textContent = "Sending the codes…";
+  say($("submit-status"), "portal.status.sending");
   try {
-    const created = await post("/portal/api/cases", { hashes, adult: $("adult").checked });
-    $("case-number").textContent = created.case_number;
-    $("case-pin").textContent = created.pin;
-    $("case-count").textContent = String(created.hashes);
+    const answer = await post("/portal/api/cases", { hashes, adult: $("adult").checked });
+    $("case-number").textContent = answer.case_number;
+    $("case-pin").textContent = answer.pin;
+    $("case-count").textContent = String(answer.hashes);
     $("created").hidden = false;
     $("created").focus();
-    $("submit-status").textContent = "Your case is created. Write down the number and PIN.";
+    created = true;
+    say($("submit-status"), "portal.status.created");
     for (const item of items.splice(0)) URL.revokeObjectURL(item.url);
     $("items").textContent = "";
+    update();
   } catch (err) {
-    update(); // the button again; then the reason, which update() would overwrite
-    $("submit-status").textContent = `Not sent: ${err.message}`;
+    update(); // the button again, and "N items ready": the codes are still here
+    showError($("submit-error"), explain(err, "submit"));
   }
 }
+
+// -- keeping the case number and PIN -------------------------------------------------------
+
+function keepText() {
+  return t("portal.keep.text", {
+    number: $("case-number").textContent,
+    pin: $("case-pin").textContent,
+    page: `${window.location.origin}/portal`,
+  });
+}
+
+async function copyCodes() {
+  const text = keepText();
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // No clipboard permission (an older browser, an http page): select a copy and copy that.
+    const area = Object.assign(document.createElement("textarea"), { value: text });
+    document.body.append(area);
+    area.select();
+    const copied = document.execCommand("copy");
+    area.remove();
+    if (!copied) {
+      say($("keep-status"), "portal.keep.copy_failed");
+      return;
+    }
+  }
+  say($("keep-status"), "portal.keep.copied");
+}
+
+function downloadCodes() {
+  // Made here, in this tab: a blob: URL, never a request to the server.
+  const blob = new Blob([keepText()], { type: "text/plain;charset=utf-8" });
+  const url = URL.createObjectURL(blob);
+  const link = Object.assign(document.createElement("a"), {
+    href: url,
+    download: `case-${$("case-number").textContent}.txt`,
+  });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  say($("keep-status"), "portal.keep.saved");
+}
+
+// -- checking and withdrawing ---------------------------------------------------------------
 
 function credentials() {
   return { case_number: $("manage-number").value.trim(), pin: $("manage-pin").value.trim() };
@@ -241,43 +364,67 @@ function credentials() {
 
 function describe(status) {
   if (status.status === "withdrawn") {
-    return `Case ${status.case_number} is withdrawn: its ${status.hashes} codes are no longer used.`;
+    return ["portal.case.withdrawn", { number: status.case_number, n: status.hashes }];
   }
   const matched = status.matched
-    ? `They matched uploads ${status.matches} time${status.matches === 1 ? "" : "s"}.`
-    : "No matches so far.";
-  return `Case ${status.case_number} is active with ${status.hashes} codes. ${matched}`;
+    ? t("portal.case.matched", { n: status.matches })
+    : t("portal.case.no_matches");
+  return ["portal.case.active", { number: status.case_number, n: status.hashes, matched }];
 }
 
 async function manage(action) {
   const body = credentials();
+  const out = $("manage-status");
+  out.classList.remove("bad");
   if (!body.case_number || !body.pin) {
-    $("manage-status").textContent = "Enter the case number and the PIN.";
+    say(out, "portal.manage.enter_both");
     return;
   }
-  if (action === "withdraw" && !window.confirm("Withdraw this case? Its codes stop being used.")) {
+  if (action === "withdraw" && !window.confirm(t("portal.manage.confirm"))) {
     return;
   }
-  $("manage-status").textContent = "Checking…";
+  say(out, "portal.manage.checking");
   try {
     const status = await post(`/portal/api/cases/${action}`, body);
-    $("manage-status").textContent = describe(status);
+    const [key, params] = describe(status);
+    say(out, key, params);
   } catch (err) {
-    $("manage-status").textContent = err.message;
+    const [key, params] = explain(err, "manage");
+    say(out, key, params);
+    out.classList.add("bad");
   }
 }
 
 $("files").addEventListener("change", (event) => {
   const files = Array.from(event.target.files || []);
   event.target.value = ""; // the same file may be chosen again after removing it
+  clearError();
   addFiles(files);
 });
-$("adult").addEventListener("change", update);
-$("consent").addEventListener("change", update);
+for (const box of ["adult", "consent"]) {
+  $(box).addEventListener("change", () => {
+    clearError();
+    update();
+  });
+}
 $("case-form").addEventListener("submit", submitCase);
 $("manage-form").addEventListener("submit", (event) => {
   event.preventDefault();
   manage("status");
 });
 $("withdraw").addEventListener("click", () => manage("withdraw"));
+$("copy").addEventListener("click", copyCodes);
+$("print").addEventListener("click", () => window.print());
+$("download").addEventListener("click", downloadCodes);
+document.addEventListener("languagechange", () => {
+  for (const item of items) render(item);
+});
+
+try {
+  await startI18n($("language-box"));
+  await showHelplines($("helpline-box"));
+} catch (err) {
+  // The English page still works without its catalogue; say why in the console only.
+  console.warn("translations unavailable:", err);
+}
 document.documentElement.dataset.portalReady = "1";

@@ -80,6 +80,7 @@ const state = {
   previewUrls: [],
   revealed: false,
   pendingOutcome: null,
+  platform: "this platform", // the platform's name, from the session
 };
 
 function toLogin() {
@@ -404,10 +405,8 @@ function scanEvidence(item, body) {
   const reasons = section("Reasons");
   if (scan.reasons.length) {
     const ul = el("ul");
-    for (const r of scan.reasons) {
-      const value = typeof r.value === "object" ? JSON.stringify(r.value) : r.value;
-      ul.append(el("li", `${r.rule}: ${r.signal} = ${value}`));
-    }
+    // The server puts each reason in words (r.text); the raw value is never shown as JSON.
+    for (const r of scan.reasons) ul.append(el("li", r.text || `${r.rule}: ${r.signal}`));
     reasons.append(ul);
   } else {
     reasons.append(el("p", "The policy gave no reasons."));
@@ -505,7 +504,7 @@ function takedownEvidence(item, body) {
         ["As given", "Content id", "Kind", "Scanned", "State"],
         items.map((i) => [
           i.ref,
-          i.content_id || "(not on this platform?)",
+          i.content_id || `(not on ${state.platform})`,
           (item.content_kinds || {})[i.content_id] || "",
           i.scan_id ? "yes" : "no",
           i.state,
@@ -566,10 +565,22 @@ function showDecided(item) {
   }
 }
 
+// What the note is for: only a takedown rejection's reason goes to a requester.
+const NOTE_HINTS = {
+  takedown: "(why you decided so; a rejection's reason is sent to the requester)",
+  scan: "(why you decided so; kept with the decision)",
+  appeal: "(why you decided so; kept with the decision)",
+};
+
 function showActions(item) {
   const form = $("decision");
   const open = item.state === "open";
-  form.classList.toggle("hidden", !open);
+  // An appeal against this reviewer's own removal: no outcome offered, and why.
+  const blocked = $("decision-blocked");
+  blocked.textContent = open && item.not_yours ? item.not_yours : "";
+  blocked.classList.toggle("hidden", !(open && item.not_yours));
+  form.classList.toggle("hidden", !open || !item.outcomes.length);
+  $("note-hint").textContent = NOTE_HINTS[item.kind] || "";
   for (const b of document.querySelectorAll("button.act")) {
     b.classList.toggle("hidden", !item.outcomes.includes(b.dataset.outcome));
     b.disabled = !open;
@@ -592,6 +603,8 @@ async function loadPreviews(item, reveal) {
   const area = $("preview-area");
   area.classList.remove("hidden");
   const revealButton = $("reveal");
+  // Enabled only once a preview is on the page: there is nothing to reveal before.
+  revealButton.disabled = true;
   const message = $("preview-message");
   const ids = item.content_ids || [];
   if (!ids.length) {
@@ -650,6 +663,7 @@ async function loadPreviews(item, reveal) {
       const url = URL.createObjectURL(await r.blob());
       state.previewUrls.push(url);
       figures[n].img.src = url;
+      if (!reveal) revealButton.disabled = false;
     }),
   );
   if (ids.length > shown.length) message.textContent = `${ids.length - shown.length} more not shown.`;
@@ -689,7 +703,7 @@ function renderItem(item) {
 
 function reveal() {
   const item = state.current;
-  if (!item || state.revealed || !item.previews || !(item.content_ids || []).length) return;
+  if (!item || state.revealed || $("reveal").disabled) return;
   loadPreviews(item, true);
   say("Preview revealed. This is recorded.", "warn");
 }
@@ -781,6 +795,7 @@ async function queuePage() {
   const session = await r.json();
   state.csrf = session.csrf;
   state.name = session.name;
+  state.platform = session.platform_name || "this platform";
   $("who").textContent = `Signed in as ${session.name} (${session.role})`;
 
   document.addEventListener("keydown", onKey);

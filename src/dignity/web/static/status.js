@@ -3,17 +3,8 @@
 // deadline, what is missing and the outcome; completes an incomplete request with just the
 // missing fields; or withdraws an open request after confirming.
 
-import { errorText, formatTime, missingList, postJSON } from "./intake.js";
+import { errorMessage, formatTime, missingList, postJSON, say, startI18n, t } from "./intake.js";
 
-const STATE_TEXT = {
-  incomplete:
-    "Your request is not complete yet, so the 48-hour clock has not started. Add what is " +
-    "missing below.",
-  valid: "Your request is valid. A person at the platform is reviewing it.",
-  removed: "The content was removed.",
-  rejected: "We did not remove the content.",
-  withdrawn: "You withdrew this request.",
-};
 const STATE_CLASS = {
   incomplete: "warn",
   valid: "ok",
@@ -21,33 +12,17 @@ const STATE_CLASS = {
   rejected: "error",
   withdrawn: "hint",
 };
-const ITEM_TEXT = {
-  pending: "waiting for review",
-  removed: "removed",
-  kept: "not removed",
-  not_found: "not found",
-};
-// How each field is asked for when it is missing.
+const ITEM_STATES = ["pending", "removed", "kept", "not_found", "invalid"];
+// How each field is asked for when it is missing (labels: catalogue keys field.<name>).
 const FIELDS = {
-  requester_name: { label: "Your full name", kind: "text" },
-  requester_contact: { label: "Your email address (or phone number)", kind: "text" },
-  authority_statement: {
-    label: "Your authority to act for the person shown",
-    kind: "textarea",
-  },
-  content: { label: "Links to each picture or video (one per line)", kind: "textarea" },
-  description: { label: "Why it should be taken down", kind: "textarea" },
-  signature_name: { label: "Signature: type your full name", kind: "text" },
-  good_faith: {
-    label:
-      "I believe in good faith that this content was published without the consent of the " +
-      "person shown, and that the information in this request is accurate and complete.",
-    kind: "checkbox",
-  },
-  signature_confirmed: {
-    label: "I confirm that typing my name is my electronic signature.",
-    kind: "checkbox",
-  },
+  requester_name: "text",
+  requester_contact: "text",
+  authority_statement: "textarea",
+  content: "textarea",
+  description: "textarea",
+  signature_name: "text",
+  good_faith: "checkbox",
+  signature_confirmed: "checkbox",
 };
 
 let credentials = null;
@@ -64,10 +39,10 @@ function buildFields(container, missing, current) {
   container.replaceChildren();
   const names = [...new Set(missing.map((m) => m.field))].filter((f) => FIELDS[f]);
   for (const name of names) {
-    const spec = FIELDS[name];
+    const kind = FIELDS[name];
     const id = fieldId(name);
     const value = current ? current[name] : undefined;
-    if (spec.kind === "checkbox") {
+    if (kind === "checkbox") {
       const label = document.createElement("label");
       label.className = "check";
       const input = document.createElement("input");
@@ -75,15 +50,19 @@ function buildFields(container, missing, current) {
       input.id = id;
       input.name = name;
       input.checked = Boolean(value);
-      label.append(input, " " + spec.label);
+      const text = document.createElement("span");
+      text.dataset.i18n = `field.${name}.statement`;
+      text.textContent = t(text.dataset.i18n);
+      label.append(input, " ", text);
       container.append(label);
       continue;
     }
     const label = document.createElement("label");
     label.htmlFor = id;
-    label.textContent = spec.label;
-    const input = document.createElement(spec.kind === "textarea" ? "textarea" : "input");
-    if (spec.kind === "text") input.type = "text";
+    label.dataset.i18n = `field.${name}`;
+    label.textContent = t(label.dataset.i18n);
+    const input = document.createElement(kind === "textarea" ? "textarea" : "input");
+    if (kind === "text") input.type = "text";
     input.id = id;
     input.name = name;
     input.value = Array.isArray(value) ? value.join("\n") : value || "";
@@ -97,7 +76,7 @@ function readFields(names) {
   for (const name of names) {
     const input = $(fieldId(name));
     if (!input) continue;
-    if (FIELDS[name].kind === "checkbox") out[name] = input.checked;
+    if (FIELDS[name] === "checkbox") out[name] = input.checked;
     else if (name === "content")
       out[name] = input.value
         .split(/\r?\n/)
@@ -113,13 +92,13 @@ let shownFields = [];
 function render(data) {
   $("request-ticket").textContent = data.ticket;
   const state = $("request-state");
-  state.textContent = STATE_TEXT[data.state] || data.state;
+  if (STATE_CLASS[data.state]) say(state, `status.state.${data.state}`);
+  else state.textContent = data.state;
   state.className = "state " + (STATE_CLASS[data.state] || "");
   state.dataset.state = data.state;
   $("request-received").textContent = formatTime(data.received_at);
-  $("request-due").textContent = data.due_at
-    ? formatTime(data.due_at)
-    : "The 48-hour clock starts when your request is complete.";
+  if (data.due_at) say($("request-due"), "status.due", { due: formatTime(data.due_at) });
+  else say($("request-due"), "status.due.none");
 
   const items = $("request-items");
   items.replaceChildren();
@@ -128,16 +107,27 @@ function render(data) {
     const ref = document.createElement("span");
     ref.className = "mono";
     ref.textContent = item.ref;
-    li.append(ref, ` — ${ITEM_TEXT[item.state] || item.state}`);
+    const what = document.createElement("span");
+    if (ITEM_STATES.includes(item.state)) say(what, `status.item.${item.state}`);
+    else what.textContent = item.state;
+    li.append(ref, " — ", what);
+    if (item.problem) li.append(` (${item.problem})`); // what to fix in a new request
     items.append(li);
   }
 
   const outcome = $("outcome");
   if (data.outcome) {
-    $("outcome-reason").textContent = data.outcome.reason
-      ? `Reason: ${data.outcome.reason}`
-      : "";
-    $("outcome-contest").textContent = `If you disagree: ${data.outcome.how_to_contest}`;
+    if (data.outcome.reason) {
+      say($("outcome-reason"), "status.reason", { reason: data.outcome.reason });
+    } else {
+      say($("outcome-reason"), null);
+    }
+    // Only a refusal comes with how to contest it (none once the content was removed).
+    if (data.outcome.how_to_contest) {
+      say($("outcome-contest"), "status.contest", { how: data.outcome.how_to_contest });
+    } else {
+      say($("outcome-contest"), null);
+    }
     outcome.classList.remove("hidden");
   } else {
     outcome.classList.add("hidden");
@@ -167,12 +157,13 @@ async function lookup(event) {
   event.preventDefault();
   const form = $("lookup");
   const error = $("lookup-error");
-  error.textContent = "";
+  say(error, null);
   if (!form.reportValidity()) return;
   const attempt = { ticket: $("ticket").value.trim(), access_code: $("access_code").value.trim() };
   const result = await postJSON("/takedown/api/status", attempt);
   if (!result.ok) {
-    error.textContent = errorText(result);
+    const [key, params] = errorMessage(result);
+    say(error, key, params);
     $("request").classList.add("hidden");
     return;
   }
@@ -184,13 +175,14 @@ async function lookup(event) {
 async function complete(event) {
   event.preventDefault();
   const error = $("complete-error");
-  error.textContent = "";
+  say(error, null);
   const result = await postJSON("/takedown/api/complete", {
     ...credentials,
     fields: readFields(shownFields),
   });
   if (!result.ok) {
-    error.textContent = errorText(result);
+    const [key, params] = errorMessage(result);
+    say(error, key, params);
     return;
   }
   render(result.data);
@@ -199,17 +191,18 @@ async function complete(event) {
 
 async function withdraw() {
   const error = $("withdraw-error");
-  error.textContent = "";
+  say(error, null);
   const result = await postJSON("/takedown/api/withdraw", credentials);
   if (!result.ok) {
-    error.textContent = errorText(result);
+    const [key, params] = errorMessage(result);
+    say(error, key, params);
     return;
   }
   render(result.data);
   $("request").focus();
 }
 
-function init() {
+async function init() {
   $("lookup").addEventListener("submit", lookup);
   $("complete").addEventListener("submit", complete);
   $("withdraw").addEventListener("click", () => {
@@ -221,6 +214,12 @@ function init() {
     $("withdraw").focus();
   });
   $("withdraw-yes").addEventListener("click", withdraw);
+  try {
+    await startI18n($("language-box"));
+  } catch (err) {
+    console.warn("translations unavailable:", err); // the English page still works
+  }
+  document.documentElement.dataset.pageReady = "1";
 }
 
 init();
