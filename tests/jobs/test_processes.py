@@ -25,6 +25,7 @@ from tests.jobs.effects import (
     effects,
     env_for,
     fresh_services,
+    image,
     queue_scans,
     wait_for,
 )
@@ -134,3 +135,21 @@ def test_two_workers_and_two_api_processes_run_each_job_and_period_once(
     # And it did run: in the API processes about every period; under Celery only when a worker
     # slot frees up between scans (a tick waits in the queue behind them).
     assert ticks >= (0.3 * periods if engine == "embedded" else 3), (ticks, periods)
+
+
+def test_a_job_submitted_through_the_api_is_run_by_the_serving_process(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    server = LiveServer(settings.data_dir, env=env_for(settings, DIGNITY_JOB_POLL_S="30"))
+    server.start()
+    try:
+        with server.client("platform") as c:
+            started = time.monotonic()
+            r = c.post("/v1/jobs", files={"file": ("a.jpg", image(7), "image/jpeg")})
+            assert r.status_code == 202, r.text
+            job_id = r.json()["id"]
+            # The submit wakes the runner: done long before its 30 s poll would find it.
+            wait_for(lambda: c.get(f"/v1/jobs/{job_id}").json()["state"] == "done", 20, "done")
+            assert time.monotonic() - started < 20
+            assert c.get(f"/v1/jobs/{job_id}").json()["result"]["scan_id"] >= 1
+    finally:
+        server.stop()
