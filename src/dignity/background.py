@@ -118,6 +118,10 @@ class Periodic:
     interval_s: float
     tick: Callable[[], object]
     first_after_s: float | None = None
+    # Shared work (the takedown clock, the purge): with several processes on one database, the
+    # tick runs in a period only where the supervisor's ``claim`` grants it (once per period in
+    # all); per-process work (an index refresh) leaves this False.
+    shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,9 @@ class Supervisor:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     started: bool = False
+    # Grants a shared task its tick for the current period (a database claim, installed by the
+    # composition root); None: every tick runs.
+    claim: Callable[[Periodic], bool] | None = None
 
     # -- declaring -------------------------------------------------------------------------
     def add(self, spec: Periodic | Worker) -> None:
@@ -212,7 +219,22 @@ class Supervisor:
         with self._marked_running(running):
             while not self._stop.wait(wait):
                 wait = spec.interval_s
+                if spec.shared and not self._claimed(spec, beat):
+                    continue
                 _run_recorded(spec.name, spec.tick, beat)
+
+    def _claimed(self, spec: Periodic, beat: Beat) -> bool:
+        """Whether this process runs this period's tick; a claim that fails (the database is
+        away) is recorded like a failed tick and the tick is skipped: running it unclaimed
+        could run it twice."""
+        if self.claim is None:
+            return True
+        try:
+            return self.claim(spec)
+        except Exception as exc:
+            log.exception("claiming a period of %s failed", spec.name)
+            beat.failed(exc)
+            return False
 
     def _worker(self, running: _Running) -> None:
         spec = running.spec

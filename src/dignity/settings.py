@@ -191,6 +191,47 @@ class Settings(BaseSettings):
     max_import_bytes: int = Field(
         default=1024 * 1024 * 1024, gt=0, description="Largest bulk import body, in bytes."
     )
+    # -- background jobs (dignity.worker) ----------------------------------------------
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker (amqp://... for RabbitMQ, redis://...); unset: the embedded "
+        "runner, which reads queued jobs from the database and needs no broker.",
+    )
+    job_concurrency: int = Field(
+        default=2,
+        ge=0,
+        description="Embedded runner threads in each `dignity serve` process (0: serve runs no "
+        "jobs; a `dignity worker` does).",
+    )
+    job_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often an idle embedded runner looks for jobs queued by other processes.",
+    )
+    job_lease_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a job's claim holds without a heartbeat; a job whose worker "
+        "died runs again after this.",
+    )
+    job_recovery_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often the engine re-sends queued jobs the broker lost and settles "
+        "jobs out of attempts.",
+    )
+    job_redispatch_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A queued job sent to the broker and not claimed after this is sent again.",
+    )
+    periodic_queue: str = Field(
+        default="default",
+        min_length=1,
+        max_length=32,
+        description="Celery only: the queue Celery beat sends the periodic ticks to (a worker "
+        "must take jobs from it).",
+    )
     # -- webhook delivery (outbox) -------------------------------------------------------
     outbox_workers: int = Field(
         default=2, ge=0, description="Delivery threads per server process (0: deliver nothing)."

@@ -4,6 +4,7 @@ store (moto's server mode on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from dignity.storage.db import Database, open_database
 from tests.conftest import postgres_schema
 from tests.integration.server import free_port
+from tests.jobs.effects import BROKER, broker_answers, delete_queues
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -46,3 +48,13 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
         yield boto3.client("s3", endpoint_url=endpoint), endpoint
     finally:
         server.stop()
+
+
+@pytest.fixture
+def queue() -> Iterator[str]:
+    """A queue of this test's own, deleted afterwards with any message left in it (a duplicate
+    sent by recovery is skipped by the workers, but must not pile up in a shared broker)."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    yield name
+    if broker_answers(BROKER):
+        delete_queues(BROKER, [name, f"{name}p"])

@@ -26,7 +26,13 @@ def live(
     directory = Path(tmp_path_factory.mktemp("jobs-api"))
     with database_for(str(request.param), directory) as url:
         # Videos over 2 s are too long for a request: the job route is their way in.
-        env = {"DIGNITY_DATABASE_URL": url, "DIGNITY_VIDEO_SYNC_MAX_SECONDS": "2"}
+        # The server runs no jobs itself (DIGNITY_JOB_CONCURRENCY=0): these tests read jobs
+        # while queued and run them with run_here (the engine is tested in test_engine.py).
+        env = {
+            "DIGNITY_DATABASE_URL": url,
+            "DIGNITY_VIDEO_SYNC_MAX_SECONDS": "2",
+            "DIGNITY_JOB_CONCURRENCY": "0",
+        }
         server = LiveServer(directory, env=env)
         server.start()
         yield server

@@ -48,6 +48,7 @@ from dignity.api.schemas import (
 from dignity.decode_pool import DecodePool
 from dignity.services import build_services
 from dignity.settings import Settings
+from dignity.worker import engine as job_engine
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -170,7 +171,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings)
-        services.start()
+        # The background loops and the job engine (the embedded runner, or Celery's dispatcher).
+        job_engine.start(services)
         app.state.services = services
         # Risky image decodes run in worker processes that the time limit can kill.
         pool = DecodePool(

@@ -752,20 +752,26 @@ class CaseService:
         return len(pending)
 
     # -- matches -------------------------------------------------------------------------
-    def record_matches(self, entry_ids: Sequence[int]) -> int:
-        """Count a match for each active case hash behind ``entry_ids``; returns rows touched."""
+    def record_matches(self, entry_ids: Sequence[int], *, session: Session | None = None) -> int:
+        """Count a match for each active case hash behind ``entry_ids``; returns rows touched.
+        In ``session`` when given (a queued scan's: counted once, with the job's end)."""
         ids = sorted(set(entry_ids))
         if not ids:
             return 0
-        touched = 0
+        if session is not None:
+            return self._count_matches(session, ids)
         with self.db.session() as s:
-            for i in range(0, len(ids), _CHUNK):
-                result = s.execute(
-                    update(CaseHash)
-                    .where(CaseHash.entry_id.in_(ids[i : i + _CHUNK]), CaseHash.status == "active")
-                    .values(matches=CaseHash.matches + 1)
-                )
-                touched += int(getattr(result, "rowcount", 0) or 0)
+            return self._count_matches(s, ids)
+
+    def _count_matches(self, s: Session, ids: Sequence[int]) -> int:
+        touched = 0
+        for i in range(0, len(ids), _CHUNK):
+            result = s.execute(
+                update(CaseHash)
+                .where(CaseHash.entry_id.in_(ids[i : i + _CHUNK]), CaseHash.status == "active")
+                .values(matches=CaseHash.matches + 1)
+            )
+            touched += int(getattr(result, "rowcount", 0) or 0)
         return touched
 
     # -- staff views ---------------------------------------------------------------------

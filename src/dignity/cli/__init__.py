@@ -30,6 +30,7 @@ from dignity.cli import (  # noqa: F401
     source,
     statement,
     takedown,
+    worker,
 )
 from dignity.cli.app import EXIT_CODES, cli
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -88,3 +89,16 @@ class JobMedia(Base):
     )
     filename: Mapped[str | None] = mapped_column(String(255), nullable=True)
     data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class PeriodClaim(Base):
+    """Which process runs a shared periodic task's tick in one period: the first to insert the
+    row (task, period number) runs it; any other process, API or worker, skips that period."""
+
+    __tablename__ = "period_claims"
+
+    task: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # floor(epoch seconds / the task's interval): the same number on every machine.
+    period: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    owner: Mapped[str] = mapped_column(String(128), nullable=False)
+    claimed_at: Mapped[float] = mapped_column(Float, nullable=False)

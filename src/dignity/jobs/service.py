@@ -85,6 +85,8 @@ class JobInfo:
     started_at: datetime | None
     finished_at: datetime | None
     lease_owner: str | None = field(default=None, repr=False)
+    # When the job was last sent to the broker (epoch seconds; None: never): recovery's input.
+    dispatched_at: float | None = field(default=None, repr=False)
 
     @property
     def final(self) -> bool:
@@ -145,6 +147,7 @@ def _info(job: Job) -> JobInfo:
         started_at=job.started_at,
         finished_at=job.finished_at,
         lease_owner=job.lease_owner,
+        dispatched_at=job.dispatched_at,
     )
 
 

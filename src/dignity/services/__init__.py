@@ -13,11 +13,15 @@ an explicit, ordered list of recorders (:mod:`dignity.services.recorders`). Depe
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from dignity.actions.delivery import DeliveryConfig, DeliveryWorker
 from dignity.actions.outbox import OutboxService
@@ -27,6 +31,7 @@ from dignity.background import Periodic, Supervisor
 from dignity.cases.service import CaseService
 from dignity.derivatives.service import SourceIndex, SourceService
 from dignity.exchanges.service import ExchangeService
+from dignity.jobs.periods import claim_period
 from dignity.jobs.service import JobInfo, JobService
 from dignity.keys import KeyInfo, KeyService
 from dignity.matching.banks import BankService
@@ -55,7 +60,16 @@ log = logging.getLogger("dignity.services")
 SCAN_LOG_PURGE_S = 24 * 3600.0
 
 # Background tasks a serving process runs (names as /readyz and /metrics report them).
-SERVER_TASKS = ("index-refresh", "source-refresh", "takedown-clock", "scan-log-purge", "outbox")
+SERVER_TASKS = (
+    "index-refresh",
+    "source-refresh",
+    "takedown-clock",
+    "scan-log-purge",
+    "exchange-fetch",
+    "outbox",
+)
+# How often the exchange-fetch tick looks for exchanges due (each has its own interval).
+EXCHANGE_TICK_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +97,8 @@ class Services:
         self.settings = settings
         self.profile = profile
         self._db = db
-        self.supervisor = Supervisor()
+        # Shared loops tick once per period across every process on the database.
+        self.supervisor = Supervisor(claim=self.claim_period)
         # A cap on CPU-heavy work (decodes) per process, shared by every face in it.
         self.slots = Slots(settings.max_concurrency)
         # Lookups by hash have their own: they never wait behind a decode.
@@ -178,7 +193,7 @@ class Services:
 
     @cached_property
     def jobs(self) -> JobService:
-        return JobService(self.db)
+        return JobService(self.db, lease_s=self.settings.job_lease_s)
 
     def submit_job(
         self, kind: str, payload: Mapping[str, Any], **options: Any
@@ -214,14 +229,26 @@ class Services:
         *,
         content_id: str | None = None,
         uploader: str | None = None,
+        job_id: str | None = None,
+        session: Session | None = None,
     ) -> int:
         """Write the scan log row, then run every recorder; returns the scan's id. Runs before
         the platform gets its answer: a failed write fails the scan (503) and the platform
-        retries, so a scan that was answered is always recorded."""
-        scan_id = self.scan_log.record(result, key, content_id=content_id, uploader=uploader)
+        retries, so a scan that was answered is always recorded.
+
+        A queued scan passes its ``job_id`` and the session that ends the job: the row, its
+        review item, the event and the case counters then commit with the job's end, and a job
+        whose scan is on record already (run again after a worker died) adds nothing."""
+        if job_id is not None and session is not None:
+            found = self.scan_log.job_scan(session, job_id)
+            if found is not None:
+                return found
+        scan_id = self.scan_log.record(
+            result, key, content_id=content_id, uploader=uploader, job_id=job_id, session=session
+        )
         recorded = RecordedScan(result, key, scan_id)
         for recorder in self.recorders:
-            recorder.record(recorded)
+            recorder.record(recorded, session)
         return scan_id
 
     # -- keeping current -----------------------------------------------------------------------
@@ -242,15 +269,28 @@ class Services:
             Periodic("index-refresh", s.index_refresh_s, self.refresh_index),
             Periodic("source-refresh", s.index_refresh_s, self.refresh_sources),
             # Escalates takedown requests near their deadline.
-            Periodic("takedown-clock", s.takedown_check_s, self.takedowns.escalate),
+            Periodic("takedown-clock", s.takedown_check_s, self.takedowns.escalate, shared=True),
             Periodic(
                 "scan-log-purge",
                 SCAN_LOG_PURGE_S,
                 self.scan_log.purge,
                 # Soon after start too: a process restarted daily would otherwise never purge.
                 first_after_s=s.takedown_check_s,
+                shared=True,
+            ),
+            # What `dignity exchange run` does, one pass over the exchanges due.
+            Periodic(
+                "exchange-fetch",
+                min(EXCHANGE_TICK_S, s.exchange_interval_s),
+                lambda: list(self.exchanges.run_due()),
+                shared=True,
             ),
         ]
+
+    def claim_period(self, task: Periodic) -> bool:
+        """Whether this process runs ``task``'s tick in the current period (the first process
+        to claim it on the database does; the others skip it)."""
+        return claim_period(self.db, task.name, task.interval_s, _process_name())
 
     def start(self, *, background: Iterable[str] | None = SERVER_TASKS) -> None:
         """Ready a long-running process: load the index and source photos, warm the plug-ins,
@@ -281,6 +321,10 @@ class Services:
             self._db.close()
 
 
+def _process_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def build_services(settings: Settings, *, profile: Profile = SERVER) -> Services:
     """Services for a long-running process, with the parts that can refuse to start (the
     policy file, the plug-ins, the database) built now, so a mistake stops the process at start
@@ -301,4 +345,4 @@ def build_services(settings: Settings, *, profile: Profile = SERVER) -> Services
     return services
 
 
-__all__ = ["CLI", "SERVER", "WORKER", "Profile", "Services", "build_services"]
+__all__ = ["CLI", "SERVER", "SERVER_TASKS", "WORKER", "Profile", "Services", "build_services"]

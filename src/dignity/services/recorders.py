@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from dignity.actions.outbox import emit_event, subscribers
 from dignity.cases.service import CaseService
@@ -35,11 +36,13 @@ class RecordedScan:
 
 
 class ScanRecorder(Protocol):
-    """A side effect of every scan, run in a declared order after the scan log's write."""
+    """A side effect of every scan, run in a declared order after the scan log's write. With a
+    ``session`` (a queued scan) it writes in that transaction, so the job's end, its scan log
+    row and these effects commit together, once."""
 
     name: str
 
-    def record(self, scan: RecordedScan) -> None: ...
+    def record(self, scan: RecordedScan, session: Session | None = None) -> None: ...
 
 
 def scan_payload(
@@ -92,9 +95,17 @@ class MatchEventRecorder:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def record(self, scan: RecordedScan) -> None:
+    def record(self, scan: RecordedScan, session: Session | None = None) -> None:
         result = scan.result
-        record_scan(self.db, result.analysis.hashes, result.outcome, result.decision, scan.key)
+        if session is None:
+            record_scan(self.db, result.analysis.hashes, result.outcome, result.decision, scan.key)
+        elif result.outcome.matches and subscribers(session, "scan.match"):
+            hashes = result.analysis.hashes
+            emit_event(
+                session,
+                "scan.match",
+                scan_payload(hashes, result.outcome, result.decision, scan.key),
+            )
 
 
 class CaseMatchRecorder:
@@ -105,7 +116,7 @@ class CaseMatchRecorder:
     def __init__(self, cases: CaseService) -> None:
         self.cases = cases
 
-    def record(self, scan: RecordedScan) -> None:
+    def record(self, scan: RecordedScan, session: Session | None = None) -> None:
         ids = [m.entry_id for m in scan.result.outcome.matches]
         if ids:
-            self.cases.record_matches(ids)
+            self.cases.record_matches(ids, session=session)

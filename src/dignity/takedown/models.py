@@ -52,6 +52,7 @@ class ScanRecord(Base):
         Index("ix_scan_log_md5", "md5"),
         Index("ix_scan_log_content_id", "content_id"),
         Index("ix_scan_log_created_at", "created_at"),
+        Index("ux_scan_log_job_id", "job_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -71,6 +72,9 @@ class ScanRecord(Base):
     # JSON: {"matches": [...], "signals": {compact}, "decision": {...}} for the evidence panel.
     detail: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
     removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The queued scan job that wrote the row (None for /v1/scan): unique, so a job retried after
+    # its worker died mid-write can never log its scan twice.
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class ScanRegion(Base):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -454,8 +455,14 @@ class ScanLog:
         *,
         content_id: str | None = None,
         uploader: str | None = None,
+        job_id: str | None = None,
+        session: Session | None = None,
     ) -> int:
         """Write one scan (and its review item when the decision is ``review``); return its id.
+
+        A queued scan passes its ``job_id`` (the row already written for that job is returned
+        instead of a second one) and the job's ``session``, so the row commits with the job's
+        end or not at all.
 
         Raises ``storage.unavailable`` when the write fails, so the scan fails and the platform
         retries: a scan that was answered is always in the log."""
@@ -481,6 +488,8 @@ class ScanLog:
             video=VideoFrames.from_vpdq(video) if video is not None else None,
             regions=hashes.regions if video is None else (),
             pdq_dihedral=other_orientations(hashes.pdq) if video is None else None,
+            job_id=job_id,
+            session=session,
         )
 
     def record_hashes(
@@ -560,9 +569,16 @@ class ScanLog:
         video: VideoFrames | None = None,
         regions: Sequence[RegionHash] = (),
         pdq_dihedral: bytes | None = None,
+        job_id: str | None = None,
+        session: Session | None = None,
     ) -> int:
+        if job_id is not None and session is not None:
+            found = self.job_scan(session, job_id)
+            if found is not None:
+                return found
         now = self.clock.now()
         values = {
+            "job_id": job_id,
             "created_at": now,
             "key_id": key_id,
             "content_id": content_id,
@@ -575,8 +591,10 @@ class ScanLog:
             "decision": action[:16],
             "detail": detail,
         }
+        # A queued scan writes in the transaction that ends its job; /v1/scan in its own.
+        own = self.db.session() if session is None else nullcontext(session)
         try:
-            with self.db.session() as s:
+            with own as s:
                 scan_id = int(
                     s.execute(
                         insert(ScanRecord).values(**values).returning(ScanRecord.id)
@@ -633,6 +651,12 @@ class ScanLog:
             raise StorageError(
                 f"could not record the scan: {exc.__class__.__name__}", code="storage.unavailable"
             ) from exc
+
+    @staticmethod
+    def job_scan(s: Session, job_id: str) -> int | None:
+        """The id of the scan a queued job logged, if it did."""
+        found = s.scalar(select(ScanRecord.id).where(ScanRecord.job_id == job_id))
+        return int(found) if found is not None else None
 
     @staticmethod
     def _open_scan_item(s: Session, content_id: str) -> int | None:

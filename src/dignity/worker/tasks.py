@@ -14,9 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
 
 from dignity.errors import DignityError, StorageError, Unavailable, UpstreamFailed
 from dignity.jobs.service import JobInfo, JobService
@@ -40,6 +44,14 @@ class JobContext:
         self.jobs = jobs
         self.job = job
         self.worker = worker
+        self.finish_work: FinishWork | None = None
+
+    def on_finish(self, work: FinishWork) -> None:
+        """Have ``work(session, result)`` run in the transaction that ends the job ``done``: a
+        body whose effect must be recorded exactly once writes it there (and may add to the
+        result, e.g. the id of the row it wrote). A worker killed before that commit leaves no
+        effect; the job runs again and records it then."""
+        self.finish_work = work
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -62,13 +74,16 @@ class JobContext:
     ) -> JobInfo:
         """Fan out: queue a job whose parent is this one (cancelled with it). With a dedupe key,
         a rerun of this body finds the child it queued before instead of queueing another."""
-        job, _new = self.jobs.submit(
+        job, new = self.jobs.submit(
             kind, payload, parent_id=self.job.id, dedupe_key=dedupe_key, queue=self.job.queue
         )
+        if new:
+            self.services.dispatch_jobs([job.id])
         return job
 
 
 TaskBody = Callable[[JobContext], dict[str, Any]]
+FinishWork = Callable[[Session, dict[str, Any]], None]
 TASKS: dict[str, TaskBody] = {}
 
 
@@ -99,6 +114,29 @@ def run_job(services: Services, jobs: JobService, job_id: str, worker: str) -> s
     return run_claimed(services, jobs, job, worker)
 
 
+@contextmanager
+def _lease_kept(jobs: JobService, job_id: str, worker: str) -> Iterator[None]:
+    """Renew the job's lease while its body runs, so a body that reports no progress (one long
+    video) is not taken over by another worker while this one is alive; a dead worker's lease
+    still expires on time."""
+    stop = threading.Event()
+
+    def keep() -> None:
+        while not stop.wait(jobs.lease_s / 3):
+            try:
+                if not jobs.heartbeat(job_id, worker):
+                    return  # cancelled or taken over: the body learns at its next progress
+            except Exception:
+                log.warning("could not renew the lease of job %s", job_id)
+
+    keeper = threading.Thread(target=keep, name=f"lease-{job_id[:8]}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
 def run_claimed(services: Services, jobs: JobService, job: JobInfo, worker: str) -> str:
     body = TASKS.get(job.kind)
     if body is None:
@@ -106,7 +144,8 @@ def run_claimed(services: Services, jobs: JobService, job: JobInfo, worker: str)
         return "failed"
     ctx = JobContext(services, jobs, job, worker)
     try:
-        result = body(ctx)
+        with _lease_kept(jobs, job.id, worker):
+            result = body(ctx)
     except JobCancelled:
         jobs.stop_cancelled(job.id, worker)
         return "cancelled"
@@ -120,9 +159,21 @@ def run_claimed(services: Services, jobs: JobService, job: JobInfo, worker: str)
             job.id, worker, code="job.error", message=f"{type(exc).__name__}", retry=True
         )
         return ended.state if ended is not None else "lost"
-    if jobs.finish(job.id, worker, result):
-        return "done"
-    return "lost"
+    work = ctx.finish_work
+    try:
+        finished = jobs.finish(
+            job.id,
+            worker,
+            result,
+            session_work=(lambda s: work(s, result)) if work is not None else None,
+        )
+    except Exception as exc:
+        # The effect's transaction failed (a database blip): nothing of it was kept.
+        log.exception("job %s (%s) could not record its end", job.id, job.kind)
+        code = exc.code if isinstance(exc, DignityError) else "job.error"
+        ended = jobs.fail(job.id, worker, code=code, message=type(exc).__name__, retry=True)
+        return ended.state if ended is not None else "lost"
+    return "done" if finished else "lost"
 
 
 @task("scan")
@@ -156,10 +207,22 @@ def scan_task(ctx: JobContext) -> dict[str, Any]:
     if ctx.job.key_id is not None:
         # The key may have been revoked since: the scan is still recorded under its id.
         key = next((k for k in services.keys.list() if k.id == ctx.job.key_id), None)
-    scan_id = services.record_scan(
-        result, key, content_id=payload.get("content_id"), uploader=payload.get("uploader")
-    )
-    return {**result.to_dict(), "scan_id": scan_id}
+    job_id = ctx.job.id
+
+    def record(s: Session, out: dict[str, Any]) -> None:
+        # In the job's own end: the scan log row, its review item, the scan.match event and
+        # the case counters commit with ``done``, or not at all.
+        out["scan_id"] = services.record_scan(
+            result,
+            key,
+            content_id=payload.get("content_id"),
+            uploader=payload.get("uploader"),
+            job_id=job_id,
+            session=s,
+        )
+
+    ctx.on_finish(record)
+    return result.to_dict()
 
 
 # The bodies of the backfill and retro-matching jobs register themselves on import (last: they
