@@ -46,7 +46,7 @@ from dignity.api.schemas import (
 )
 from dignity.decode_pool import DecodePool
 from dignity.services import build_services
-from dignity.settings import Settings
+from dignity.settings import Settings, load_settings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -164,7 +164,7 @@ class _TooLarge(Exception):
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
