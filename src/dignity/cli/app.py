@@ -11,6 +11,7 @@ import getpass
 import json
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
@@ -26,6 +27,7 @@ from dignity.matching.engine import MatchEngine
 from dignity.services import CLI, Services
 from dignity.settings import Settings, load_settings
 from dignity.storage.db import Database
+from dignity.storage.types import utc
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -101,9 +103,18 @@ def console(*, stderr: bool = False) -> Console:
     return out
 
 
+def _json_default(value: Any) -> Any:
+    """A time as ISO 8601 with its zone (UTC; a naive one is UTC), as the API writes times;
+    anything else as its text. ``str(datetime)`` would drop the ``T`` and, for a naive time,
+    the zone."""
+    if isinstance(value, datetime):
+        return utc(value).isoformat()
+    return str(value)
+
+
 def emit(obj: Any) -> None:
     """One JSON object per line on stdout, flushed so pipelines see results as they come."""
-    sys.stdout.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
+    sys.stdout.write(json.dumps(obj, separators=(",", ":"), default=_json_default) + "\n")
     sys.stdout.flush()
 
 

@@ -328,7 +328,9 @@ def withdraw(ctx: Context, name: str, refs: tuple[str, ...]) -> None:
     """Withdraw entries (by entry id or hash value) from bank NAME; they stop matching."""
     from dignity.api.schemas import WithdrawOut
 
-    n = ctx.banks.withdraw(name, [int(r) if r.isdigit() else r for r in refs])
+    # An entry id has at most 19 digits (64-bit); a hash is longer, even when all its hex
+    # digits happen to be decimal ones.
+    n = ctx.banks.withdraw(name, [int(r) if r.isdigit() and len(r) <= 19 else r for r in refs])
     emit(WithdrawOut(bank=name, withdrawn=n).model_dump())  # as POST .../withdraw answers
 
 
