@@ -1,9 +1,10 @@
 """The HTTP service: ``create_app()`` builds the FastAPI app (native ``/v1`` API, HMA-compatible
 routes, health and metrics) over one process's services.
 
-Every route but ``/healthz``, ``/readyz`` and the docs needs ``Authorization: Bearer <key>``.
-Request bodies are capped before they are read (413), heavy work runs under a concurrency cap
-and a time limit (503), and errors are JSON ``{code, message, detail}`` mapped in errors.py.
+Every route but ``/healthz``, ``/readyz``, HMA's ``/status`` and the docs needs
+``Authorization: Bearer <key>``. Request bodies are capped before they are read (413), heavy
+work runs under a concurrency cap and a time limit (503), and errors are JSON
+``{code, message, detail}`` mapped in errors.py.
 """
 
 from __future__ import annotations
