@@ -3,17 +3,24 @@
 Everything that an operator may tune lives in :class:`Settings` with its help text, so the CLI,
 the service and the docs all describe the same knob the same way. Library code receives a
 ``Settings`` value rather than reading the environment itself, which keeps tests hermetic.
+:func:`load_settings` reads them and turns any refusal into a :class:`ConfigError` whose code
+names the setting (``config.max_bytes``), so a typo in the environment is one clear line and
+exit status 3, never a traceback. List settings take a JSON list or comma-separated names.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from dignity.errors import BadRequest
 
 
 def _default_data_dir() -> Path:
@@ -257,7 +264,7 @@ class Settings(BaseSettings):
         description="Budget for one fetch: hashing by URL, and content from the platform "
         "(previews, hashing removed content).",
     )
-    url_allow_hosts: list[str] = Field(
+    url_allow_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="If set, hashing by URL may fetch only from these hosts (*.example.com ok).",
     )
@@ -269,9 +276,10 @@ class Settings(BaseSettings):
         default="opennsfw",
         description="Nudity model: opennsfw (default), nudenet (extra dignity[nudenet]), none.",
     )
-    signals_disabled: list[str] = Field(
+    signals_disabled: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Signal plug-ins (by name, e.g. watermark) not to run during scans.",
+        description="Signal plug-ins (by name, e.g. watermark) not to run during scans; a name "
+        "no installed plug-in has is refused (config.signals_disabled).",
     )
     c2pa_trust_list: bool = Field(
         default=True,
@@ -282,6 +290,28 @@ class Settings(BaseSettings):
         default=None,
         description="A PEM file of further C2PA trust anchors (your own or a newer trust list).",
     )
+
+    @field_validator(
+        "url_allow_hosts",
+        "signals_disabled",
+        "takedown_escalate_h",
+        "retro_remove_banks",
+        mode="before",
+    )
+    @classmethod
+    def _list_from_text(cls, value: Any) -> Any:
+        """A list setting from the environment: a JSON list (``["a","b"]``) or names separated
+        by commas (``a,b``), as operators write them in shell and compose files."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON list: {exc}") from None
+        return [item.strip() for item in text.split(",") if item.strip()]
+
     # -- index at scale (issue 8) --
     index_snapshot: bool = Field(
         default=True,
@@ -398,7 +428,7 @@ class Settings(BaseSettings):
     takedown_deadline_h: float = Field(
         default=48.0, gt=0, description="Hours from a valid takedown request to its deadline."
     )
-    takedown_escalate_h: list[float] = Field(
+    takedown_escalate_h: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: [24.0, 36.0],
         description="Hours after a valid request at which an open one is escalated.",
     )
@@ -418,7 +448,7 @@ class Settings(BaseSettings):
         ge=1,
         description="Days the scan log keeps each scan's hashes (what copy sweeps search).",
     )
-    retro_remove_banks: list[str] = Field(
+    retro_remove_banks: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Block banks whose retro-matches (past uploads found by a new entry) are "
         "removed at once, as a reviewer's removal would be; other banks' go to review.",
@@ -456,7 +486,44 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.data_dir / 'dignity.sqlite3'}"
 
 
+class ConfigError(BadRequest):
+    """A setting that cannot be used: its code is ``config.<field>``, one per setting."""
+
+    codes: ClassVar[tuple[str, ...]] = tuple(f"config.{name}" for name in Settings.model_fields)
+
+
+# pydantic-settings names the field only inside its message.
+_SOURCE_FIELD = re.compile(r'field "?(\w+)"?')
+
+
+def config_error(field: str, message: str) -> ConfigError:
+    """The refusal of setting ``field`` (``DIGNITY_<FIELD>``), ``message`` saying why."""
+    return ConfigError(f"DIGNITY_{field.upper()}: {message}", code=f"config.{field}", field=field)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment (and ``overrides``); a refused value is a
+    :class:`ConfigError` naming the first bad setting, never pydantic's multi-line report."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first.get("loc") or ("",)
+        field = str(loc[0])
+        if field not in Settings.model_fields:
+            raise
+        got = first.get("input")
+        shown = f" (got {got!r})" if isinstance(got, str | int | float) else ""
+        message = str(first.get("msg", "not valid")).removeprefix("Value error, ")
+        raise config_error(field, f"{message}{shown}") from None
+    except SettingsError as exc:
+        found = _SOURCE_FIELD.search(str(exc))
+        if found is None or found.group(1) not in Settings.model_fields:
+            raise
+        raise config_error(found.group(1), "cannot be parsed") from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings read from the environment (tests build their own instead)."""
-    return Settings()
+    return load_settings()

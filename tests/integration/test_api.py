@@ -92,7 +92,7 @@ def test_bank_crud_and_entries(live: LiveServer) -> None:
         assert len(page1) == 100 and len(page2) == 100
         assert page2[0]["entry_id"] > page1[-1]["entry_id"]
         w = c.post("/v1/banks/crud/withdraw", json={"entry_ids": [page1[0]["entry_id"]]})
-        assert w.json() == {"count": 1}
+        assert w.json() == {"bank": "crud", "withdrawn": 1}
         assert c.post("/v1/banks/crud/withdraw", json={}).status_code == 422
         gone = c.delete(f"/v1/banks/crud/entries/{page1[1]['entry_id']}")
         assert gone.json() == {"count": 1}

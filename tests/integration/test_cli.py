@@ -175,7 +175,10 @@ def test_errors_are_one_line_and_change_nothing(cli: Cli, tmp_path: Path) -> Non
     cases = [
         (["bank", "create", "a"], 3, "bank.exists"),
         (["bank", "create", "bad name"], 3, "bank.bad_name"),
-        (["bank", "create", "t", "--threshold", "64"], 2, ""),
+        (["bank", "create", "t", "--threshold", "64"], 3, "bank.bad_threshold"),
+        (["bank", "create", "t", "--threshold", "99"], 3, "bank.bad_threshold"),
+        (["bank", "update", "a", "--threshold", "-1"], 3, "bank.bad_threshold"),
+        (["bank", "create", "t", "--vpdq-query-percent", "0"], 3, "bank.bad_threshold"),
         (["bank", "add", "nope", "pdq:" + "ab" * 32], 3, "bank.not_found"),
         (["bank", "add", "a", "pdq:xyz"], 1, ""),
         (["bank", "add", "a", "not-a-file-or-hash"], 1, ""),
@@ -242,6 +245,9 @@ def test_demo_shows_a_match(cli: Cli) -> None:
     r = cli("demo")
     assert r.returncode == 0, r.stderr
     assert "MATCH" in r.stdout and "no match" in r.stdout
+    # Piped (not a terminal), the printed curl command is one whole line, ready to paste.
+    curl = [line for line in r.stdout.splitlines() if "curl -H" in line]
+    assert len(curl) == 1 and curl[0].rstrip().endswith("/v1/scan"), r.stdout
     again = cli("demo")
     assert again.returncode == 0 and again.stdout.count("MATCH") == r.stdout.count("MATCH")
 

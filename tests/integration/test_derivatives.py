@@ -68,7 +68,16 @@ def test_cli_register_scan_remove(cli: Cli, files: dict[str, Path]) -> None:
     rows = _scan(cli, files["edited"], files["unrelated"])
     found = rows["edited.jpg"]["signals"]["derivative_of"]
     assert found["source_id"] == ids[0] and found["subject"] == "p-17"
-    assert set(found) == {"source_id", "subject", "confidence", "matched_area", "changed_region"}
+    # The scan object of /v1/scan, field for field: `timestamp` (a video frame's) is null here.
+    assert set(found) == {
+        "source_id",
+        "subject",
+        "confidence",
+        "matched_area",
+        "changed_region",
+        "timestamp",
+    }
+    assert found["timestamp"] is None
     decision = rows["edited.jpg"]["decision"]
     assert decision["action"] == "review" and decision["rules"] == ["derivative"]
     assert {r["rule"] for r in decision["reasons"]} == {"derivative"}

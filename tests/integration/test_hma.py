@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -82,6 +85,10 @@ ROUTES = [
     ("PUT", "/c/bank/NOPE", ("curator",), "reviewer"),
     ("DELETE", "/c/bank/NOPE", ("curator",), "platform"),
     ("POST", "/c/bank/NOPE/content", ("curator",), "platform"),
+    ("GET", "/m/index/status", ("platform",), "curator"),
+    ("GET", "/c/exchanges", ("curator", "reviewer"), "platform"),
+    ("GET", "/c/signal_type", ("curator", "reviewer"), "platform"),
+    ("GET", "/c/content_type", ("curator", "reviewer"), "flagger"),
     ("POST", "/c/bank/NOPE/signal", ("curator",), "reviewer"),
 ]
 
@@ -101,14 +108,93 @@ def test_auth_required_and_roles_enforced(
         assert r.json()["code"] == "auth.forbidden"
 
 
-def test_status_any_key(live: LiveServer) -> None:
-    with live.client() as anon:
-        assert anon.get("/status").status_code == 401
-    for role in ("reviewer", "platform", "curator", "admin"):
-        with live.client(role) as c:
-            r = c.get("/status")
-            assert r.status_code == 200
-            assert r.text == "I-AM-ALIVE"
+def test_status_needs_no_key(live: LiveServer) -> None:
+    # As HMA's: load balancers and liveness probes carry no key; the body is the bare word.
+    r = httpx.get(live.base + "/status")
+    assert (r.status_code, r.text) == (200, "I-AM-ALIVE")
+    assert r.headers["content-type"].startswith("text/plain")
+    with live.client("platform") as c:
+        assert c.get("/status").text == "I-AM-ALIVE"
+
+
+def test_status_is_503_until_the_index_is_loaded() -> None:
+    # HMA answers 503 INDEX-NOT-LOADED before its matcher's index has loaded: so do we.
+    from dignity.api.hma import status
+
+    class Engine:
+        loaded = False
+
+    class Stub:
+        engine = Engine()
+
+    r = status(Stub())  # type: ignore[arg-type]
+    assert (r.status_code, r.body) == (503, b"INDEX-NOT-LOADED")
+
+
+# -- read-only configuration, as HMA's UI and clients read it ---------------------------------
+def test_index_status(live: LiveServer, curator: httpx.Client, platform: httpx.Client) -> None:
+    create_bank(curator, "INDEX_STATUS")
+    # Far from every hash the other tests look up (this server is shared by the module).
+    r = curator.post("/c/bank/INDEX_STATUS/signal", json={"pdq": "a" * 64})
+    assert r.status_code == 200, r.text
+    every = platform.get("/m/index/status")
+    assert every.status_code == 200, every.text
+    body = every.json()
+    assert set(body) == {"pdq", "video_md5", "md5", "sha256", "vpdq"}
+    for status in body.values():
+        assert set(status) == {"present", "built_to", "size"}
+        assert status["present"] is True and isinstance(status["built_to"], int)
+        assert abs(status["built_to"] - time.time()) < 120
+    assert body["pdq"]["size"] >= 1
+    one = platform.get("/m/index/status", params={"signal_type": "pdq"})
+    assert list(one.json()) == ["pdq"]
+    bad = platform.get("/m/index/status", params={"signal_type": "tmk"})
+    assert bad.status_code == 400 and bad.json()["code"] == "hash.unknown_signal"
+    assert curator.delete("/c/bank/INDEX_STATUS").status_code == 200
+
+
+def test_signal_and_content_types(curator: httpx.Client) -> None:
+    signal_types = curator.get("/c/signal_type")
+    assert signal_types.status_code == 200, signal_types.text
+    assert {"name": "pdq", "enabled_ratio": 1.0} in signal_types.json()
+    assert {"name": "video_md5", "enabled_ratio": 1.0} in signal_types.json()
+    assert all(set(t) == {"name", "enabled_ratio"} for t in signal_types.json())
+    content_types = curator.get("/c/content_type")
+    assert content_types.json() == [
+        {"name": "photo", "enabled": True},
+        {"name": "video", "enabled": True},
+    ]
+    # Read-only: HMA's PUT /c/signal_type/<name> is not offered.
+    assert curator.put("/c/signal_type/pdq", json={"enabled_ratio": 0}).status_code in (404, 405)
+
+
+def test_exchanges_are_listed_by_name(
+    live: LiveServer, curator: httpx.Client, tmp_path: Path
+) -> None:
+    assert curator.get("/c/exchanges").json() == []
+    hashes = tmp_path / "list.txt"
+    hashes.write_text("pdq " + SPECIMEN2 + "\n")
+    added = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dignity",
+            "exchange",
+            "add",
+            "HMA_FILE",
+            "--type",
+            "file",
+            "--file",
+            str(hashes),
+        ],
+        env=live.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert added.returncode == 0, added.stderr
+    assert curator.get("/c/exchanges").json() == ["HMA_FILE"]  # HMA: a list of names
+    assert curator.post("/c/exchanges", json={"bank": "X"}).status_code == 405  # read-only
 
 
 # -- hasher --------------------------------------------------------------------------------
@@ -388,6 +474,8 @@ def test_compare(platform: httpx.Client) -> None:
 def test_openapi_lists_hma_routes(live: LiveServer) -> None:
     paths = httpx.get(live.base + "/openapi.json").json()["paths"]
     for path in ("/h/hash", "/m/lookup", "/m/raw_lookup", "/m/compare", "/c/banks", "/status"):
+        assert path in paths
+    for path in ("/m/index/status", "/c/exchanges", "/c/signal_type", "/c/content_type"):
         assert path in paths
     assert "/c/bank/{bank_name}/content" in paths
     assert "/c/bank/{bank_name}/signal" in paths

@@ -10,7 +10,8 @@ import re
 
 from tests.integration.server import LiveServer
 
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
+# /status is HMA's liveness probe: open, as HMA's load balancers call it without a key.
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/status")}
 ALL = {"admin", "curator", "platform", "reviewer", "partner", "flagger"}
 
 # (method, path regex) -> roles allowed besides admin (admin may call everything).
@@ -28,7 +29,8 @@ ALLOWED: list[tuple[str, str, set[str]]] = [
     ("GET", r"/c/banks|/c/bank/\{bank_name\}(/content/\{content_id\})?", {"curator", "reviewer"}),
     ("POST", r"/c/banks|/c/bank/\{bank_name\}/(content|signal)", {"curator"}),
     ("PUT|DELETE", r"/c/bank/\{bank_name\}(/content/\{content_id\})?", {"curator"}),
-    ("GET", r"/status", ALL),
+    ("GET", r"/m/index/status", {"platform"}),
+    ("GET", r"/c/(exchanges|signal_type|content_type)", {"curator", "reviewer"}),
     # -- victim portal, cases, partner feed (issue 5) --
     ("GET", r"/v1/feed", {"partner"}),
     # -- registered source photos (issue 7) --

@@ -27,15 +27,21 @@ import dignity
 from dignity import errors
 from dignity.api.errors import install, status_for
 from dignity.errors import CATEGORIES, DignityError, error_class, owners
+from dignity.settings import Settings
 
 SRC = Path(dignity.__file__).parent
 README = SRC.parents[1] / "README.md"
 
 # The f-string codes in the source, with every value their placeholder takes at its call sites.
+# A settings error's code names its setting: config.<field>, one per field of Settings.
+CONFIG_CODES = tuple(f"config.{name}" for name in Settings.model_fields)
 EXPANSIONS: Mapping[str, tuple[str, ...]] = {
     "request.bad_{what}": ("request.bad_content_id", "request.bad_uploader"),
     "source.bad_{name}": ("source.bad_subject", "source.bad_consent_by", "source.bad_for_whom"),
+    "config.{field}": CONFIG_CODES,
 }
+# README writes the family once.
+README_FAMILIES: Mapping[str, tuple[str, ...]] = {"config.<field>": CONFIG_CODES}
 _CODE = re.compile(r"[a-z_]+(\.[a-z_]+)?")
 
 
@@ -185,7 +191,13 @@ def readme_codes(text: str) -> list[str]:
     start = text.index("Error codes are stable")
     end = text.find("\n#", start)
     section = text[start : end if end >= 0 else len(text)]
-    return [c for c in re.findall(r"`([^`]+)`", section) if _CODE.fullmatch(c) or "*" in c]
+    found: list[str] = []
+    for c in re.findall(r"`([^`]+)`", section):
+        if c in README_FAMILIES:
+            found += README_FAMILIES[c]
+        elif _CODE.fullmatch(c) or "*" in c:
+            found.append(c)
+    return found
 
 
 def readme_problems(listed: list[str], known: Iterable[str]) -> list[str]:
@@ -382,6 +394,10 @@ def test_http_answers_take_status_and_headers_from_the_class() -> None:
     assert (r.status_code, r.json()["code"]) == (500, "internal")
     r = client.get("/items", params={"limit": "many"})
     assert (r.status_code, r.json()["code"]) == (422, "request.invalid")
+    # One detail shape for request.invalid, as the upload reader gives it: never a bare list.
+    assert r.json()["detail"] == {
+        "errors": [{"loc": ["query", "limit"], "msg": r.json()["detail"]["errors"][0]["msg"]}]
+    }
     r = client.get("/nowhere")
     assert (r.status_code, r.json()["code"]) == (404, "not_found")
     r = client.post("/items")

@@ -1,9 +1,10 @@
 """The HTTP service: ``create_app()`` builds the FastAPI app (native ``/v1`` API, HMA-compatible
 routes, health and metrics) over one process's services.
 
-Every route but ``/healthz``, ``/readyz`` and the docs needs ``Authorization: Bearer <key>``.
-Request bodies are capped before they are read (413), heavy work runs under a concurrency cap
-and a time limit (503), and errors are JSON ``{code, message, detail}`` mapped in errors.py.
+Every route but ``/healthz``, ``/readyz``, HMA's ``/status`` and the docs needs
+``Authorization: Bearer <key>``. Request bodies are capped before they are read (413), heavy
+work runs under a concurrency cap and a time limit (503), and errors are JSON
+``{code, message, detail}`` mapped in errors.py.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from dignity.api.schemas import (
 )
 from dignity.decode_pool import DecodePool
 from dignity.services import build_services
-from dignity.settings import Settings
+from dignity.settings import Settings, load_settings
 from dignity.worker import engine as job_engine
 
 Scope = MutableMapping[str, Any]
@@ -166,7 +167,7 @@ class _TooLarge(Exception):
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -12,6 +12,7 @@ not a DignityError is a bug: it is logged and answered 500 with code ``internal`
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -42,6 +43,16 @@ def status_for(code: str) -> int:
     return error_class(code).http_status
 
 
+def invalid_detail(errors: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The one detail of ``request.invalid``, for every route: ``{"errors": [{loc, msg}]}``,
+    at most 50 (a body of a million bad items must not answer a million lines)."""
+    return {
+        "errors": [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in errors][
+            :50
+        ]
+    }
+
+
 def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
     return {"code": code, "message": message, "detail": detail}
 
@@ -65,11 +76,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
-        ]
         return JSONResponse(
-            error_body("request.invalid", "the request is not valid", errors),
+            error_body("request.invalid", "the request is not valid", invalid_detail(exc.errors())),
             status_code=RequestRefused.http_status,
         )
 

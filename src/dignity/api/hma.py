@@ -4,9 +4,15 @@ The hasher (``/h``), matcher (``/m``) and curator (``/c``) routes and ``/status`
 return the same query parameters, multipart fields, JSON bodies, status codes and response
 shapes as OpenMediaMatch, over dignity's own services. Differences, each on purpose:
 
-* Every route needs ``Authorization: Bearer <key>`` (HMA has no auth): hasher routes a
-  platform or curator key, matcher routes a platform key, curator routes a curator key
-  (a reviewer may read banks), ``/status`` any valid key. 401/403/429 bodies are ours.
+* Every route but ``/status`` needs ``Authorization: Bearer <key>`` (HMA has no auth):
+  hasher routes a platform or curator key, matcher routes a platform key (``/m/index/status``
+  too), curator routes a curator key (a reviewer may read banks, exchanges, signal and
+  content types). ``/status`` is open, as HMA's load balancers and liveness probes call it,
+  and says no more than HMA's does. 401/403/429 bodies are ours.
+* ``/c/exchanges``, ``/c/signal_type`` and ``/c/content_type`` are read-only: exchanges are
+  set up with ``dignity exchange``, and signal and content types are fixed (enabled_ratio 1).
+  ``/m/index/status`` reports dignity's in-memory index: ``size`` counts active entries of
+  that type (a video once, under ``vpdq``) and ``built_to`` is when it last caught up.
 * Error bodies are dignity's ``{code, message, detail}``; HMA's clients read ``message``,
   which is there. Statuses follow HMA: bad input is 400 (dignity says 422 elsewhere), a
   bank that already exists is 403, a failed or refused URL fetch is 400.
@@ -42,7 +48,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
@@ -50,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from dignity.api import errors
-from dignity.api.deps import Services, ServicesDep, require, run_heavy, run_light
+from dignity.api.deps import Services, ServicesDep, run_heavy, run_light
 from dignity.api.schemas import MAX_ID, ErrorBody
 from dignity.api.uploads import read_file
 from dignity.api.v1 import Curator, Hasher, Platform, Reader, fetch, written
@@ -58,7 +64,6 @@ from dignity.errors import BankNotFound, DignityError, MediaError, error_class
 from dignity.hashing.digests import md5_hex, sha256_hex
 from dignity.hashing.registry import DistanceSignalType, signal_types
 from dignity.hashing.signals import ImageHashes, hash_bytes, normalize_hash
-from dignity.keys import ROLES, KeyInfo
 from dignity.matching.banks import DEFAULT_THRESHOLD, BankInfo, EntryInfo, NewEntry, read_frames
 from dignity.matching.engine import Match, MatchOutcome
 from dignity.settings import Settings
@@ -100,10 +105,7 @@ class HmaRoute(APIRoute):
             except DignityError as exc:
                 return hma_error(exc)
             except RequestValidationError as exc:
-                detail = [
-                    {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))}
-                    for e in exc.errors()
-                ]
+                detail = errors.invalid_detail(exc.errors())
                 return JSONResponse(
                     errors.error_body("request.invalid", "the request is not valid", detail),
                     status_code=400,
@@ -122,7 +124,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 router = APIRouter(tags=["hma"], route_class=HmaRoute, responses=ERRORS)
 
-AnyKey = Annotated[KeyInfo, Depends(require(*ROLES))]
 
 # -- signal and content types --------------------------------------------------------------
 # HMA signal type name -> dignity signal. HMA's video_md5 is the MD5 of the file's bytes,
@@ -865,8 +866,76 @@ def bank_delete_content(
     summary="I-AM-ALIVE, or INDEX-STALE (503) when the match index has fallen behind",
     responses={503: {"description": "the match index is not loaded or has stopped refreshing"}},
 )
-def status(services: ServicesDep, _: AnyKey) -> PlainTextResponse:
+def status(services: ServicesDep) -> PlainTextResponse:
+    # No key, as in HMA: probes carry none. It tells no more than HMA's three words.
+    if not services.engine.loaded:
+        return PlainTextResponse("INDEX-NOT-LOADED", status_code=503)
     stale_after = max(_STALE_AFTER_S, 10 * services.settings.index_refresh_s)
-    if not services.engine.loaded or time.time() - services.last_refresh > stale_after:
+    if time.time() - services.last_refresh > stale_after:
         return PlainTextResponse("INDEX-STALE", status_code=503)
     return PlainTextResponse("I-AM-ALIVE")
+
+
+class IndexStatus(BaseModel):
+    """HMA's per signal type index status."""
+
+    present: bool
+    built_to: int = Field(description="Unix time the index last caught up; -1: not built")
+    size: int
+
+
+@router.get(
+    "/m/index/status",
+    response_model=dict[str, IndexStatus],
+    summary="The match index per signal type: {signal_type: {present, built_to, size}}",
+)
+def index_status(
+    services: ServicesDep, _: Platform, signal_type: str | None = None
+) -> dict[str, IndexStatus]:
+    names = list(SIGNAL_TYPES)
+    if signal_type is not None:
+        if signal_type not in SIGNAL_TYPES:
+            raise bad(f"No such signal type '{signal_type}'", code="hash.unknown_signal")
+        names = [signal_type]
+    engine = services.engine
+    if not engine.loaded:
+        return {n: IndexStatus(present=False, built_to=-1, size=0) for n in names}
+    sizes = engine.index_sizes()
+    built_to = int(services.last_refresh)
+    return {
+        n: IndexStatus(present=True, built_to=built_to, size=sizes.get(SIGNAL_TYPES[n], 0))
+        for n in names
+    }
+
+
+@router.get("/c/exchanges", response_model=list[str], summary="Exchange names (read-only)")
+def exchanges_index(services: ServicesDep, _: Reader) -> list[str]:
+    return [e.name for e in services.exchanges.list_all()]
+
+
+class SignalTypeConfig(BaseModel):
+    name: str
+    enabled_ratio: float
+
+
+@router.get(
+    "/c/signal_type",
+    response_model=list[SignalTypeConfig],
+    summary="Signal types: [{name, enabled_ratio}] (read-only; every one is enabled)",
+)
+def signal_type_index(_: Reader) -> list[SignalTypeConfig]:
+    return [SignalTypeConfig(name=name, enabled_ratio=1.0) for name in SIGNAL_TYPES]
+
+
+class ContentTypeConfig(BaseModel):
+    name: str
+    enabled: bool
+
+
+@router.get(
+    "/c/content_type",
+    response_model=list[ContentTypeConfig],
+    summary="Content types: [{name, enabled}] (read-only; photo and video)",
+)
+def content_type_index(_: Reader) -> list[ContentTypeConfig]:
+    return [ContentTypeConfig(name=name, enabled=True) for name in CONTENT_TYPES]

@@ -5,9 +5,14 @@ These exist only at the edge; the core speaks in frozen dataclasses and the rout
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from dignity.errors import BankRefused, HashError
+
+if TYPE_CHECKING:
+    from dignity.scanning import ScanResult
 
 MAX_ID = 2**63 - 1  # entry ids are 64-bit signed integers in every database we support
 PDQ_EXAMPLE = "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22"
@@ -53,7 +58,25 @@ class HashByUrl(BaseModel):
 # A vpdq value is its frames as text (py-tx's JSON or Meta's lines): 3 h at one frame a second
 # is about 0.8 MB.
 VPDQ_MAX_CHARS = 2_000_000
-SignalName = Literal["pdq", "md5", "sha256", "vpdq", "video_md5"]
+_SIGNALS = ("pdq", "md5", "sha256", "vpdq", "video_md5")
+
+
+def _known_signal(value: Any) -> Any:
+    """An unknown signal name is ``hash.unknown_signal``, as from the CLI and HMA routes, not a
+    generic ``request.invalid`` (an error raised here that is not a ValueError passes through
+    pydantic to the error handlers unchanged)."""
+    if isinstance(value, str) and value not in _SIGNALS:
+        raise HashError(
+            f"unknown signal type {value[:40]!r} (known: {', '.join(_SIGNALS)})",
+            code="hash.unknown_signal",
+            signal=value[:40],
+        )
+    return value
+
+
+SignalName = Annotated[
+    Literal["pdq", "md5", "sha256", "vpdq", "video_md5"], BeforeValidator(_known_signal)
+]
 
 
 class SignalValue(BaseModel):
@@ -201,13 +224,43 @@ class SignalsOut(BaseModel):
 
 
 class ScanOut(HashOut, MatchResult):
-    """The hash fields of /v1/hash, the matches of /v1/match, the signals and the decision."""
+    """The one scan object: what ``/v1/scan`` answers and ``dignity scan`` prints per file,
+    field for field (docs/api.md). The hash fields of /v1/hash, the matches of /v1/match (with
+    ``suppressed`` and ``allowed_by``), the signals and the decision; ``path`` is set by the CLI
+    only and ``scan_id`` by the API only (the CLI keeps no scan log)."""
 
+    path: str | None = Field(None, description="The scanned file (CLI); null over HTTP")
+    status: Literal["matched", "no_match"] = Field(
+        description="matched: at least one match stands (not suppressed by an allow bank)"
+    )
     signals: SignalsOut
     decision: DecisionOut
     scan_id: int | None = Field(
         None, description="This scan's entry in the scan log (for takedowns and copy sweeps)"
     )
+
+
+def scan_object(
+    result: ScanResult, *, path: str | None = None, scan_id: int | None = None
+) -> ScanOut:
+    """``result`` as the one scan object both the CLI and the API give (see ScanOut)."""
+    status = "matched" if result.outcome.matches else "no_match"
+    return ScanOut.model_validate(
+        {**result.to_dict(), "path": path, "status": status, "scan_id": scan_id}
+    )
+
+
+def _threshold_in_range(value: Any) -> Any:
+    """A PDQ threshold out of 0-63 is ``bank.bad_threshold``, as from the CLI (not the
+    generic ``request.invalid`` of the schema's bounds, which stay for OpenAPI)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= 63:
+        raise BankRefused(
+            f"threshold must be between 0 and 63; got {value}", code="bank.bad_threshold"
+        )
+    return value
+
+
+Threshold = Annotated[int, BeforeValidator(_threshold_in_range), Field(ge=0, le=63)]
 
 
 class BankIn(BaseModel):
@@ -219,7 +272,7 @@ class BankIn(BaseModel):
     )
     name: str = Field(min_length=1, max_length=64)
     purpose: Literal["block", "review", "allow"] = "block"
-    threshold: int = Field(31, ge=0, le=63)
+    threshold: Threshold = 31
     enabled: bool = True
     description: str = Field("", max_length=2000)
     vpdq_query_percent: float = Field(
@@ -233,7 +286,7 @@ class BankIn(BaseModel):
 class BankPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     purpose: Literal["block", "review", "allow"] | None = None
-    threshold: int | None = Field(None, ge=0, le=63)
+    threshold: Threshold | None = None
     enabled: bool | None = None
     description: str | None = Field(None, max_length=2000)
     vpdq_query_percent: float | None = Field(None, gt=0, le=100)
@@ -323,6 +376,7 @@ class WithdrawIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"entry_ids": [17], "values": []}]}
     )
+    # By entry id, by hash value, or both in one call; `dignity bank withdraw` takes the same.
     entry_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
         default_factory=list, max_length=10000
     )
@@ -331,6 +385,14 @@ class WithdrawIn(BaseModel):
 
 class CountOut(BaseModel):
     count: int
+
+
+class WithdrawOut(BaseModel):
+    """What ``dignity bank withdraw`` prints too: the bank, and how many entries stopped
+    matching now (an entry already withdrawn is not counted again)."""
+
+    bank: str
+    withdrawn: int
 
 
 class ImportOut(BaseModel):

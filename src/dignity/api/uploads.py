@@ -105,9 +105,10 @@ def parse_json(body: bytes, model: type[M]) -> M:
     except RecursionError as exc:
         raise RequestRefused("the JSON body is nested too deeply", code="request.invalid") from exc
     except ValidationError as exc:
-        detail = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()][:50]
+        from dignity.api.errors import invalid_detail
+
         raise RequestRefused(
-            "the request is not valid", code="request.invalid", errors=detail
+            "the request is not valid", code="request.invalid", **invalid_detail(exc.errors())
         ) from exc
 
 

@@ -31,6 +31,8 @@ from dignity.api.schemas import (
     MatchResult,
     ScanOut,
     WithdrawIn,
+    WithdrawOut,
+    scan_object,
 )
 from dignity.api.uploads import openapi_upload_or_json, read_media_or_json, read_upload_or_json
 from dignity.errors import ImportFormatError, RequestRefused, RequestTooLarge
@@ -257,7 +259,7 @@ def _scan(
     # In this worker call, before answering: a scan the platform was told about is in the log
     # and its events are written (a failed write fails the scan with 503; the platform retries).
     scan_id = services.record_scan(result, key, content_id=refs[0], uploader=refs[1])
-    return ScanOut.model_validate({**result.to_dict(), "scan_id": scan_id})
+    return scan_object(result, scan_id=scan_id)
 
 
 # -- banks ----------------------------------------------------------------------------------
@@ -462,14 +464,18 @@ def _text(raw: bytes, lineno: int) -> str:
         ) from exc
 
 
-@router.post("/banks/{name}/withdraw", response_model=CountOut, summary="Withdraw entries")
-def withdraw(name: str, body: WithdrawIn, services: ServicesDep, _: Curator) -> CountOut:
+@router.post(
+    "/banks/{name}/withdraw",
+    response_model=WithdrawOut,
+    summary="Withdraw entries by id (`entry_ids`) or hash value (`values`)",
+)
+def withdraw(name: str, body: WithdrawIn, services: ServicesDep, _: Curator) -> WithdrawOut:
     refs: list[int | str] = [*body.entry_ids, *body.values]
     if not refs:
         raise RequestRefused("name entry_ids or values to withdraw", code="request.invalid")
     count = services.banks.withdraw(name, refs)
     written(services)
-    return CountOut(count=count)
+    return WithdrawOut(bank=name, withdrawn=count)
 
 
 @router.delete(

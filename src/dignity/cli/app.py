@@ -11,10 +11,12 @@ import getpass
 import json
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 import click
+from rich.console import Console
 
 from dignity import __version__, audit
 from dignity.errors import EXIT_REFUSED as EXIT_REFUSED
@@ -23,8 +25,9 @@ from dignity.errors import DignityError
 from dignity.matching.banks import BankService
 from dignity.matching.engine import MatchEngine
 from dignity.services import CLI, Services
-from dignity.settings import Settings
+from dignity.settings import Settings, load_settings
 from dignity.storage.db import Database
+from dignity.storage.types import utc
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -47,7 +50,7 @@ class Context:
     on first use (``dignity key list`` opens the database and nothing else)."""
 
     def __init__(self) -> None:
-        self.settings = Settings()
+        self.settings: Settings = load_settings()
         self._services: Services | None = None
 
     @property
@@ -91,9 +94,27 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def console(*, stderr: bool = False) -> Console:
+    """A rich console for people; when piped or captured (not a terminal), long lines are not
+    wrapped at rich's assumed 80 columns, so a printed command can be copied or grepped whole."""
+    out = Console(stderr=stderr)
+    if not out.is_terminal:
+        out.soft_wrap = True
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    """A time as ISO 8601 with its zone (UTC; a naive one is UTC), as the API writes times;
+    anything else as its text. ``str(datetime)`` would drop the ``T`` and, for a naive time,
+    the zone."""
+    if isinstance(value, datetime):
+        return utc(value).isoformat()
+    return str(value)
+
+
 def emit(obj: Any) -> None:
     """One JSON object per line on stdout, flushed so pipelines see results as they come."""
-    sys.stdout.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
+    sys.stdout.write(json.dumps(obj, separators=(",", ":"), default=_json_default) + "\n")
     sys.stdout.flush()
 
 
@@ -107,7 +128,10 @@ def cli(ctx: click.Context) -> None:
     DIGNITY_DATA_DIR, ...). Exit statuses: 0 ok, 1 some inputs failed, 2 usage,
     3 refused, 4 database unavailable.
     """
-    ctx.obj = Context()
+    try:
+        ctx.obj = Context()
+    except DignityError as exc:  # a bad DIGNITY_* setting: one line, exit 3, before any work
+        fail(exc)
     # Audit records this command writes name who ran it; undone when the command ends, so an
     # in-process caller (tests' CliRunner) keeps its own actor.
     ctx.with_resource(audit.acting_as(_actor()))

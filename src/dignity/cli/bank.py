@@ -44,18 +44,20 @@ def bank() -> None:
 @bank.command("create")
 @click.argument("name")
 @click.option("--purpose", type=click.Choice(BANK_PURPOSES), default="block", show_default=True)
+# Ranges are checked by the bank service, not by click: out of range is bank.bad_threshold
+# (exit 3, as documented), the same answer as over HTTP, rather than a usage error.
 @click.option(
     "--threshold",
-    type=click.IntRange(0, 63),
+    type=int,
     default=31,
     show_default=True,
-    help="Largest PDQ distance that counts as a match in this bank.",
+    help="Largest PDQ distance (0-63) that counts as a match in this bank.",
 )
 @click.option("--description", default="", help="What this bank holds and why.")
 @click.option("--disabled", is_flag=True, help="Create the bank switched off.")
 @click.option(
     "--vpdq-query-percent",
-    type=click.FloatRange(0, 100, min_open=True),
+    type=float,
     default=80.0,
     show_default=True,
     help="Videos: share of the query's frames that must match (HMA's rule).",
@@ -63,7 +65,7 @@ def bank() -> None:
 @click.option(
     "--vpdq-min-segment",
     "vpdq_min_segment_s",
-    type=click.FloatRange(0, 3600, min_open=True),
+    type=float,
     default=3.0,
     show_default=True,
     help="Videos: seconds of consecutive matching frames that match on their own.",
@@ -136,7 +138,7 @@ def show(ctx: Context, name: str, limit: int) -> None:
 @bank.command("update")
 @click.argument("name")
 @click.option("--purpose", type=click.Choice(BANK_PURPOSES), default=None)
-@click.option("--threshold", type=click.IntRange(0, 63), default=None)
+@click.option("--threshold", type=int, default=None, help="0-63 (bank.bad_threshold otherwise).")
 @click.option("--enable/--disable", "enabled", default=None)
 @click.option("--description", default=None)
 @pass_ctx
@@ -324,8 +326,12 @@ def add(
 @handles_errors
 def withdraw(ctx: Context, name: str, refs: tuple[str, ...]) -> None:
     """Withdraw entries (by entry id or hash value) from bank NAME; they stop matching."""
-    n = ctx.banks.withdraw(name, [int(r) if r.isdigit() else r for r in refs])
-    emit({"bank": name, "withdrawn": n})
+    from dignity.api.schemas import WithdrawOut
+
+    # An entry id has at most 19 digits (64-bit); a hash is longer, even when all its hex
+    # digits happen to be decimal ones.
+    n = ctx.banks.withdraw(name, [int(r) if r.isdigit() and len(r) <= 19 else r for r in refs])
+    emit(WithdrawOut(bank=name, withdrawn=n).model_dump())  # as POST .../withdraw answers
 
 
 @bank.command("remove")

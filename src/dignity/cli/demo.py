@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from dignity.cli.app import Context, cli, handles_errors, pass_ctx
+from dignity.cli.app import console as app_console
 from dignity.cli.hashing import hash_file
 from dignity.errors import BankNotFound, DignityError
 from dignity.matching.banks import NewEntry
@@ -33,7 +33,7 @@ DEFAULT_PLATFORM = "this platform"
 @handles_errors
 def demo(ctx: Context) -> None:
     """Create a demo bank from generated benign images and show matches of edited copies."""
-    console = Console()
+    console = app_console()  # no wrapping when piped: the curl line stays whole
     root = Path(ctx.settings.data_dir) / "demo"
     (root / "bank").mkdir(parents=True, exist_ok=True)
     (root / "uploads").mkdir(parents=True, exist_ok=True)

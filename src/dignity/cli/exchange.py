@@ -79,7 +79,9 @@ def exchange() -> None:
 )
 @click.option("--bank", default=None, help="Bank to fill (default: NAME, created).")
 @click.option("--purpose", type=click.Choice(BANK_PURPOSES), default="block", show_default=True)
-@click.option("--threshold", type=click.IntRange(0, 63), default=31, show_default=True)
+@click.option(
+    "--threshold", type=int, default=31, show_default=True, help="0-63 (bank.bad_threshold)."
+)
 @click.option("--interval", type=float, default=None, help="Seconds between scheduled fetches.")
 @click.option("--file", "filename", default=None, help="file: the hash list to read.")
 @click.option("--signal-type", default=None, help="file: type of lines that give none.")

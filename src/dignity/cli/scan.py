@@ -38,6 +38,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from dignity.api.schemas import scan_object
 from dignity.cli.app import EXIT_PARTIAL, EXIT_REFUSED, Context, cli, handles_errors, pass_ctx
 from dignity.cli.hashing import read_upload_file
 from dignity.derivatives import DerivativeMatcher
@@ -199,9 +200,10 @@ def scan(
     """Scan each image or video FILE, or every one under each DIRECTORY: hashes, bank
     matches, signals (AI provenance, nudity) and the policy's decision with reasons.
 
-    One JSON object per file: path, status, the hash fields of `dignity hash`, matches,
-    signals and decision. Files named on the command line print to stdout; directories write
-    a resumable report (run the same command again and files already in it are skipped).
+    One JSON object per file, the same object /v1/scan answers (path, status, the hash
+    fields of `dignity hash`, matches, suppressed, allowed_by, notes, signals, decision).
+    Files named on the command line print to stdout; directories write a resumable report
+    (run the same command again and files already in it are skipped).
     Exit status 0 when every file was read, 1 when some could not be (they are reported).
     """
     if dihedral is not None:
@@ -316,9 +318,10 @@ def _row(
     pdq = res.hashes.pdq
     if pdq is not None and pdq.quality < scanner.engine.min_quality:
         stats["low_quality"] += 1
-    status = "matched" if result.outcome.matches else "no_match"
-    stats[status] += 1
-    return {"path": path, "status": status, **result.to_dict()}
+    # The one scan object (/v1/scan answers the same fields; scan_id stays null here).
+    row = scan_object(result, path=path).model_dump(mode="json")
+    stats[row["status"]] += 1
+    return row
 
 
 def _csv_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -7,23 +7,29 @@ through any of them reaches all within ``DIGNITY_INDEX_REFRESH_S``.
 
 from __future__ import annotations
 
+import socket
+
 import click
 
 from dignity.cli.app import Context, cli, emit, handles_errors, pass_ctx
 from dignity.keys import ROLES
+from dignity.settings import config_error
 
 
 @cli.command("serve")
 @click.option("--host", default=None, help="Listen address (default: DIGNITY_HOST, 127.0.0.1).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Default: 8080.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="Default: DIGNITY_PORT, 8080."
+)
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--log-level", default="info", show_default=True)
 @pass_ctx
 @handles_errors
 def serve(ctx: Context, host: str | None, port: int | None, workers: int, log_level: str) -> None:
-    """Run the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
-    import socket
+    """Run the HTTP API (OpenAPI at /openapi.json, docs at /docs).
 
+    Listens on --host/--port, else DIGNITY_HOST/DIGNITY_PORT (127.0.0.1:8080).
+    """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -59,20 +65,47 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int, log_le
         # default 5 s would kill it mid-transaction (the import rolls back, nothing is lost).
         timeout_worker_healthcheck=30,
     )
-    if workers == 1:
-        uvicorn.Server(config).run()
-        return
-    sock = config.bind_socket()
+    sock = _listen(config.host, config.port)
     # Accepted connections inherit TCP_NODELAY from the listening socket. Without it, worker
     # processes answer each small response ~40 ms late (Nagle meets delayed ACK): measured
     # 340 req/s with 2 workers against 1,300 with one.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if workers == 1:
+        uvicorn.Server(config).run(sockets=[sock])
+        return
     Multiprocess(config, sockets=[sock]).run()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here before uvicorn starts: a port in use is one line
+    (``config.port``, exit 3) rather than uvicorn's errno after "startup complete"."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = exc.strerror or str(exc)
+        raise config_error(
+            "port", f"cannot listen on {host}:{port}: {why} (choose another with --port)"
+        ) from None
+    sock.set_inheritable(True)  # the worker processes serve it
+    return sock
 
 
 @cli.group("key")
 def key() -> None:
-    """API keys: each has a role (admin, curator, platform, reviewer)."""
+    """API keys: each has one role.
+
+    \b
+    platform  hash, match, scan (/v1/hash, /v1/match, /v1/scan, HMA /h/*, /m/*)
+    curator   manage banks and entries (and hash, to add files)
+    reviewer  read banks and entries
+    partner   read /v1/feed (case hashes and withdrawals) and nothing else
+    flagger   a trusted flagger (DSA Art 22): file and follow takedown requests
+    admin     everything, plus /metrics, webhooks and events
+    """
 
 
 @key.command("create")

@@ -32,7 +32,8 @@ def _notices(ctx: Context) -> NoticeService:
     return ctx.services.notices
 
 
-@cli.group("statement")
+# short_help: click cuts the listing at the first ". ", which "Art. 17" is not.
+@cli.group("statement", short_help="Statements of reasons (DSA Art 17): export, show.")
 def statement() -> None:
     """Statements of reasons (DSA Art. 17): export for the Transparency Database, show one."""
 
@@ -75,7 +76,7 @@ def show(ctx: Context, public_id: str) -> None:
     emit(_notices(ctx).get_statement(public_id))
 
 
-@cli.group("appeal")
+@cli.group("appeal", short_help="Appeals against removals (DSA Art 20): list.")
 def appeal() -> None:
     """Appeals against removals (DSA Art. 20): list them (decide them in the review UI)."""
 

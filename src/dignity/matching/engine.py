@@ -702,6 +702,15 @@ class MatchEngine:
             len(s) for s in self._exact.values()
         )
 
+    def index_sizes(self) -> dict[str, int]:
+        """Active entries held per signal type, a video once under ``vpdq`` (HMA's
+        ``/m/index/status`` reports them)."""
+        with self._lock:
+            sizes = {name: len(index) for name, index in self._indexes.items()}
+            sizes.update((name, len(store)) for name, store in self._exact.items())
+            sizes["vpdq"] = len(self._videos)
+        return sizes
+
     # -- matching ------------------------------------------------------------------------
     def match_image(self, hashes: ImageHashes, *, dihedral: bool = True) -> MatchOutcome:
         """Match every hash of one image; PDQ below the quality floor is skipped, with a note."""

@@ -67,6 +67,16 @@ class SignalSuite:
         checks = _flatten(pm.hook.dignity_provenance_checks(settings=settings))
         classifiers = _flatten(pm.hook.dignity_classifiers(settings=settings))
         off = {name.strip().lower() for name in settings.signals_disabled}
+        known = {c.name for c in checks} | {n for c in classifiers for n in (c.name, c.signal)}
+        if off - known:
+            from dignity.settings import config_error
+
+            # A typo ("watermak") would otherwise leave the plug-in running, silently.
+            raise config_error(
+                "signals_disabled",
+                f"no signal plug-in named {', '.join(sorted(off - known))} "
+                f"(installed: {', '.join(sorted(known))})",
+            )
         checks = [c for c in checks if c.name not in off]
         classifiers = [c for c in classifiers if c.name not in off and c.signal not in off]
         wanted = settings.nudity_classifier
