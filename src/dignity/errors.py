@@ -44,7 +44,7 @@ category with its status, each class with its codes (``.x`` repeats the prefix b
     │   ├── ReviewRefused       review.bad_kind, .bad_outcome, .note_required, .note_too_long,
     │   │                       .gone
     │   ├── ReportError         report.bad_period, .bad_date, .output (takedown/)
-    │   └── JobRefused          job.bad_kind, .bad_payload, .bad_state, .bad_filter (jobs/)
+    │   └── JobRefused          job.bad_kind, .bad_payload, .bad_filter (jobs/)
     ├── Unauthenticated         401
     │   ├── AuthUnauthenticated auth.invalid_key, .missing_key (keys.py)
     │   └── SessionUnauthenticated  session.missing, .expired, .revoked, .bad_key

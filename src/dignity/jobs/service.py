@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from dignity.actions.outbox import emit_event
-from dignity.errors import Conflict, DignityError, NotFound, Refused
+from dignity.errors import Conflict, DignityError, Internal, NotFound, Refused
 from dignity.jobs.models import FINAL_STATES, JOB_STATES, Job, JobMedia
 from dignity.storage.db import Database
 from dignity.storage.models import utcnow
@@ -47,9 +47,15 @@ class JobRefused(JobError, Refused):
     codes: ClassVar[tuple[str, ...]] = (
         "job.bad_kind",
         "job.bad_payload",
-        "job.bad_state",
         "job.bad_filter",
     )
+
+
+class JobInternal(JobError, Internal):
+    """How a job ended that no input explains, as recorded on the job (never answered to a
+    request): its body raised something unexpected, or its workers kept dying."""
+
+    codes: ClassVar[tuple[str, ...]] = ("job.error", "job.worker_lost")
 
 
 class JobNotFound(JobError, NotFound):
