@@ -137,6 +137,29 @@ def _lease_kept(jobs: JobService, job_id: str, worker: str) -> Iterator[None]:
         stop.set()
 
 
+def _failed(
+    services: Services,
+    jobs: JobService,
+    job: JobInfo,
+    worker: str,
+    *,
+    code: str,
+    message: str,
+    retry: bool,
+) -> str:
+    """Record a failure; a job queued again for another attempt is handed to the engine at
+    once (a broker that refuses it now leaves it to the recovery loop, which resends it)."""
+    ended = jobs.fail(job.id, worker, code=code, message=message, retry=retry)
+    if ended is None:
+        return "lost"
+    if ended.state == "queued":
+        try:
+            services.dispatch_jobs([job.id])
+        except Exception:
+            log.warning("job %s: could not hand the retry to the engine now", job.id)
+    return ended.state
+
+
 def run_claimed(services: Services, jobs: JobService, job: JobInfo, worker: str) -> str:
     body = TASKS.get(job.kind)
     if body is None:
@@ -151,14 +174,11 @@ def run_claimed(services: Services, jobs: JobService, job: JobInfo, worker: str)
         return "cancelled"
     except DignityError as exc:
         retry = isinstance(exc, _TRANSIENT)
-        ended = jobs.fail(job.id, worker, code=exc.code, message=exc.message, retry=retry)
-        return ended.state if ended is not None else "lost"
+        return _failed(services, jobs, job, worker, code=exc.code, message=exc.message, retry=retry)
     except Exception as exc:
         log.exception("job %s (%s) failed", job.id, job.kind)
-        ended = jobs.fail(
-            job.id, worker, code="job.error", message=f"{type(exc).__name__}", retry=True
-        )
-        return ended.state if ended is not None else "lost"
+        name = type(exc).__name__
+        return _failed(services, jobs, job, worker, code="job.error", message=name, retry=True)
     work = ctx.finish_work
     try:
         finished = jobs.finish(
@@ -171,8 +191,8 @@ def run_claimed(services: Services, jobs: JobService, job: JobInfo, worker: str)
         # The effect's transaction failed (a database blip): nothing of it was kept.
         log.exception("job %s (%s) could not record its end", job.id, job.kind)
         code = exc.code if isinstance(exc, DignityError) else "job.error"
-        ended = jobs.fail(job.id, worker, code=code, message=type(exc).__name__, retry=True)
-        return ended.state if ended is not None else "lost"
+        name = type(exc).__name__
+        return _failed(services, jobs, job, worker, code=code, message=name, retry=True)
     return "done" if finished else "lost"
 
 
