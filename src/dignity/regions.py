@@ -105,13 +105,16 @@ def _array(image: Image.Image) -> NDArray[np.uint8]:
 
 
 class _Stats:
-    """Integral images of the sample (sum and sum of squares), so that the mean and spread of
-    any row or column segment cost O(1): the recursion reads each block's lines many times."""
+    """Integral images of the sample (sum and sum of squares of grey, sums of RGB), so that
+    the mean, spread and colour of any row or column segment cost O(1): the recursion reads
+    each block's lines many times."""
 
-    def __init__(self, grey: NDArray[np.uint8]) -> None:
+    def __init__(self, grey: NDArray[np.uint8], rgb: NDArray[np.uint8]) -> None:
         s, q = cv2.integral2(grey, sdepth=cv2.CV_32S, sqdepth=cv2.CV_64F)
         self.s = s.astype(np.float64)
         self.q = q
+        # Sums of each channel, for the mean colour of a line (exact in 32 bits).
+        self.rgb: NDArray[np.int32] = cv2.integral(rgb, sdepth=cv2.CV_32S)
 
     def lines(self, box: Box, axis: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Mean (n,) and standard deviation (n,) of each row (axis 0) or column (axis 1) of
@@ -218,10 +221,11 @@ def _segments(sep: NDArray[np.bool_], lo: int) -> list[tuple[int, int]]:
     return [(lo + int(a), lo + int(b)) for a, b in zip(starts, ends, strict=True)]
 
 
-def _grow(sep: NDArray[np.bool_], mean: NDArray[np.float64], a: int, b: int) -> tuple[int, int]:
+def _grow(sep: list[bool], mean: list[float], a: int, b: int) -> tuple[int, int]:
     """Segment ``[a, b)`` grown over the separator run next to it on each side when that run
     is one of several levels (a step between it and the rest of the separator): the nearest
-    level may be the picture's own flat edge, the farthest is the UI's."""
+    level may be the picture's own flat edge, the farthest is the UI's. ``sep`` and ``mean``
+    are Python lists: the walk reads them line by line."""
 
     def nearest_level(i: int, step: int) -> int:
         # Walk from line i (a separator line next to the segment) while the level holds.
@@ -253,6 +257,7 @@ def _xy_cut(
     """Cut the sample at its separators, across first then along, recursively; every block
     met is appended with its depth (leaves and the blocks they came from)."""
     rgb = sample.rgb
+    rsum = stats.rgb
     stack: list[tuple[Box, int]] = [((0, 0, rgb.shape[1], rgb.shape[0]), 0)]
     while stack:
         block, depth = stack.pop()
@@ -270,21 +275,29 @@ def _xy_cut(
             def colour(
                 i: int, axis: int = axis, lo: int = lo, block: Box = block
             ) -> NDArray[np.float64]:
+                # The line's mean RGB from the integral image (exact sums: the same floats
+                # as averaging the line's pixels).
                 bx0, by0, bx1, by1 = block
-                line = rgb[lo + i, bx0:bx1] if axis == 0 else rgb[by0:by1, lo + i]
-                found: NDArray[np.float64] = line.mean(axis=0)
+                if axis == 0:
+                    r, n = lo + i, bx1 - bx0
+                    total = rsum[r + 1, bx1] - rsum[r, bx1] - rsum[r + 1, bx0] + rsum[r, bx0]
+                else:
+                    c, n = lo + i, by1 - by0
+                    total = rsum[by1, c + 1] - rsum[by1, c] - rsum[by0, c + 1] + rsum[by0, c]
+                found: NDArray[np.float64] = total / n
                 return found
 
             sep = _separators(mean, spread, colour, strict=strict)
             segs = _segments(sep, lo)
             if segs == [(lo, hi)] or not segs:
                 continue  # nothing cuts this way: try the other axis
+            flags, levels = sep.tolist(), mean.tolist()  # walked line by line below
             for a, b in segs:
                 child = (x0, a, x1, b) if axis == 0 else (a, y0, b, y1)
                 stack.append((child, depth + 1))
                 # A picture's own flat band (a clear sky) next to the UI is a separator of
                 # another level beside the UI's: also propose the segment grown over it.
-                ga, gb = _grow(sep, mean, a - lo, b - lo)
+                ga, gb = _grow(flags, levels, a - lo, b - lo)
                 if (ga, gb) != (a - lo, b - lo):
                     grown = (x0, lo + ga, x1, lo + gb) if axis == 0 else (lo + ga, y0, lo + gb, y1)
                     out.append((grown, depth + 1))
@@ -486,7 +499,7 @@ def propose(
     sh, sw = small.shape
     min_w = max(2, int(MIN_SIDE / sample.fx))
     min_h = max(2, int(MIN_SIDE / sample.fy))
-    stats = _Stats(small)
+    stats = _Stats(small, sample.rgb)
     # Strict cuts stop at a picture's own flat parts; loose ones also cut where text or a
     # ragged column meets the separator softly. Both go in; duplicates fold below.
     blocks: list[tuple[Box, int]] = []
