@@ -114,7 +114,7 @@ class _Stats:
         self.s = s.astype(np.float64)
         self.q = q
         # Sums of each channel, for the mean colour of a line (exact in 32 bits).
-        self.rgb: NDArray[np.int32] = cv2.integral(rgb, sdepth=cv2.CV_32S)
+        self.rgb = np.asarray(cv2.integral(rgb, sdepth=cv2.CV_32S), dtype=np.int32)
 
     def lines(self, box: Box, axis: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Mean (n,) and standard deviation (n,) of each row (axis 0) or column (axis 1) of
