@@ -183,6 +183,7 @@ def main() -> None:
         ious: list[float] = []
         edge_err: list[float] = []
         region_cpu: list[float] = []
+        layout_cpu: dict[str, list[float]] = defaultdict(list)
         whole_cpu: list[float] = []
         n_props: list[int] = []
         false_seen: list[str] = []
@@ -200,6 +201,7 @@ def main() -> None:
                     media.image, (media.width, media.height), dihedral=True
                 )
                 region_cpu.append(time.process_time() - middle)
+                layout_cpu[name].append(region_cpu[-1] * 1000)
                 whole_cpu.append(middle - started)
                 hashes = replace(plain, regions=found_regions)
                 n_props.append(len(hashes.regions))
@@ -280,6 +282,13 @@ def main() -> None:
             f"({statistics.mean(n_props):.1f} proposals on average, at most "
             f"{max(n_props)}); whole-image hashes median {statistics.median(wc):.1f} ms; "
             "no extra decode"
+        )
+        print(
+            "  by layout (median / p95 ms): "
+            + ", ".join(
+                f"{k} {statistics.median(v):.1f} / {pct(v, 0.95):.1f}"
+                for k, v in layout_cpu.items()
+            )
         )
 
         # -- edited derivatives inside layouts ------------------------------------------------

@@ -23,7 +23,7 @@ are in the upload's pixels (the decode may be reduced).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import cv2
@@ -94,17 +94,27 @@ def _sample(image: Image.Image) -> _Sample:
     if image.mode != "RGB":
         image = image.convert("RGB")
     small = image if (ww, wh) == (w, h) else image.resize((ww, wh), Image.Resampling.NEAREST)
-    return _Sample(np.asarray(small.convert("L")), np.asarray(small), w / ww, h / wh)
+    return _Sample(_array(small.convert("L")), _array(small), w / ww, h / wh)
+
+
+def _array(image: Image.Image) -> NDArray[np.uint8]:
+    """``image``'s pixels (L or RGB) as a read-only array: ``np.asarray`` on a Pillow image
+    goes through its array interface, 4-7 times slower (2-7 ms for an RGB screenshot)."""
+    shape = (image.height, image.width) if image.mode == "L" else (image.height, image.width, 3)
+    return np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(shape)
 
 
 class _Stats:
-    """Integral images of the sample (sum and sum of squares), so that the mean and spread of
-    any row or column segment cost O(1): the recursion reads each block's lines many times."""
+    """Integral images of the sample (sum and sum of squares of grey, sums of RGB), so that
+    the mean, spread and colour of any row or column segment cost O(1): the recursion reads
+    each block's lines many times."""
 
-    def __init__(self, grey: NDArray[np.uint8]) -> None:
+    def __init__(self, grey: NDArray[np.uint8], rgb: NDArray[np.uint8]) -> None:
         s, q = cv2.integral2(grey, sdepth=cv2.CV_32S, sqdepth=cv2.CV_64F)
         self.s = s.astype(np.float64)
         self.q = q
+        # Sums of each channel, for the mean colour of a line (exact in 32 bits).
+        self.rgb = np.asarray(cv2.integral(rgb, sdepth=cv2.CV_32S), dtype=np.int32)
 
     def lines(self, box: Box, axis: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Mean (n,) and standard deviation (n,) of each row (axis 0) or column (axis 1) of
@@ -132,40 +142,66 @@ def _separators(
     """Which lines belong to a separator: runs of plain lines whose level (and colour) stays
     put; ``strict``, only those with a sharp edge wherever they meet content. A picture's own
     flat part (a dark foot, an overexposed sky) fades into the picture; the UI or a frame
-    around a picture stops at it. ``colour(i)`` is line i's mean RGB."""
+    around a picture stops at it. ``colour(i)`` is line i's mean RGB. All runs are judged at
+    once (a loop over them was most of the cuts' cost: text makes many short ones); only
+    those left are read in colour."""
+    n = len(mean)
+    out = np.zeros(n, dtype=bool)
     plain = spread <= PLAIN_STD
-    out = np.zeros(len(plain), dtype=bool)
-    start = 0
-    n = len(plain)
-
-    def sharp(line: int, level: float, way: int) -> bool:
-        if not strict or line < 0 or line >= n or plain[line]:
-            return True  # the block's edge, or a plain line of another level (a step)
-        # The next few lines, as the edge of a text line or of a resampled picture is soft.
-        near = (
-            slice(line, line + SHARP_LINES)
-            if way > 0
-            else slice(max(0, line - SHARP_LINES + 1), line + 1)
+    if not plain.any():
+        return out
+    # A run goes on while lines are plain and each is within STEP of the one before.
+    joined = np.zeros(n, dtype=bool)
+    joined[1:] = plain[1:] & plain[:-1] & (np.abs(np.diff(mean)) <= STEP)
+    starts = np.flatnonzero(plain & ~joined)
+    breaks = np.append(np.flatnonzero(~joined), n)
+    ends = breaks[np.searchsorted(breaks, starts, side="right")]
+    bounds = np.stack((starts, ends), axis=1).ravel()
+    if bounds[-1] == n:
+        bounds = bounds[:-1]
+    top = np.maximum.reduceat(mean, bounds)[::2]
+    bottom = np.minimum.reduceat(mean, bounds)[::2]
+    keep = np.flatnonzero(top - bottom <= DRIFT)
+    starts, ends = starts[keep], ends[keep]
+    if strict and len(starts):
+        # Both ends of each run at once: the line before it, then the line after it.
+        sharp = _sharp(
+            mean,
+            spread,
+            plain,
+            np.concatenate((starts - 1, ends)),
+            np.concatenate((mean[starts], mean[ends - 1])),
+            np.repeat(np.array([-1, 1]), len(starts)),
         )
-        return bool(spread[near].max() > SHARP_STD or np.abs(mean[near] - level).max() > SHARP_STEP)
-
-    while start < n:
-        if not plain[start]:
-            start += 1
-            continue
-        end = start + 1
-        while end < n and plain[end] and abs(mean[end] - mean[end - 1]) <= STEP:
-            end += 1
-        run = mean[start:end]
-        if (
-            float(run.max() - run.min()) <= DRIFT
-            and sharp(start - 1, float(run[0]), -1)
-            and sharp(end, float(run[-1]), 1)
-            and _same_colour(colour, start, end)
-        ):
+        ok = sharp[: len(starts)] & sharp[len(starts) :]
+        starts, ends = starts[ok], ends[ok]
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        if _same_colour(colour, start, end):
             out[start:end] = True
-        start = end
     return out
+
+
+def _sharp(
+    mean: NDArray[np.float64],
+    spread: NDArray[np.float64],
+    plain: NDArray[np.bool_],
+    lines: NDArray[np.intp],
+    level: NDArray[np.float64],
+    way: NDArray[np.intp],
+) -> NDArray[np.bool_]:
+    """For runs of plain lines at ``level`` next to ``lines`` (the line just before a run,
+    ``way`` -1, or just after it, 1): whether content meets the run sharply there, within
+    SHARP_LINES lines that way (the edge of a text line or of a resampled picture is soft).
+    The block's edge, or a plain line of another level (a step), is sharp."""
+    n = len(mean)
+    inside = (lines >= 0) & (lines < n)
+    at = np.clip(lines, 0, n - 1)
+    # Clipping at the block's ends repeats a line of the window itself: the same max.
+    near = np.clip(at[:, None] + way[:, None] * np.arange(SHARP_LINES), 0, n - 1)
+    busy = spread[near].max(axis=1) > SHARP_STD
+    off = np.abs(mean[near] - level[:, None]).max(axis=1) > SHARP_STEP
+    result: NDArray[np.bool_] = ~inside | plain[at] | busy | off
+    return result
 
 
 def _same_colour(colour: Callable[[int], NDArray[np.float64]], start: int, end: int) -> bool:
@@ -185,10 +221,11 @@ def _segments(sep: NDArray[np.bool_], lo: int) -> list[tuple[int, int]]:
     return [(lo + int(a), lo + int(b)) for a, b in zip(starts, ends, strict=True)]
 
 
-def _grow(sep: NDArray[np.bool_], mean: NDArray[np.float64], a: int, b: int) -> tuple[int, int]:
+def _grow(sep: list[bool], mean: list[float], a: int, b: int) -> tuple[int, int]:
     """Segment ``[a, b)`` grown over the separator run next to it on each side when that run
     is one of several levels (a step between it and the rest of the separator): the nearest
-    level may be the picture's own flat edge, the farthest is the UI's."""
+    level may be the picture's own flat edge, the farthest is the UI's. ``sep`` and ``mean``
+    are Python lists: the walk reads them line by line."""
 
     def nearest_level(i: int, step: int) -> int:
         # Walk from line i (a separator line next to the segment) while the level holds.
@@ -220,6 +257,7 @@ def _xy_cut(
     """Cut the sample at its separators, across first then along, recursively; every block
     met is appended with its depth (leaves and the blocks they came from)."""
     rgb = sample.rgb
+    rsum = stats.rgb
     stack: list[tuple[Box, int]] = [((0, 0, rgb.shape[1], rgb.shape[0]), 0)]
     while stack:
         block, depth = stack.pop()
@@ -237,21 +275,29 @@ def _xy_cut(
             def colour(
                 i: int, axis: int = axis, lo: int = lo, block: Box = block
             ) -> NDArray[np.float64]:
+                # The line's mean RGB from the integral image (exact sums: the same floats
+                # as averaging the line's pixels).
                 bx0, by0, bx1, by1 = block
-                line = rgb[lo + i, bx0:bx1] if axis == 0 else rgb[by0:by1, lo + i]
-                found: NDArray[np.float64] = line.mean(axis=0)
+                if axis == 0:
+                    r, n = lo + i, bx1 - bx0
+                    total = rsum[r + 1, bx1] - rsum[r, bx1] - rsum[r + 1, bx0] + rsum[r, bx0]
+                else:
+                    c, n = lo + i, by1 - by0
+                    total = rsum[by1, c + 1] - rsum[by1, c] - rsum[by0, c + 1] + rsum[by0, c]
+                found: NDArray[np.float64] = total / n
                 return found
 
             sep = _separators(mean, spread, colour, strict=strict)
             segs = _segments(sep, lo)
             if segs == [(lo, hi)] or not segs:
                 continue  # nothing cuts this way: try the other axis
+            flags, levels = sep.tolist(), mean.tolist()  # walked line by line below
             for a, b in segs:
                 child = (x0, a, x1, b) if axis == 0 else (a, y0, b, y1)
                 stack.append((child, depth + 1))
                 # A picture's own flat band (a clear sky) next to the UI is a separator of
                 # another level beside the UI's: also propose the segment grown over it.
-                ga, gb = _grow(sep, mean, a - lo, b - lo)
+                ga, gb = _grow(flags, levels, a - lo, b - lo)
                 if (ga, gb) != (a - lo, b - lo):
                     grown = (x0, lo + ga, x1, lo + gb) if axis == 0 else (lo + ga, y0, lo + gb, y1)
                     out.append((grown, depth + 1))
@@ -409,25 +455,23 @@ def _trim(stats: _Stats, block: Box, size: tuple[int, int]) -> Box:
         x0, y0, x1, y1 = box
         lo, hi = (y0, y1) if axis == 0 else (x0, x1)
         end = sh if axis == 0 else sw
-        mean, spread = stats.lines(box, axis)
+        # The box's lines and the line outside it on each side, in one read.
+        first, last = max(0, lo - 1), min(end, hi + 1)
+        wide = (x0, first, x1, last) if axis == 0 else (first, y0, last, y1)
+        mean, spread = stats.lines(wide, axis)
+        n, inner = hi - lo, lo - first
+        a, b = 0, n
 
-        def outside(at: int) -> tuple[float, float]:
-            one = (x0, at, x1, at + 1) if axis == 0 else (at, y0, at + 1, y1)
-            m, sp = stats.lines(one, axis)
-            return float(m[0]), float(sp[0])
+        def run(level: float, lines: slice) -> int:
+            # How many lines from the edge continue the outside line (plain, at its level).
+            same = (spread[lines] <= PLAIN_STD) & (np.abs(mean[lines] - level) <= STEP)
+            return int(same.argmin()) if not same.all() else len(same)
 
-        def sep(i: int, level: float) -> bool:
-            return bool(spread[i] <= PLAIN_STD and abs(mean[i] - level) <= STEP)
-
-        a, b = 0, hi - lo
-        if lo > 0:
-            level, sp = outside(lo - 1)
-            while sp <= PLAIN_STD and b - a > 2 and sep(a, level):
-                a += 1
-        if hi < end:
-            level, sp = outside(hi)
-            while sp <= PLAIN_STD and b - a > 2 and sep(b - 1, level):
-                b -= 1
+        if lo > 0 and spread[0] <= PLAIN_STD:
+            a = min(run(float(mean[0]), slice(inner, inner + n)), max(0, n - 2))
+        if hi < end and spread[-1] <= PLAIN_STD:
+            back = slice(inner + n - 1, inner - 1 if inner else None, -1)
+            b = n - min(run(float(mean[-1]), back), max(0, n - a - 2))
         return (x0, lo + a, x1, lo + b) if axis == 0 else (lo + a, y0, lo + b, y1)
 
     return cut(cut(block, 0), 1)
@@ -455,7 +499,7 @@ def propose(
     sh, sw = small.shape
     min_w = max(2, int(MIN_SIDE / sample.fx))
     min_h = max(2, int(MIN_SIDE / sample.fy))
-    stats = _Stats(small)
+    stats = _Stats(small, sample.rgb)
     # Strict cuts stop at a picture's own flat parts; loose ones also cut where text or a
     # ragged column meets the separator softly. Both go in; duplicates fold below.
     blocks: list[tuple[Box, int]] = []
@@ -466,11 +510,18 @@ def propose(
     candidates += [(r, 1) for r in edged]
     # Rectangles found by their edges (a picture on a textured background) may be the frame
     # around a picture: a chat bubble's padding, which the separators never saw.
-    framed = {_trim(stats, r, (sw, sh)) for r in edged}
+    trimmed: dict[Box, Box] = {}  # the cuts meet most blocks twice (strict and loose)
+
+    def trim(b: Box) -> Box:
+        if b not in trimmed:
+            trimmed[b] = _trim(stats, b, (sw, sh))
+        return trimmed[b]
+
+    framed = {trim(r) for r in edged}
     scored: list[tuple[float, Box]] = []
     seen: set[Box] = set()
     for b, depth in candidates:
-        b = _trim(stats, b, (sw, sh))
+        b = trim(b)
         if b in seen:
             continue
         seen.add(b)
@@ -534,7 +585,7 @@ def _corner_views(pixels: NDArray[np.uint8], c: int) -> tuple[NDArray[np.uint8],
 def _round_corners(
     pixels: NDArray[np.uint8],
     outside: list[NDArray[np.uint8] | None],
-    colours: NDArray[np.uint8] | None = None,
+    colours: Sequence[NDArray[np.uint8] | None] | None = None,
 ) -> None:
     """Undo a UI's rounded corners in place, before hashing: a chat bubble or a card rounds a
     picture's corners off in the background's colour, and those bright (or dark) quarter
@@ -543,25 +594,29 @@ def _round_corners(
     None where the region meets the image's edge), the pixels of that colour joined to the
     corner take the value of the nearest picture pixel inward along the diagonal.
     ``colours`` (RGB) are the pixels the colours are read from when ``pixels`` is their grey
-    version: ``pixels``' corner squares (c = a side // 8), or those four squares side by side
-    (2c x 2c); by default ``pixels`` themselves."""
+    version: for each corner its c x c square (c = a side // 8) flipped as
+    :func:`_corner_views` flips it, or None to leave that corner be; by default ``pixels``
+    themselves."""
     h, w = pixels.shape[:2]
     c = min(h, w) // 8
     if c < 3:
         return
     views = _corner_views(pixels, c)
-    looks = views if colours is None else _corner_views(colours, c)
+    looks = views if colours is None else colours
     for view, look, colour in zip(views, looks, outside, strict=True):
-        if colour is None:
+        if colour is None or look is None:
             continue
         want = colour.astype(np.int16)
         if int(np.abs(look[0, 0].astype(np.int16) - want).max()) > CORNER_TOL:
             continue  # the corner is the picture's: nothing rounded it (most corners)
-        close = np.abs(look.astype(np.int16) - want).max(axis=-1) <= CORNER_TOL
+        # Every channel within CORNER_TOL of the colour: one pass in OpenCV.
+        low = tuple(int(v) for v in np.clip(want - CORNER_TOL, 0, 255))
+        high = tuple(int(v) for v in np.clip(want + CORNER_TOL, 0, 255))
+        close = cv2.inRange(np.ascontiguousarray(look), low, high) != 0
         # The corner's own run of that colour: a quarter disc is monotone along rows and
         # columns, so a pixel belongs when every pixel between it and the corner does.
         mask = np.logical_and.accumulate(np.logical_and.accumulate(close, axis=0), axis=1)
-        if mask.mean() > 0.25:
+        if np.count_nonzero(mask) > 0.25 * mask.size:
             continue  # more than a rounding (at most 1 - pi/4 of its square): the picture's own
         ys, xs = np.nonzero(mask)
         # Along each diagonal the mask is a prefix (the set is closed towards the corner), so
@@ -615,19 +670,40 @@ def region_pdq(image: Image.Image, box: Box, *, dihedral: bool = False) -> PdqHa
 
 def _grey(image: Image.Image) -> NDArray[np.uint8]:
     # Pillow's grey: ITU-R 601 luma (PDQ's weights) rounded to whole levels.
-    return np.asarray(image.convert("L") if image.mode != "L" else image)
+    return _array(image.convert("L") if image.mode != "L" else image)
 
 
 class _Planes:
-    """The decoded image as one RGB array and its grey (luma) version, made once per upload
-    so that each proposal's PDQ reads grey pixels (a third of the bytes of RGB, no crop copied
-    through Pillow): with up to 8 proposals, that was most of their cost."""
+    """The decoded image and its grey (luma) version, made once per upload so that each
+    proposal's PDQ reads grey pixels (a third of the bytes of RGB, no crop copied through
+    Pillow): with up to 8 proposals, that was most of their cost. Colours (for rounded
+    corners) are read from the image itself, a few pixels and, where a corner has the
+    colour outside, its square: an RGB copy of a whole screenshot cost more than the rest."""
 
     def __init__(self, image: Image.Image) -> None:
-        self.grey = _grey(image)
-        self.rgb: NDArray[np.uint8] = np.asarray(
-            image if image.mode == "RGB" else image.convert("RGB")
+        self.image = image if image.mode == "RGB" else image.convert("RGB")
+        self.grey = _grey(self.image)
+
+    def _square(self, box: Box, size: tuple[int, int], c: int, corner: int) -> NDArray[np.uint8]:
+        """The c x c RGB corner square (top-left, top-right, bottom-left, bottom-right) of
+        the nearest sample of ``box`` at ``size`` (the box's own, or 512 x 512), flipped as
+        :func:`_corner_views` flips it. Pillow reads source ``int(a * (i + 0.5) + b)``,
+        which is ``x0 + floor((i + i0) * width / n)`` for ``b = x0 + (i0 - 0.5) * a``, as in
+        :func:`box_sample` (a = width / n is dyadic)."""
+        x0, y0, x1, y1 = box
+        nx, ny = size
+        ax, ay = (x1 - x0) / nx, (y1 - y0) / ny
+        ix = 0 if corner in (0, 2) else nx - c
+        iy = 0 if corner in (0, 1) else ny - c
+        square = _array(
+            self.image.transform(
+                (c, c),
+                Image.Transform.AFFINE,
+                (ax, 0.0, x0 + (ix - 0.5) * ax, 0.0, ay, y0 + (iy - 0.5) * ay),
+                resample=Image.Resampling.NEAREST,
+            )
         )
+        return _corner_views(square, c)[corner]
 
     def pdq(self, box: Box, *, dihedral: bool) -> PdqHash:
         """:func:`region_pdq` of ``box`` from the grey plane."""
@@ -635,11 +711,8 @@ class _Planes:
         width, height = x1 - x0, y1 - y0
         if width <= PDQ_DOWNSAMPLE and height <= PDQ_DOWNSAMPLE:
             grey = self.grey[y0:y1, x0:x1].copy()
-            ys = np.arange(y0, y1, dtype=np.intp)
-            xs = np.arange(x0, x1, dtype=np.intp)
+            last_x, last_y = x1 - 1, y1 - 1
         else:  # PDQ's own nearest-neighbour 512 x 512 sample of the part (box_sample's)
-            ys = y0 + np.arange(PDQ_DOWNSAMPLE, dtype=np.intp) * height // PDQ_DOWNSAMPLE
-            xs = x0 + np.arange(PDQ_DOWNSAMPLE, dtype=np.intp) * width // PDQ_DOWNSAMPLE
             # OpenCV's nearest reads floor(i * size / 512) too (exact: size / 512 is dyadic),
             # a tenth of the time of numpy's gather.
             side = (PDQ_DOWNSAMPLE, PDQ_DOWNSAMPLE)
@@ -647,17 +720,24 @@ class _Planes:
                 cv2.resize(self.grey[y0:y1, x0:x1], side, interpolation=cv2.INTER_NEAREST),
                 dtype=np.uint8,
             )
-        # The corners' colours only (what _round_corners reads): the four c x c squares of
-        # the sample side by side, a 2c x 2c array whose corner views are theirs.
+            last_x = x0 + (PDQ_DOWNSAMPLE - 1) * width // PDQ_DOWNSAMPLE
+            last_y = y0 + (PDQ_DOWNSAMPLE - 1) * height // PDQ_DOWNSAMPLE
         c = min(grey.shape) // 8
-        rows = np.concatenate((ys[:c], ys[len(ys) - c :]))
-        cols = np.concatenate((xs[:c], xs[len(xs) - c :]))
-        corners = self.rgb[rows][:, cols]
-        h, w = self.grey.shape
-        outside = [
-            None if xy is None else self.rgb[xy[1], xy[0]] for xy in _outside_spots(box, (w, h))
-        ]
-        _round_corners(grey, outside, corners)
+        if c < 3:
+            return pdq_from_grey(grey, dihedral=dihedral)
+        outside = _outside_colours(self.image, box)
+        # Most corners are the picture's: their own pixel is off the colour outside, and
+        # only the corners whose pixel has it are read (what _round_corners reads of them).
+        spots = ((x0, y0), (last_x, y0), (x0, last_y), (last_x, last_y))
+        colours: list[NDArray[np.uint8] | None] = [None] * 4
+        for k, (colour, spot) in enumerate(zip(outside, spots, strict=True)):
+            if colour is None:
+                continue
+            pixel = np.asarray(self.image.getpixel(spot), dtype=np.int16)
+            if int(np.abs(pixel - colour).max()) <= CORNER_TOL:
+                colours[k] = self._square(box, (grey.shape[1], grey.shape[0]), c, k)
+        if any(x is not None for x in colours):
+            _round_corners(grey, outside, colours)
         return pdq_from_grey(grey, dihedral=dihedral)
 
 

@@ -145,3 +145,23 @@ def test_pil_and_array_paths_agree() -> None:
 
 def test_dihedral_names_cover_eight() -> None:
     assert len(DIHEDRAL_NAMES) == 8
+
+
+@pytest.mark.parametrize("n", [5, 6, 63, 64, 65, 127, 128, 129, 200, 257, 383, 511, 512, 700, 1000])
+def test_blur_band_is_the_two_box_passes_sampled(n: int) -> None:
+    # The band is built from its 64 sampled rows only; it must hold the same floats as the
+    # reference's two box passes (box1DFloat, a window that shrinks at the edges) written
+    # as an n x n matrix, squared, and sampled at int((i + 0.5) * n / 64).
+    from dignity.hashing.pdq import _blur_and_sample
+
+    window = (n + 127) // 128
+    half = (window + 2) // 2
+    out = np.arange(n)
+    lo, hi = np.maximum(0, out - (window - half)), np.minimum(n - 1, out + half - 1)
+    cols = np.arange(n)
+    box = ((cols[None, :] >= lo[:, None]) & (cols[None, :] <= hi[:, None])) / (hi - lo + 1)[:, None]
+    dense = (box @ box)[((np.arange(64) + 0.5) * n / 64).astype(np.intp)].astype(np.float32)
+    index, weights = _blur_and_sample(n)
+    rebuilt = np.zeros((64, n), dtype=np.float32)
+    np.add.at(rebuilt, (np.arange(64)[:, None], index), weights)
+    assert np.array_equal(rebuilt, dense)

@@ -141,3 +141,20 @@ def test_policy_sees_the_regions_of_matches_found_inside() -> None:
     assert facts["match.block"][1]["region"] == {"x": 0, "y": 300, "w": 720, "h": 500}
     assert facts_of(MatchOutcome(matches=[whole]))["match.region"] == []
     assert decide(MatchOutcome(matches=[inside]), {}).action == "block"
+
+
+@pytest.mark.parametrize("box", [(70, 80, 520, 405), (40, 30, 1500, 1100), (100, 50, 700, 400)])
+def test_corner_squares_are_read_where_pdqs_sample_reads(box: tuple[int, int, int, int]) -> None:
+    # Colours for undoing rounded corners are read per corner, from the image itself, at the
+    # pixels of PDQ's own sample of the box (the box as is up to 512 px a side, else its
+    # 512 x 512 nearest sample): the same pixels as the corners of box_sample's array.
+    from dignity.hashing.pdq import box_sample
+    from dignity.regions import _corner_views, _Planes
+
+    image = landscape(44, (1600, 1200))
+    sample = box_sample(image, box)
+    c = min(sample.shape[:2]) // 8
+    planes = _Planes(image)
+    size = (sample.shape[1], sample.shape[0])
+    for corner, want in enumerate(_corner_views(sample, c)):
+        assert np.array_equal(planes._square(box, size, c, corner), want)

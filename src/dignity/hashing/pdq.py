@@ -30,7 +30,6 @@ from threadpoolctl import threadpool_limits
 PDQ_DOWNSAMPLE = 512  # pdqio.cpp's DOWNSAMPLE_DIMS
 _GRID = 64  # the reference samples a 64 x 64 grid after blurring
 _MIN_HASHABLE_DIM = 5  # smaller images hash to all zeros with quality 0, as in the reference
-_JAROSZ_PASSES = 2
 
 # Order of the 8 dihedral hashes (the C++ reference's order).
 DIHEDRAL_NAMES: tuple[str, ...] = (
@@ -97,49 +96,41 @@ def reference_downsample_image(image: Image.Image) -> Image.Image:
     )
 
 
-def _box_matrix(n: int, window: int) -> NDArray[np.float64]:
-    """The reference's 1-D box filter (box1DFloat) as an n x n matrix.
-
-    Output ``o`` averages inputs ``max(0, o - (w - h)) .. min(n - 1, o + h - 1)`` where
-    ``h = (w + 2) // 2``: a window of ``w`` that shrinks at both edges rather than padding.
-    """
-    half = (window + 2) // 2
-    out = np.arange(n)
-    lo = np.maximum(0, out - (window - half))
-    hi = np.minimum(n - 1, out + half - 1)
-    cols = np.arange(n)
-    inside = (cols[None, :] >= lo[:, None]) & (cols[None, :] <= hi[:, None])
-    matrix: NDArray[np.float64] = inside / (hi - lo + 1)[:, None]
-    return matrix
-
-
 @lru_cache(maxsize=1024)
 def _blur_and_sample(n: int) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
     """Two box passes along an axis of length n, then the 64-point decimation, as a band.
 
-    The 64 x n matrix has at most ~2 windows of non-zeros per row, so it is kept as (64, k)
-    column indices and weights: applying it is a gather and a k-term sum, a third of the time
-    of a dense product.
+    The reference's 1-D box filter (box1DFloat) averages inputs ``max(0, o - (w - h)) ..
+    min(n - 1, o + h - 1)`` for output ``o``, where ``h = (w + 2) // 2``: a window of ``w``
+    that shrinks at both edges rather than padding. Two passes and the decimation make a
+    64 x n matrix with ~2 windows of non-zeros per row, kept as (64, k) column indices and
+    weights: applying it is a gather and a k-term sum. Only the 64 sampled rows of the two
+    passes are built, term by term in the order a dense product sums them (the same floats
+    as squaring the n x n box matrix, which cost up to 7 ms per new size at n = 512: a
+    region of a new size paid it on its first hash).
     """
     window = (n + 2 * _GRID - 1) // (2 * _GRID)
-    box = _box_matrix(n, window)
+    half = (window + 2) // 2
+    out = np.arange(n)
+    lo = np.maximum(0, out - (window - half))
+    hi = np.minimum(n - 1, out + half - 1)
+    inv = 1.0 / (hi - lo + 1)
     # decimateFloat samples "centers not corners": index int((i + 0.5) * n / 64).
     picks = ((np.arange(_GRID) + 0.5) * n / _GRID).astype(np.intp)
-    # Only the 64 sampled rows of the passes' product: (B @ B)[picks] = B[picks] @ B, the
-    # same weights (checked equal in float32 for every n up to 1300 and common video sizes)
-    # for 64 / n of the work: a 1080p frame's first hash no longer spends 0.3 s here.
-    dense = box[picks]
-    for _ in range(_JAROSZ_PASSES - 1):
-        dense = dense @ box
-    nonzero = dense != 0
-    lo = nonzero.argmax(axis=1)
-    hi = n - 1 - nonzero[:, ::-1].argmax(axis=1)
-    k = int((hi - lo + 1).max())
-    span = lo[:, None] + np.arange(k)[None, :]
+    first, last = lo[lo[picks]], hi[hi[picks]]  # the band of each sampled row
+    k = int((last - first + 1).max())
+    span = first[:, None] + np.arange(k)[None, :]
     index = np.minimum(span, n - 1)
-    weights = np.take_along_axis(dense, index, axis=1).astype(np.float32)
-    weights[span > hi[:, None]] = 0.0  # clipped positions past the band count for nothing
-    return index, weights
+    weights = np.zeros((_GRID, k))
+    # Row p of the square is the sum over the inputs m of the first pass's row p of row m
+    # of the second pass's, each weighted 1 / its window.
+    for step in range(int((hi[picks] - lo[picks]).max()) + 1):
+        m = np.minimum(lo[picks] + step, n - 1)
+        inside = (index >= lo[m][:, None]) & (index <= hi[m][:, None])
+        inside &= (lo[picks] + step <= hi[picks])[:, None]
+        weights += np.where(inside, (inv[picks] * inv[m])[:, None], 0.0)
+    weights[span > last[:, None]] = 0.0  # clipped positions past the band count for nothing
+    return index, weights.astype(np.float32)
 
 
 def _dct_matrix() -> NDArray[np.float32]:
