@@ -37,6 +37,8 @@ from tests.jobs.effects import (
 )
 
 N = int(os.environ.get("DIGNITY_TEST_JOBS_N", "24"))
+# Redis works as a broker too: its own database number, so tests never meet other data.
+REDIS_BROKER = os.environ.get("DIGNITY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 needs_broker = pytest.mark.skipif(
@@ -60,24 +62,33 @@ def services(settings: Settings) -> Iterator[Services]:
     services.close()
 
 
+def broker_of(engine: str) -> str | None:
+    return {"celery": BROKER, "celery-redis": REDIS_BROKER}.get(engine)
+
+
 def engine_env(settings: Settings, engine: str) -> dict[str, str]:
-    return env_for(settings, **({"DIGNITY_BROKER_URL": BROKER} if engine == "celery" else {}))
+    broker = broker_of(engine)
+    return env_for(settings, **({"DIGNITY_BROKER_URL": broker} if broker else {}))
 
 
 def worker_args(engine: str, queue: str) -> list[str]:
     args = ["--concurrency", "2", "--queues", queue, "--log-level", "warning"]
-    return [*args, "--pool", "prefork"] if engine == "celery" else args
+    return [*args, "--pool", "prefork"] if broker_of(engine) else args
 
 
 def send(settings: Settings, services: Services, engine: str, ids: list[str]) -> None:
     """What the API does after a submit: the Celery dispatcher sends one message per job (the
     embedded runner needs nothing: it reads the table)."""
-    if engine == "celery":
-        with_broker = settings.model_copy(update={"broker_url": BROKER})
+    broker = broker_of(engine)
+    if broker:
+        with_broker = settings.model_copy(update={"broker_url": broker})
         dispatcher(make_app(with_broker), services)(ids)
 
 
 ENGINES = [pytest.param("embedded"), pytest.param("celery", marks=needs_broker)]
+needs_redis = pytest.mark.skipif(
+    not broker_answers(REDIS_BROKER), reason=f"no Redis answers at {REDIS_BROKER}"
+)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -184,4 +195,27 @@ def test_a_broker_restart_mid_run_loses_nothing(
         f"\n[broker restart] {N} scans, broker stopped after {at_stop} done; all done "
         f"{time.monotonic() - restarted:.1f} s after it came back; {got}"
     )
+    assert got.exactly_once(corpus), got
+
+
+@needs_redis
+def test_celery_on_redis_runs_every_job_once(
+    settings: Settings, services: Services, tmp_path: Path, queue: str
+) -> None:
+    corpus = queue_scans(services, 6, queue=queue)
+    send(settings, services, "celery-redis", corpus.job_ids)
+    worker = WorkerProcess(
+        engine_env(settings, "celery-redis"),
+        *worker_args("celery-redis", queue),
+        log=tmp_path / "w.log",
+    )
+    try:
+        wait_for(
+            lambda: done_count(services, corpus.job_ids) == 6,
+            120,
+            f"all done over Redis: {worker.output()}",
+        )
+    finally:
+        worker.stop()
+    got = effects(services, corpus)
     assert got.exactly_once(corpus), got
