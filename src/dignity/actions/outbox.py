@@ -42,7 +42,7 @@ from dignity.actions.models import DELIVERY_STATUSES, OutboxDelivery, OutboxEven
 from dignity.errors import DignityError, NotFound, Refused
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, utcnow
-from dignity.storage.types import isoformat
+from dignity.storage.types import isoformat, json_default
 
 EVENT_TYPES = (
     "entry.added",
@@ -136,7 +136,7 @@ def _check_type(event_type: str) -> None:
 def _write(s: Session, event_type: str, payload: dict[str, Any], hook_ids: list[int]) -> str:
     now = utcnow()
     event_id = str(uuid.uuid4())
-    body = json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str)
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True, default=json_default)
     s.execute(
         insert(OutboxEvent).values(id=event_id, type=event_type, payload=body, created_at=now)
     )

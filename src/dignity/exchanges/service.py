@@ -57,7 +57,7 @@ from dignity.matching.banks import BANK_PURPOSES, DEFAULT_THRESHOLD, BankService
 from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.models import Bank, Entry, utcnow
-from dignity.storage.types import isoformat
+from dignity.storage.types import isoformat, json_default
 from dignity.text import clean_text
 
 log = logging.getLogger("dignity.exchanges")
@@ -579,7 +579,7 @@ class ExchangeService:
                 .values(
                     last_status=summary.status,
                     last_fetch_finished_at=summary.finished_at,
-                    last_summary=json.dumps(summary.to_dict(), default=str),
+                    last_summary=json.dumps(summary.to_dict(), default=json_default),
                 )
             )
             # Counts only (no samples, no messages); a fetch that went well and changed no
@@ -682,7 +682,7 @@ class ExchangeService:
                     "record_key": key,
                     "signal": sig,
                     "value": val,
-                    "meta": json.dumps(meta, sort_keys=True, default=str),
+                    "meta": json.dumps(meta, sort_keys=True, default=json_default),
                     "seen_gen": ctx.generation,
                     "updated_at": now,
                 }

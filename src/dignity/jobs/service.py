@@ -31,7 +31,7 @@ from dignity.errors import Conflict, DignityError, Internal, NotFound, Refused
 from dignity.jobs.models import FINAL_STATES, JOB_STATES, Job, JobMedia
 from dignity.storage.db import Database
 from dignity.storage.models import utcnow
-from dignity.storage.types import isoformat
+from dignity.storage.types import isoformat, json_default
 
 # How long a claim holds without a heartbeat before another worker may take the job over.
 DEFAULT_LEASE_S = 300.0
@@ -158,7 +158,7 @@ def _info(job: Job) -> JobInfo:
 
 
 def _dumps(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=json_default)
 
 
 def _stop(s: Session, which: ColumnElement[bool], now: datetime) -> None:

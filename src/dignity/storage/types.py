@@ -51,6 +51,14 @@ def isoformat(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
 
 
+def json_default(value: object) -> str:
+    """``json.dumps``'s ``default`` for stored JSON (events, job results, scan details): a time
+    as timezone-aware ISO 8601 (UTC when naive), anything else as its text."""
+    if isinstance(value, datetime):
+        return utc(value).isoformat()
+    return str(value)
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A ``DateTime(timezone=True)`` column whose values are aware UTC datetimes both ways."""
 

@@ -46,6 +46,7 @@ from dignity.hashing.pdq import DIHEDRAL_NAMES, PdqHash
 from dignity.settings import Settings
 from dignity.storage.db import Database
 from dignity.storage.models import Entry
+from dignity.storage.types import json_default
 from dignity.takedown.clock import Clock, SystemClock, utc
 from dignity.takedown.models import Removal, ReviewItem, ScanRecord, ScanRegion, ScanVideo
 from dignity.video.compare import FramePair, Segment, compare
@@ -109,7 +110,10 @@ def _short(value: Any) -> Any:
     """A value for the detail: numbers and short strings as they are, the rest summarised."""
     if value is None or isinstance(value, bool | int | float):
         return value
-    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    if isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, default=json_default, sort_keys=True)
     return text if len(text) <= _SHORT else text[: _SHORT - 1] + "…"
 
 
@@ -239,7 +243,7 @@ def fit(detail: dict[str, Any], limit: int = MAX_DETAIL) -> dict[str, Any]:
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True, default=str)
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, default=json_default)
 
 
 @dataclass(frozen=True)
