@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 log = logging.getLogger("dignity.background")
 
@@ -40,10 +41,15 @@ class TaskState:
             "running": self.running,
             "runs": self.runs,
             "failures": self.failures,
-            "last_success": self.last_success,
+            # Answers show times as aware ISO 8601, as every other reply does.
+            "last_success": _iso(self.last_success),
             "last_error": self.last_error,
-            "last_error_at": self.last_error_at,
+            "last_error_at": _iso(self.last_error_at),
         }
+
+
+def _iso(at: float | None) -> str | None:
+    return None if at is None else datetime.fromtimestamp(at, UTC).isoformat()
 
 
 class Beat:

@@ -7,6 +7,7 @@ import concurrent.futures as cf
 import re
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -43,6 +44,9 @@ def test_health_needs_no_key(live: LiveServer) -> None:
         while c.get("/readyz").json()["background"]["index-refresh"]["last_success"] is None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        # Times as aware ISO 8601, like every other reply's.
+        last = c.get("/readyz").json()["background"]["index-refresh"]["last_success"]
+        assert datetime.fromisoformat(last).utcoffset() == timedelta(0), last
         spec = c.get("/openapi.json").json()
         assert "/v1/scan" in spec["paths"] and spec["info"]["title"] == "dignity"
         docs = c.get("/docs")

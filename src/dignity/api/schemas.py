@@ -403,15 +403,15 @@ class ImportOut(BaseModel):
 
 
 class BackgroundTaskOut(BaseModel):
-    """One background task of this process (wall-clock times as Unix seconds)."""
+    """One background task of this process (times in ISO 8601, UTC)."""
 
     kind: str
     running: bool
     runs: int
     failures: int
-    last_success: float | None
+    last_success: str | None
     last_error: str | None
-    last_error_at: float | None
+    last_error_at: str | None
 
 
 class Health(BaseModel):
