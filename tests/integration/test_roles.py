@@ -19,6 +19,9 @@ ALLOWED: list[tuple[str, str, set[str]]] = [
     ("GET", r"/metrics", set()),
     ("POST", r"/v1/hash", {"platform", "curator"}),
     ("POST", r"/v1/(match|scan)", {"platform"}),
+    # -- background jobs (issue 17): platform keys, their own jobs --
+    ("GET|POST", r"/v1/jobs", {"platform"}),
+    ("GET|DELETE", r"/v1/jobs/\{job_id\}", {"platform"}),
     ("GET", r"/v1/banks(/\{name\}(/entries)?)?", {"curator", "reviewer"}),
     ("POST", r"/v1/banks(/\{name\}/(entries|import|withdraw))?", {"curator"}),
     ("PATCH", r"/v1/banks/\{name\}", {"curator"}),

@@ -114,6 +114,9 @@ def _read_all(data: bytes | BinaryIO) -> bytes:
     "/jobs",
     status_code=202,
     response_model=JobOut,
+    responses={
+        200: {"model": JobOut, "description": "An Idempotency-Key seen before: the first job."}
+    },
     summary="Queue a background scan of an upload, a URL or an object-store key",
     openapi_extra=openapi_upload_or_json("JobIn"),
 )
