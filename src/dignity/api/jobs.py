@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dignity.api.deps import ServicesDep, require
-from dignity.api.schemas import ErrorBody
+from dignity.api.schemas import ContentIdQuery, ErrorBody, UploaderQuery
 from dignity.api.uploads import openapi_upload_or_json, read_media_or_json
 from dignity.jobs.models import JOB_STATES
 from dignity.jobs.service import JobInfo, JobNotFound
@@ -125,12 +125,8 @@ async def submit_job(
     response: Response,
     services: ServicesDep,
     key: Platform,
-    content_id: Annotated[
-        str | None, Query(description="The platform's id of this content (1-255 printable)")
-    ] = None,
-    uploader: Annotated[
-        str | None, Query(description="The platform's id of the uploader (1-255 printable)")
-    ] = None,
+    content_id: ContentIdQuery = None,
+    uploader: UploaderQuery = None,
     idempotency_key: Annotated[
         str | None,
         Header(

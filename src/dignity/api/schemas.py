@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from dignity.errors import BankRefused, HashError
@@ -48,6 +49,16 @@ class HashOut(BaseModel):
     partial: bool | None = Field(
         default=None, description="A video hashed up to damage in its stream (truncated or corrupt)"
     )
+
+
+# The platform's own ids of a scanned upload (query parameters of /v1/scan and /v1/jobs),
+# checked by ``takedown.scanlog.check_ref`` before the body is read.
+ContentIdQuery = Annotated[
+    str | None, Query(description="The platform's id of this content (1-255 printable)")
+]
+UploaderQuery = Annotated[
+    str | None, Query(description="The platform's id of the uploader (1-255 printable)")
+]
 
 
 class HashByUrl(BaseModel):

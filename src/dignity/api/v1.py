@@ -19,6 +19,7 @@ from dignity.api.schemas import (
     BankIn,
     BankOut,
     BankPatch,
+    ContentIdQuery,
     CountOut,
     EntriesIn,
     EntryIn,
@@ -30,6 +31,7 @@ from dignity.api.schemas import (
     MatchByHashes,
     MatchResult,
     ScanOut,
+    UploaderQuery,
     WithdrawIn,
     WithdrawOut,
     scan_object,
@@ -231,12 +233,8 @@ async def scan_route(
     request: Request,
     services: ServicesDep,
     key: Platform,
-    content_id: Annotated[
-        str | None, Query(description="The platform's id of this content (1-255 printable)")
-    ] = None,
-    uploader: Annotated[
-        str | None, Query(description="The platform's id of the uploader (1-255 printable)")
-    ] = None,
+    content_id: ContentIdQuery = None,
+    uploader: UploaderQuery = None,
 ) -> ScanOut:
     from dignity.takedown.scanlog import check_ref
 
