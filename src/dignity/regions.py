@@ -132,38 +132,44 @@ class _Stats:
         return mean, np.sqrt(np.maximum(np.diff(sq) / n - mean * mean, 0.0))
 
 
-def _separators(
-    mean: NDArray[np.float64],
-    spread: NDArray[np.float64],
-    colour: Callable[[int], NDArray[np.float64]],
-    *,
-    strict: bool,
-) -> NDArray[np.bool_]:
-    """Which lines belong to a separator: runs of plain lines whose level (and colour) stays
-    put; ``strict``, only those with a sharp edge wherever they meet content. A picture's own
-    flat part (a dark foot, an overexposed sky) fades into the picture; the UI or a frame
-    around a picture stops at it. ``colour(i)`` is line i's mean RGB. All runs are judged at
-    once (a loop over them was most of the cuts' cost: text makes many short ones); only
-    those left are read in colour."""
-    n = len(mean)
-    out = np.zeros(n, dtype=bool)
-    plain = spread <= PLAIN_STD
-    if not plain.any():
-        return out
-    # A run goes on while lines are plain and each is within STEP of the one before.
-    joined = np.zeros(n, dtype=bool)
-    joined[1:] = plain[1:] & plain[:-1] & (np.abs(np.diff(mean)) <= STEP)
-    starts = np.flatnonzero(plain & ~joined)
-    breaks = np.append(np.flatnonzero(~joined), n)
-    ends = breaks[np.searchsorted(breaks, starts, side="right")]
-    bounds = np.stack((starts, ends), axis=1).ravel()
-    if bounds[-1] == n:
-        bounds = bounds[:-1]
-    top = np.maximum.reduceat(mean, bounds)[::2]
-    bottom = np.minimum.reduceat(mean, bounds)[::2]
-    keep = np.flatnonzero(top - bottom <= DRIFT)
-    starts, ends = starts[keep], ends[keep]
-    if strict and len(starts):
+class _Runs:
+    """The runs of plain lines of one block along one axis that may be separators (level held
+    within STEP line to line and DRIFT overall, colour held), with whether each meets content
+    sharply at both ends. The strict and the loose cuts meet most blocks both: this is
+    computed once per (block, axis) and read by both."""
+
+    __slots__ = ("mean", "spread", "starts", "ends", "sharp")
+
+    def __init__(
+        self,
+        mean: NDArray[np.float64],
+        spread: NDArray[np.float64],
+        colour: Callable[[int], NDArray[np.float64]],
+    ) -> None:
+        self.mean, self.spread = mean, spread
+        n = len(mean)
+        plain = spread <= PLAIN_STD
+        empty = np.zeros(0, dtype=np.intp)
+        self.starts, self.ends, self.sharp = empty, empty, np.zeros(0, dtype=bool)
+        if not plain.any():
+            return
+        # A run goes on while lines are plain and each is within STEP of the one before. All
+        # runs are judged at once (a loop over them was most of the cuts' cost: text makes
+        # many short ones); only those left are read in colour.
+        joined = np.zeros(n, dtype=bool)
+        joined[1:] = plain[1:] & plain[:-1] & (np.abs(np.diff(mean)) <= STEP)
+        starts = np.flatnonzero(plain & ~joined)
+        breaks = np.append(np.flatnonzero(~joined), n)
+        ends = breaks[np.searchsorted(breaks, starts, side="right")]
+        bounds = np.stack((starts, ends), axis=1).ravel()
+        if bounds[-1] == n:
+            bounds = bounds[:-1]
+        top = np.maximum.reduceat(mean, bounds)[::2]
+        bottom = np.minimum.reduceat(mean, bounds)[::2]
+        keep = np.flatnonzero(top - bottom <= DRIFT)
+        starts, ends = starts[keep], ends[keep]
+        if not len(starts):
+            return
         # Both ends of each run at once: the line before it, then the line after it.
         sharp = _sharp(
             mean,
@@ -173,12 +179,24 @@ def _separators(
             np.concatenate((mean[starts], mean[ends - 1])),
             np.repeat(np.array([-1, 1]), len(starts)),
         )
-        ok = sharp[: len(starts)] & sharp[len(starts) :]
-        starts, ends = starts[ok], ends[ok]
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        if _same_colour(colour, start, end):
+        sharp = sharp[: len(starts)] & sharp[len(starts) :]
+        held = np.array(
+            [_same_colour(colour, a, b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)],
+            dtype=bool,
+        )
+        self.starts, self.ends, self.sharp = starts[held], ends[held], sharp[held]
+
+    def separators(self, *, strict: bool) -> NDArray[np.bool_]:
+        """Which lines belong to a separator; ``strict``, only runs with a sharp edge
+        wherever they meet content. A picture's own flat part (a dark foot, an overexposed
+        sky) fades into the picture; the UI or a frame around a picture stops at it."""
+        out = np.zeros(len(self.mean), dtype=bool)
+        starts, ends = self.starts, self.ends
+        if strict:
+            starts, ends = starts[self.sharp], ends[self.sharp]
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             out[start:end] = True
-    return out
+        return out
 
 
 def _sharp(
@@ -251,11 +269,13 @@ def _xy_cut(
     min_w: int,
     min_h: int,
     out: list[tuple[Box, int]],
+    runs: dict[tuple[Box, int], _Runs],
     *,
     strict: bool,
 ) -> None:
     """Cut the sample at its separators, across first then along, recursively; every block
-    met is appended with its depth (leaves and the blocks they came from)."""
+    met is appended with its depth (leaves and the blocks they came from). ``runs`` keeps
+    each block's runs for the other pass."""
     rgb = sample.rgb
     rsum = stats.rgb
     stack: list[tuple[Box, int]] = [((0, 0, rgb.shape[1], rgb.shape[0]), 0)]
@@ -268,7 +288,6 @@ def _xy_cut(
         if depth >= _MAX_DEPTH:
             continue
         for axis in (0, 1):
-            mean, spread = stats.lines(block, axis)
             lo = y0 if axis == 0 else x0
             hi = y1 if axis == 0 else x1
 
@@ -287,11 +306,14 @@ def _xy_cut(
                 found: NDArray[np.float64] = total / n
                 return found
 
-            sep = _separators(mean, spread, colour, strict=strict)
+            found = runs.get((block, axis))
+            if found is None:
+                found = runs[block, axis] = _Runs(*stats.lines(block, axis), colour)
+            sep = found.separators(strict=strict)
             segs = _segments(sep, lo)
             if segs == [(lo, hi)] or not segs:
                 continue  # nothing cuts this way: try the other axis
-            flags, levels = sep.tolist(), mean.tolist()  # walked line by line below
+            flags, levels = sep.tolist(), found.mean.tolist()  # walked line by line below
             for a, b in segs:
                 child = (x0, a, x1, b) if axis == 0 else (a, y0, b, y1)
                 stack.append((child, depth + 1))
@@ -389,14 +411,17 @@ def _refine(grey: NDArray[np.uint8], sample: _Sample, block: Box) -> Box:
     x1, y1 = min(w, round(block[2] * fx)), min(h, round(block[3] * fy))
     reach_x, reach_y = int(np.ceil(fx)) + 2, int(np.ceil(fy)) + 2
 
-    def first_off(strip: NDArray[np.float32], axis: int) -> int | None:
-        level = strip.mean(axis=axis)
-        spread = strip.std(axis=axis)
-        off = np.flatnonzero((spread > PLAIN_STD) | (np.abs(level - level[0]) > SHARP_STEP))
+    def first_off(strip: NDArray[np.int32], axis: int) -> int | None:
+        # Exact integer sums (numpy's mean and std were most of this function's cost); a line
+        # is busy when its variance is over PLAIN_STD squared.
+        n = strip.shape[axis]
+        level = strip.sum(axis=axis) / n
+        busy = (strip * strip).sum(axis=axis) / n - level * level > PLAIN_STD * PLAIN_STD
+        off = np.flatnonzero(busy | (np.abs(level - level[0]) > SHARP_STEP))
         return int(off[0]) if off.size else None
 
-    def grab(b: Box) -> NDArray[np.float32]:
-        return grey[b[1] : b[3], b[0] : b[2]].astype(np.float32)
+    def grab(b: Box) -> NDArray[np.int32]:
+        return grey[b[1] : b[3], b[0] : b[2]].astype(np.int32)
 
     if block[1] > 0:
         top = min(y0, int((block[1] - 0.5) * fy))
@@ -486,11 +511,11 @@ def _iou(a: Box, b: Box) -> float:
 
 
 def propose(
-    image: Image.Image, limit: int = MAX_REGIONS, *, grey: NDArray[np.uint8] | None = None
+    image: Image.Image, limit: int = MAX_REGIONS, *, planes: _Planes | None = None
 ) -> list[Box]:
     """Up to ``limit`` boxes ``(x0, y0, x1, y1)`` in ``image``'s pixels that may hold an
-    embedded picture, most likely first; never the whole image. ``grey``: the image as
-    Pillow's grey (``convert("L")``), when the caller has it."""
+    embedded picture, most likely first; never the whole image. ``planes``: the caller's
+    :class:`_Planes` of ``image``, which then holds the grey rows the boxes need."""
     w, h = image.size
     if min(w, h) < MIN_SIDE:
         return []
@@ -503,8 +528,9 @@ def propose(
     # Strict cuts stop at a picture's own flat parts; loose ones also cut where text or a
     # ragged column meets the separator softly. Both go in; duplicates fold below.
     blocks: list[tuple[Box, int]] = []
-    _xy_cut(sample, stats, min_w, min_h, blocks, strict=True)
-    _xy_cut(sample, stats, min_w, min_h, blocks, strict=False)
+    runs: dict[tuple[Box, int], _Runs] = {}
+    _xy_cut(sample, stats, min_w, min_h, blocks, runs, strict=True)
+    _xy_cut(sample, stats, min_w, min_h, blocks, runs, strict=False)
     candidates = [(b, d) for b, d in blocks if d > 0]  # depth 0 is the whole image
     edged = _edge_rects(small, max(min_w, sw // 8), max(min_h, sh // 8))
     candidates += [(r, 1) for r in edged]
@@ -537,11 +563,19 @@ def propose(
         # larger: deeper cuts are mostly of a picture at its own flat bands.
         scored.append((-(share + min(depth, 2)), b))
     scored.sort()
-    plane = grey if grey is not None or not scored else _grey(image)
+    if not scored:
+        return []
+    if planes is None:
+        planes = _Planes(image)
+    # Only the rows the candidates span are read from here on (refined edges move by at
+    # most a sample pixel and a few lines; the pixel outside a corner is one line out).
+    ty0 = min(b[1] for _, b in scored)
+    ty1 = max(b[3] for _, b in scored)
+    planes.cover(int((ty0 - 1) * sample.fy) - 2, int((ty1 + 1) * sample.fy) + 3)
+    plane = planes.grey
     out: list[Box] = []
     padded: list[Box] = []
     for _, b in scored:
-        assert plane is not None
         box = _refine(plane, sample, b)
         if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE:
             continue
@@ -560,7 +594,6 @@ def propose(
     for box in padded:
         if len(out) >= limit:
             break
-        assert plane is not None
         inner = _unpad(plane, box)
         if inner[2] - inner[0] < MIN_SIDE or inner[3] - inner[1] < MIN_SIDE:
             continue
@@ -612,11 +645,16 @@ def _round_corners(
         # Every channel within CORNER_TOL of the colour: one pass in OpenCV.
         low = tuple(int(v) for v in np.clip(want - CORNER_TOL, 0, 255))
         high = tuple(int(v) for v in np.clip(want + CORNER_TOL, 0, 255))
-        close = cv2.inRange(np.ascontiguousarray(look), low, high) != 0
         # The corner's own run of that colour: a quarter disc is monotone along rows and
-        # columns, so a pixel belongs when every pixel between it and the corner does.
+        # columns, so a pixel belongs when every pixel between it and the corner does. That
+        # run ends within the first row's and the first column's: only that window is read.
+        edge = cv2.inRange(np.ascontiguousarray(look[:1]), low, high).ravel() == 0
+        rx = int(edge.argmax()) if edge.any() else c
+        edge = cv2.inRange(np.ascontiguousarray(look[:, :1]), low, high).ravel() == 0
+        ry = int(edge.argmax()) if edge.any() else c
+        close = cv2.inRange(np.ascontiguousarray(look[:ry, :rx]), low, high) != 0
         mask = np.logical_and.accumulate(np.logical_and.accumulate(close, axis=0), axis=1)
-        if np.count_nonzero(mask) > 0.25 * mask.size:
+        if np.count_nonzero(mask) > 0.25 * c * c:
             continue  # more than a rounding (at most 1 - pi/4 of its square): the picture's own
         ys, xs = np.nonzero(mask)
         # Along each diagonal the mask is a prefix (the set is closed towards the corner), so
@@ -682,7 +720,30 @@ class _Planes:
 
     def __init__(self, image: Image.Image) -> None:
         self.image = image if image.mode == "RGB" else image.convert("RGB")
-        self.grey = _grey(self.image)
+        w, h = self.image.size
+        # Grey is made for the rows the proposals span only (:meth:`cover`): a picture in a
+        # phone screenshot spans a third of its rows, and converting the whole image was a
+        # tenth of the cost. Rows not covered stay 0 and are never read (np.zeros maps pages
+        # lazily: those rows cost nothing).
+        self.grey = np.zeros((h, w), dtype=np.uint8)
+        self._rows = (0, 0)  # the rows [a, b) converted
+
+    def cover(self, y0: int, y1: int) -> None:
+        """Make rows ``[y0, y1)`` of :attr:`grey` hold the image's grey levels."""
+        h = self.grey.shape[0]
+        y0, y1 = max(0, y0), min(h, y1)
+        a, b = self._rows
+        if a == b and y1 - y0 > 0.7 * h:
+            # Cropping copies the rows first: past ~70% of them, converting all is cheaper.
+            self.grey = _grey(self.image)
+            self._rows = (0, h)
+            return
+        if a == b:
+            a = b = y0
+        for lo, hi in ((min(y0, a), a), (b, max(y1, b))):
+            if hi > lo:
+                self.grey[lo:hi] = _grey(self.image.crop((0, lo, self.image.width, hi)))
+        self._rows = (min(y0, a), max(y1, b))
 
     def _square(self, box: Box, size: tuple[int, int], c: int, corner: int) -> NDArray[np.uint8]:
         """The c x c RGB corner square (top-left, top-right, bottom-left, bottom-right) of
@@ -708,6 +769,7 @@ class _Planes:
     def pdq(self, box: Box, *, dihedral: bool) -> PdqHash:
         """:func:`region_pdq` of ``box`` from the grey plane."""
         x0, y0, x1, y1 = box
+        self.cover(y0 - 1, y1 + 1)  # the box and the rows just outside it (corners)
         width, height = x1 - x0, y1 - y0
         if width <= PDQ_DOWNSAMPLE and height <= PDQ_DOWNSAMPLE:
             grey = self.grey[y0:y1, x0:x1].copy()
@@ -725,16 +787,24 @@ class _Planes:
         c = min(grey.shape) // 8
         if c < 3:
             return pdq_from_grey(grey, dihedral=dihedral)
-        outside = _outside_colours(self.image, box)
         # Most corners are the picture's: their own pixel is off the colour outside, and
         # only the corners whose pixel has it are read (what _round_corners reads of them).
+        # Grey levels tell most of them apart first: Pillow's luma is a weighted mean of the
+        # channels, so pixels within CORNER_TOL per channel are within CORNER_TOL + 1 in grey
+        # (rounding), and reading RGB through Pillow costs far more than a grey pixel.
         spots = ((x0, y0), (last_x, y0), (x0, last_y), (last_x, last_y))
+        plane = self.grey
+        outside: list[NDArray[np.uint8] | None] = [None] * 4
         colours: list[NDArray[np.uint8] | None] = [None] * 4
-        for k, (colour, spot) in enumerate(zip(outside, spots, strict=True)):
-            if colour is None:
+        for k, (out, spot) in enumerate(zip(_outside_spots(box, self.image.size), spots)):
+            if out is None:
                 continue
+            if abs(int(plane[out[1], out[0]]) - int(plane[spot[1], spot[0]])) > CORNER_TOL + 1:
+                continue
+            colour = np.asarray(self.image.getpixel(out), dtype=np.uint8)
             pixel = np.asarray(self.image.getpixel(spot), dtype=np.int16)
             if int(np.abs(pixel - colour).max()) <= CORNER_TOL:
+                outside[k] = colour
                 colours[k] = self._square(box, (grey.shape[1], grey.shape[0]), c, k)
         if any(x is not None for x in colours):
             _round_corners(grey, outside, colours)
@@ -753,7 +823,7 @@ def region_hashes(
     fw, fh = full_size or image.size
     kx, ky = fw / image.size[0], fh / image.size[1]
     planes = _Planes(image)
-    boxes = propose(image, limit, grey=planes.grey)
+    boxes = propose(image, limit, planes=planes)
     out = []
     for box in boxes:
         x0, y0 = round(box[0] * kx), round(box[1] * ky)

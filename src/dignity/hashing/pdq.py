@@ -259,6 +259,23 @@ def pdq_from_box(
     return _pdq_from_small(box_sample(image, box), dihedral=dihedral)
 
 
+# The 8 dihedral blocks, flattened, as one gather and one sign product: block.T.ravel() is
+# block.ravel()[_TRANSPOSED].
+_TRANSPOSED = np.arange(256).reshape(16, 16).T.ravel()
+_DIHEDRAL_ORDER = np.stack([_TRANSPOSED if t else np.arange(256) for t, _ in _DIHEDRAL])
+_DIHEDRAL_SIGNS = np.stack([(s.T if t else s).ravel() for t, s in _DIHEDRAL])
+
+
+def _dihedral_bits(block: NDArray[np.floating[Any]]) -> list[bytes]:
+    """:func:`_bits` of the 8 dihedral blocks at once (the same medians and bits: a partition
+    per row is exact), in half the time of 8 calls: a region's hash is short enough for that
+    to show."""
+    flat = block.ravel()[_DIHEDRAL_ORDER] * _DIHEDRAL_SIGNS
+    median = np.partition(flat, 127, axis=1)[:, 127:128]
+    packed = np.packbits((flat > median)[:, ::-1], axis=1)
+    return [row.tobytes() for row in packed]
+
+
 def _grey64(grey: NDArray[np.uint8]) -> NDArray[np.float32]:
     """:func:`_luma64` of an image that is already luma (H x W): a third of the pixels read."""
     rows, cols = grey.shape
@@ -291,13 +308,7 @@ def _pdq_from_small(small: NDArray[np.uint8], *, dihedral: bool) -> PdqHash:
         grid = _grey64(small) if small.ndim == 2 else _luma64(small)
         block = _DCT @ grid @ _DCT.T
         quality = _quality(grid)
-        if dihedral:
-            rows = [
-                _bits((block.T if transpose else block) * (signs.T if transpose else signs))
-                for transpose, signs in _DIHEDRAL
-            ]
-        else:
-            rows = [_bits(block)]
+        rows = _dihedral_bits(block) if dihedral else [_bits(block)]
     hexes = tuple(row.hex() for row in rows)
     return PdqHash(
         hex=hexes[0], quality=quality, dihedral=hexes if dihedral else None, packed=b"".join(rows)
