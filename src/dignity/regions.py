@@ -72,6 +72,7 @@ EDGE_STEP = 18  # grey levels between neighbouring sample pixels that make an ed
 
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1
+Rgb = tuple[int, int, int]
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,28 +135,23 @@ class _Stats:
 
 class _Runs:
     """The runs of plain lines of one block along one axis that may be separators (level held
-    within STEP line to line and DRIFT overall, colour held), with whether each meets content
-    sharply at both ends. The strict and the loose cuts meet most blocks both: this is
-    computed once per (block, axis) and read by both."""
+    within STEP line to line and DRIFT overall, colour held), as ``(start, end)`` lines of
+    the block, with whether each meets content sharply at both ends. The strict and the loose
+    cuts meet most blocks both: this is computed once per (block, axis) and read by both."""
 
-    __slots__ = ("mean", "spread", "starts", "ends", "sharp")
+    __slots__ = ("loose", "strict")
 
-    def __init__(
-        self,
-        mean: NDArray[np.float64],
-        spread: NDArray[np.float64],
-        colour: Callable[[int], NDArray[np.float64]],
-    ) -> None:
-        self.mean, self.spread = mean, spread
+    def __init__(self, stats: _Stats, block: Box, axis: int) -> None:
+        self.loose: list[tuple[int, int]] = []
+        self.strict: list[tuple[int, int]] = []
+        mean, spread = stats.lines(block, axis)
         n = len(mean)
         plain = spread <= PLAIN_STD
-        empty = np.zeros(0, dtype=np.intp)
-        self.starts, self.ends, self.sharp = empty, empty, np.zeros(0, dtype=bool)
         if not plain.any():
             return
         # A run goes on while lines are plain and each is within STEP of the one before. All
         # runs are judged at once (a loop over them was most of the cuts' cost: text makes
-        # many short ones); only those left are read in colour.
+        # many short ones).
         joined = np.zeros(n, dtype=bool)
         joined[1:] = plain[1:] & plain[:-1] & (np.abs(np.diff(mean)) <= STEP)
         starts = np.flatnonzero(plain & ~joined)
@@ -166,11 +162,19 @@ class _Runs:
             bounds = bounds[:-1]
         top = np.maximum.reduceat(mean, bounds)[::2]
         bottom = np.minimum.reduceat(mean, bounds)[::2]
-        keep = np.flatnonzero(top - bottom <= DRIFT)
+        keep = top - bottom <= DRIFT
+        # A run's colour must hold between its quarter points (a hue gradient's does not);
+        # its ends are left out, as JPEG's half-resolution chroma bleeds into them.
+        quarter = (ends - starts) // 4
+        keep &= ((ends - starts) < 4) | _colour_held(
+            stats, block, axis, starts + quarter, ends - 1 - quarter
+        )
         starts, ends = starts[keep], ends[keep]
         if not len(starts):
             return
-        # Both ends of each run at once: the line before it, then the line after it.
+        # Both ends of each run at once: the line before it, then the line after it. A
+        # picture's own flat part (a dark foot, an overexposed sky) fades into the picture;
+        # the UI or a frame around a picture stops at it.
         sharp = _sharp(
             mean,
             spread,
@@ -180,23 +184,30 @@ class _Runs:
             np.repeat(np.array([-1, 1]), len(starts)),
         )
         sharp = sharp[: len(starts)] & sharp[len(starts) :]
-        held = np.array(
-            [_same_colour(colour, a, b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)],
-            dtype=bool,
-        )
-        self.starts, self.ends, self.sharp = starts[held], ends[held], sharp[held]
+        self.loose = list(zip(starts.tolist(), ends.tolist(), strict=True))
+        self.strict = [run for run, ok in zip(self.loose, sharp.tolist(), strict=True) if ok]
 
-    def separators(self, *, strict: bool) -> NDArray[np.bool_]:
-        """Which lines belong to a separator; ``strict``, only runs with a sharp edge
-        wherever they meet content. A picture's own flat part (a dark foot, an overexposed
-        sky) fades into the picture; the UI or a frame around a picture stops at it."""
-        out = np.zeros(len(self.mean), dtype=bool)
-        starts, ends = self.starts, self.ends
-        if strict:
-            starts, ends = starts[self.sharp], ends[self.sharp]
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            out[start:end] = True
-        return out
+
+def _colour_held(
+    stats: _Stats, block: Box, axis: int, first: NDArray[np.intp], second: NDArray[np.intp]
+) -> NDArray[np.bool_]:
+    """Whether lines ``first`` and ``second`` of ``block`` (rows for axis 0, columns for 1)
+    have mean colours within 2 * DRIFT on every channel, from the integral image (exact
+    sums: the same floats as averaging the lines' pixels)."""
+    x0, y0, x1, y1 = block
+    rsum = stats.rgb
+
+    def colour(lines: NDArray[np.intp]) -> NDArray[np.float64]:
+        if axis == 0:
+            r = y0 + lines
+            total = rsum[r + 1, x1] - rsum[r, x1] - rsum[r + 1, x0] + rsum[r, x0]
+            return np.asarray(total / (x1 - x0), dtype=np.float64)
+        c = x0 + lines
+        total = rsum[y1, c + 1] - rsum[y1, c] - rsum[y0, c + 1] + rsum[y0, c]
+        return np.asarray(total / (y1 - y0), dtype=np.float64)
+
+    held: NDArray[np.bool_] = np.abs(colour(first) - colour(second)).max(axis=1) <= 2 * DRIFT
+    return held
 
 
 def _sharp(
@@ -222,45 +233,26 @@ def _sharp(
     return result
 
 
-def _same_colour(colour: Callable[[int], NDArray[np.float64]], start: int, end: int) -> bool:
-    """Whether a run's colour holds between its quarter points (a hue gradient's does not);
-    its ends are left out, as JPEG's half-resolution chroma bleeds into them."""
-    if end - start < 4:
-        return True
-    q = (end - start) // 4
-    return float(np.abs(colour(start + q) - colour(end - 1 - q)).max()) <= 2 * DRIFT
-
-
-def _segments(sep: NDArray[np.bool_], lo: int) -> list[tuple[int, int]]:
-    """The runs of non-separator lines, offset by ``lo``."""
-    edges = np.diff(np.concatenate(([1], sep.view(np.int8), [1])).astype(np.int8))
-    starts = np.flatnonzero(edges == -1)
-    ends = np.flatnonzero(edges == 1)
-    return [(lo + int(a), lo + int(b)) for a, b in zip(starts, ends, strict=True)]
-
-
-def _grow(sep: list[bool], mean: list[float], a: int, b: int) -> tuple[int, int]:
-    """Segment ``[a, b)`` grown over the separator run next to it on each side when that run
-    is one of several levels (a step between it and the rest of the separator): the nearest
-    level may be the picture's own flat edge, the farthest is the UI's. ``sep`` and ``mean``
-    are Python lists: the walk reads them line by line."""
-
-    def nearest_level(i: int, step: int) -> int:
-        # Walk from line i (a separator line next to the segment) while the level holds.
-        j = i
-        while 0 <= j + step < len(sep) and sep[j + step] and abs(mean[j + step] - mean[j]) <= STEP:
-            j += step
-        beyond = j + step
-        if 0 <= beyond < len(sep) and sep[beyond]:  # another level follows: grow over this one
-            return j
-        return i - step  # a single level: the UI's, keep the cut
-
-    ga, gb = a, b
-    if a > 0 and sep[a - 1]:
-        ga = nearest_level(a - 1, -1)
-    if b < len(sep) and sep[b]:
-        gb = nearest_level(b, 1) + 1
-    return min(ga, a), max(gb, b)
+def _cut(runs: list[tuple[int, int]], n: int) -> list[tuple[int, int, int, int]]:
+    """The segments of n lines between separator ``runs`` (sorted, apart), each as
+    ``(a, b, ga, gb)``: the segment, and the segment grown over the separator run next to it
+    on each side when that run is one of several levels (another run right beyond it: a
+    step between it and the rest of the separator). The nearest level may be the picture's
+    own flat edge, the farthest is the UI's. Runs that touch differ in level by more than
+    STEP (else they would be one run)."""
+    by_end = {e: s for s, e in runs}
+    by_start = dict(runs)
+    out = []
+    at = 0
+    for s, e in [*runs, (n, n)]:
+        if s > at:
+            before = by_end.get(at)
+            after = by_start.get(s)
+            ga = before if before is not None and before in by_end else at
+            gb = after if after is not None and after in by_start else s
+            out.append((at, s, ga, gb))
+        at = e
+    return out
 
 
 def _xy_cut(
@@ -276,9 +268,7 @@ def _xy_cut(
     """Cut the sample at its separators, across first then along, recursively; every block
     met is appended with its depth (leaves and the blocks they came from). ``runs`` keeps
     each block's runs for the other pass."""
-    rgb = sample.rgb
-    rsum = stats.rgb
-    stack: list[tuple[Box, int]] = [((0, 0, rgb.shape[1], rgb.shape[0]), 0)]
+    stack: list[tuple[Box, int]] = [((0, 0, sample.grey.shape[1], sample.grey.shape[0]), 0)]
     while stack:
         block, depth = stack.pop()
         x0, y0, x1, y1 = block
@@ -288,39 +278,19 @@ def _xy_cut(
         if depth >= _MAX_DEPTH:
             continue
         for axis in (0, 1):
-            lo = y0 if axis == 0 else x0
-            hi = y1 if axis == 0 else x1
-
-            def colour(
-                i: int, axis: int = axis, lo: int = lo, block: Box = block
-            ) -> NDArray[np.float64]:
-                # The line's mean RGB from the integral image (exact sums: the same floats
-                # as averaging the line's pixels).
-                bx0, by0, bx1, by1 = block
-                if axis == 0:
-                    r, n = lo + i, bx1 - bx0
-                    total = rsum[r + 1, bx1] - rsum[r, bx1] - rsum[r + 1, bx0] + rsum[r, bx0]
-                else:
-                    c, n = lo + i, by1 - by0
-                    total = rsum[by1, c + 1] - rsum[by1, c] - rsum[by0, c + 1] + rsum[by0, c]
-                found: NDArray[np.float64] = total / n
-                return found
-
+            lo, n = (y0, y1 - y0) if axis == 0 else (x0, x1 - x0)
             found = runs.get((block, axis))
             if found is None:
-                found = runs[block, axis] = _Runs(*stats.lines(block, axis), colour)
-            sep = found.separators(strict=strict)
-            segs = _segments(sep, lo)
-            if segs == [(lo, hi)] or not segs:
+                found = runs[block, axis] = _Runs(stats, block, axis)
+            segs = _cut(found.strict if strict else found.loose, n)
+            if not segs or (len(segs) == 1 and segs[0][:2] == (0, n)):
                 continue  # nothing cuts this way: try the other axis
-            flags, levels = sep.tolist(), found.mean.tolist()  # walked line by line below
-            for a, b in segs:
-                child = (x0, a, x1, b) if axis == 0 else (a, y0, b, y1)
+            for a, b, ga, gb in segs:
+                child = (x0, lo + a, x1, lo + b) if axis == 0 else (lo + a, y0, lo + b, y1)
                 stack.append((child, depth + 1))
                 # A picture's own flat band (a clear sky) next to the UI is a separator of
                 # another level beside the UI's: also propose the segment grown over it.
-                ga, gb = _grow(flags, levels, a - lo, b - lo)
-                if (ga, gb) != (a - lo, b - lo):
+                if (ga, gb) != (a, b):
                     grown = (x0, lo + ga, x1, lo + gb) if axis == 0 else (lo + ga, y0, lo + gb, y1)
                     out.append((grown, depth + 1))
             break
@@ -615,56 +585,74 @@ def _corner_views(pixels: NDArray[np.uint8], c: int) -> tuple[NDArray[np.uint8],
     )
 
 
-def _round_corners(
-    pixels: NDArray[np.uint8],
-    outside: list[NDArray[np.uint8] | None],
-    colours: Sequence[NDArray[np.uint8] | None] | None = None,
-) -> None:
+def _round_corners(pixels: NDArray[np.uint8], outside: Sequence[Rgb | None]) -> None:
     """Undo a UI's rounded corners in place, before hashing: a chat bubble or a card rounds a
     picture's corners off in the background's colour, and those bright (or dark) quarter
-    discs move PDQ by 20-40 bits on their own. In each corner whose pixel has the colour found
-    just outside the region (``outside``: top-left, top-right, bottom-left, bottom-right;
-    None where the region meets the image's edge), the pixels of that colour joined to the
-    corner take the value of the nearest picture pixel inward along the diagonal.
-    ``colours`` (RGB) are the pixels the colours are read from when ``pixels`` is their grey
-    version: for each corner its c x c square (c = a side // 8) flipped as
-    :func:`_corner_views` flips it, or None to leave that corner be; by default ``pixels``
-    themselves."""
-    h, w = pixels.shape[:2]
-    c = min(h, w) // 8
+    discs move PDQ by 20-40 bits on their own. In each corner of the RGB ``pixels`` whose
+    pixel has the colour found just outside the region (``outside``: top-left, top-right,
+    bottom-left, bottom-right; None where the region meets the image's edge), the pixels of
+    that colour joined to the corner take the value of the nearest picture pixel inward along
+    the diagonal. :meth:`_Planes.pdq` does the same on grey levels."""
+    c = min(pixels.shape[:2]) // 8
     if c < 3:
         return
-    views = _corner_views(pixels, c)
-    looks = views if colours is None else colours
-    for view, look, colour in zip(views, looks, outside, strict=True):
-        if colour is None or look is None:
+    for view, colour in zip(_corner_views(pixels, c), outside, strict=True):
+        if colour is None:
             continue
-        want = colour.astype(np.int16)
-        if int(np.abs(look[0, 0].astype(np.int16) - want).max()) > CORNER_TOL:
+        # Three channels: Python ints beat numpy's per-call cost here.
+        if max(abs(a - b) for a, b in zip(view[0, 0].tolist(), colour, strict=True)) > CORNER_TOL:
             continue  # the corner is the picture's: nothing rounded it (most corners)
         # Every channel within CORNER_TOL of the colour: one pass in OpenCV.
-        low = tuple(int(v) for v in np.clip(want - CORNER_TOL, 0, 255))
-        high = tuple(int(v) for v in np.clip(want + CORNER_TOL, 0, 255))
-        # The corner's own run of that colour: a quarter disc is monotone along rows and
-        # columns, so a pixel belongs when every pixel between it and the corner does. That
-        # run ends within the first row's and the first column's: only that window is read.
-        edge = cv2.inRange(np.ascontiguousarray(look[:1]), low, high).ravel() == 0
-        rx = int(edge.argmax()) if edge.any() else c
-        edge = cv2.inRange(np.ascontiguousarray(look[:, :1]), low, high).ravel() == 0
-        ry = int(edge.argmax()) if edge.any() else c
-        close = cv2.inRange(np.ascontiguousarray(look[:ry, :rx]), low, high) != 0
-        mask = np.logical_and.accumulate(np.logical_and.accumulate(close, axis=0), axis=1)
-        if np.count_nonzero(mask) > 0.25 * c * c:
-            continue  # more than a rounding (at most 1 - pi/4 of its square): the picture's own
-        ys, xs = np.nonzero(mask)
-        # Along each diagonal the mask is a prefix (the set is closed towards the corner), so
-        # the first pixel out of the staircase is at the prefix's length: one bincount
-        # instead of a step per diagonal offset.
-        diag = xs - ys + (c - 1)
-        k = np.bincount(diag, minlength=2 * c - 1)[diag] - np.minimum(ys, xs)
-        ok = (ys + k < c) & (xs + k < c)
-        ys, xs, k = ys[ok], xs[ok], k[ok]
-        view[ys, xs] = view[ys + k, xs + k]
+        low: Rgb = (
+            max(0, colour[0] - CORNER_TOL),
+            max(0, colour[1] - CORNER_TOL),
+            max(0, colour[2] - CORNER_TOL),
+        )
+        high: Rgb = (
+            min(255, colour[0] + CORNER_TOL),
+            min(255, colour[1] + CORNER_TOL),
+            min(255, colour[2] + CORNER_TOL),
+        )
+
+        def close(
+            rows: int, cols: int, view: NDArray[np.uint8] = view, low: Rgb = low, high: Rgb = high
+        ) -> NDArray[np.bool_]:
+            found: NDArray[np.bool_] = (
+                cv2.inRange(np.ascontiguousarray(view[:rows, :cols]), low, high) != 0
+            )
+            return found
+
+        _fill_corner(view, close, c)
+
+
+def _fill_corner(
+    view: NDArray[np.uint8], close: Callable[[int, int], NDArray[np.bool_]], c: int
+) -> None:
+    """Fill the rounding at ``view``'s [0, 0] corner (c x c, see :func:`_corner_views`):
+    ``close(rows, cols)`` tells which of the first rows x cols pixels have the UI's colour.
+    The corner's own run of that colour is a quarter disc, monotone along rows and columns: a
+    pixel belongs when every pixel between it and the corner does, so the run ends within
+    the first row's and the first column's and only that window is read. A run over a
+    quarter of the square is more than a rounding (at most 1 - pi/4 of it): the picture's
+    own, left be."""
+    row = close(1, c)[0]
+    col = close(c, 1)[:, 0]
+    rx = c if row.all() else int(row.argmin())
+    ry = c if col.all() else int(col.argmin())
+    if not rx or not ry:
+        return
+    mask = np.logical_and.accumulate(np.logical_and.accumulate(close(ry, rx), axis=0), axis=1)
+    if np.count_nonzero(mask) > 0.25 * c * c:
+        return
+    ys, xs = np.nonzero(mask)
+    # Along each diagonal the mask is a prefix (the set is closed towards the corner), so the
+    # first pixel out of the staircase is at the prefix's length: one bincount instead of a
+    # step per diagonal offset.
+    diag = xs - ys + (c - 1)
+    k = np.bincount(diag, minlength=2 * c - 1)[diag] - np.minimum(ys, xs)
+    ok = (ys + k < c) & (xs + k < c)
+    ys, xs, k = ys[ok], xs[ok], k[ok]
+    view[ys, xs] = view[ys + k, xs + k]
 
 
 def _outside_spots(box: Box, size: tuple[int, int]) -> list[tuple[int, int] | None]:
@@ -687,12 +675,14 @@ def _outside_spots(box: Box, size: tuple[int, int]) -> list[tuple[int, int] | No
     return out
 
 
-def _outside_colours(image: Image.Image, box: Box) -> list[NDArray[np.uint8] | None]:
-    """The colours at :func:`_outside_spots`."""
-    return [
-        None if xy is None else np.asarray(image.getpixel(xy), dtype=np.uint8)
-        for xy in _outside_spots(box, image.size)
-    ]
+def _outside_colours(image: Image.Image, box: Box) -> list[Rgb | None]:
+    """The colours at :func:`_outside_spots` of an RGB image."""
+    return [None if xy is None else _rgb(image, xy) for xy in _outside_spots(box, image.size)]
+
+
+def _rgb(image: Image.Image, xy: tuple[int, int]) -> Rgb:
+    r, g, b = image.getpixel(xy)  # type: ignore[misc]
+    return int(r), int(g), int(b)
 
 
 def region_pdq(image: Image.Image, box: Box, *, dihedral: bool = False) -> PdqHash:
@@ -714,9 +704,9 @@ def _grey(image: Image.Image) -> NDArray[np.uint8]:
 class _Planes:
     """The decoded image and its grey (luma) version, made once per upload so that each
     proposal's PDQ reads grey pixels (a third of the bytes of RGB, no crop copied through
-    Pillow): with up to 8 proposals, that was most of their cost. Colours (for rounded
-    corners) are read from the image itself, a few pixels and, where a corner has the
-    colour outside, its square: an RGB copy of a whole screenshot cost more than the rest."""
+    Pillow): with up to 8 proposals, that was most of their cost. Colours (to tell a rounded
+    corner) are read from the image itself, two pixels per corner that grey levels do not
+    rule out: an RGB copy of a whole screenshot cost more than the rest."""
 
     def __init__(self, image: Image.Image) -> None:
         self.image = image if image.mode == "RGB" else image.convert("RGB")
@@ -745,27 +735,6 @@ class _Planes:
                 self.grey[lo:hi] = _grey(self.image.crop((0, lo, self.image.width, hi)))
         self._rows = (min(y0, a), max(y1, b))
 
-    def _square(self, box: Box, size: tuple[int, int], c: int, corner: int) -> NDArray[np.uint8]:
-        """The c x c RGB corner square (top-left, top-right, bottom-left, bottom-right) of
-        the nearest sample of ``box`` at ``size`` (the box's own, or 512 x 512), flipped as
-        :func:`_corner_views` flips it. Pillow reads source ``int(a * (i + 0.5) + b)``,
-        which is ``x0 + floor((i + i0) * width / n)`` for ``b = x0 + (i0 - 0.5) * a``, as in
-        :func:`box_sample` (a = width / n is dyadic)."""
-        x0, y0, x1, y1 = box
-        nx, ny = size
-        ax, ay = (x1 - x0) / nx, (y1 - y0) / ny
-        ix = 0 if corner in (0, 2) else nx - c
-        iy = 0 if corner in (0, 1) else ny - c
-        square = _array(
-            self.image.transform(
-                (c, c),
-                Image.Transform.AFFINE,
-                (ax, 0.0, x0 + (ix - 0.5) * ax, 0.0, ay, y0 + (iy - 0.5) * ay),
-                resample=Image.Resampling.NEAREST,
-            )
-        )
-        return _corner_views(square, c)[corner]
-
     def pdq(self, box: Box, *, dihedral: bool) -> PdqHash:
         """:func:`region_pdq` of ``box`` from the grey plane."""
         x0, y0, x1, y1 = box
@@ -787,27 +756,39 @@ class _Planes:
         c = min(grey.shape) // 8
         if c < 3:
             return pdq_from_grey(grey, dihedral=dihedral)
-        # Most corners are the picture's: their own pixel is off the colour outside, and
-        # only the corners whose pixel has it are read (what _round_corners reads of them).
-        # Grey levels tell most of them apart first: Pillow's luma is a weighted mean of the
+        # Most corners are the picture's: their own pixel is off the colour outside. Grey
+        # levels tell most of them apart first: Pillow's luma is a weighted mean of the
         # channels, so pixels within CORNER_TOL per channel are within CORNER_TOL + 1 in grey
-        # (rounding), and reading RGB through Pillow costs far more than a grey pixel.
+        # (rounding); only the few left are read in RGB. The rounding itself is then found on
+        # the grey sample (what PDQ reads), by grey level: RGB squares read through Pillow
+        # for it were a third of a chat bubble's hash.
         spots = ((x0, y0), (last_x, y0), (x0, last_y), (last_x, last_y))
         plane = self.grey
-        outside: list[NDArray[np.uint8] | None] = [None] * 4
-        colours: list[NDArray[np.uint8] | None] = [None] * 4
-        for k, (out, spot) in enumerate(zip(_outside_spots(box, self.image.size), spots)):
+        tol = CORNER_TOL + 1
+        views = _corner_views(grey, c)
+        for view, out, spot in zip(views, _outside_spots(box, self.image.size), spots, strict=True):
             if out is None:
                 continue
-            if abs(int(plane[out[1], out[0]]) - int(plane[spot[1], spot[0]])) > CORNER_TOL + 1:
+            level = int(plane[out[1], out[0]])
+            if abs(level - int(plane[spot[1], spot[0]])) > tol:
                 continue
-            colour = np.asarray(self.image.getpixel(out), dtype=np.uint8)
-            pixel = np.asarray(self.image.getpixel(spot), dtype=np.int16)
-            if int(np.abs(pixel - colour).max()) <= CORNER_TOL:
-                outside[k] = colour
-                colours[k] = self._square(box, (grey.shape[1], grey.shape[0]), c, k)
-        if any(x is not None for x in colours):
-            _round_corners(grey, outside, colours)
+            colour, pixel = _rgb(self.image, out), _rgb(self.image, spot)
+            if max(abs(a - b) for a, b in zip(pixel, colour, strict=True)) > CORNER_TOL:
+                continue
+            low, high = max(0, level - tol), min(255, level + tol)
+
+            def close(
+                rows: int,
+                cols: int,
+                view: NDArray[np.uint8] = view,
+                low: int = low,
+                high: int = high,
+            ) -> NDArray[np.bool_]:
+                part = view[:rows, :cols]
+                found: NDArray[np.bool_] = (part >= low) & (part <= high)
+                return found
+
+            _fill_corner(view, close, c)
         return pdq_from_grey(grey, dihedral=dihedral)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -143,18 +144,30 @@ def test_policy_sees_the_regions_of_matches_found_inside() -> None:
     assert decide(MatchOutcome(matches=[inside]), {}).action == "block"
 
 
-@pytest.mark.parametrize("box", [(70, 80, 520, 405), (40, 30, 1500, 1100), (100, 50, 700, 400)])
-def test_corner_squares_are_read_where_pdqs_sample_reads(box: tuple[int, int, int, int]) -> None:
-    # Colours for undoing rounded corners are read per corner, from the image itself, at the
-    # pixels of PDQ's own sample of the box (the box as is up to 512 px a side, else its
-    # 512 x 512 nearest sample): the same pixels as the corners of box_sample's array.
-    from dignity.hashing.pdq import box_sample
-    from dignity.regions import _corner_views, _Planes
+@pytest.mark.parametrize("scale", [1, 3])  # the box as is, and over 512 px: PDQ's own sample
+def test_region_hashes_undo_rounded_corners_on_grey_levels(scale: int) -> None:
+    # region_hashes finds a rounding on the grey sample PDQ reads, gated by the RGB colours
+    # of the corner and of the pixel outside it: the repaired hash is nearer the picture's
+    # own than the grey crop's, and square corners (a picture pasted as is) are left alone.
+    from dignity.hashing.pdq import pdq_from_grey
+    from dignity.regions import _Planes
 
-    image = landscape(44, (1600, 1200))
-    sample = box_sample(image, box)
-    c = min(sample.shape[:2]) // 8
-    planes = _Planes(image)
-    size = (sample.shape[1], sample.shape[0])
-    for corner, want in enumerate(_corner_views(sample, c)):
-        assert np.array_equal(planes._square(box, size, c, corner), want)
+    shown = PICTURE.resize((450 * scale, 325 * scale))
+    mask = Image.new("L", shown.size, 0)
+    ImageDraw.Draw(mask).rounded_rectangle(
+        [0, 0, shown.width - 1, shown.height - 1], radius=30 * scale, fill=255
+    )
+    page = Image.new("RGB", (shown.width + 150, shown.height + 175), (255, 255, 255))
+    page.paste(shown, (70, 80), mask)
+    box = (70, 80, 70 + shown.width, 80 + shown.height)
+    crop = np.asarray(page.convert("L").crop(box))
+    if scale > 1:  # PDQ's 512 x 512 nearest sample, as region_hashes reads it
+        crop = cv2.resize(crop, (512, 512), interpolation=cv2.INTER_NEAREST)
+    raw = pdq_from_grey(crop)
+    got = _Planes(page).pdq(box, dihedral=False)
+    want = pdq_from_image(shown).hex
+    assert distance(got.hex, want) < distance(raw.hex, want)
+    square = Image.new("RGB", page.size, (255, 255, 255))
+    square.paste(shown, (70, 80))
+    kept = _Planes(square).pdq(box, dihedral=False)
+    assert distance(kept.hex, region_pdq(square, box).hex) <= 2  # grey rounding only
