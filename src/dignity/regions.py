@@ -112,8 +112,10 @@ class _Stats:
     each block's lines many times."""
 
     def __init__(self, grey: NDArray[np.uint8], rgb: NDArray[np.uint8]) -> None:
+        # Sums are exact integers either way: kept as int32 (a float copy cost more than the
+        # integral), they give the same floats once divided.
         s, q = cv2.integral2(grey, sdepth=cv2.CV_32S, sqdepth=cv2.CV_64F)
-        self.s = s.astype(np.float64)
+        self.s = np.asarray(s, dtype=np.int32)
         self.q = q
         # Sums of each channel, for the mean colour of a line (exact in 32 bits).
         self.rgb = np.asarray(cv2.integral(rgb, sdepth=cv2.CV_32S), dtype=np.int32)
