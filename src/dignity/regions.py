@@ -686,19 +686,23 @@ def _round_corners(pixels: NDArray[np.uint8], outside: Sequence[Rgb | None]) -> 
 
 
 def _fill_corner(
-    view: NDArray[np.uint8], close: Callable[[int, int], NDArray[np.bool_]], c: int
+    view: NDArray[np.uint8],
+    close: Callable[[int, int], NDArray[np.bool_]],
+    c: int,
+    reach: tuple[int, int] | None = None,
 ) -> None:
     """Fill the rounding at ``view``'s [0, 0] corner (c x c, see :func:`_corner_views`):
     ``close(rows, cols)`` tells which of the first rows x cols pixels have the UI's colour.
     The corner's own run of that colour is a quarter disc, monotone along rows and columns: a
     pixel belongs when every pixel between it and the corner does, so the run ends within
-    the first row's and the first column's and only that window is read. A run over a
-    quarter of the square is more than a rounding (at most 1 - pi/4 of it): the picture's
-    own, left be."""
-    row = close(1, c)[0]
-    col = close(c, 1)[:, 0]
-    rx = c if row.all() else int(row.argmin())
-    ry = c if col.all() else int(col.argmin())
+    the first row's and the first column's (``reach``: their lengths, when the caller has
+    them) and only that window is read. A run over a quarter of the square is more than a
+    rounding (at most 1 - pi/4 of it): the picture's own, left be."""
+    if reach is None:
+        row = close(1, c)[0]
+        col = close(c, 1)[:, 0]
+        reach = (c if row.all() else int(row.argmin()), c if col.all() else int(col.argmin()))
+    rx, ry = reach
     if not rx or not ry:
         return
     mask = np.logical_and.accumulate(np.logical_and.accumulate(close(ry, rx), axis=0), axis=1)
@@ -848,7 +852,14 @@ class _Planes:
                 found: NDArray[np.bool_] = (part >= low) & (part <= high)
                 return found
 
-            _fill_corner(view, close, c)
+            # The first row's and column's runs in Python: a few pixels each, most often.
+            reach = []
+            for line in (view[0, :c].tolist(), view[:c, 0].tolist()):
+                run = 0
+                while run < c and low <= line[run] <= high:
+                    run += 1
+                reach.append(run)
+            _fill_corner(view, close, c, (reach[0], reach[1]))
         return pdq_from_grey(grey, dihedral=dihedral)
 
 
