@@ -171,3 +171,32 @@ def test_region_hashes_undo_rounded_corners_on_grey_levels(scale: int) -> None:
     square.paste(shown, (70, 80))
     kept = _Planes(square).pdq(box, dihedral=False)
     assert distance(kept.hex, region_pdq(square, box).hex) <= 2  # grey rounding only
+
+
+def test_runs_judged_in_python_equal_the_vectorised_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    # _Runs judges a block's few runs in Python and many at once in numpy: both must make
+    # the same separators on every block of every layout (and a random one of each size).
+    from dignity import regions
+
+    rng = random.Random(11)
+    seen = {"runs": 0, "soft": 0}
+    for name, layout in LAYOUTS.items():
+        img, _ = layout(PICTURE, random.Random(3), OTHERS)
+        sample = regions._sample(img)
+        stats = regions._Stats(sample.grey, sample.rgb)
+        h, w = sample.grey.shape
+        blocks = [(0, 0, w, h)]
+        for _ in range(60):
+            x0, y0 = rng.randrange(0, w - 8), rng.randrange(0, h - 8)
+            blocks.append((x0, y0, rng.randrange(x0 + 8, w + 1), rng.randrange(y0 + 8, h + 1)))
+        for block in blocks:
+            for axis in (0, 1):
+                monkeypatch.setattr(regions, "_FEW_RUNS", 10**6)
+                few = regions._Runs(stats, block, axis)
+                monkeypatch.setattr(regions, "_FEW_RUNS", -1)
+                many = regions._Runs(stats, block, axis)
+                assert (few.loose, few.strict) == (many.loose, many.strict), (name, block, axis)
+                seen["runs"] += bool(many.loose)
+                seen["soft"] += many.loose != many.strict
+    # Both verdicts were exercised: blocks with separators, and runs kept only when loose.
+    assert seen["runs"] > 50 and seen["soft"] > 5, seen
