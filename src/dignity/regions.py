@@ -847,8 +847,8 @@ class _Planes:
         h = self.grey.shape[0]
         y0, y1 = max(0, y0), min(h, y1)
         a, b = self._rows
-        if a == b and y1 - y0 > 0.7 * h:
-            # Cropping copies the rows first: past ~70% of them, converting all is cheaper.
+        if a == b and y1 - y0 > 0.6 * h:
+            # Cropping copies the rows first: past ~60% of them, converting all is cheaper.
             self.grey = _grey(self.image)
             self._rows = (0, h)
             return
