@@ -73,3 +73,37 @@ def test_bad_arguments(tmp_path: Path) -> None:
     assert r.returncode != 0 and "job.not_found" in r.stderr
     r = cli("job", "list", "--state", "sleeping")
     assert r.returncode == 2
+
+
+def test_the_embedded_worker_runs_a_job_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    # `dignity worker` without a broker runs queued jobs in its own threads; SIGTERM stops
+    # them and exits 0 (not killed by the signal, -15), after the job it ran is recorded.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "data"
+    cli = Cli(data)
+    cli.env.pop("DIGNITY_BROKER_URL", None)
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(encode(landscape(4, (320, 240)), "JPEG"))
+    [job] = cli.lines("job", "submit", str(photo))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dignity", "worker", "--concurrency", "1"],
+        env=cli.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        [done] = cli.lines("job", "show", str(job["id"]), "--wait", "--timeout", "60")
+        assert done["state"] == "done"
+        time.sleep(0.5)  # past start-up: the handlers are in place once a job has run
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=40)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, err
+    assert "embedded runner" in err

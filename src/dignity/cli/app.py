@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import getpass
 import json
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import wraps
+from types import FrameType
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -92,6 +96,30 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise AssertionError("unreachable") from exc
 
     return wrapper
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs (the handlers before it are put
+    back after), for long-running commands that stop their threads cleanly."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def wait_for(stop: threading.Event) -> None:
+    """Block the main thread until ``stop`` is set, waking each second (a plain wait() would
+    not let Python run the signal handler that sets it)."""
+    while not stop.wait(1.0):
+        pass
 
 
 def console(*, stderr: bool = False) -> Console:

@@ -14,11 +14,8 @@ applied and the next fetch resumes), 3 when refused (unknown exchange, bad optio
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
@@ -26,7 +23,16 @@ from rich.console import Console
 from rich.table import Table
 
 from dignity.background import Worker
-from dignity.cli.app import EXIT_PARTIAL, Context, cli, emit, handles_errors, pass_ctx
+from dignity.cli.app import (
+    EXIT_PARTIAL,
+    Context,
+    cli,
+    emit,
+    handles_errors,
+    pass_ctx,
+    stop_on_signals,
+    wait_for,
+)
 from dignity.errors import HashError
 from dignity.exchanges.base import VERDICTS, ExchangeError
 from dignity.exchanges.models import EXCHANGE_KINDS
@@ -239,26 +245,18 @@ def run(ctx: Context, once: bool) -> None:
         for result in service.run_due():
             report(result)
         return
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
     supervisor = ctx.services.supervisor
     supervisor.add(
         Worker("exchange-fetch", lambda done, beat: service.fetch_loop(done, beat, report))
     )
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        supervisor.start()
-        # The main thread only waits for a signal; a stop mid-fetch ends at the next page,
-        # and the checkpoint makes the next run resume there.
-        while not stop.wait(1.0):
-            pass
-    finally:
-        supervisor.stop(timeout_s=30.0)
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    with stop_on_signals() as stop:
+        try:
+            supervisor.start()
+            # The main thread only waits for a signal; a stop mid-fetch ends at the next
+            # page, and the checkpoint makes the next run resume there.
+            wait_for(stop)
+        finally:
+            supervisor.stop(timeout_s=30.0)
 
 
 @exchange.command("feedback")

@@ -8,13 +8,9 @@ on another machine sharing its PostgreSQL). Either way it also runs the ``job-re
 
 from __future__ import annotations
 
-import signal
-import threading
-from types import FrameType
-
 import click
 
-from dignity.cli.app import Context, cli, pass_ctx
+from dignity.cli.app import Context, cli, pass_ctx, stop_on_signals, wait_for
 from dignity.worker.engine import load_tasks
 
 
@@ -115,18 +111,10 @@ def _embedded(ctx: Context, n: int, queues: list[str] | None) -> None:
     for task in runner.tasks():
         services.supervisor.add(task)
     services.supervisor.add(recovery_task(services, None))
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        services.start(background=WORKER_LOOPS)
-        click.echo(f"dignity worker: embedded runner, {n} thread(s), no broker", err=True)
-        while not stop.wait(1.0):
-            pass
-    finally:
-        services.stop(timeout_s=30.0)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_on_signals() as stop:
+        try:
+            services.start(background=WORKER_LOOPS)
+            click.echo(f"dignity worker: embedded runner, {n} thread(s), no broker", err=True)
+            wait_for(stop)
+        finally:
+            services.stop(timeout_s=30.0)
