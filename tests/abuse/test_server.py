@@ -284,3 +284,45 @@ def test_lookups_by_hash_never_wait_behind_decodes(tmp_path: Path) -> None:
         watch.check(f"{n} lookups during 6 slow decodes on one slot, slowest {slowest:.2f} s")
     finally:
         server.stop()
+
+
+def test_hostile_uploads_queued_as_jobs_fail_alone(server: LiveServer) -> None:
+    """The same attacks through POST /v1/jobs: the serving process's job runner scans each
+    through the decode limits /v1/scan has, and each job ends failed with the code a request
+    gets, within seconds, while /healthz stays fast; a photo queued behind them is scanned."""
+    from dignity.samples import encode, landscape
+
+    attacks = [
+        (many_page_tiff(30_000 if FULL else 12_000), "media.too_many_frames"),
+        (many_frame_gif(1_000_000 if FULL else 20_000), "media.too_many_frames"),
+        (big_tiff("I", 9999, 10000), "media.too_costly"),  # 690 KB, 2.1 GB decoded
+    ]
+
+    def final(c: httpx.Client, job_id: str) -> dict[str, object]:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            job: dict[str, object] = c.get(f"/v1/jobs/{job_id}").json()
+            if job["state"] in ("done", "failed", "cancelled"):
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} still {job['state']} after 60 s")
+
+    with Watch(server) as watch, server.client("platform", timeout=60) as c:
+        started = time.monotonic()
+        ids = []
+        for data, _ in attacks:
+            r = c.post("/v1/jobs", files=_upload(data))
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["id"])
+        photo = c.post("/v1/jobs", files=_upload(encode(landscape(9, (320, 240)), "JPEG")))
+        assert photo.status_code == 202, photo.text
+        jobs = [final(c, job_id) for job_id in ids]
+        after = final(c, photo.json()["id"])
+        took = time.monotonic() - started
+    for job, (_, code) in zip(jobs, attacks, strict=True):
+        error = job["error"]
+        assert job["state"] == "failed" and isinstance(error, dict), job
+        assert error["code"] == code, job
+    assert after["state"] == "done", after
+    assert took < 30, took
+    watch.check(f"hostile uploads as jobs: all final in {took:.1f} s")
