@@ -340,6 +340,24 @@ INTAKE_FIELDS = {
 }
 
 
+def _send_takedown_request(page: Any) -> tuple[str, str]:
+    """Fill and send the intake form; the receipt's ticket and access code."""
+    for selector, value in INTAKE_FIELDS.items():
+        page.fill(selector, value)
+    page.check("input[name=ai_made][value=ai]")
+    page.select_option("#jurisdiction", "EU")
+    page.check("#good_faith")
+    page.check("#signature_confirmed")
+    page.click("#submit")
+    page.wait_for_selector("#receipt:not(.hidden)")
+    # A valid request: its receipt has no English reasons from the server's checker.
+    page.wait_for_selector("#receipt-state.ok")
+    ticket = page.locator("#receipt-ticket").inner_text()
+    code = page.locator("#receipt-code").inner_text()
+    assert ticket.startswith("TD-") and code, (ticket, code)
+    return ticket, code
+
+
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_intake_receipt_codes_can_be_kept_in_every_language(
     browser: Any, server: LiveServer, lang: str
@@ -354,19 +372,7 @@ def test_intake_receipt_codes_can_be_kept_in_every_language(
         accept_downloads=True,
         permissions=["clipboard-read", "clipboard-write"],
     ) as page:
-        for selector, value in INTAKE_FIELDS.items():
-            page.fill(selector, value)
-        page.check("input[name=ai_made][value=ai]")
-        page.select_option("#jurisdiction", "EU")
-        page.check("#good_faith")
-        page.check("#signature_confirmed")
-        page.click("#submit")
-        page.wait_for_selector("#receipt:not(.hidden)")
-        # A valid request: its receipt has no English reasons from the server's checker.
-        page.wait_for_selector("#receipt-state.ok")
-        ticket = page.locator("#receipt-ticket").inner_text()
-        code = page.locator("#receipt-code").inner_text()
-        assert ticket.startswith("TD-") and code, (ticket, code)
+        ticket, code = _send_takedown_request(page)
         expected = catalogue["intake.keep.text"].format(
             ticket=ticket, code=code, page=f"{server.base}/takedown/status"
         )
@@ -417,6 +423,32 @@ def test_intake_receipt_codes_can_be_kept_in_every_language(
         assert page.locator("#receipt-address").inner_text() == f"{server.base}/takedown/status"
         page.emulate_media(media="screen")
         assert page.is_hidden("#receipt-address")
+
+
+def test_receipt_copy_falls_back_and_says_when_it_cannot(browser: Any, server: LiveServer) -> None:
+    """Without the async clipboard (an http page, an older browser) the codes are copied as
+    selected text; where that fails too, the status line says what to do instead."""
+    catalogue = CATALOGUES["de"]
+    status = "document.getElementById('receipt-keep-status').textContent"
+    with _open(
+        browser,
+        f"{server.base}/takedown?lang=de",
+        "intake",
+        permissions=["clipboard-read", "clipboard-write"],
+    ) as page:
+        ticket, code = _send_takedown_request(page)
+        page.evaluate(
+            "() => { navigator.clipboard.writeText = () => Promise.reject(new Error('denied')); }"
+        )
+        page.focus("#receipt-copy")
+        page.keyboard.press("Enter")
+        _until(page, f"{status} === {json.dumps(catalogue['intake.keep.copied'])}")
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert f"{ticket}\n" in copied and f"{code}\n" in copied, copied
+        assert page.evaluate("document.activeElement.id") == "receipt-copy"  # still on the button
+        page.evaluate("() => { document.execCommand = () => false; }")
+        page.keyboard.press("Enter")
+        _until(page, f"{status} === {json.dumps(catalogue['intake.keep.copy_failed'])}")
 
 
 def test_wrong_pins_then_lockout_say_what_to_do_and_how_long(browser: Any, tmp_path: Path) -> None:
