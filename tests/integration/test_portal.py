@@ -343,7 +343,8 @@ def test_portal_headers(portal: LiveServer) -> None:
     csp = r.headers["content-security-policy"]
     assert "connect-src 'self'" in csp and "default-src 'none'" in csp
     assert r.headers["referrer-policy"] == "no-referrer"
-    assert httpx.get(portal.base + "/portal/static/pdq.js").status_code == 200
+    for name in ("pdq.js", "keep.js"):
+        assert httpx.get(f"{portal.base}/portal/static/{name}").status_code == 200
     assert httpx.get(portal.base + "/portal/static/..%2Fportal.html").status_code == 404
     assert httpx.get(portal.base + "/portal/static/nope.js").status_code == 404
     root = httpx.get(portal.base + "/", follow_redirects=False)

@@ -11,7 +11,8 @@ codes, in real Chromium against a real server on 127.0.0.1.
   request aborted by the browser) and the real per-address limit's 429 with its Retry-After;
   the status page's lockout says how long too.
 * After a case is created its number and PIN can be copied, printed (only the codes) and
-  saved as a text file made in the page.
+  saved as a text file made in the page; after a takedown request is sent, the same for the
+  receipt's ticket, access code and status page address, in every language at 375 px.
 """
 
 from __future__ import annotations
@@ -327,6 +328,127 @@ def test_rate_limited_submit_says_how_long_and_codes_can_be_kept(
         save_screenshot(page, "i18n-portal-rate-limited")
         body = response.json()
         assert body["code"] == "rate.limited" and body["message"][0].isupper(), body
+
+
+# The intake form by field ids, so the same steps work in every language.
+INTAKE_FIELDS = {
+    "#requester_name": "Alex Example",
+    "#requester_contact": "alex@example.org",
+    "#content": "https://pics.example/p/abc123",
+    "#description": "An intimate picture of me, posted without my consent.",
+    "#signature_name": "Alex Example",
+}
+
+
+def _send_takedown_request(page: Any) -> tuple[str, str]:
+    """Fill and send the intake form; the receipt's ticket and access code."""
+    for selector, value in INTAKE_FIELDS.items():
+        page.fill(selector, value)
+    page.check("input[name=ai_made][value=ai]")
+    page.select_option("#jurisdiction", "EU")
+    page.check("#good_faith")
+    page.check("#signature_confirmed")
+    page.click("#submit")
+    page.wait_for_selector("#receipt:not(.hidden)")
+    # A valid request: its receipt has no English reasons from the server's checker.
+    page.wait_for_selector("#receipt-state.ok")
+    ticket = page.locator("#receipt-ticket").inner_text()
+    code = page.locator("#receipt-code").inner_text()
+    assert ticket.startswith("TD-") and code, (ticket, code)
+    return ticket, code
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_intake_receipt_codes_can_be_kept_in_every_language(
+    browser: Any, server: LiveServer, lang: str
+) -> None:
+    catalogue = CATALOGUES[lang]
+    status = "document.getElementById('receipt-keep-status').textContent"
+    with _open(
+        browser,
+        f"{server.base}/takedown?lang={lang}",
+        "intake",
+        viewport={"width": 375, "height": 740},
+        accept_downloads=True,
+        permissions=["clipboard-read", "clipboard-write"],
+    ) as page:
+        ticket, code = _send_takedown_request(page)
+        expected = catalogue["intake.keep.text"].format(
+            ticket=ticket, code=code, page=f"{server.base}/takedown/status"
+        )
+
+        # Save: a file made in the page (no request) with the ticket, code and status page.
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        with page.expect_download() as download_info:
+            page.click("#receipt-save")
+        download = download_info.value
+        assert download.suggested_filename == f"takedown-{ticket}.txt"
+        assert Path(download.path()).read_text(encoding="utf-8") == expected
+        assert page.evaluate(status) == catalogue["intake.keep.saved"]
+        # Copy: the same text on the clipboard.
+        page.click("#receipt-copy")
+        _until(page, f"{status} === {json.dumps(catalogue['intake.keep.copied'])}")
+        assert page.evaluate("navigator.clipboard.readText()") == expected
+        assert not [u for u in requests if u.startswith(server.base)], requests
+
+        # Every text on screen is this language's, and the receipt fits a phone even with the
+        # longest status line it can show.
+        shown = page.eval_on_selector_all(
+            "#receipt [data-i18n]", "els => els.map(e => [e.dataset.i18n, e.textContent])"
+        )
+        assert {"intake.keep.copy", "intake.keep.print", "intake.keep.save"} <= dict(shown).keys()
+        for key, text in shown:
+            assert text == catalogue[key], (key, text)
+        assert page.evaluate(UNTRANSLATED) == []
+        if lang != "en":
+            leftovers = set(page.evaluate(VISIBLE_TEXTS)) & _english_only(lang)
+            assert not leftovers, leftovers
+        longest = max(
+            ("intake.keep.copied", "intake.keep.copy_failed", "intake.keep.saved"),
+            key=lambda k: len(catalogue[k]),
+        )
+        page.evaluate(
+            "(text) => { document.getElementById('receipt-keep-status').textContent = text; }",
+            catalogue[longest],
+        )
+        scroll_width, inner_width, wide = page.evaluate(TOO_WIDE)
+        save_screenshot(page, f"i18n-intake-receipt-{lang}")
+        assert scroll_width <= inner_width and not wide, (scroll_width, inner_width, wide)
+
+        # Print: only the receipt, with the status page's full address and without the buttons.
+        page.emulate_media(media="print")
+        assert page.is_visible("#receipt-code") and page.is_hidden("header")
+        assert page.is_hidden(".intro") and page.is_hidden("#receipt-copy")
+        assert page.locator("#receipt-address").inner_text() == f"{server.base}/takedown/status"
+        page.emulate_media(media="screen")
+        assert page.is_hidden("#receipt-address")
+
+
+def test_receipt_copy_falls_back_and_says_when_it_cannot(browser: Any, server: LiveServer) -> None:
+    """Without the async clipboard (an http page, an older browser) the codes are copied as
+    selected text; where that fails too, the status line says what to do instead."""
+    catalogue = CATALOGUES["de"]
+    status = "document.getElementById('receipt-keep-status').textContent"
+    with _open(
+        browser,
+        f"{server.base}/takedown?lang=de",
+        "intake",
+        permissions=["clipboard-read", "clipboard-write"],
+    ) as page:
+        ticket, code = _send_takedown_request(page)
+        page.evaluate(
+            "() => { navigator.clipboard.writeText = () => Promise.reject(new Error('denied')); }"
+        )
+        page.focus("#receipt-copy")
+        page.keyboard.press("Enter")
+        _until(page, f"{status} === {json.dumps(catalogue['intake.keep.copied'])}")
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert f"{ticket}\n" in copied and f"{code}\n" in copied, copied
+        assert page.evaluate("document.activeElement.id") == "receipt-copy"  # still on the button
+        page.evaluate("() => { document.execCommand = () => false; }")
+        page.keyboard.press("Enter")
+        _until(page, f"{status} === {json.dumps(catalogue['intake.keep.copy_failed'])}")
 
 
 def test_wrong_pins_then_lockout_say_what_to_do_and_how_long(browser: Any, tmp_path: Path) -> None:

@@ -144,7 +144,7 @@ def test_pages_are_served_with_a_strict_policy(td: LiveServer) -> None:
             assert "script-src 'self'" in csp and "unsafe-inline" not in csp
             assert "<script>" not in r.text and " style=" not in r.text
             assert "/assets/app.css" in r.text and "/assets/intake.css" in r.text
-        for name in ("intake.js", "status.js", "intake.css"):
+        for name in ("intake.js", "keep.js", "status.js", "intake.css"):
             assert c.get(f"/assets/{name}").status_code == 200
         spec = c.get("/openapi.json").json()
         assert not any(p.startswith("/takedown") for p in spec["paths"])
@@ -511,10 +511,17 @@ def test_cli_lists_and_escalates(td: LiveServer) -> None:
 # -- in the browser -----------------------------------------------------------------------
 
 
-def _page(browser: Any, td: LiveServer) -> tuple[Any, Any, list[str], list[str]]:  # noqa: F811
-    """A page from a fresh client address, recording every URL it asks for and its errors."""
+def _page(
+    browser: Any,  # noqa: F811
+    td: LiveServer,
+    **options: Any,
+) -> tuple[Any, Any, list[str], list[str]]:
+    """A page from a fresh client address, recording every URL it asks for and its errors;
+    ``options`` go to the browser context (downloads, clipboard permissions)."""
     n = next(_addresses)
-    context = browser.new_context(extra_http_headers={"X-Forwarded-For": f"203.0.113.{n}"})
+    context = browser.new_context(
+        extra_http_headers={"X-Forwarded-For": f"203.0.113.{n}"}, **options
+    )
     page = context.new_page()
     urls: list[str] = []
     page.on("request", lambda request: urls.append(request.url))
@@ -544,7 +551,9 @@ def _page(browser: Any, td: LiveServer) -> tuple[Any, Any, list[str], list[str]]
 def test_intake_and_status_pages_by_keyboard(browser: Any, td: LiveServer) -> None:  # noqa: F811
     from playwright.sync_api import expect
 
-    context, page, urls, errors = _page(browser, td)
+    context, page, urls, errors = _page(
+        browser, td, accept_downloads=True, permissions=["clipboard-read", "clipboard-write"]
+    )
     try:
         page.goto(td.base + "/takedown")
         checker = page.locator("#checker-body")
@@ -610,6 +619,25 @@ def test_intake_and_status_pages_by_keyboard(browser: Any, td: LiveServer) -> No
         assert "valid" in page.locator("#receipt-state").inner_text()
         assert page.locator("#intake").is_hidden()
         save_screenshot(page, "takedown-receipt")
+
+        # The codes can be kept, by keyboard: Save downloads a text file made in the page with
+        # the ticket, the code and the status page's address; Copy puts the same text on the
+        # clipboard; neither asks the server for anything.
+        asked = len(urls)
+        with page.expect_download() as download_info:
+            receipt.get_by_role("button", name="Save as a file").focus()
+            page.keyboard.press("Enter")
+        text = Path(download_info.value.path()).read_text(encoding="utf-8")
+        assert text.startswith(f"Ticket: {ticket}\nAccess code: {code}\n"), text
+        assert f" at {td.base}/takedown/status\n" in text, text
+        expect(page.locator("#receipt-keep-status")).to_have_text(
+            "Saved. Look for the file in your downloads."
+        )
+        receipt.get_by_role("button", name="Copy").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#receipt-keep-status")).to_contain_text("Copied.")
+        assert page.evaluate("navigator.clipboard.readText()") == text
+        assert not [u for u in urls[asked:] if u.startswith(td.base)], urls[asked:]
 
         receipt.get_by_role("link", name="status page").click()
         page.wait_for_url("**/takedown/status")

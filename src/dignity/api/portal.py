@@ -63,6 +63,7 @@ _STATIC = {
     "md5.js": "text/javascript; charset=utf-8",
     "vpdq.js": "text/javascript; charset=utf-8",
     "portal.js": "text/javascript; charset=utf-8",
+    "keep.js": "text/javascript; charset=utf-8",
     "i18n.js": "text/javascript; charset=utf-8",
     "portal.css": "text/css; charset=utf-8",
 }

@@ -1,12 +1,14 @@
 // The takedown intake form: builds the JSON request, shows what the request still lacks under
 // the TAKE IT DOWN Act and the EU DSA (asked from the server's checker as the person types),
-// sends it, and shows the receipt with the ticket and the access code once. The helpers at the
+// sends it, and shows the receipt with the ticket and the access code once, which the person
+// can copy, print or save as a small text file made here (keep.js). The helpers at the
 // top are shared with the status page (status.js imports them). No data leaves this page but
 // the form's fields, to this origin only (the page's Content-Security-Policy enforces that).
 // Every text comes from the shared translation catalogue (i18n.js); the reasons the server's
 // checker lists are its own (English) words.
 
 import { clockIn, currentLanguage, duration, say, startI18n, t } from "./i18n.js";
+import { keepButtons } from "./keep.js";
 
 export { say, startI18n, t };
 
@@ -239,6 +241,7 @@ async function init() {
     later();
   });
   toggleAuthority();
+  keepReceipt();
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -267,10 +270,37 @@ async function init() {
   document.documentElement.dataset.pageReady = "1";
 }
 
+// The receipt's Copy, Print and Save: the ticket, the access code and the status page's full
+// address (a file or a note read later, away from this page, has no link to follow).
+function keepReceipt() {
+  const $ = (id) => document.getElementById(id);
+  keepButtons({
+    copy: $("receipt-copy"),
+    print: $("receipt-print"),
+    save: $("receipt-save"),
+    status: $("receipt-keep-status"),
+    text: () =>
+      t("intake.keep.text", {
+        ticket: $("receipt-ticket").textContent,
+        code: $("receipt-code").textContent,
+        page: $("receipt-address").textContent,
+      }),
+    filename: () => `takedown-${$("receipt-ticket").textContent}.txt`,
+    messages: {
+      copied: "intake.keep.copied",
+      copy_failed: "intake.keep.copy_failed",
+      saved: "intake.keep.saved",
+    },
+  });
+}
+
 function showReceipt(form, receipt) {
   const section = document.getElementById("receipt");
   document.getElementById("receipt-ticket").textContent = receipt.ticket;
   document.getElementById("receipt-code").textContent = receipt.access_code;
+  const address = new URL(receipt.status_url || "/takedown/status", window.location.origin);
+  document.getElementById("receipt-address").textContent = address.href;
+  say(document.getElementById("receipt-keep-status"), null);
   const state = document.getElementById("receipt-state");
   const list = document.getElementById("receipt-missing");
   if (receipt.state === "valid") {

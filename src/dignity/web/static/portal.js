@@ -7,8 +7,9 @@
 // catalogue (i18n.js). A refused or failed submit stays on screen, saying what happened, what
 // to do and how long to wait, until the person acts (adds or removes a file, ticks a box,
 // presses the button again); the case number and PIN can be copied, printed or saved as a
-// small text file made here.
+// small text file made here (keep.js, shared with the takedown receipt).
 import { clockIn, duration, say, showHelplines, startI18n, t } from "./i18n.js";
+import { keepButtons } from "./keep.js";
 import { pdqHash } from "./pdq.js";
 import { md5File } from "./md5.js";
 import { vpdqOfFile } from "./vpdq.js";
@@ -322,40 +323,6 @@ function keepText() {
   });
 }
 
-async function copyCodes() {
-  const text = keepText();
-  try {
-    await navigator.clipboard.writeText(text);
-  } catch {
-    // No clipboard permission (an older browser, an http page): select a copy and copy that.
-    const area = Object.assign(document.createElement("textarea"), { value: text });
-    document.body.append(area);
-    area.select();
-    const copied = document.execCommand("copy");
-    area.remove();
-    if (!copied) {
-      say($("keep-status"), "portal.keep.copy_failed");
-      return;
-    }
-  }
-  say($("keep-status"), "portal.keep.copied");
-}
-
-function downloadCodes() {
-  // Made here, in this tab: a blob: URL, never a request to the server.
-  const blob = new Blob([keepText()], { type: "text/plain;charset=utf-8" });
-  const url = URL.createObjectURL(blob);
-  const link = Object.assign(document.createElement("a"), {
-    href: url,
-    download: `case-${$("case-number").textContent}.txt`,
-  });
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10000);
-  say($("keep-status"), "portal.keep.saved");
-}
-
 // -- checking and withdrawing ---------------------------------------------------------------
 
 function credentials() {
@@ -413,9 +380,19 @@ $("manage-form").addEventListener("submit", (event) => {
   manage("status");
 });
 $("withdraw").addEventListener("click", () => manage("withdraw"));
-$("copy").addEventListener("click", copyCodes);
-$("print").addEventListener("click", () => window.print());
-$("download").addEventListener("click", downloadCodes);
+keepButtons({
+  copy: $("copy"),
+  print: $("print"),
+  save: $("download"),
+  status: $("keep-status"),
+  text: keepText,
+  filename: () => `case-${$("case-number").textContent}.txt`,
+  messages: {
+    copied: "portal.keep.copied",
+    copy_failed: "portal.keep.copy_failed",
+    saved: "portal.keep.saved",
+  },
+});
 document.addEventListener("languagechange", () => {
   for (const item of items) render(item);
 });
