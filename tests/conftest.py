@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -26,6 +27,25 @@ def shared_fixture(*parts: str) -> Path:
             pytest.fail(f"CI must have ../shared/fixtures, missing {path}")
         pytest.skip(f"no ../shared/fixtures in this clone ({path} missing)")
     return path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist with ``--dist loadgroup`` (``make unit``), each test file is one unit of
+    work, run whole on one worker, and so is each ``xdist_group`` (the broker tests): a module's
+    server, browser or PostgreSQL schema is set up once, as without xdist, and a file's SQLite
+    and PostgreSQL runs never overlap (they write the same screenshots)."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class FileOrGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]"):
+                return nodeid.split("@")[-1]  # an xdist_group mark: its group
+            return nodeid.split("::", 1)[0]  # otherwise its file
+
+    return FileOrGroupScheduling(config, log)
 
 
 POSTGRES_ENV = "DIGNITY_TEST_POSTGRES_URL"
