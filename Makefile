@@ -32,8 +32,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two xdist workers (CI's machine has two cores): each test file runs whole on one worker, and
+# the tests on the shared RabbitMQ/Redis run one at a time (tests/conftest.py). PYTEST_WORKERS=0
+# runs in one process; `python -m pytest path/to/test.py` runs without xdist as before.
+PYTEST_WORKERS ?= 2
 unit: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # The documentation site (mkdocs.yml, docs/): `make docs` builds it into build/site/ (ignored);
 # `make test` builds it with --strict into a temporary folder (not --quiet: that hides the

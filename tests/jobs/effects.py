@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from dignity.actions.models import OutboxEvent
@@ -28,6 +29,10 @@ from dignity.takedown.models import ReviewItem, ScanRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("DIGNITY_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+# Under pytest-xdist (`make unit`), every test that talks to the machine's RabbitMQ or Redis is in
+# this one group, so they run one after another on one worker: the test that restarts RabbitMQ
+# never runs beside another broker test.
+ON_THE_BROKER = pytest.mark.xdist_group("broker")
 
 
 def image(seed: int) -> bytes:

@@ -20,6 +20,7 @@ from tests.conftest import postgres_schema
 from tests.integration.server import LiveServer
 from tests.jobs.effects import (
     BROKER,
+    ON_THE_BROKER,
     WorkerProcess,
     done_count,
     effects,
@@ -30,6 +31,8 @@ from tests.jobs.effects import (
     wait_for,
 )
 from tests.jobs.test_reliability import N, needs_broker, send, worker_args
+
+pytestmark = ON_THE_BROKER
 
 CLOCK_S = 0.5  # the takedown clock's interval in these tests: many periods in a short run
 

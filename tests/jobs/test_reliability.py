@@ -26,6 +26,7 @@ from dignity.worker.celery_app import dispatcher, make_app
 from tests.conftest import postgres_schema
 from tests.jobs.effects import (
     BROKER,
+    ON_THE_BROKER,
     WorkerProcess,
     broker_answers,
     done_count,
@@ -40,6 +41,8 @@ N = int(os.environ.get("DIGNITY_TEST_JOBS_N", "24"))
 # Redis works as a broker too: its own database number, so tests never meet other data.
 REDIS_BROKER = os.environ.get("DIGNITY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
+
+pytestmark = ON_THE_BROKER
 
 needs_broker = pytest.mark.skipif(
     not broker_answers(BROKER), reason=f"no message broker answers at {BROKER}"
