@@ -1,5 +1,5 @@
-"""Build hook for dignity's compiled parts: the PDQ index kernels and the derivative shortlist
-(plain C, no numpy).
+"""Build hook for dignity's compiled parts: the PDQ index kernels, the derivative shortlist and
+the region proposals' separator runs (plain C, no numpy).
 
 Everything else about the package lives in pyproject.toml; setuptools reads both, and an editable
 install (``pip install -e .``) compiles the extension in place.
@@ -56,6 +56,12 @@ setup(
             "dignity.derivatives._shortlist",
             ["src/dignity/derivatives/_shortlist.c"],
             extra_compile_args=CFLAGS,
+        ),
+        Extension(
+            "dignity._regioncore",
+            ["src/dignity/_regioncore.c"],
+            extra_compile_args=CFLAGS,
+            libraries=["m"],
         ),
     ],
     cmdclass={"build_ext": BuildExt},

@@ -24,6 +24,7 @@ are in the upload's pixels (the decode may be reduced).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -42,6 +43,17 @@ from dignity.hashing.pdq import (
 from dignity.hashing.signals import ImageHashes, Region, RegionHash, decode_upload, hash_media
 from dignity.media import Media
 from dignity.settings import Settings
+
+try:
+    from dignity import _regioncore as _core
+except ImportError:  # pragma: no cover - a checkout whose extension was never compiled
+    _core = None  # type: ignore[assignment]
+    warnings.warn(
+        "dignity._regioncore is not built (pip install -e . compiles it): region proposals "
+        "fall back to numpy, about 1 ms slower per image",
+        RuntimeWarning,
+        stacklevel=1,
+    )
 
 __all__ = [
     "MAX_REGIONS",
@@ -69,6 +81,7 @@ SAME_BOX = 0.97  # IoU over which two proposals are one (PDQ tells 3% apart)
 DOMINANT = 0.55  # a block with more of one colour than this is text or UI, not a picture
 _MAX_DEPTH = 8
 _FEW_RUNS = 12  # up to this many runs in a block are judged in Python (see _Runs)
+_COMPILED = True  # _Runs from _regioncore.c when built (tests compare it with the numpy path)
 CORNER_TOL = 24  # per channel: a corner pixel this close to the colour outside is UI
 EDGE_STEP = 18  # grey levels between neighbouring sample pixels that make an edge
 
@@ -148,6 +161,13 @@ class _Runs:
     def __init__(self, stats: _Stats, block: Box, axis: int) -> None:
         self.loose: list[tuple[int, int]] = []
         self.strict: list[tuple[int, int]] = []
+        if _core is not None and _COMPILED:
+            h1, w1 = stats.s.shape
+            self.loose, self.strict = _core.runs(
+                stats.s, stats.q, stats.rgb, h1, w1, *block, axis,
+                PLAIN_STD, STEP, DRIFT, SHARP_STD, SHARP_STEP, SHARP_LINES,
+            )  # fmt: skip
+            return
         mean, spread = stats.lines(block, axis)
         n = len(mean)
         plain = spread <= PLAIN_STD

@@ -173,10 +173,13 @@ def test_region_hashes_undo_rounded_corners_on_grey_levels(scale: int) -> None:
     assert distance(kept.hex, region_pdq(square, box).hex) <= 2  # grey rounding only
 
 
-def test_runs_judged_in_python_equal_the_vectorised_steps(monkeypatch: pytest.MonkeyPatch) -> None:
-    # _Runs judges a block's few runs in Python and many at once in numpy: both must make
-    # the same separators on every block of every layout (and a random one of each size).
+def test_runs_judged_in_c_python_and_numpy_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    # _Runs comes from the compiled kernel; without it, a block's few runs are judged in
+    # Python and many at once in numpy: all three must make the same separators on every
+    # block of every layout (and on random blocks of each).
     from dignity import regions
+
+    assert regions._core is not None, "pip install -e . compiles dignity._regioncore"
 
     rng = random.Random(11)
     seen = {"runs": 0, "soft": 0}
@@ -191,12 +194,42 @@ def test_runs_judged_in_python_equal_the_vectorised_steps(monkeypatch: pytest.Mo
             blocks.append((x0, y0, rng.randrange(x0 + 8, w + 1), rng.randrange(y0 + 8, h + 1)))
         for block in blocks:
             for axis in (0, 1):
+                compiled = regions._Runs(stats, block, axis)
+                monkeypatch.setattr(regions, "_COMPILED", False)
                 monkeypatch.setattr(regions, "_FEW_RUNS", 10**6)
                 few = regions._Runs(stats, block, axis)
                 monkeypatch.setattr(regions, "_FEW_RUNS", -1)
                 many = regions._Runs(stats, block, axis)
-                assert (few.loose, few.strict) == (many.loose, many.strict), (name, block, axis)
+                monkeypatch.setattr(regions, "_COMPILED", True)
+                want = (many.loose, many.strict)
+                assert (few.loose, few.strict) == want, (name, block, axis)
+                assert (compiled.loose, compiled.strict) == want, (name, block, axis)
                 seen["runs"] += bool(many.loose)
                 seen["soft"] += many.loose != many.strict
     # Both verdicts were exercised: blocks with separators, and runs kept only when loose.
     assert seen["runs"] > 50 and seen["soft"] > 5, seen
+
+
+def test_the_runs_kernel_refuses_blocks_outside_its_arrays() -> None:
+    # The compiled kernel reads the integral images at the block's corners: a block past
+    # them, an empty one, a bad axis or arrays shorter than the sizes given are refused.
+    from dignity import regions
+
+    assert regions._core is not None
+    sample = regions._sample(PICTURE)
+    stats = regions._Stats(sample.grey, sample.rgb)
+    h1, w1 = stats.s.shape
+    args = (regions.PLAIN_STD, regions.STEP, regions.DRIFT, regions.SHARP_STD)
+    tail = (*args, regions.SHARP_STEP, regions.SHARP_LINES)
+    for block, axis in [
+        ((0, 0, w1, h1 - 1), 0),
+        ((5, 5, 5, 20), 0),
+        ((-1, 0, 10, 10), 1),
+        ((0, 0, 10, 10), 2),
+    ]:
+        with pytest.raises(ValueError):
+            regions._core.runs(stats.s, stats.q, stats.rgb, h1, w1, *block, axis, *tail)
+    with pytest.raises(ValueError):
+        regions._core.runs(stats.s[:2], stats.q, stats.rgb, h1, w1, 0, 0, 10, 10, 0, *tail)
+    loose, strict = regions._core.runs(stats.s, stats.q, stats.rgb, h1, w1, 0, 0, 10, 10, 0, *tail)
+    assert set(strict) <= set(loose)

@@ -1,0 +1,23 @@
+"""Type stub of the compiled kernel dignity._regioncore (see _regioncore.c)."""
+
+from typing import Any
+
+def runs(
+    s: Any,
+    q: Any,
+    rgb: Any,
+    height1: int,
+    width1: int,
+    x0: int,
+    y0: int,
+    x1: int,
+    y1: int,
+    axis: int,
+    plain_std: float,
+    step: float,
+    drift: float,
+    sharp_std: float,
+    sharp_step: float,
+    sharp_lines: int,
+    /,
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]: ...
