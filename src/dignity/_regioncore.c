@@ -1,4 +1,5 @@
-/* Compiled kernel of dignity.regions: the separator runs of one block along one axis.
+/* Compiled kernels of dignity.regions: the separator runs of one block along one axis, the
+ * long edge runs of the sample, and the first picture line when refining an edge.
  *
  * runs() computes exactly what regions._Runs decides in numpy and Python (the reference and
  * fallback, and the oracle of the tests): each line's mean grey level and spread over the
@@ -192,12 +193,124 @@ done:
     return result;
 }
 
+/* edge_runs(grey, height, width, axis, min_len, step, most) -> [(line, start, end), ...]
+ * As regions._edge_rects' steps and regions._runs: for axis 0, the step between rows y and
+ * y + 1 at column x is an edge when the grey levels differ by more than `step`; gaps of one
+ * value are bridged (from the unbridged edges: no chains); each run of at least min_len
+ * edges along a line is (y, x0, x1), in order of line then start, the first `most`. Axis 1
+ * is the same for the steps between columns x and x + 1, runs along y. */
+static PyObject *py_edge_runs(PyObject *self, PyObject *args) {
+    PyObject *go;
+    Py_ssize_t h, w, min_len, most;
+    int axis, step;
+    if (!PyArg_ParseTuple(args, "Onninin", &go, &h, &w, &axis, &min_len, &step, &most))
+        return NULL;
+    if (h < 1 || w < 1 || (axis != 0 && axis != 1) || min_len < 1 || most < 0) {
+        PyErr_SetString(PyExc_ValueError, "edge_runs: bad sizes or axis");
+        return NULL;
+    }
+    Py_buffer gb;
+    if (get_buf(go, &gb, "grey", 1, h * w) < 0) return NULL;
+    const uint8_t *g = gb.buf;
+    /* Lines: the h - 1 steps between rows (axis 0) or the w - 1 between columns (axis 1),
+     * each `len` long. */
+    Py_ssize_t lines = axis == 0 ? h - 1 : w - 1, len = axis == 0 ? w : h;
+    char *edge = malloc((size_t)len * 2 + 2);
+    PyObject *out = PyList_New(0);
+    if (edge == NULL || out == NULL) {
+        free(edge);
+        Py_XDECREF(out);
+        PyBuffer_Release(&gb);
+        return PyErr_NoMemory();
+    }
+    char *bridged = edge + len;
+    for (Py_ssize_t line = 0; line < lines && PyList_GET_SIZE(out) < most; line++) {
+        for (Py_ssize_t i = 0; i < len; i++) {
+            int a = axis == 0 ? g[line * w + i] : g[i * w + line];
+            int b = axis == 0 ? g[(line + 1) * w + i] : g[i * w + line + 1];
+            edge[i] = abs(b - a) > step;
+        }
+        for (Py_ssize_t i = 0; i < len; i++)
+            bridged[i] = edge[i] || (i > 0 && i < len - 1 && edge[i - 1] && edge[i + 1]);
+        for (Py_ssize_t i = 0; i < len && PyList_GET_SIZE(out) < most;) {
+            if (!bridged[i]) {
+                i++;
+                continue;
+            }
+            Py_ssize_t j = i;
+            while (j < len && bridged[j]) j++;
+            if (j - i >= min_len) {
+                PyObject *t = Py_BuildValue("(nnn)", line, i, j);
+                if (t == NULL || PyList_Append(out, t) < 0) {
+                    Py_XDECREF(t);
+                    Py_DECREF(out);
+                    free(edge);
+                    PyBuffer_Release(&gb);
+                    return NULL;
+                }
+                Py_DECREF(t);
+            }
+            i = j;
+        }
+    }
+    free(edge);
+    PyBuffer_Release(&gb);
+    return out;
+}
+
+/* first_off(grey, height, width, x0, y0, x1, y1, axis, backward, plain_std, sharp_step)
+ * -> index or -1. As regions._refine's first_off: the lines of the box (axis 1: its rows,
+ * each averaged over the box's columns; axis 0: its columns), from the far side when
+ * `backward`; the first line whose variance is over plain_std squared or whose level is
+ * more than sharp_step off the first line's, or -1 if none. Integer sums, so the same
+ * doubles as the Python walk. */
+static PyObject *py_first_off(PyObject *self, PyObject *args) {
+    PyObject *go;
+    Py_ssize_t h, w, x0, y0, x1, y1;
+    int axis, backward;
+    double plain_std, sharp_step;
+    if (!PyArg_ParseTuple(args, "Onnnnnniidd", &go, &h, &w, &x0, &y0, &x1, &y1, &axis,
+                          &backward, &plain_std, &sharp_step))
+        return NULL;
+    if (x0 < 0 || y0 < 0 || x1 > w || y1 > h || (axis != 0 && axis != 1)) {
+        PyErr_SetString(PyExc_ValueError, "first_off: bad box or axis");
+        return NULL;
+    }
+    if (x1 <= x0 || y1 <= y0) return PyLong_FromLong(-1);
+    Py_buffer gb;
+    if (get_buf(go, &gb, "grey", 1, h * w) < 0) return NULL;
+    const uint8_t *g = gb.buf;
+    Py_ssize_t lines = axis == 1 ? y1 - y0 : x1 - x0, n = axis == 1 ? x1 - x0 : y1 - y0;
+    Py_ssize_t found = -1;
+    double first = 0.0, limit = plain_std * plain_std;
+    for (Py_ssize_t k = 0; k < lines; k++) {
+        Py_ssize_t line = backward ? lines - 1 - k : k;
+        int64_t total = 0, squares = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int v = axis == 1 ? g[(y0 + line) * w + x0 + i] : g[(y0 + i) * w + x0 + line];
+            total += v;
+            squares += v * v;
+        }
+        double level = (double)total / (double)n;
+        if (k == 0) first = level;
+        if ((double)squares / (double)n - level * level > limit ||
+            fabs(level - first) > sharp_step) {
+            found = k;
+            break;
+        }
+    }
+    PyBuffer_Release(&gb);
+    return PyLong_FromSsize_t(found);
+}
+
 static PyMethodDef methods[] = {
     {"runs", py_runs, METH_VARARGS, "Separator runs (loose, strict) of one block along one axis."},
+    {"edge_runs", py_edge_runs, METH_VARARGS, "Long runs of edges between lines of a sample."},
+    {"first_off", py_first_off, METH_VARARGS, "First busy or off-level line of a box."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_regioncore",
-                                    "Compiled kernel of dignity.regions.", -1, methods};
+                                    "Compiled kernels of dignity.regions.", -1, methods};
 
 PyMODINIT_FUNC PyInit__regioncore(void) { return PyModule_Create(&module); }

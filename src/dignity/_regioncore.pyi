@@ -21,3 +21,20 @@ def runs(
     sharp_lines: int,
     /,
 ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]: ...
+def edge_runs(
+    grey: Any, height: int, width: int, axis: int, min_len: int, step: int, most: int, /
+) -> list[tuple[int, int, int]]: ...
+def first_off(
+    grey: Any,
+    height: int,
+    width: int,
+    x0: int,
+    y0: int,
+    x1: int,
+    y1: int,
+    axis: int,
+    backward: bool,
+    plain_std: float,
+    sharp_step: float,
+    /,
+) -> int: ...

@@ -81,7 +81,8 @@ SAME_BOX = 0.97  # IoU over which two proposals are one (PDQ tells 3% apart)
 DOMINANT = 0.55  # a block with more of one colour than this is text or UI, not a picture
 _MAX_DEPTH = 8
 _FEW_RUNS = 12  # up to this many runs in a block are judged in Python (see _Runs)
-_COMPILED = True  # _Runs from _regioncore.c when built (tests compare it with the numpy path)
+_COMPILED = True  # _regioncore.c's kernels when built (tests compare them with the numpy path)
+_MOST_EDGES = 64  # long edge runs kept per axis (pairs of them are tried at once)
 CORNER_TOL = 24  # per channel: a corner pixel this close to the colour outside is UI
 EDGE_STEP = 18  # grey levels between neighbouring sample pixels that make an edge
 
@@ -383,13 +384,19 @@ def _edge_rects(a: NDArray[np.uint8], min_w: int, min_h: int) -> list[Box]:
     """Rectangles bounded by long straight edges: a picture pasted on a textured background
     (a chat wallpaper) has four, the background's pattern rarely any. An edge row is a row
     whose step to the next one is large along a run of at least ``min_w`` columns."""
-    # OpenCV's absolute difference of uint8 lines: a third of the time of numpy's int16 one.
-    dy = cv2.absdiff(a[1:], a[:-1]) > EDGE_STEP  # (h-1, w): step between rows y and y+1
-    at = np.ascontiguousarray(a.T)
-    dxt = cv2.absdiff(at[1:], at[:-1]) > EDGE_STEP  # (w-1, h): step between columns x, x+1
-    rows = np.array(_runs(dy, min_w), dtype=np.intp).reshape(-1, 3)  # (y, x0, x1): an edge
+    if _core is not None and _COMPILED:
+        h, w = a.shape
+        found_rows = _core.edge_runs(a, h, w, 0, min_w, EDGE_STEP, _MOST_EDGES)
+        found_cols = _core.edge_runs(a, h, w, 1, min_h, EDGE_STEP, _MOST_EDGES)
+    else:
+        # OpenCV's absolute difference of uint8 lines: a third of the time of numpy's int16.
+        dy = cv2.absdiff(a[1:], a[:-1]) > EDGE_STEP  # (h-1, w): step between rows y and y+1
+        at = np.ascontiguousarray(a.T)
+        dxt = cv2.absdiff(at[1:], at[:-1]) > EDGE_STEP  # (w-1, h): columns x and x+1
+        found_rows, found_cols = _runs(dy, min_w), _runs(dxt, min_h)
+    rows = np.array(found_rows, dtype=np.intp).reshape(-1, 3)  # (y, x0, x1): an edge
     # below row y, over columns x0..x1
-    cols = np.array(_runs(dxt, min_h), dtype=np.intp).reshape(-1, 3)  # (x, y0, y1)
+    cols = np.array(found_cols, dtype=np.intp).reshape(-1, 3)  # (x, y0, y1)
     if len(rows) < 2 or not len(cols):
         return []
     # Every pair of edge rows (a above b, in the order of a nested loop over them), at once:
@@ -446,7 +453,7 @@ def _runs(edges: NDArray[np.bool_], min_len: int) -> list[tuple[int, int, int]]:
         for y, s, e in zip(
             ys[keep].tolist(), starts[keep].tolist(), ends[keep].tolist(), strict=True
         )
-    ][:64]
+    ][:_MOST_EDGES]
 
 
 def _dominant(a: NDArray[np.uint8], box: Box) -> float:
@@ -472,8 +479,16 @@ def _refine(grey: NDArray[np.uint8], sample: _Sample, block: Box) -> Box:
     def first_off(b: Box, axis: int, backward: bool = False) -> int | None:
         # Lines along ``axis`` (1: rows, 0: columns) of ``b``, from its far side when
         # ``backward``: exact integer sums from OpenCV, then a few lines in Python (numpy's
-        # mean and std, then a dozen calls on a handful of lines, were most of this cost). A
-        # line is busy when its variance is over PLAIN_STD squared.
+        # mean and std, then a dozen calls on a handful of lines, were most of this cost),
+        # or all of it in the compiled kernel. A line is busy when its variance is over
+        # PLAIN_STD squared.
+        if _core is not None and _COMPILED:
+            # As slicing does, the box is cut at the plane's edges.
+            x0, y0, x1, y1 = min(b[0], w), min(b[1], h), min(b[2], w), min(b[3], h)
+            at = _core.first_off(
+                grey, h, w, x0, y0, x1, y1, axis, backward, PLAIN_STD, SHARP_STEP
+            )  # fmt: skip
+            return None if at < 0 else at
         part = grey[b[1] : b[3], b[0] : b[2]]
         if not part.size:
             return None

@@ -231,5 +231,69 @@ def test_the_runs_kernel_refuses_blocks_outside_its_arrays() -> None:
             regions._core.runs(stats.s, stats.q, stats.rgb, h1, w1, *block, axis, *tail)
     with pytest.raises(ValueError):
         regions._core.runs(stats.s[:2], stats.q, stats.rgb, h1, w1, 0, 0, 10, 10, 0, *tail)
+    grey, (h, w) = sample.grey, sample.grey.shape
+    with pytest.raises(ValueError):
+        regions._core.first_off(grey, h, w, 0, 0, w + 1, 5, 0, False, 6.0, 14.0)
+    with pytest.raises(ValueError):
+        regions._core.first_off(grey[:3], h, w, 0, 0, 5, 5, 0, False, 6.0, 14.0)
+    with pytest.raises(ValueError):
+        regions._core.edge_runs(grey, h, w, 2, 8, regions.EDGE_STEP, 64)
+    with pytest.raises(ValueError):
+        regions._core.edge_runs(grey[:3], h, w, 0, 8, regions.EDGE_STEP, 64)
     loose, strict = regions._core.runs(stats.s, stats.q, stats.rgb, h1, w1, 0, 0, 10, 10, 0, *tail)
     assert set(strict) <= set(loose)
+
+
+def test_edge_runs_and_edge_refinement_in_c_agree_with_numpy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The compiled long-edge runs and the compiled first-picture-line walk give what the
+    # numpy code gives, on every layout (edges of the sample; random boxes of the image,
+    # both axes, both ways) and on the proposals they lead to.
+    from dignity import regions
+
+    assert regions._core is not None
+    rng = random.Random(12)
+    limits = (regions.PLAIN_STD, regions.SHARP_STEP)
+    found_edges = walks = 0
+    for name, layout in LAYOUTS.items():
+        img, _ = layout(PICTURE, random.Random(4), OTHERS)
+        sample = regions._sample(img)
+        h, w = sample.grey.shape
+        for axis, edges in (
+            (0, np.abs(np.diff(sample.grey.astype(np.int16), axis=0)) > regions.EDGE_STEP),
+            (1, np.abs(np.diff(sample.grey.astype(np.int16), axis=1)).T > regions.EDGE_STEP),
+        ):
+            for min_len in (2, 8, w // 8, h // 8):
+                want = regions._runs(edges, min_len)
+                step = regions.EDGE_STEP
+                got = regions._core.edge_runs(sample.grey, h, w, axis, min_len, step, 64)
+                assert got == want, (name, axis, min_len)
+                found_edges += len(got)
+        grey = np.asarray(img.convert("L"))
+        gh, gw = grey.shape
+        for _ in range(40):
+            x0, y0 = rng.randrange(0, gw - 2), rng.randrange(0, gh - 2)
+            x1, y1 = rng.randrange(x0 + 1, min(gw, x0 + 400) + 1), rng.randrange(y0 + 1, gh + 1)
+            for axis in (0, 1):
+                for backward in (False, True):
+                    part = grey[y0:y1, x0:x1].astype(np.int64)
+                    sums, squares = part.sum(axis=axis), (part * part).sum(axis=axis)
+                    if backward:
+                        sums, squares = sums[::-1], squares[::-1]
+                    n = part.shape[axis]
+                    level = sums / n
+                    off = (squares / n - level * level > regions.PLAIN_STD**2) | (
+                        np.abs(level - level[0]) > regions.SHARP_STEP
+                    )
+                    want_at = int(np.argmax(off)) if off.any() else -1
+                    at = regions._core.first_off(
+                        grey, gh, gw, x0, y0, x1, y1, axis, backward, *limits
+                    )
+                    assert at == want_at, (name, (x0, y0, x1, y1), axis, backward)
+                    walks += want_at >= 0
+        compiled = regions.propose(img)
+        monkeypatch.setattr(regions, "_COMPILED", False)
+        assert regions.propose(img) == compiled, name
+        monkeypatch.setattr(regions, "_COMPILED", True)
+    assert found_edges > 20 and walks > 100, (found_edges, walks)
