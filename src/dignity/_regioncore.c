@@ -1,5 +1,6 @@
 /* Compiled kernels of dignity.regions: the separator runs of one block along one axis, the
- * long edge runs of the sample, and the first picture line when refining an edge.
+ * long edge runs of the sample, the first picture line when refining an edge, a block's
+ * dominant grey level, and the fill of a rounded corner.
  *
  * runs() computes exactly what regions._Runs decides in numpy and Python (the reference and
  * fallback, and the oracle of the tests): each line's mean grey level and spread over the
@@ -303,7 +304,105 @@ static PyObject *py_first_off(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(found);
 }
 
+/* fill_corner(sample, height, width, corner, c, low, high) -> filled pixels. As
+ * regions._fill_corner on the grey sample PDQ reads, in place: in the c x c square at
+ * `corner` (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right; seen from that corner,
+ * as regions._corner_views flips it), the pixels within [low, high] joined to the corner in
+ * a staircase (every pixel between them and the corner close too) take the value of the
+ * first pixel past the staircase along their diagonal, unless they are over a quarter of
+ * the square (the picture's own). */
+static PyObject *py_fill_corner(PyObject *self, PyObject *args) {
+    PyObject *po;
+    Py_ssize_t h, w, c;
+    int corner, low, high;
+    if (!PyArg_ParseTuple(args, "Onninii", &po, &h, &w, &corner, &c, &low, &high)) return NULL;
+    if (corner < 0 || corner > 3 || c < 1 || c > h || c > w) {
+        PyErr_SetString(PyExc_ValueError, "fill_corner: bad corner or square");
+        return NULL;
+    }
+    Py_buffer pb;
+    if (PyObject_GetBuffer(po, &pb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) return NULL;
+    if (pb.len < h * w) {
+        PyErr_SetString(PyExc_ValueError, "fill_corner: the sample is smaller than its sizes");
+        PyBuffer_Release(&pb);
+        return NULL;
+    }
+    uint8_t *px = pb.buf;
+    int flip_y = corner >= 2, flip_x = corner == 1 || corner == 3;
+#define V(i, j) px[(flip_y ? h - 1 - (i) : (i)) * w + (flip_x ? w - 1 - (j) : (j))]
+#define CLOSE(i, j) (V(i, j) >= low && V(i, j) <= high)
+    Py_ssize_t rx = 0, ry = 0, filled = 0;
+    while (rx < c && CLOSE(0, rx)) rx++;
+    while (ry < c && CLOSE(ry, 0)) ry++;
+    Py_ssize_t *bound = NULL, *count = NULL;
+    if (rx && ry) {
+        bound = malloc(sizeof(Py_ssize_t) * (size_t)(rx + 2 * c));
+        if (bound == NULL) {
+            PyBuffer_Release(&pb);
+            return PyErr_NoMemory();
+        }
+        count = bound + rx;
+        /* The staircase: column j holds rows below bound[j], the smallest leading run of close
+         * pixels of the columns up to j (within the first ry rows). */
+        Py_ssize_t area = 0, lowest = ry;
+        for (Py_ssize_t j = 0; j < rx; j++) {
+            Py_ssize_t run = 0;
+            while (run < lowest && CLOSE(run, j)) run++;
+            lowest = run;
+            bound[j] = lowest;
+            area += lowest;
+        }
+        if ((double)area <= 0.25 * (double)c * (double)c) {
+            for (Py_ssize_t d = 0; d < 2 * c; d++) count[d] = 0;
+            for (Py_ssize_t j = 0; j < rx; j++)
+                for (Py_ssize_t i = 0; i < bound[j]; i++) count[j - i + c - 1]++;
+            for (Py_ssize_t j = 0; j < rx; j++) {
+                for (Py_ssize_t i = 0; i < bound[j]; i++) {
+                    Py_ssize_t k = count[j - i + c - 1] - (i < j ? i : j);
+                    if (i + k < c && j + k < c) {
+                        V(i, j) = V(i + k, j + k);
+                        filled++;
+                    }
+                }
+            }
+        }
+        free(bound);
+    }
+#undef CLOSE
+#undef V
+    PyBuffer_Release(&pb);
+    return PyLong_FromSsize_t(filled);
+}
+
+/* dominant(sample, height, width, x0, y0, x1, y1) -> share. As regions._dominant: of every
+ * other pixel of every other row of the box, the share in the most common of 32 grey
+ * levels. */
+static PyObject *py_dominant(PyObject *self, PyObject *args) {
+    PyObject *ao;
+    Py_ssize_t h, w, x0, y0, x1, y1;
+    if (!PyArg_ParseTuple(args, "Onnnnnn", &ao, &h, &w, &x0, &y0, &x1, &y1)) return NULL;
+    if (x0 < 0 || y0 < 0 || x1 > w || y1 > h) {
+        PyErr_SetString(PyExc_ValueError, "dominant: bad box");
+        return NULL;
+    }
+    Py_buffer ab;
+    if (get_buf(ao, &ab, "sample", 1, h * w) < 0) return NULL;
+    const uint8_t *a = ab.buf;
+    Py_ssize_t hist[32] = {0}, total = 0, most = 0;
+    for (Py_ssize_t y = y0; y < y1; y += 2)
+        for (Py_ssize_t x = x0; x < x1; x += 2) {
+            hist[a[y * w + x] >> 3]++;
+            total++;
+        }
+    for (int i = 0; i < 32; i++)
+        if (hist[i] > most) most = hist[i];
+    PyBuffer_Release(&ab);
+    return PyFloat_FromDouble((double)most / (double)(total > 1 ? total : 1));
+}
+
 static PyMethodDef methods[] = {
+    {"fill_corner", py_fill_corner, METH_VARARGS, "Undo a rounded corner of a grey sample."},
+    {"dominant", py_dominant, METH_VARARGS, "Share of a box's most common grey level."},
     {"runs", py_runs, METH_VARARGS, "Separator runs (loose, strict) of one block along one axis."},
     {"edge_runs", py_edge_runs, METH_VARARGS, "Long runs of edges between lines of a sample."},
     {"first_off", py_first_off, METH_VARARGS, "First busy or off-level line of a box."},

@@ -38,3 +38,9 @@ def first_off(
     sharp_step: float,
     /,
 ) -> int: ...
+def fill_corner(
+    sample: Any, height: int, width: int, corner: int, c: int, low: int, high: int, /
+) -> int: ...
+def dominant(
+    sample: Any, height: int, width: int, x0: int, y0: int, x1: int, y1: int, /
+) -> float: ...

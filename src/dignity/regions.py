@@ -459,6 +459,8 @@ def _runs(edges: NDArray[np.bool_], min_len: int) -> list[tuple[int, int, int]]:
 def _dominant(a: NDArray[np.uint8], box: Box) -> float:
     """Share of the block's sample pixels in its most common grey level (of 32)."""
     x0, y0, x1, y1 = box
+    if _core is not None and _COMPILED:
+        return _core.dominant(a, a.shape[0], a.shape[1], x0, y0, x1, y1)
     codes = (a[y0:y1:2, x0:x1:2] >> 3).ravel()
     return float(np.bincount(codes, minlength=32).max()) / float(max(1, codes.size))
 
@@ -925,7 +927,8 @@ class _Planes:
         plane = self.grey
         tol = CORNER_TOL + 1
         views = _corner_views(grey, c)
-        for view, out, spot in zip(views, _outside_spots(box, self.image.size), spots, strict=True):
+        corners = zip(views, _outside_spots(box, self.image.size), spots, strict=True)
+        for k, (view, out, spot) in enumerate(corners):
             if out is None:
                 continue
             level = int(plane[out[1], out[0]])
@@ -935,6 +938,9 @@ class _Planes:
             if max(abs(a - b) for a, b in zip(pixel, colour, strict=True)) > CORNER_TOL:
                 continue
             low, high = max(0, level - tol), min(255, level + tol)
+            if _core is not None and _COMPILED:
+                _core.fill_corner(grey, grey.shape[0], grey.shape[1], k, c, low, high)
+                continue
 
             def close(
                 rows: int,

@@ -297,3 +297,54 @@ def test_edge_runs_and_edge_refinement_in_c_agree_with_numpy(
         assert regions.propose(img) == compiled, name
         monkeypatch.setattr(regions, "_COMPILED", True)
     assert found_edges > 20 and walks > 100, (found_edges, walks)
+
+
+def test_corner_fill_and_dominant_level_in_c_agree_with_numpy() -> None:
+    # The compiled corner fill and dominant grey level give what the numpy code gives: on
+    # grey samples of rounded pictures (fills), of flat corners (over a quarter: left be)
+    # and of noise, at every corner and tolerance; and on random boxes of every layout.
+    from dignity import regions
+
+    assert regions._core is not None
+    rng = np.random.default_rng(13)
+    fills = 0
+    for trial in range(60):
+        h, w = int(rng.integers(40, 200)), int(rng.integers(40, 200))
+        sample = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        if trial % 3 == 0:  # a picture with corners rounded off in a flat colour
+            mask = Image.new("L", (w, h), 0)
+            ImageDraw.Draw(mask).rounded_rectangle(
+                [0, 0, w - 1, h - 1], radius=int(rng.integers(3, 20)), fill=255
+            )
+            sample = np.where(np.asarray(mask) > 0, sample // 2, 250).astype(np.uint8)
+        elif trial % 3 == 1:  # a flat band along one side: more than a rounding
+            sample[: h // 3] = 240
+        c = min(h, w) // 8
+        if c < 3:
+            continue
+        for corner in range(4):
+            level = int(regions._corner_views(sample, c)[corner][0, 0])
+            low, high = max(0, level - 25), min(255, level + 25)
+            want = sample.copy()
+            view = regions._corner_views(want, c)[corner]
+
+            def part(
+                r: int, k: int, v: np.ndarray = view, lo: int = low, hi: int = high
+            ) -> np.ndarray:
+                return (v[:r, :k] >= lo) & (v[:r, :k] <= hi)  # type: ignore[no-any-return]
+
+            regions._fill_corner(view, part, c)
+            got = sample.copy()
+            fills += regions._core.fill_corner(got, h, w, corner, c, low, high) > 0
+            assert np.array_equal(got, want), (trial, corner)
+    assert fills > 10, fills
+    for name, layout in LAYOUTS.items():
+        img, _ = layout(PICTURE, random.Random(6), OTHERS)
+        small = regions._sample(img).grey
+        sh, sw = small.shape
+        for _ in range(30):
+            x0, y0 = int(rng.integers(0, sw - 1)), int(rng.integers(0, sh - 1))
+            box = (x0, y0, int(rng.integers(x0 + 1, sw + 1)), int(rng.integers(y0 + 1, sh + 1)))
+            codes = (small[box[1] : box[3] : 2, box[0] : box[2] : 2] >> 3).ravel()
+            want_share = float(np.bincount(codes, minlength=32).max()) / float(codes.size)
+            assert regions._core.dominant(small, sh, sw, *box) == want_share, (name, box)
