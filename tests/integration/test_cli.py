@@ -289,3 +289,19 @@ def test_db_upgrade_and_keys(cli: Cli, tmp_path: Path, backend: str) -> None:
         assert r.returncode == 2
         r = cli("key", "revoke", "999")
         assert r.returncode == 3 and "key.not_found" in r.stderr
+
+
+def test_ctrl_c_stops_the_server_with_the_interrupt_status(tmp_path: Path) -> None:
+    # `dignity serve` (what `make run` leaves running) stops on Ctrl-C with the documented
+    # status 130 and one line, not click's "Aborted!" and 1 (which `make` reports as an error).
+    import signal
+
+    from tests.integration.server import LiveServer
+
+    server = LiveServer(tmp_path / "data")
+    server.start()
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGINT)
+    assert server.proc.wait(timeout=30) == 130
+    log = server.log.read_text()
+    assert "dignity: interrupted" in log and "Aborted!" not in log
