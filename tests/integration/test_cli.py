@@ -293,7 +293,7 @@ def test_db_upgrade_and_keys(cli: Cli, tmp_path: Path, backend: str) -> None:
 
 def test_ctrl_c_stops_the_server_with_the_interrupt_status(tmp_path: Path) -> None:
     # `dignity serve` (what `make run` leaves running) stops on Ctrl-C with the documented
-    # status 130 and one line, not click's "Aborted!" and 1 (which `make` reports as an error).
+    # status 130 and one line, not click's "Aborted!" and 1 (the partial-failure status).
     import signal
 
     from tests.integration.server import LiveServer

@@ -39,8 +39,8 @@ from dignity.cli.app import EXIT_CODES, cli
 
 def main() -> None:
     """Console-script entry point. Click's standalone mode answers Ctrl-C with "Aborted!" and
-    exit status 1 (`make run` then reports an error); the documented status for an interrupt
-    is 130, so this does what standalone mode does but for that."""
+    exit status 1, the status of a partial failure; the documented status for an interrupt is
+    130, so this does what standalone mode does but for that."""
     try:
         code = cli.main(prog_name="dignity", standalone_mode=False)
     except click.exceptions.Abort as exc:
