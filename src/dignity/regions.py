@@ -18,7 +18,10 @@ a second pass looks for rectangles bounded by long straight edges.
 image, read once as grey (luma) pixels: PDQ only reads luma, and a third of the bytes per
 proposal is most of their cost once there are several. A low-detail region gets a low PDQ
 quality and the engine's quality floor skips it, as it does for whole images. Coordinates
-are in the upload's pixels (the decode may be reduced).
+are in the upload's pixels (the decode may be reduced). The steps made of many small array
+operations (separator runs, edge runs, edge refinement, dominant levels, corner fills) run in
+a compiled kernel (``_regioncore.c``) when it is built; the numpy code here makes the same
+decisions and is the fallback and the tests' oracle.
 """
 
 from __future__ import annotations
