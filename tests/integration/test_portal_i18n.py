@@ -284,13 +284,8 @@ def test_rate_limited_submit_says_how_long_and_codes_can_be_kept(
         assert re.fullmatch(r"[0-9A-Z]{4}(-[0-9A-Z]{4}){2}", number), number
 
         # Save as a file: made in the page (no request), holding number and PIN.
-        requests: list[str] = []
-        page.on("request", lambda r: requests.append(r.url))
-        with page.expect_download() as download_info:
-            page.click("#download")
-        download = download_info.value
-        assert download.suggested_filename == f"case-{number}.txt"
-        text = Path(download.path()).read_text(encoding="utf-8")
+        name, text, requests = _save(page, "#download")
+        assert name == f"case-{number}.txt"
         assert f"Case number: {number}\nPIN: {pin}\n" in text
         assert f"{live.base}/portal" in text
         assert not [u for u in requests if u.startswith(live.base)], requests
@@ -358,6 +353,17 @@ def _send_takedown_request(page: Any) -> tuple[str, str]:
     return ticket, code
 
 
+def _save(page: Any, button: str) -> tuple[str, str, list[str]]:
+    """Click a page's Save button: the file's suggested name and text, and the list of every
+    request the page makes from now on (saving must add none: the file is made in the page)."""
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    with page.expect_download() as download_info:
+        page.click(button)
+    download = download_info.value
+    return download.suggested_filename, Path(download.path()).read_text(encoding="utf-8"), requests
+
+
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_intake_receipt_codes_can_be_kept_in_every_language(
     browser: Any, server: LiveServer, lang: str
@@ -378,13 +384,9 @@ def test_intake_receipt_codes_can_be_kept_in_every_language(
         )
 
         # Save: a file made in the page (no request) with the ticket, code and status page.
-        requests: list[str] = []
-        page.on("request", lambda r: requests.append(r.url))
-        with page.expect_download() as download_info:
-            page.click("#receipt-save")
-        download = download_info.value
-        assert download.suggested_filename == f"takedown-{ticket}.txt"
-        assert Path(download.path()).read_text(encoding="utf-8") == expected
+        name, text, requests = _save(page, "#receipt-save")
+        assert name == f"takedown-{ticket}.txt"
+        assert text == expected
         assert page.evaluate(status) == catalogue["intake.keep.saved"]
         # Copy: the same text on the clipboard.
         page.click("#receipt-copy")
