@@ -83,7 +83,6 @@ MAX_ASPECT = 4.0
 SAME_BOX = 0.97  # IoU over which two proposals are one (PDQ tells 3% apart)
 DOMINANT = 0.55  # a block with more of one colour than this is text or UI, not a picture
 _MAX_DEPTH = 8
-_FEW_RUNS = 12  # up to this many runs in a block are judged in Python (see _Runs)
 _COMPILED = True  # _regioncore.c's kernels when built (tests compare them with the numpy path)
 _MOST_EDGES = 64  # long edge runs kept per axis (pairs of them are tried at once)
 CORNER_TOL = 24  # per channel: a corner pixel this close to the colour outside is UI
@@ -178,16 +177,12 @@ class _Runs:
         if not plain.any():
             return
         # A run goes on while lines are plain and each is within STEP of the one before. All
-        # runs are judged at once (a loop over them was most of the cuts' cost: text makes
-        # many short ones).
+        # runs are judged at once (text makes many short ones).
         joined = np.zeros(n, dtype=bool)
         joined[1:] = plain[1:] & plain[:-1] & (np.abs(np.diff(mean)) <= STEP)
         starts = np.flatnonzero(plain & ~joined)
         breaks = np.append(np.flatnonzero(~joined), n)
         ends = breaks[np.searchsorted(breaks, starts, side="right")]
-        if len(starts) <= _FEW_RUNS:
-            self._judge_few(stats, block, axis, mean, spread, starts, ends)
-            return
         bounds = np.stack((starts, ends), axis=1).ravel()
         if bounds[-1] == n:
             bounds = bounds[:-1]
@@ -217,62 +212,6 @@ class _Runs:
         sharp = sharp[: len(starts)] & sharp[len(starts) :]
         self.loose = list(zip(starts.tolist(), ends.tolist(), strict=True))
         self.strict = [run for run, ok in zip(self.loose, sharp.tolist(), strict=True) if ok]
-
-    def _judge_few(
-        self,
-        stats: _Stats,
-        block: Box,
-        axis: int,
-        mean: NDArray[np.float64],
-        spread: NDArray[np.float64],
-        starts: NDArray[np.intp],
-        ends: NDArray[np.intp],
-    ) -> None:
-        """What the vectorised steps of ``__init__`` decide (drift, colour, sharp ends), run
-        by run in Python: most blocks have a few runs, and there the fifty numpy calls of the
-        vectorised steps cost several times a loop (integral sums are exact integers: the
-        same floats either way)."""
-        level: list[float] = mean.tolist()
-        spreads: list[float] = spread.tolist()
-        n = len(level)
-        x0, y0, x1, y1 = block
-        rsum = stats.rgb.item
-
-        def colour(line: int) -> tuple[float, float, float]:
-            if axis == 0:
-                r, k = y0 + line, x1 - x0
-                a, b, c, d = (r + 1, x1), (r, x1), (r + 1, x0), (r, x0)
-            else:
-                col, k = x0 + line, y1 - y0
-                a, b, c, d = (y1, col + 1), (y1, col), (y0, col + 1), (y0, col)
-            return (
-                (rsum(*a, 0) - rsum(*b, 0) - rsum(*c, 0) + rsum(*d, 0)) / k,
-                (rsum(*a, 1) - rsum(*b, 1) - rsum(*c, 1) + rsum(*d, 1)) / k,
-                (rsum(*a, 2) - rsum(*b, 2) - rsum(*c, 2) + rsum(*d, 2)) / k,
-            )
-
-        def sharp(line: int, way: int, at_level: float) -> bool:
-            # As _sharp, for one end of one run.
-            if line < 0 or line >= n or spreads[line] <= PLAIN_STD:
-                return True
-            near = [min(max(line + way * j, 0), n - 1) for j in range(SHARP_LINES)]
-            return (
-                max(spreads[i] for i in near) > SHARP_STD
-                or max(abs(level[i] - at_level) for i in near) > SHARP_STEP
-            )
-
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            run = level[a:b]
-            if max(run) - min(run) > DRIFT:
-                continue
-            if b - a >= 4:
-                q = (b - a) // 4
-                first, second = colour(a + q), colour(b - 1 - q)
-                if max(abs(u - v) for u, v in zip(first, second, strict=True)) > 2 * DRIFT:
-                    continue
-            self.loose.append((a, b))
-            if sharp(a - 1, -1, level[a]) and sharp(b, 1, level[b - 1]):
-                self.strict.append((a, b))
 
 
 def _colour_held(

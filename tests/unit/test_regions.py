@@ -173,10 +173,9 @@ def test_region_hashes_undo_rounded_corners_on_grey_levels(scale: int) -> None:
     assert distance(kept.hex, region_pdq(square, box).hex) <= 2  # grey rounding only
 
 
-def test_runs_judged_in_c_python_and_numpy_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    # _Runs comes from the compiled kernel; without it, a block's few runs are judged in
-    # Python and many at once in numpy: all three must make the same separators on every
-    # block of every layout (and on random blocks of each).
+def test_runs_judged_in_c_and_numpy_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    # _Runs comes from the compiled kernel; without it, from numpy: both must make the same
+    # separators on every block of every layout (and on random blocks of each).
     from dignity import regions
 
     assert regions._core is not None, "pip install -e . compiles dignity._regioncore"
@@ -196,13 +195,9 @@ def test_runs_judged_in_c_python_and_numpy_agree(monkeypatch: pytest.MonkeyPatch
             for axis in (0, 1):
                 compiled = regions._Runs(stats, block, axis)
                 monkeypatch.setattr(regions, "_COMPILED", False)
-                monkeypatch.setattr(regions, "_FEW_RUNS", 10**6)
-                few = regions._Runs(stats, block, axis)
-                monkeypatch.setattr(regions, "_FEW_RUNS", -1)
                 many = regions._Runs(stats, block, axis)
                 monkeypatch.setattr(regions, "_COMPILED", True)
                 want = (many.loose, many.strict)
-                assert (few.loose, few.strict) == want, (name, block, axis)
                 assert (compiled.loose, compiled.strict) == want, (name, block, axis)
                 seen["runs"] += bool(many.loose)
                 seen["soft"] += many.loose != many.strict
