@@ -8,6 +8,8 @@ on another machine sharing its PostgreSQL). Either way it also runs the ``job-re
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from dignity.cli.app import Context, cli, pass_ctx, stop_on_signals, wait_for
@@ -84,6 +86,11 @@ def _celery(
     signals.worker_shutdown.connect(on_shutdown, weak=False)
     argv = [
         "worker",
+        # A node name of this process's own: Celery's default (celery@host) is the same for
+        # every worker on a machine, and its remote-control queue is exclusive to one of
+        # them, so a second worker started beside a first (or beside one still closing) died
+        # at start with RESOURCE_LOCKED.
+        f"--hostname=dignity-{os.getpid()}@%h",
         f"--concurrency={n}",
         f"--pool={pool}",
         # By default the jobs' queue and the one beat sends the periodic ticks to.
